@@ -1,0 +1,93 @@
+/*
+ * alloc.c - counted metadata allocation and allocation-failure injection.
+ *
+ * Every structure the engine allocates besides frames (descriptors, objects,
+ * tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
+ * malloc_usable_size() + 8 bytes (the allocator's header) to meta_bytes, so
+ * that bytes_held = frames_held * 4096 + meta_bytes stays under max_bytes.
+ * When it would not fit, free frames are released to the OS first, then (if
+ * the caller allows) ephemeral pages are evicted.
+ *
+ * Failure injection: with fail_at = N, the Nth counted internal allocation
+ * (metadata or a new frame) fails; with fail_persistent, every one after it
+ * fails too (SQLite's transient and persistent OOM modes).
+ */
+#include <malloc.h>
+
+#include "internal.h"
+
+#define TM_META_OVERHEAD 8u
+#define TM_MAKE_ROOM_TRIES 64
+
+bool tm_fault_hit(tmem_t *t)
+{
+    uint64_t at = tm_load(t->fail_at);
+    if (at == 0)
+        return false;
+    uint64_t n = tm_inc(t->alloc_count) + 1;
+    if (n == at || (n > at && tm_load(t->fail_persistent)))
+        return true;
+    return false;
+}
+
+uint64_t tm_bytes_held(tmem_t *t)
+{
+    int64_t meta = atomic_load_explicit(&t->meta_bytes, TM_RELAXED);
+    return tm_load(t->frames.nheld) * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0);
+}
+
+bool tm_fit_by_releasing(tmem_t *t, uint64_t want)
+{
+    for (;;) {
+        uint64_t held = tm_bytes_held(t), max = tm_load(t->max_bytes);
+        if (held + want <= max)
+            return true;
+        uint64_t over = held + want - max;
+        size_t n = (size_t)((over + TMEM_PAGE_SIZE - 1) / TMEM_PAGE_SIZE);
+        if (n < 16)
+            n = 16;     /* release in batches: madvise is 1.4 us a frame */
+        if (tm_frames_release(t, n) == 0)
+            return tm_bytes_held(t) + want <= tm_load(t->max_bytes);
+    }
+}
+
+void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
+{
+    if (tm_fault_hit(t)) {
+        tm_inc(t->st.alloc_failed);
+        return NULL;
+    }
+    uint64_t want = size + TM_META_OVERHEAD + 16;   /* usable may round up */
+    int tries = 0;
+    while (!tm_fit_by_releasing(t, want)) {
+        if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
+            tm_inc(t->st.alloc_failed);
+            return NULL;
+        }
+    }
+    void *p = malloc(size);
+    if (!p) {
+        tm_inc(t->st.alloc_failed);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&t->meta_bytes,
+                              (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD), TM_RELAXED);
+    return p;
+}
+
+void *tm_meta_calloc(tmem_t *t, size_t size, bool may_evict)
+{
+    void *p = tm_meta_alloc(t, size, may_evict);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+void tm_meta_free(tmem_t *t, void *p)
+{
+    if (!p)
+        return;
+    atomic_fetch_sub_explicit(&t->meta_bytes,
+                              (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD), TM_RELAXED);
+    free(p);
+}

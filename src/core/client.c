@@ -1,0 +1,303 @@
+/*
+ * client.c - clients: open, close, the handle check every call makes, and
+ * the administrator's controls (freeze, thaw, weight, cap, compression,
+ * shared-pool authorisation).
+ *
+ * A handle stays valid memory until tmem_close(): tmem_client_close() frees
+ * the client's pools and stores and turns the handle into a tombstone, so a
+ * late call on a closed handle gets -ENODEV (and is counted) instead of a
+ * use after free.  Client ids count up and are never reused.
+ */
+#include "internal.h"
+
+int tm_client_enter(struct tmem_client *c)
+{
+    if (!c)
+        return -EINVAL;
+    uint64_t m = atomic_load(&c->magic);
+    if (m != TM_CLIENT_MAGIC) {
+        if (m == TM_CLIENT_DEAD)
+            tm_inc(c->t->st.bad_closed);
+        return m == TM_CLIENT_DEAD ? -ENODEV : -EINVAL;
+    }
+    pthread_rwlock_rdlock(&c->lock);
+    if (c->dead) {
+        pthread_rwlock_unlock(&c->lock);
+        tm_inc(c->t->st.bad_closed);
+        return -ENODEV;
+    }
+    return 0;
+}
+
+void tm_client_leave(struct tmem_client *c) { pthread_rwlock_unlock(&c->lock); }
+
+struct tmem_client *tm_client_find_locked(tmem_t *t, uint32_t id)
+{
+    for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+bool tm_client_authorised_locked(struct tmem_client *c, tmem_uuid_t uuid)
+{
+    for (uint32_t i = 0; i < c->nauth; i++)
+        if (c->auth[i].lo == uuid.lo && c->auth[i].hi == uuid.hi)
+            return true;
+    return false;
+}
+
+tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
+{
+    if (!t) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct tmem_client *c = tm_meta_calloc(t, sizeof(*c), true);
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->t = t;
+    pthread_rwlock_init(&c->lock, NULL);
+    snprintf(c->name, sizeof(c->name), "%s", name ? name : "");
+    atomic_init(&c->weight, t->cfg.default_weight);
+    atomic_init(&c->cap, t->cfg.default_cap);
+    atomic_init(&c->compress, t->cfg.compress);
+    if (!t->cfg.dedup_across_clients) {
+        c->eph_store = tm_store_new(t, false);
+        c->pers_store = tm_store_new(t, true);
+        if (!c->eph_store || !c->pers_store) {
+            tm_store_free(t, c->eph_store);
+            tm_store_free(t, c->pers_store);
+            pthread_rwlock_destroy(&c->lock);
+            tm_meta_free(t, c);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    pthread_rwlock_wrlock(&t->clients_lock);
+    c->id = t->next_id++;
+    c->prev = t->clients.prev;
+    c->next = &t->clients;
+    t->clients.prev->next = c;
+    t->clients.prev = c;
+    t->nclients++;
+    pthread_rwlock_unlock(&t->clients_lock);
+    atomic_store(&c->magic, TM_CLIENT_MAGIC);
+    return c;
+}
+
+void tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *from)
+{
+    const atomic_u64 *src = (const atomic_u64 *)from;
+    atomic_u64 *dst = (atomic_u64 *)into;
+    for (size_t i = 0; i < sizeof(*from) / sizeof(atomic_u64); i++)
+        tm_add(dst[i], tm_load(src[i]));
+}
+
+void tmem_client_close(tmem_client_t *c)
+{
+    if (!c || atomic_load(&c->magic) != TM_CLIENT_MAGIC)
+        return;
+    tmem_t *t = c->t;
+    pthread_rwlock_wrlock(&c->lock);
+    if (c->dead) {
+        pthread_rwlock_unlock(&c->lock);
+        return;
+    }
+    for (unsigned i = 0; i < TMEM_MAX_POOLS; i++) {
+        if (c->pools[i]) {
+            struct tm_pool *p = c->pools[i];
+            c->pools[i] = NULL;
+            tm_pool_leave(t, c, p);
+        }
+    }
+    c->dead = true;
+    atomic_store(&c->magic, TM_CLIENT_DEAD);
+    pthread_rwlock_wrlock(&t->clients_lock);
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->next = t->tombstones;
+    c->prev = NULL;
+    t->tombstones = c;
+    t->nclients--;
+    tm_stats_fold(&t->retired, &c->st);
+    pthread_rwlock_unlock(&t->clients_lock);
+    tm_store_free(t, c->eph_store);
+    tm_store_free(t, c->pers_store);
+    c->eph_store = c->pers_store = NULL;
+    pthread_rwlock_unlock(&c->lock);
+}
+
+uint32_t tmem_client_id(const tmem_client_t *c) { return c ? c->id : UINT32_MAX; }
+
+/* ------------------------------------------------------------------------
+ * Administration
+ * ---------------------------------------------------------------------- */
+typedef int (*client_fn)(struct tmem_client *c, uint64_t arg, tmem_uuid_t uuid);
+
+/* Applies fn to one client (or all, if id is TMEM_CLIENT_ALL and all_ok). */
+static int admin_apply(tmem_t *t, uint32_t id, bool all_ok, client_fn fn, uint64_t arg,
+                       tmem_uuid_t uuid)
+{
+    if (!t)
+        return -EINVAL;
+    int rc = 0;
+    pthread_rwlock_wrlock(&t->clients_lock);
+    if (id == TMEM_CLIENT_ALL) {
+        if (!all_ok)
+            rc = -EINVAL;
+        for (struct tmem_client *c = t->clients.next; all_ok && c != &t->clients; c = c->next)
+            if ((rc = fn(c, arg, uuid)) != 0)
+                break;
+    } else {
+        struct tmem_client *c = tm_client_find_locked(t, id);
+        rc = c ? fn(c, arg, uuid) : -ENOENT;
+    }
+    pthread_rwlock_unlock(&t->clients_lock);
+    return rc;
+}
+
+static int do_freeze(struct tmem_client *c, uint64_t on, tmem_uuid_t u)
+{
+    (void)u;
+    atomic_store(&c->frozen, (int)on);
+    return 0;
+}
+
+static int do_weight(struct tmem_client *c, uint64_t w, tmem_uuid_t u)
+{
+    (void)u;
+    atomic_store(&c->weight, (uint32_t)w);
+    return 0;
+}
+
+static int do_cap(struct tmem_client *c, uint64_t cap, tmem_uuid_t u)
+{
+    (void)u;
+    atomic_store(&c->cap, cap);
+    return 0;
+}
+
+static int do_compress(struct tmem_client *c, uint64_t codec, tmem_uuid_t u)
+{
+    (void)u;
+    atomic_store(&c->compress, (int)codec);
+    return 0;
+}
+
+static int do_auth(struct tmem_client *c, uint64_t allow, tmem_uuid_t uuid)
+{
+    for (uint32_t i = 0; i < c->nauth; i++) {
+        if (c->auth[i].lo == uuid.lo && c->auth[i].hi == uuid.hi) {
+            if (!allow)
+                c->auth[i] = c->auth[--c->nauth];
+            return 0;
+        }
+    }
+    if (!allow)
+        return 0;
+    if (c->nauth == TM_MAX_AUTH)
+        return -ENOSPC;
+    c->auth[c->nauth++] = uuid;
+    return 0;
+}
+
+static const tmem_uuid_t no_uuid;
+
+int tmem_admin_freeze(tmem_t *t, uint32_t id) { return admin_apply(t, id, true, do_freeze, 1, no_uuid); }
+int tmem_admin_thaw(tmem_t *t, uint32_t id) { return admin_apply(t, id, true, do_freeze, 0, no_uuid); }
+
+int tmem_admin_set_weight(tmem_t *t, uint32_t id, uint32_t weight)
+{
+    return admin_apply(t, id, true, do_weight, weight, no_uuid);
+}
+
+int tmem_admin_set_cap(tmem_t *t, uint32_t id, uint64_t pages)
+{
+    return admin_apply(t, id, true, do_cap, pages, no_uuid);
+}
+
+int tmem_admin_set_compress(tmem_t *t, uint32_t id, int codec)
+{
+    if (codec < TMEM_COMPRESS_NONE || codec > TMEM_COMPRESS_ZSTD)
+        return -EINVAL;
+    return admin_apply(t, id, true, do_compress, (uint64_t)codec, no_uuid);
+}
+
+int tmem_admin_shared_auth(tmem_t *t, uint32_t id, tmem_uuid_t uuid, int allow)
+{
+    return admin_apply(t, id, false, do_auth, allow ? 1 : 0, uuid);
+}
+
+/* ------------------------------------------------------------------------
+ * Per-client figures
+ * ---------------------------------------------------------------------- */
+int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
+{
+    if (!t || !out)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&t->clients_lock);
+    struct tmem_client *c = tm_client_find_locked(t, id);
+    if (!c) {
+        pthread_rwlock_unlock(&t->clients_lock);
+        return -ENOENT;
+    }
+    memset(out, 0, sizeof(*out));
+    out->id = c->id;
+    memcpy(out->name, c->name, sizeof(out->name));
+    out->weight = tm_load(c->weight);
+    out->cap = tm_load(c->cap);
+    out->compress = atomic_load(&c->compress);
+    out->frozen = atomic_load(&c->frozen);
+    out->ephemeral_pages = tm_load(c->eph_pages);
+    out->persistent_pages = tm_load(c->pers_pages);
+    out->puts = tm_load(c->st.puts);
+    out->puts_ok = tm_load(c->st.puts_ok);
+    out->gets = tm_load(c->st.gets);
+    out->gets_hit = tm_load(c->st.gets_hit);
+    out->flushes = tm_load(c->st.flushes);
+    out->evicted = tm_load(c->st.evicted);
+    out->refused_nomem = tm_load(c->st.refused_nomem);
+    out->refused_quota = tm_load(c->st.refused_quota);
+    out->refused_frozen = tm_load(c->st.refused_frozen);
+    out->compressed_pages = tm_load(c->st.compressed_pages);
+    out->compressed_bytes = tm_load(c->st.compressed_bytes);
+    out->compress_poor = tm_load(c->st.compress_poor);
+    pthread_rwlock_unlock(&t->clients_lock);
+    /* pool count needs the client's own lock (taken after clients_lock is
+     * dropped: the lock order is client -> clients_lock); the handle
+     * outlives the client, so c stays valid memory. */
+    pthread_rwlock_rdlock(&c->lock);
+    for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
+        out->nr_pools += c->pools[i] != NULL;
+    pthread_rwlock_unlock(&c->lock);
+    return 0;
+}
+
+size_t tmem_client_ids(tmem_t *t, uint32_t *ids, size_t max)
+{
+    if (!t)
+        return 0;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&t->clients_lock);
+    for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next, n++)
+        if (ids && n < max)
+            ids[n] = c->id;
+    pthread_rwlock_unlock(&t->clients_lock);
+    return n;
+}
+
+struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n)
+{
+    pthread_rwlock_rdlock(&t->clients_lock);
+    struct tmem_client **v = malloc((t->nclients + 1) * sizeof(*v));
+    size_t k = 0;
+    if (v)
+        for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next)
+            v[k++] = c;
+    pthread_rwlock_unlock(&t->clients_lock);
+    *n = k;
+    return v;
+}

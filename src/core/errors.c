@@ -1,0 +1,26 @@
+/*
+ * errors.c - names for every result code the API returns.
+ */
+#include "internal.h"
+
+const char *tmem_strerror(int code)
+{
+    if (code < 0)
+        code = -code;
+    switch (code) {
+    case 0:            return "success";
+    case ENOENT:       return "not found (a get that missed)";
+    case ENOMEM:       return "no room: put refused";
+    case EDQUOT:       return "over the client's persistent cap: put refused";
+    case ENOSPC:       return "duplicate put failed; the old copy was removed";
+    case ENODEV:       return "no such pool, or the client is closed";
+    case EINVAL:       return "invalid argument";
+    case EBUSY:        return "busy: the client already has pools";
+    case ENOSYS:       return "not available in this build";
+    case EPROTO:       return "malformed or unsupported save stream";
+    case EIO:          return "internal data error";
+    case TMEM_EFROZEN: return "client frozen: new puts refused";
+    case TMEM_EEMPTY:  return "pool empty";
+    default:           return "unknown tmem result code";
+    }
+}

@@ -1,0 +1,167 @@
+/*
+ * internal.h - the engine's internal API, sectioned by the file that owns
+ * each function.  Internal non-static symbols carry the tm_ prefix; nothing
+ * here is exported from libtmem (built with -fvisibility=hidden).
+ */
+#ifndef TMEM_CORE_INTERNAL_H
+#define TMEM_CORE_INTERNAL_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "types.h"
+
+/* ---- assertions and reports -------------------------------------------
+ * tm_assert() guards internal invariants in debug builds (TMEM_DEBUG >= 1);
+ * never use it on client input, which is validated and counted instead. */
+#ifndef TMEM_DEBUG
+#define TMEM_DEBUG 0
+#endif
+#if TMEM_DEBUG >= 1
+#define tm_assert(x) ((x) ? (void)0 : tm_assert_fail(#x, __FILE__, __LINE__))
+#else
+#define tm_assert(x) ((void)0)
+#endif
+_Noreturn void tm_assert_fail(const char *expr, const char *file, int line);
+
+#define TM_RELAXED memory_order_relaxed
+#define tm_inc(a)      atomic_fetch_add_explicit(&(a), 1, TM_RELAXED)
+#define tm_add(a, n)   atomic_fetch_add_explicit(&(a), (n), TM_RELAXED)
+#define tm_sub(a, n)   atomic_fetch_sub_explicit(&(a), (n), TM_RELAXED)
+#define tm_load(a)     atomic_load_explicit(&(a), TM_RELAXED)
+#define tm_store_(a, v) atomic_store_explicit(&(a), (v), TM_RELAXED)
+
+/* ---- alloc.c: metadata allocation, accounting, failure injection ------ */
+/* Allocates counted metadata.  May make room by releasing free frames and,
+ * if may_evict, by evicting ephemeral pages (never under a bucket lock).
+ * NULL when over the limit or when injection fails this allocation. */
+void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict);
+void *tm_meta_calloc(tmem_t *t, size_t size, bool may_evict);
+void  tm_meta_free(tmem_t *t, void *p);
+/* true if this internal allocation is to fail (failure injection). */
+bool  tm_fault_hit(tmem_t *t);
+uint64_t tm_bytes_held(tmem_t *t);
+/* Releases free frames to the OS until bytes_held + want <= limit; returns
+ * true if that fits now. */
+bool  tm_fit_by_releasing(tmem_t *t, uint64_t want);
+
+/* ---- frame.c ---------------------------------------------------------- */
+int    tm_frames_init(tmem_t *t, uint64_t reserve_bytes);
+void   tm_frames_fini(tmem_t *t);
+enum tm_frame_use { TM_FRAME_WHOLE, TM_FRAME_ZALLOC };
+/* A frame from the free list, or a newly backed one if the limit allows;
+ * NULL if neither (the caller may evict and retry). */
+uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use);
+void   tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use);
+size_t tm_frames_release(tmem_t *t, size_t n);        /* free -> OS */
+void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
+int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
+bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? */
+int    tm_frames_check(tmem_t *t);
+
+/* ---- zalloc.c --------------------------------------------------------- */
+void   tm_zheap_init(struct tm_zheap *h);
+void   tm_zheap_fini(tmem_t *t, struct tm_zheap *h);
+/* Allocates a fragment of size bytes (1..4096): fills loc (FRAG), 0 or
+ * -ENOMEM when no frame could be had (the caller may evict and retry). */
+int    tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc);
+void   tm_zfree(tmem_t *t, const struct tm_loc *loc);
+void   tm_zwrite(const struct tm_loc *loc, const void *src);
+/* Returns a pointer to the fragment's bytes: in place if it does not
+ * straddle frames, else copied into scratch (TMEM_PAGE_SIZE bytes). */
+const void *tm_zread(const struct tm_loc *loc, void *scratch);
+uint32_t tm_zclass_size(uint32_t size);                /* slot size for size */
+uint64_t tm_zheap_frames(struct tm_zheap *h);
+int    tm_zheap_check(struct tm_zheap *h, uint64_t *frags_out);
+
+/* ---- codec.c ---------------------------------------------------------- */
+/* 1 and *word set if the page is one 64-bit word repeated. */
+bool   tm_page_same_filled(const void *page, uint64_t *word);
+void   tm_fill_word(void *page, uint64_t word);
+/* Compresses page into dst (capacity cap): the length, or 0 if it does not
+ * fit in cap or the codec failed. */
+uint32_t tm_compress(int codec, int level, const void *page, void *dst, uint32_t cap);
+/* Decompresses into page; 0 or -EIO if the data is not a whole page. */
+int    tm_decompress(int codec, const void *src, uint32_t len, void *page);
+uint64_t tm_page_hash(const void *page);
+/* Per-thread scratch buffers of TMEM_PAGE_SIZE bytes (2 of them). */
+uint8_t *tm_scratch(int which);
+
+/* ---- store.c: data placement (locs) and dedup bodies ------------------ */
+struct tm_store *tm_store_new(tmem_t *t, bool persistent);
+void   tm_store_free(tmem_t *t, struct tm_store *s);
+/* Stores page into s: fills loc.  codec/level choose compression.  May evict
+ * (the caller holds no bucket lock).  0, or -ENOMEM.  Counts compression
+ * outcomes into cst (may be NULL). */
+int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
+                    const void *page, int codec, struct tm_loc *loc);
+/* Copies the data at loc out to page; 0 or -EIO (corrupt: internal bug). */
+int    tm_loc_read(const struct tm_loc *loc, void *page);
+/* Frees what loc refers to in store s (drops a body reference). */
+void   tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc);
+int    tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,
+                      uint64_t frags_expected, uint64_t wholes_expected);
+uint64_t tm_store_bodies(struct tm_store *s);
+
+/* ---- table.c ---------------------------------------------------------- */
+enum tm_table_kind { TM_TABLE_PAGES, TM_TABLE_OBJS };
+void  *tm_table_find(const struct tm_table *tb, enum tm_table_kind k, uint64_t key,
+                     const tmem_oid_t *oid);
+/* Inserts e (key not present).  0, or -ENOMEM (growth failed). */
+int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
+void   tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e);
+void   tm_table_free(tmem_t *t, struct tm_table *tb);
+uint64_t tm_oid_hash(const tmem_oid_t *oid);
+
+/* ---- pool.c ----------------------------------------------------------- */
+struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags,
+                            tmem_uuid_t uuid, bool shared, struct tm_store *store);
+/* Frees every page and object, then the pool.  The caller made the pool
+ * unreachable (no slot points to it) under the owning client's write lock. */
+void   tm_pool_free(tmem_t *t, struct tm_pool *p);
+/* Creates (or joins) a pool for c at slot (-1: the lowest free one).
+ * Returns the pool id or a negative code (-EBUSY: slot taken). */
+int    tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t flags);
+/* Drops client c's use of p (c write-locked): frees a private pool, leaves
+ * a shared one (freeing it if c was the last sharer). */
+void   tm_pool_leave(tmem_t *t, struct tmem_client *c, struct tm_pool *p);
+struct tm_bucket *tm_pool_bucket(struct tm_pool *p, uint64_t oid_hash);
+/* Unlinks pgd from its object and (ephemeral) the LRU; frees the object if
+ * it became empty (returned through *freed_obj for the caller to free after
+ * unlocking, or NULL).  Caller holds the bucket lock. */
+void   tm_pgd_unlink_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_pgd *pgd,
+                            struct tm_obj **freed_obj);
+void   tm_pgd_release(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd);
+/* Detaches object o and all its pages (bucket lock held): off the bucket
+ * table, the LRU and the counts.  Returns how many pages it had.  The caller
+ * frees them with tm_obj_release() after unlocking. */
+uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_obj *o);
+void   tm_obj_release(tmem_t *t, struct tm_pool *p, struct tm_obj *o);
+void   tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd); /* takes lru_lock */
+uint32_t tm_now_ms(tmem_t *t);
+
+/* ---- evict.c ---------------------------------------------------------- */
+/* Evicts one ephemeral page, choosing the victim client by weighted share
+ * (requester first if it is over its share).  true if a page was evicted.
+ * Caller holds no bucket lock. */
+bool   tm_evict_one(tmem_t *t, struct tmem_client *requester);
+
+/* ---- client.c --------------------------------------------------------- */
+/* Looks up an open client by id; caller holds t->clients_lock. */
+struct tmem_client *tm_client_find_locked(tmem_t *t, uint32_t id);
+/* Validates a handle and read-locks it: 0, or -ENODEV (closed, counted) or
+ * -EINVAL (NULL or not a handle). */
+int    tm_client_enter(struct tmem_client *c);
+void   tm_client_leave(struct tmem_client *c);
+bool   tm_client_authorised_locked(struct tmem_client *c, tmem_uuid_t uuid);
+/* The open clients now, as a malloc'd array (free() it).  The pointers stay
+ * valid memory until tmem_close (tombstones); check c->dead under c->lock. */
+struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n);
+void   tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *from);
+
+/* ---- check.c ---------------------------------------------------------- */
+void   tm_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* TMEM_CORE_INTERNAL_H */

@@ -1,0 +1,342 @@
+/*
+ * page.c - the data path: put, get, flush page, flush object.
+ *
+ * The put path is ordered so that no lock is held while memory is found:
+ *
+ *   1. (frozen client) check under the bucket lock that this is a duplicate
+ *      put; a new put is refused before any work is done;
+ *   2. store the data: same-filled / dedup / compress / whole (store.c),
+ *      evicting ephemeral pages if there is no room;
+ *   3. allocate the descriptor (may evict too);
+ *   4. lock the bucket, find or create the object, then either replace the
+ *      old data of a duplicate (put-put-get: the old data is freed, never
+ *      returned again) or insert the new descriptor; check the persistent cap
+ *      and the frozen state again here, where they are decided;
+ *   5. unlock, free what was replaced or not used.
+ *
+ * If 2 or 3 fail on a duplicate put, the old copy is removed and -ENOSPC
+ * returned (the rule of put-put-get: fail *and* flush).
+ *
+ * A get copies the data out under the bucket lock, then (private pools)
+ * unlinks the descriptor; if the copy failed nothing is removed, so the
+ * Xen defect of a descriptor freed on a failed copy cannot happen here.
+ */
+#include "internal.h"
+
+static int pool_enter(tmem_client_t *c, uint32_t pool_id, struct tm_pool **pp)
+{
+    int rc = tm_client_enter(c);
+    if (rc)
+        return rc;
+    struct tm_pool *p = pool_id < TMEM_MAX_POOLS ? c->pools[pool_id] : NULL;
+    if (!p) {
+        tm_client_leave(c);
+        tm_inc(c->t->st.bad_pool);
+        return -ENODEV;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* A put that could not store its data: remove a duplicate's old copy
+ * (-ENOSPC) or report why_absent.  No lock held on entry. */
+static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, uint64_t h,
+                      const tmem_oid_t *oid, uint32_t index, int why_absent)
+{
+    tmem_t *t = c->t;
+    struct tm_obj *freed_obj = NULL;
+    struct tm_pgd *old = NULL;
+    pthread_mutex_lock(&b->lock);
+    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, oid);
+    if (o)
+        old = tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL);
+    if (old)
+        tm_pgd_unlink_locked(p, b, old, &freed_obj);
+    pthread_mutex_unlock(&b->lock);
+    if (old) {
+        tm_pgd_release(t, p, old);
+        if (freed_obj)
+            tm_obj_release(t, p, freed_obj);
+        tm_inc(c->st.dup_flushed);
+        tm_inc(p->st.dup_flushed);
+        return -ENOSPC;
+    }
+    tm_inc(p->st.refused);
+    if (why_absent == -ENOMEM)
+        tm_inc(c->st.refused_nomem);
+    return why_absent;
+}
+
+int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index,
+                  const void *page)
+{
+    struct tm_pool *p;
+    int rc = pool_enter(c, pool_id, &p);
+    if (rc)
+        return rc;
+    tmem_t *t = c->t;
+    if (!page) {
+        tm_inc(t->st.bad_args);
+        rc = -EINVAL;
+        goto out;
+    }
+    tm_inc(c->st.puts);
+    tm_inc(p->st.puts);
+    uint64_t h = tm_oid_hash(&oid);
+    struct tm_bucket *b = tm_pool_bucket(p, h);
+
+    if (atomic_load(&c->frozen)) {
+        pthread_mutex_lock(&b->lock);
+        struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
+        bool dup = o && tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL);
+        pthread_mutex_unlock(&b->lock);
+        if (!dup) {
+            tm_inc(c->st.refused_frozen);
+            tm_inc(p->st.refused);
+            rc = -TMEM_EFROZEN;
+            goto out;
+        }
+    }
+
+    struct tm_loc loc;
+    rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc);
+    if (rc) {
+        rc = put_failed(c, p, b, h, &oid, index, rc);
+        goto out;
+    }
+    struct tm_pgd *pgd = tm_meta_alloc(t, sizeof(*pgd), true);
+    if (!pgd) {
+        tm_loc_free(t, p->store, &loc);
+        rc = put_failed(c, p, b, h, &oid, index, -ENOMEM);
+        goto out;
+    }
+    struct tm_obj *nobj = NULL;
+    struct tm_loc oldloc = { .kind = TM_LOC_NONE };
+
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
+        struct tm_pgd *old = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+        if (old) {                                      /* duplicate put: replace */
+            oldloc = old->loc;
+            old->loc = loc;
+            if (!p->persistent) {
+                pthread_mutex_lock(&p->lru_lock);       /* a new put is the newest page */
+                old->prev->next = old->next;
+                old->next->prev = old->prev;
+                old->prev = p->lru.prev;
+                old->next = &p->lru;
+                p->lru.prev->next = old;
+                p->lru.prev = old;
+                old->age = tm_now_ms(t);
+                pthread_mutex_unlock(&p->lru_lock);
+            }
+            tm_inc(c->st.dup_replaced);
+            tm_inc(p->st.dup_replaced);
+            rc = 0;
+            break;
+        }
+        if (atomic_load(&c->frozen)) {                  /* frozen since step 1 */
+            tm_inc(c->st.refused_frozen);
+            rc = -TMEM_EFROZEN;
+            break;
+        }
+        if (!o && !nobj) {
+            /* allocate the object unlocked (it may evict), then look again */
+            pthread_mutex_unlock(&b->lock);
+            nobj = tm_meta_calloc(t, sizeof(*nobj), true);
+            pthread_mutex_lock(&b->lock);
+            if (!nobj) {
+                tm_inc(c->st.refused_nomem);
+                rc = -ENOMEM;
+                break;
+            }
+            continue;
+        }
+        if (p->persistent) {
+            uint64_t cap = tm_load(c->cap);
+            uint64_t n = tm_add(p->owner->pers_pages, 1);
+            if (cap && n >= cap) {
+                tm_sub(p->owner->pers_pages, 1);
+                tm_inc(c->st.refused_quota);
+                rc = -EDQUOT;
+                break;
+            }
+        }
+        bool new_obj = false;
+        if (!o) {
+            o = nobj;
+            nobj = NULL;
+            o->oid = oid;
+            o->hash = h;
+            o->pool = p;
+            if (tm_table_insert(t, &b->objs, TM_TABLE_OBJS, o) != 0) {
+                nobj = o;
+                rc = -ENOMEM;
+            } else {
+                new_obj = true;
+                tm_add(p->nobjs, 1);
+            }
+        }
+        if (rc == 0) {
+            pgd->obj = o;
+            pgd->index = index;
+            pgd->loc = loc;
+            pgd->age = tm_now_ms(t);
+            rc = tm_table_insert(t, &o->pages, TM_TABLE_PAGES, pgd);
+            if (rc != 0 && new_obj) {
+                tm_table_remove(&b->objs, TM_TABLE_OBJS, o);
+                tm_sub(p->nobjs, 1);
+                nobj = o;
+            }
+        }
+        if (rc != 0) {
+            if (p->persistent)
+                tm_sub(p->owner->pers_pages, 1);
+            tm_inc(c->st.refused_nomem);
+            break;
+        }
+        uint64_t np = tm_add(p->npages, 1) + 1, no = tm_load(p->nobjs);
+        if (np > tm_load(p->max_pages))
+            tm_store_(p->max_pages, np);
+        if (no > tm_load(p->max_objs))
+            tm_store_(p->max_objs, no);
+        if (!p->persistent)
+            tm_lru_add_locked(p, pgd);
+        pgd = NULL;                                     /* now linked */
+        break;
+    }
+    pthread_mutex_unlock(&b->lock);
+
+    if (rc == 0) {
+        tm_inc(c->st.puts_ok);
+        tm_inc(p->st.puts_ok);
+    } else {
+        tm_inc(p->st.refused);
+        tm_loc_free(t, p->store, &loc);
+    }
+    if (oldloc.kind != TM_LOC_NONE)
+        tm_loc_free(t, p->store, &oldloc);
+    if (pgd)
+        tm_meta_free(t, pgd);
+    if (nobj) {
+        tm_table_free(t, &nobj->pages);
+        tm_meta_free(t, nobj);
+    }
+out:
+    tm_client_leave(c);
+    return rc;
+}
+
+int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index, void *page)
+{
+    struct tm_pool *p;
+    int rc = pool_enter(c, pool_id, &p);
+    if (rc)
+        return rc;
+    tmem_t *t = c->t;
+    if (!page) {
+        tm_inc(t->st.bad_args);
+        tm_client_leave(c);
+        return -EINVAL;
+    }
+    tm_inc(c->st.gets);
+    tm_inc(p->st.gets);
+    uint64_t h = tm_oid_hash(&oid);
+    struct tm_bucket *b = tm_pool_bucket(p, h);
+    struct tm_obj *freed_obj = NULL;
+    struct tm_pgd *taken = NULL;
+
+    pthread_mutex_lock(&b->lock);
+    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
+    struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+    if (!pgd) {
+        rc = -ENOENT;
+    } else if ((rc = tm_loc_read(&pgd->loc, page)) == 0) {
+        if (p->shared) {                                /* a hit refreshes recency */
+            pthread_mutex_lock(&p->lru_lock);
+            pgd->prev->next = pgd->next;
+            pgd->next->prev = pgd->prev;
+            pgd->prev = p->lru.prev;
+            pgd->next = &p->lru;
+            p->lru.prev->next = pgd;
+            p->lru.prev = pgd;
+            pgd->age = tm_now_ms(t);
+            pthread_mutex_unlock(&p->lru_lock);
+        } else if (!p->keep_on_get) {                   /* private: exclusive get */
+            tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
+            taken = pgd;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+
+    if (taken)
+        tm_pgd_release(t, p, taken);
+    if (freed_obj)
+        tm_obj_release(t, p, freed_obj);
+    if (rc == 0) {
+        tm_inc(c->st.gets_hit);
+        tm_inc(p->st.gets_hit);
+    }
+    tm_client_leave(c);
+    return rc;
+}
+
+int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index)
+{
+    struct tm_pool *p;
+    int rc = pool_enter(c, pool_id, &p);
+    if (rc)
+        return rc;
+    tmem_t *t = c->t;
+    tm_inc(c->st.flushes);
+    tm_inc(p->st.flushes);
+    uint64_t h = tm_oid_hash(&oid);
+    struct tm_bucket *b = tm_pool_bucket(p, h);
+    struct tm_obj *freed_obj = NULL;
+
+    pthread_mutex_lock(&b->lock);
+    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
+    struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+    if (pgd)
+        tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
+    pthread_mutex_unlock(&b->lock);
+
+    if (pgd) {
+        tm_pgd_release(t, p, pgd);
+        tm_inc(p->st.flushes_found);
+        tm_inc(c->st.flushed_pages);
+    }
+    if (freed_obj)
+        tm_obj_release(t, p, freed_obj);
+    tm_client_leave(c);
+    return 0;
+}
+
+int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
+{
+    struct tm_pool *p;
+    int rc = pool_enter(c, pool_id, &p);
+    if (rc)
+        return rc;
+    tmem_t *t = c->t;
+    tm_inc(c->st.flush_objs);
+    tm_inc(p->st.flush_objs);
+    uint64_t h = tm_oid_hash(&oid);
+    struct tm_bucket *b = tm_pool_bucket(p, h);
+    uint32_t n = 0;
+
+    pthread_mutex_lock(&b->lock);
+    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
+    if (o)
+        n = tm_obj_detach_locked(p, b, o);
+    pthread_mutex_unlock(&b->lock);
+
+    if (o) {
+        tm_obj_release(t, p, o);
+        tm_inc(p->st.flush_objs_found);
+        tm_add(c->st.flushed_pages, n);
+    }
+    tm_client_leave(c);
+    return (int)(n > INT32_MAX ? INT32_MAX : n);
+}

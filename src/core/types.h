@@ -1,0 +1,339 @@
+/*
+ * types.h - the engine's data structures, their invariants and their locks.
+ *
+ * Map of the types (top down; every level has a back pointer to its parent so
+ * that eviction can work bottom up from an LRU list):
+ *
+ *   struct tmem          one engine: limit, frames, clients, shared pools
+ *    +- tm_frames        the frame allocator: 4 KiB frames over one reserved mapping
+ *    +- tmem_client      one client: up to 16 pool slots, settings, counters
+ *    |   +- tm_store x2  where its data goes: a zalloc heap + a dedup table
+ *    |                   (one for ephemeral pools, one for persistent ones)
+ *    +- tm_pool          one pool: 64 lock stripes ("buckets") of objects, an LRU
+ *        +- tm_bucket    a mutex and a hash table of objects
+ *            +- tm_obj   one object (192-bit oid): a hash table index -> pgd
+ *                +- tm_pgd  one page descriptor: where the data is (tm_loc)
+ *                    +- tm_loc  a same-filled word, a whole frame, a zalloc
+ *                               fragment, or a dedup body holding one of those
+ *
+ * LOCK ORDER (a thread holding a lock may only take locks further right):
+ *
+ *   client->lock (rw) -> t->clients_lock (rw) -> bucket->lock
+ *       -> pool->lru_lock -> dedup shard lock -> zclass->lock -> frames.lock
+ *
+ * The one exception is eviction, which starts from an LRU list and must reach
+ * the bucket that owns the victim: it holds pool->lru_lock and only *tries*
+ * bucket->lock, skipping the page if that fails.  It takes other clients'
+ * locks with tryrdlock for the same reason.  No put holds a bucket lock while
+ * it allocates memory that may evict (see page.c), so a put never waits for
+ * itself.  Full discussion: docs/internals.md, "Locking".
+ */
+#ifndef TMEM_CORE_TYPES_H
+#define TMEM_CORE_TYPES_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tmem/tmem.h"
+
+typedef _Atomic uint64_t atomic_u64;
+typedef _Atomic int64_t  atomic_i64;
+typedef _Atomic uint32_t atomic_u32;
+
+/* ------------------------------------------------------------------------
+ * Frames (frame.c)
+ *
+ * One PROT_NONE reservation of `nchunks` chunks of 512 frames (2 MiB).  A
+ * chunk is made readable and writable when first used.  Each frame is in
+ * exactly one state, recorded in the chunk's bitmaps:
+ *
+ *   unbacked  not resident (never touched, or released with MADV_DONTNEED)
+ *   free      resident, on no one's behalf          (free_map)
+ *   used      resident, holding data (whole page or zalloc span)
+ *   lent      handed to the host by tmem_relinquish_page*() (lent_map)
+ *
+ * backed_map = free | used | lent.  Invariants (checked by tmem_check):
+ *   nfree == popcount(free_map) over all chunks
+ *   nheld == nfree + nwhole + nzalloc == popcount(backed & ~lent)
+ *   nlent == popcount(lent_map)
+ * ---------------------------------------------------------------------- */
+#define TM_CHUNK_FRAMES 512u
+#define TM_CHUNK_WORDS  (TM_CHUNK_FRAMES / 64u)
+#define TM_CHUNK_BYTES  ((size_t)TM_CHUNK_FRAMES * TMEM_PAGE_SIZE)
+
+struct tm_chunk {
+    uint64_t free_map[TM_CHUNK_WORDS];
+    uint64_t backed_map[TM_CHUNK_WORDS];
+    uint64_t lent_map[TM_CHUNK_WORDS];
+    uint32_t nfree;                 /* popcount(free_map) */
+    uint32_t nbacked;               /* popcount(backed_map) */
+    uint32_t index;                 /* position in the reservation */
+    bool     on_free_list;          /* linked in tm_frames.with_free */
+    struct tm_chunk *next_free, *prev_free;
+};
+
+struct tm_lent { uint8_t *p; unsigned order; };
+
+struct tm_frames {
+    pthread_mutex_t lock;           /* guards everything below */
+    uint8_t  *base;                 /* the reservation (immutable after open) */
+    size_t    nchunks;              /* chunks in the reservation (immutable) */
+    struct tm_chunk **chunks;       /* [nchunks], NULL until first used */
+    struct tm_chunk *with_free;     /* chunks with nfree > 0 */
+    size_t    grow_hint;            /* lowest chunk that may have unbacked frames */
+    struct tm_lent *lent;           /* blocks out on loan */
+    size_t    nlent_blocks, lent_cap;
+    /* counters, written under lock, read with relaxed atomics */
+    atomic_u64 nfree, nheld, nwhole, nzalloc, nlent;
+};
+
+/* ------------------------------------------------------------------------
+ * Where a page's data lives (tm_loc) and dedup bodies (dedup.c)
+ * ---------------------------------------------------------------------- */
+enum tm_loc_kind {
+    TM_LOC_NONE = 0,
+    TM_LOC_WORD,        /* same-filled: u.word repeated 512 times; no frame */
+    TM_LOC_WHOLE,       /* u.frame: a whole frame, uncompressed */
+    TM_LOC_FRAG,        /* u.span + slot: a zalloc fragment of `size` bytes */
+    TM_LOC_BODY,        /* u.body: a dedup body shared by refs descriptors */
+};
+
+struct tm_zspan;
+struct tm_body;
+
+struct tm_loc {
+    union {
+        uint64_t word;
+        uint8_t *frame;
+        struct tm_zspan *span;
+        struct tm_body  *body;
+    } u;
+    uint16_t slot;      /* FRAG: slot in the span */
+    uint16_t size;      /* FRAG: compressed length; WHOLE: 4096 */
+    uint8_t  kind;      /* enum tm_loc_kind */
+    uint8_t  codec;     /* FRAG: TMEM_COMPRESS_* used to compress it */
+};
+
+/* A body is the data of identical pages stored once.  Bodies live in a
+ * dedup shard's hash chain.  refs and the chain are guarded by the shard lock;
+ * loc and hash are immutable while refs > 0.  loc.kind is WHOLE or FRAG. */
+struct tm_body {
+    struct tm_body *next;
+    uint64_t hash;      /* XXH3-64 of the uncompressed page */
+    uint32_t refs;      /* descriptors pointing here (> 0 while linked) */
+    struct tm_loc loc;
+};
+
+#define TM_DEDUP_SHARDS 64u
+struct tm_dedup_shard {
+    pthread_mutex_t lock;
+    struct tm_body **heads;         /* hash chains, nheads a power of two */
+    uint32_t nheads, count;
+};
+
+/* ------------------------------------------------------------------------
+ * zalloc: the compact allocator for compressed fragments (zalloc.c)
+ *
+ * Size classes every TM_ZCLASS_STEP bytes.  A span is 1..TM_ZSPAN_MAX_FRAMES
+ * frames (not necessarily contiguous) cut into equal slots; a slot may
+ * straddle two frames (copies are split).  The frame count per class is the
+ * one that wastes least.  Spans with a free slot are on the class's partial
+ * list; when a span's last slot is freed its frames return to the frame
+ * allocator at once, so eviction returns real memory.
+ * Invariants: span->used == popcount(span->map) <= cls->slots;
+ *             cls->nspans counts its spans; heap->bytes_used = sum(size).
+ * ---------------------------------------------------------------------- */
+#define TM_ZCLASS_STEP      32u
+#define TM_ZSPAN_MAX_FRAMES 4u
+#define TM_ZCLASS_COUNT     (TMEM_PAGE_SIZE / TM_ZCLASS_STEP)   /* 32..4096 */
+#define TM_ZSPAN_MAX_SLOTS  (TM_ZSPAN_MAX_FRAMES * TMEM_PAGE_SIZE / TM_ZCLASS_STEP)
+
+struct tm_zclass;
+
+struct tm_zspan {
+    struct tm_zspan *next, *prev;   /* class partial or full list (cls->lock) */
+    struct tm_zclass *cls;          /* immutable */
+    uint8_t *frames[TM_ZSPAN_MAX_FRAMES]; /* immutable while the span lives */
+    uint16_t used;                  /* slots in use (cls->lock) */
+    bool     partial;               /* on cls->partial, else on cls->full */
+    uint64_t map[TM_ZSPAN_MAX_SLOTS / 64u]; /* used slots (cls->lock) */
+};
+
+struct tm_zclass {
+    pthread_mutex_t lock;
+    uint16_t size;                  /* slot size (immutable) */
+    uint16_t nframes;               /* frames per span (immutable) */
+    uint16_t slots;                 /* slots per span (immutable) */
+    struct tm_zspan *partial, *full;/* (lock) */
+    uint64_t nspans;                /* (lock) */
+};
+
+struct tm_zheap {
+    struct tm_zclass cls[TM_ZCLASS_COUNT];
+    atomic_u64 bytes_used;          /* sum of fragment sizes in use */
+    atomic_u64 frags;               /* fragments in use */
+};
+
+/* A store: where one kind of data of one owner goes.  Each client has an
+ * ephemeral and a persistent store; each shared pool has its own; with
+ * dedup_across_clients all private pools use the engine's two stores.
+ * Keeping ephemeral and persistent data apart makes "freeable" exact: every
+ * frame of an ephemeral store is freed by evicting all ephemeral pages. */
+struct tm_store {
+    bool persistent;
+    struct tm_zheap heap;
+    struct tm_dedup_shard shards[TM_DEDUP_SHARDS];
+    atomic_u64 whole_frames;        /* WHOLE locs in this store (direct or in bodies) */
+    atomic_u64 words;               /* WORD locs (same-filled pages) */
+    atomic_u64 body_refs;           /* BODY locs: references to bodies */
+};
+
+/* ------------------------------------------------------------------------
+ * Hash tables of pointers (table.c): open addressing, linear probing,
+ * backward-shift deletion, load <= 3/4.  Guarded by the owning bucket lock.
+ * ---------------------------------------------------------------------- */
+struct tm_table {
+    void   **slots;
+    uint32_t cap;                   /* 0 or a power of two */
+    uint32_t count;
+};
+
+/* ------------------------------------------------------------------------
+ * Pools, buckets, objects, page descriptors (pool.c, page.c)
+ * ---------------------------------------------------------------------- */
+struct tm_pool;
+
+struct tm_pgd {
+    struct tm_pgd *prev, *next;     /* pool LRU, ephemeral only (pool->lru_lock) */
+    struct tm_obj *obj;             /* immutable while linked */
+    struct tm_loc loc;              /* (bucket lock) */
+    uint32_t index;                 /* immutable */
+    uint32_t age;                   /* ms clock at put / last shared hit (lru_lock) */
+};
+
+/* Invariant: a pgd is in its object's table iff (for ephemeral pools) it is
+ * on its pool's LRU list; both are changed under the bucket lock (the LRU
+ * also under lru_lock).  So eviction, holding lru_lock and the trylocked
+ * bucket lock, knows its victim is still in the table. */
+struct tm_obj {
+    tmem_oid_t oid;                 /* immutable */
+    uint64_t hash;                  /* of oid, immutable */
+    struct tm_pool *pool;           /* immutable */
+    struct tm_table pages;          /* index -> pgd (bucket lock) */
+};
+
+#define TM_POOL_BUCKETS 64u
+struct tm_bucket {
+    pthread_mutex_t lock;
+    struct tm_table objs;           /* oid -> obj (lock) */
+};
+
+struct tm_pool_stats {
+    atomic_u64 puts, puts_ok, dup_replaced, dup_flushed, refused;
+    atomic_u64 gets, gets_hit, flushes, flushes_found, flush_objs, flush_objs_found;
+};
+
+struct tm_pool {
+    tmem_t *t;
+    uint32_t flags;                 /* as requested (immutable) */
+    bool persistent, shared, keep_on_get;   /* immutable */
+    tmem_uuid_t uuid;               /* shared pools (immutable) */
+    int shared_slot;                /* index in t->shared, or -1 */
+    struct tm_store *store;         /* immutable */
+    struct tmem_client *owner;      /* accounting owner (lru_lock + clients_lock to change) */
+    struct tmem_client **sharers;   /* shared pools: clients in it (t->clients_lock) */
+    uint32_t nsharers, sharers_cap; /* (t->clients_lock) */
+
+    pthread_mutex_t lru_lock;
+    struct tm_pgd lru;              /* sentinel: lru.next oldest, lru.prev newest */
+    uint64_t lru_count;             /* pages on the LRU (lru_lock); owner->eph_pages
+                                       includes exactly this many for this pool */
+    atomic_u64 npages;              /* pages in the pool (changed under bucket lock) */
+    atomic_u64 nobjs;
+    atomic_u64 max_pages, max_objs; /* high-water marks (approximate: racy max) */
+    struct tm_pool_stats st;
+
+    struct tm_bucket buckets[TM_POOL_BUCKETS];
+};
+
+/* ------------------------------------------------------------------------
+ * Clients (client.c)
+ * ---------------------------------------------------------------------- */
+#define TM_CLIENT_MAGIC 0x746d656d636c6e74ull   /* "tmemclnt" */
+#define TM_CLIENT_DEAD  0x746d656d64656164ull   /* "tmemdead" */
+#define TM_MAX_AUTH 16u
+
+struct tm_client_stats {
+    atomic_u64 puts, puts_ok, gets, gets_hit, flushes, flush_objs;
+    atomic_u64 dup_replaced, dup_flushed, evicted;
+    atomic_u64 refused_nomem, refused_quota, refused_frozen;
+    atomic_u64 compressed_pages, compressed_bytes, compress_poor, dedup_hits;
+    atomic_u64 same_filled, flushed_pages;
+};
+
+struct tmem_client {
+    atomic_u64 magic;               /* TM_CLIENT_MAGIC, or TM_CLIENT_DEAD after close */
+    tmem_t *t;
+    /* lock guards pools[] and `dead`: read by every call for its duration,
+     * written by new/destroy pool and close. */
+    pthread_rwlock_t lock;
+    bool dead;
+    struct tm_pool *pools[TMEM_MAX_POOLS];
+
+    uint32_t id;                    /* immutable */
+    char name[64];                  /* immutable */
+    /* settings: set by admin calls, read without locks */
+    atomic_u32 weight;
+    atomic_u64 cap;
+    _Atomic int compress;
+    _Atomic int frozen;
+    /* accounting: eph_pages is changed under the lru_lock of the pool whose
+     * owner this client is; pers_pages with fetch_add (the cap check). */
+    atomic_u64 eph_pages, pers_pages;
+    struct tm_store *eph_store, *pers_store;  /* immutable until close */
+    /* shared-pool authorisation (t->clients_lock) */
+    tmem_uuid_t auth[TM_MAX_AUTH];
+    uint32_t nauth;
+    struct tm_client_stats st;
+    /* engine list of open clients, or of tombstones (t->clients_lock) */
+    struct tmem_client *next, *prev;
+};
+
+/* ------------------------------------------------------------------------
+ * The engine (engine.c)
+ * ---------------------------------------------------------------------- */
+struct tm_engine_stats {
+    atomic_u64 evictions, evict_attempts, evict_skipped_busy;
+    atomic_u64 relinquished, lent;
+    atomic_u64 alloc_failed;
+    atomic_u64 bad_pool, bad_args, bad_closed;
+};
+
+struct tmem {
+    tmem_config_t cfg;              /* as opened (immutable) */
+    atomic_u64 max_bytes;           /* the limit now */
+    atomic_i64 meta_bytes;          /* metadata held, as malloc_usable_size + 8 */
+    struct tm_frames frames;
+    struct timespec t0;             /* for the ms clock of LRU ages */
+
+    /* clients_lock guards: the client lists, next_id, shared[], each
+     * client's auth list, shared pools' sharer counts and ownership moves. */
+    pthread_rwlock_t clients_lock;
+    struct tmem_client clients;     /* sentinel of the open-client list */
+    struct tmem_client *tombstones; /* closed clients, freed by tmem_close */
+    uint32_t nclients, next_id;
+    struct tm_pool *shared[TMEM_MAX_SHARED_POOLS];
+    struct tm_store *global_eph, *global_pers;   /* dedup_across_clients */
+
+    /* counters of closed clients, folded in so totals stay cumulative */
+    struct tm_client_stats retired;
+    struct tm_engine_stats st;
+
+    /* allocation-failure injection (alloc.c); 0 = off */
+    atomic_u64 alloc_count, fail_at;
+    _Atomic int fail_persistent;
+};
+
+#endif /* TMEM_CORE_TYPES_H */
