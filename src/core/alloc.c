@@ -91,3 +91,15 @@ void tm_meta_free(tmem_t *t, void *p)
                               (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD), TM_RELAXED);
     free(p);
 }
+
+/* ---- testing.h ---------------------------------------------------------- */
+#include "testing.h"
+
+void tmem__fault_inject(tmem_t *t, uint64_t nth, int persistent)
+{
+    tm_store_(t->alloc_count, 0);
+    atomic_store(&t->fail_persistent, persistent != 0);
+    tm_store_(t->fail_at, nth);
+}
+
+uint64_t tmem__alloc_count(tmem_t *t) { return tm_load(t->alloc_count); }

@@ -109,7 +109,15 @@ uint64_t tm_store_bodies(struct tm_store *s);
 enum tm_table_kind { TM_TABLE_PAGES, TM_TABLE_OBJS };
 void  *tm_table_find(const struct tm_table *tb, enum tm_table_kind k, uint64_t key,
                      const tmem_oid_t *oid);
-/* Inserts e (key not present).  0, or -ENOMEM (growth failed). */
+/* The capacity an insert would grow tb to, or 0 if it would not grow. */
+uint32_t tm_table_grow_cap(const struct tm_table *tb);
+/* Moves tb into slots (cap entries from tm_meta_alloc; cap from
+ * tm_table_grow_cap), freeing the old slots.  Lets a caller allocate the
+ * new slots where it may evict, outside the bucket lock. */
+void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void **slots,
+                          uint32_t cap);
+/* Inserts e (key not present), growing if need be without eviction.
+ * 0, or -ENOMEM (growth failed). */
 int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_free(tmem_t *t, struct tm_table *tb);

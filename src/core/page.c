@@ -112,6 +112,10 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     }
     struct tm_obj *nobj = NULL;
     struct tm_loc oldloc = { .kind = TM_LOC_NONE };
+    /* table growth found under the lock is allocated outside it (where
+     * eviction may run), then the lookups are redone */
+    void **spare = NULL;
+    uint32_t spare_cap = 0;
 
     pthread_mutex_lock(&b->lock);
     for (;;) {
@@ -145,6 +149,14 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             /* allocate the object unlocked (it may evict), then look again */
             pthread_mutex_unlock(&b->lock);
             nobj = tm_meta_calloc(t, sizeof(*nobj), true);
+            if (nobj) {         /* its first page table, so inserting needs no growth */
+                nobj->pages.slots = tm_meta_calloc(t, 4 * sizeof(void *), true);
+                nobj->pages.cap = 4;
+                if (!nobj->pages.slots) {
+                    tm_meta_free(t, nobj);
+                    nobj = NULL;
+                }
+            }
             pthread_mutex_lock(&b->lock);
             if (!nobj) {
                 tm_inc(c->st.refused_nomem);
@@ -152,6 +164,29 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
                 break;
             }
             continue;
+        }
+        /* growth of the bucket's object table (new object) or of the
+         * object's page table: take the spare, or go and get one */
+        struct tm_table *grow = o ? &o->pages : &b->objs;
+        uint32_t need = tm_table_grow_cap(grow);
+        if (need && spare_cap != need) {
+            pthread_mutex_unlock(&b->lock);
+            tm_meta_free(t, spare);
+            spare = tm_meta_alloc(t, need * sizeof(void *), true);
+            spare_cap = spare ? need : 0;
+            pthread_mutex_lock(&b->lock);
+            if (!spare) {
+                tm_inc(c->st.refused_nomem);
+                rc = -ENOMEM;
+                break;
+            }
+            continue;
+        }
+        if (need) {
+            tm_table_grow_into(t, grow, o ? TM_TABLE_PAGES : TM_TABLE_OBJS, spare, spare_cap);
+            spare = NULL;
+            spare_cap = 0;
+            continue;       /* a new object may now need its page table grown */
         }
         if (p->persistent) {
             uint64_t cap = tm_load(c->cap);
@@ -219,6 +254,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         tm_loc_free(t, p->store, &oldloc);
     if (pgd)
         tm_meta_free(t, pgd);
+    tm_meta_free(t, spare);
     if (nobj) {
         tm_table_free(t, &nobj->pages);
         tm_meta_free(t, nobj);

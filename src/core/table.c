@@ -67,20 +67,34 @@ static void place_entry(struct tm_table *tb, enum tm_table_kind k, void *e)
     tb->slots[i] = e;
 }
 
+uint32_t tm_table_grow_cap(const struct tm_table *tb)
+{
+    if ((uint64_t)(tb->count + 1) * 4 <= (uint64_t)tb->cap * 3)
+        return 0;
+    return tb->cap ? tb->cap * 2 : 4;
+}
+
+void tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void **slots,
+                        uint32_t cap)
+{
+    struct tm_table old = *tb;
+    memset(slots, 0, cap * sizeof(void *));
+    tb->slots = slots;
+    tb->cap = cap;
+    for (uint32_t i = 0; i < old.cap; i++)
+        if (old.slots[i])
+            place_entry(tb, k, old.slots[i]);
+    tm_meta_free(t, old.slots);
+}
+
 int tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e)
 {
-    if ((uint64_t)(tb->count + 1) * 4 > (uint64_t)tb->cap * 3) {
-        uint32_t ncap = tb->cap ? tb->cap * 2 : 4;
-        void **ns = tm_meta_calloc(t, ncap * sizeof(void *), false);
+    uint32_t ncap = tm_table_grow_cap(tb);
+    if (ncap) {
+        void **ns = tm_meta_alloc(t, ncap * sizeof(void *), false);
         if (!ns)
             return -ENOMEM;
-        struct tm_table old = *tb;
-        tb->slots = ns;
-        tb->cap = ncap;
-        for (uint32_t i = 0; i < old.cap; i++)
-            if (old.slots[i])
-                place_entry(tb, k, old.slots[i]);
-        tm_meta_free(t, old.slots);
+        tm_table_grow_into(t, tb, k, ns, ncap);
     }
     place_entry(tb, k, e);
     tb->count++;

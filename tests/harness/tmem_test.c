@@ -1,0 +1,108 @@
+/*
+ * tmem_test.c - the shared test helpers (see tmem_test.h).
+ */
+#include "tmem_test.h"
+
+#include <time.h>
+
+void tt_seed(tt_rng *r, uint64_t seed)
+{
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 2; i++) {
+        z += 0x9e3779b97f4a7c15ull;
+        uint64_t x = z;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        r->s[i] = x ^ (x >> 31);
+    }
+}
+
+uint64_t tt_next(tt_rng *r)
+{
+    uint64_t s0 = r->s[0], s1 = r->s[1], res = s0 + s1;
+    s1 ^= s0;
+    r->s[0] = ((s0 << 24) | (s0 >> 40)) ^ s1 ^ (s1 << 16);
+    r->s[1] = (s1 << 37) | (s1 >> 27);
+    return res;
+}
+
+void tt_fill(void *page, enum tt_kind kind, uint64_t tag)
+{
+    uint64_t *w = page;
+    tt_rng r;
+    switch (kind) {
+    case TT_RANDOM:
+        tt_seed(&r, tag);
+        for (unsigned i = 0; i < PG / 8; i++)
+            w[i] = tt_next(&r);
+        break;
+    case TT_TEXT: {
+        static const char words[] = "transcendent memory lends idle pages to tenants who put "
+                                    "and get them by handle; ephemeral pools may miss. ";
+        char *c = page;
+        for (unsigned i = 0; i < PG; i++)
+            c[i] = words[(i + tag) % (sizeof(words) - 1)];
+        memcpy(c, &tag, sizeof(tag));
+        snprintf(c + 64, 32, "tag=%llu;", (unsigned long long)tag);
+        break;
+    }
+    case TT_ZERO:
+        memset(page, 0, PG);
+        break;
+    case TT_WORD:
+        for (unsigned i = 0; i < PG / 8; i++)
+            w[i] = tag;
+        break;
+    case TT_HALF:
+    default:
+        tt_seed(&r, tag);
+        for (unsigned i = 0; i < PG / 16; i++)
+            w[i] = tt_next(&r);
+        memset((char *)page + PG / 2, 0, PG / 2);
+        break;
+    }
+}
+
+tmem_t *tt_open(uint64_t max_bytes, int codec, int dedup)
+{
+    tmem_config_t cfg;
+    tmem_config_init(&cfg);
+    if (max_bytes)
+        cfg.max_bytes = max_bytes;
+    cfg.compress = codec;
+    cfg.dedup = dedup;
+    tmem_t *t = tmem_open(&cfg);
+    assert_non_null(t);
+    return t;
+}
+
+void tt_close(tmem_t *t)
+{
+    assert_int_equal(tmem_check(t), 0);
+    tmem_close(t);
+}
+
+uint64_t tt_seed_from_args(int argc, char **argv, const char *test)
+{
+    uint64_t seed = 0;
+    int have = 0;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "-s") || !strcmp(argv[i], "--seed")) {
+            seed = strtoull(argv[i + 1], NULL, 0);
+            have = 1;
+        }
+    }
+    if (!have && getenv("TMEM_SEED")) {
+        seed = strtoull(getenv("TMEM_SEED"), NULL, 0);
+        have = 1;
+    }
+    if (!have) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
+    }
+    printf("%s: seed = %llu (replay with: %s --seed %llu)\n", test, (unsigned long long)seed,
+           test, (unsigned long long)seed);
+    fflush(stdout);
+    return seed;
+}

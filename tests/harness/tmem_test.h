@@ -1,0 +1,52 @@
+/*
+ * tmem_test.h - helpers shared by the tests: cmocka, engines with small
+ * limits, deterministic page contents, a seeded PRNG, and the rule that
+ * every test ends with tmem_check() == 0.
+ */
+#ifndef TMEM_TEST_H
+#define TMEM_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tmem/tmem.h"
+
+#define PG TMEM_PAGE_SIZE
+
+/* Page contents that say what they are.  Kinds:
+ *   TT_RANDOM   incompressible (xorshift stream from tag)
+ *   TT_TEXT     compressible, differs with tag
+ *   TT_ZERO     all zero
+ *   TT_WORD     one repeated 64-bit word (tag)
+ *   TT_HALF     first half random, second half zero */
+enum tt_kind { TT_RANDOM, TT_TEXT, TT_ZERO, TT_WORD, TT_HALF, TT_KINDS };
+void tt_fill(void *page, enum tt_kind kind, uint64_t tag);
+
+/* An engine with max_bytes (0: default), codec, dedup on/off. */
+tmem_t *tt_open(uint64_t max_bytes, int codec, int dedup);
+/* tmem_check() must be 0, then close. */
+void tt_close(tmem_t *t);
+
+static inline tmem_oid_t tt_oid(uint64_t a, uint64_t b, uint64_t c)
+{
+    tmem_oid_t o = { { a, b, c } };
+    return o;
+}
+
+/* xoshiro-style PRNG, seedable and replayable. */
+typedef struct { uint64_t s[2]; } tt_rng;
+void     tt_seed(tt_rng *r, uint64_t seed);
+uint64_t tt_next(tt_rng *r);
+static inline uint64_t tt_below(tt_rng *r, uint64_t n) { return n ? tt_next(r) % n : 0; }
+/* A seed from argv ("-s N" or "--seed N"), else the environment TMEM_SEED,
+ * else the clock; printed so that a failure can be replayed. */
+uint64_t tt_seed_from_args(int argc, char **argv, const char *test);
+
+#endif
