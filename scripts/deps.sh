@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# deps.sh - installs what tmem needs to build and test on Debian 12 (as root).
+# Packages already present are left alone; nothing is fetched but Debian's.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev
+      clang libclang-rt-14-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps.sh: missing packages: ${missing[*]}; run as root to install them" >&2
+        exit 1
+    fi
+    echo "deps.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# test.sh - installs what is missing, builds, and passes every test:
+#   1. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#      (Debug, warnings are errors);
+#   2. the concurrency tests under ThreadSanitizer;
+#   3. a Release build (warnings are errors), the quick tests, and the
+#      installed library used through pkg-config by a fresh program.
+# Set TMEM_TEST_QUICK=1 to run only step 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+
+if [ "${TMEM_TEST_QUICK:-0}" != 1 ]; then
+    echo "== 1/3 ASan+UBSan: every test =="
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTMEM_WERROR=ON -DTMEM_SANITIZE=address \
+          -DTMEM_BUILD_BENCH=OFF >/dev/null
+    cmake --build build-asan -j"$jobs" >/dev/null
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+    echo "== 2/3 TSan: concurrency tests =="
+    cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTMEM_WERROR=ON -DTMEM_SANITIZE=thread \
+          -DTMEM_BUILD_BENCH=OFF >/dev/null
+    cmake --build build-tsan -j"$jobs" >/dev/null
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        ctest --test-dir build-tsan --output-on-failure -L thread
+fi
+
+echo "== 3/3 Release: quick tests, install, pkg-config =="
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DTMEM_WERROR=ON -DTMEM_BUILD_BENCH=ON \
+      -DCMAKE_INSTALL_PREFIX="$PWD/build-release/prefix" >/dev/null
+cmake --build build-release -j"$jobs" >/dev/null
+ctest --test-dir build-release --output-on-failure -L quick -j"$jobs"
+cmake --install build-release >/dev/null
+prefix="$PWD/build-release/prefix"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat > "$tmp/hello.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <tmem/tmem.h>
+int main(void)
+{
+    tmem_t *t = tmem_open(NULL);
+    tmem_client_t *c = tmem_client_open(t, "hello");
+    tmem_uuid_t u = { 0, 0 };
+    int p = tmem_new_pool(c, u, TMEM_POOL_PERSIST);
+    char in[TMEM_PAGE_SIZE] = "hello, tmem", out[TMEM_PAGE_SIZE];
+    tmem_oid_t oid = { { 1, 2, 3 } };
+    int ok = p >= 0 && tmem_put_page(c, (unsigned)p, oid, 0, in) == 0 &&
+             tmem_get_page(c, (unsigned)p, oid, 0, out) == 0 && !strcmp(in, out);
+    tmem_close(t);
+    puts(ok ? "pkg-config program: put and get work" : "pkg-config program: FAILED");
+    return !ok;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
+cc -std=c11 -Wall -Werror "$tmp/hello.c" -o "$tmp/hello" $(pkg-config --cflags --libs tmem)
+LD_LIBRARY_PATH="$prefix/lib:$prefix/lib/x86_64-linux-gnu" "$tmp/hello"
+echo "all tests passed"

@@ -1,0 +1,244 @@
+/*
+ * test_save.c - save and restore of a client: a round trip between two
+ * engines carries settings, pool ids and persistent pages (not ephemeral
+ * ones); a hostile stream (truncated anywhere, any byte changed) is refused
+ * and leaves the client with no pools; the documented errors.
+ */
+#include <errno.h>
+
+#include "tmem_test.h"
+
+static const tmem_uuid_t NOUUID = { 0, 0 };
+
+struct mem { uint8_t *buf; size_t len, cap, pos, limit; int fail_write; };
+
+static int mem_write(void *arg, const void *p, size_t len)
+{
+    struct mem *m = arg;
+    if (m->fail_write && m->len + len > (size_t)m->fail_write)
+        return -EIO;
+    if (m->len + len > m->cap) {
+        m->cap = (m->len + len) * 2;
+        m->buf = realloc(m->buf, m->cap);
+        assert_non_null(m->buf);
+    }
+    memcpy(m->buf + m->len, p, len);
+    m->len += len;
+    return 0;
+}
+
+static int mem_read(void *arg, void *p, size_t len)
+{
+    struct mem *m = arg;
+    if (m->pos + len > m->limit)
+        return -EIO;
+    memcpy(p, m->buf + m->pos, len);
+    m->pos += len;
+    return 0;
+}
+
+/* A client "src" in t with: pool 0 persistent (n pages), pool 1 ephemeral
+ * (pages too, not saved), pool 3 persistent empty; weight 42, cap 1000,
+ * zstd. */
+static tmem_client_t *make_source(tmem_t *t, uint32_t n)
+{
+    tmem_client_t *c = tmem_client_open(t, "src");
+    assert_int_equal(tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST), 0);
+    assert_int_equal(tmem_new_pool(c, NOUUID, 0), 1);
+    assert_int_equal(tmem_new_pool(c, NOUUID, 0), 2);
+    assert_int_equal(tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST), 3);
+    assert_int_equal(tmem_destroy_pool(c, 2), 0);       /* a hole in the pool ids */
+    tmem_admin_set_weight(t, tmem_client_id(c), 42);
+    tmem_admin_set_cap(t, tmem_client_id(c), 1000);
+    tmem_admin_set_compress(t, tmem_client_id(c), TMEM_COMPRESS_ZSTD);
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < n; i++) {
+        tt_fill(page, (enum tt_kind)(i % TT_KINDS), i);
+        assert_int_equal(tmem_put_page(c, 0, tt_oid(i % 5, i, 0), i, page), 0);
+        assert_int_equal(tmem_put_page(c, 1, tt_oid(1, 0, 0), i, page), 0);
+    }
+    return c;
+}
+
+static void round_trip(void **state)
+{
+    (void)state;
+    tmem_t *t1 = tt_open(0, TMEM_COMPRESS_LZ4, 1), *t2 = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t1, 200);
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), mem_write, &m), 200);
+    tmem_client_info_t si;
+    tmem_client_info(t1, tmem_client_id(src), &si);
+    assert_int_equal(si.frozen, 0);                 /* thawed again after the save */
+
+    tmem_client_t *dst = tmem_client_open(t2, "dst");
+    m.limit = m.len;
+    assert_int_equal(tmem_client_restore(dst, mem_read, &m), 200);
+    assert_int_equal(m.pos, m.len);
+    uint8_t page[PG], got[PG];
+    for (uint32_t i = 0; i < 200; i++) {
+        tt_fill(page, (enum tt_kind)(i % TT_KINDS), i);
+        assert_int_equal(tmem_get_page(dst, 0, tt_oid(i % 5, i, 0), i, got), 0);
+        assert_memory_equal(got, page, PG);
+        assert_int_equal(tmem_get_page(dst, 1, tt_oid(1, 0, 0), i, got), -ENOENT);
+    }
+    assert_int_equal(tmem_pool_is_shared(dst, 1), 0);          /* pools at their ids */
+    assert_int_equal(tmem_pool_is_shared(dst, 3), 0);
+    assert_int_equal(tmem_pool_is_shared(dst, 2), -ENODEV);
+    tmem_client_info_t di;
+    tmem_client_info(t2, tmem_client_id(dst), &di);
+    assert_int_equal(di.weight, 42);
+    assert_int_equal(di.cap, 1000);
+    assert_int_equal(di.compress, TMEM_COMPRESS_ZSTD);
+    assert_int_equal(di.nr_pools, 3);
+    free(m.buf);
+    tt_close(t1);
+    tt_close(t2);
+}
+
+static void frozen_state_carried(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 3);
+    tmem_admin_freeze(t, tmem_client_id(src));
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 3);
+    tmem_client_info_t si;
+    tmem_client_info(t, tmem_client_id(src), &si);
+    assert_int_equal(si.frozen, 1);                 /* it was frozen before: still is */
+    tmem_client_t *dst = tmem_client_open(t, "dst");
+    m.limit = m.len;
+    assert_int_equal(tmem_client_restore(dst, mem_read, &m), 3);
+    tmem_client_info(t, tmem_client_id(dst), &si);
+    assert_int_equal(si.frozen, 1);
+    free(m.buf);
+    tt_close(t);
+}
+
+/* Restores stream s into a fresh client of t; returns the result and checks
+ * that a failure left no pools. */
+static int64_t restore_expect(tmem_t *t, struct mem *s)
+{
+    tmem_client_t *c = tmem_client_open(t, "dst");
+    s->pos = 0;
+    int64_t rc = tmem_client_restore(c, mem_read, s);
+    if (rc < 0) {
+        tmem_client_info_t ci;
+        tmem_client_info(t, tmem_client_id(c), &ci);
+        assert_int_equal(ci.nr_pools, 0);
+        assert_int_equal(ci.persistent_pages, 0);
+    }
+    tmem_client_close(c);
+    return rc;
+}
+
+static void truncated_anywhere(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 3);
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 3);
+    for (size_t cut = 0; cut < m.len; cut++) {
+        m.limit = cut;
+        assert_true(restore_expect(t, &m) < 0);
+    }
+    m.limit = m.len;
+    assert_int_equal(restore_expect(t, &m), 3);
+    free(m.buf);
+    tt_close(t);
+}
+
+static void any_byte_changed(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 2);
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 2);
+    m.limit = m.len;
+    tt_rng r;
+    tt_seed(&r, 11);
+    for (size_t i = 0; i < m.len; i += 1 + (size_t)tt_below(&r, 7)) {
+        uint8_t old = m.buf[i];
+        m.buf[i] ^= (uint8_t)(1u << tt_below(&r, 8));
+        int64_t rc = restore_expect(t, &m);
+        assert_true(rc < 0);
+        assert_true(rc == -EPROTO || rc == -EIO || rc == -EINVAL || rc == -ENOMEM ||
+                    rc == -EBUSY);
+        m.buf[i] = old;
+    }
+    free(m.buf);
+    tt_close(t);
+}
+
+static void errors(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 4);
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t, 9999, mem_write, &m), -ENOENT);
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), NULL, &m), -EINVAL);
+    struct mem failing = { .fail_write = 100 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &failing), -EIO);
+    free(failing.buf);
+    tmem_client_info_t si;
+    tmem_client_info(t, tmem_client_id(src), &si);
+    assert_int_equal(si.frozen, 0);
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 4);
+    m.limit = m.len;
+    assert_int_equal(tmem_client_restore(src, mem_read, &m), -EBUSY);   /* has pools */
+    assert_int_equal(tmem_client_restore(NULL, mem_read, &m), -EINVAL);
+    tmem_client_t *dst = tmem_client_open(t, "dst");
+    assert_int_equal(tmem_client_restore(dst, NULL, &m), -EINVAL);
+    tmem_client_close(dst);
+    assert_int_equal(tmem_client_restore(dst, mem_read, &m), -ENODEV);  /* closed */
+    /* a client with no pools saves an empty stream that restores to nothing */
+    tmem_client_t *empty = tmem_client_open(t, "empty");
+    struct mem e = { 0 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(empty), mem_write, &e), 0);
+    e.limit = e.len;
+    assert_int_equal(restore_expect(t, &e), 0);
+    free(e.buf);
+    free(m.buf);
+    tt_close(t);
+}
+
+/* Restoring into an engine without room fails as a whole. */
+static void restore_no_room(void **state)
+{
+    (void)state;
+    tmem_t *t1 = tt_open(0, TMEM_COMPRESS_LZ4, 1), *t2 = tt_open(1 << 20, TMEM_COMPRESS_NONE, 0);
+    tmem_client_t *src = tmem_client_open(t1, "src");
+    tmem_new_pool(src, NOUUID, TMEM_POOL_PERSIST);
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < 400; i++) {            /* 1.6 MiB of incompressible data */
+        tt_fill(page, TT_RANDOM, i);
+        assert_int_equal(tmem_put_page(src, 0, tt_oid(1, 0, 0), i, page), 0);
+    }
+    struct mem m = { 0 };
+    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), mem_write, &m), 400);
+    m.limit = m.len;
+    assert_int_equal(restore_expect(t2, &m), -ENOMEM);
+    tmem_stats_t s;
+    tmem_stats_get(t2, &s);
+    assert_int_equal(s.persistent_pages, 0);
+    free(m.buf);
+    tt_close(t1);
+    tt_close(t2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(frozen_state_carried),
+        cmocka_unit_test(truncated_anywhere),
+        cmocka_unit_test(any_byte_changed),
+        cmocka_unit_test(errors),
+        cmocka_unit_test(restore_no_room),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
