@@ -153,8 +153,10 @@ size_t tmem_evict_npages(tmem_t *t, size_t npages)
     if (!t)
         return 0;
     uint64_t start = tm_load(t->frames.nfree), relinq = tm_load(t->st.relinquished);
+    /* saturate: npages = SIZE_MAX means "as many as possible" */
+    uint64_t target = npages > UINT64_MAX - start ? UINT64_MAX : start + npages;
     /* frames released to the OS meanwhile also count as freed */
-    while (tm_load(t->frames.nfree) + (tm_load(t->st.relinquished) - relinq) < start + npages)
+    while (tm_load(t->frames.nfree) + (tm_load(t->st.relinquished) - relinq) < target)
         if (!tm_evict_one(t, NULL))
             break;
     uint64_t now = tm_load(t->frames.nfree) + (tm_load(t->st.relinquished) - relinq);

@@ -138,16 +138,20 @@ struct tm_dedup_shard {
  *
  * Size classes every TM_ZCLASS_STEP bytes.  A span is 1..TM_ZSPAN_MAX_FRAMES
  * frames (not necessarily contiguous) cut into equal slots; a slot may
- * straddle two frames (copies are split).  The frame count per class is the
- * one that wastes least.  Spans with a free slot are on the class's partial
- * list; when a span's last slot is freed its frames return to the frame
- * allocator at once, so eviction returns real memory.
- * Invariants: span->used == popcount(span->map) <= cls->slots;
+ * straddle two frames (copies are split).  Each class uses the smallest frame
+ * count whose tail waste is within 2% of the best possible.  Spans with a
+ * free slot are on the class's partial list; when a span's last slot is
+ * freed its frames return to the frame allocator at once, so eviction
+ * returns real memory.
+ * A span is allocated with its frame pointers and slot map inline, sized for
+ * its class: [header][frames[nframes]][map[words]].
+ * Invariants: span->used == popcount(map) <= cls->slots;
  *             cls->nspans counts its spans; heap->bytes_used = sum(size).
  * ---------------------------------------------------------------------- */
 #define TM_ZCLASS_STEP      32u
-#define TM_ZSPAN_MAX_FRAMES 4u
+#define TM_ZSPAN_MAX_FRAMES 8u
 #define TM_ZCLASS_COUNT     (TMEM_PAGE_SIZE / TM_ZCLASS_STEP)   /* 32..4096 */
+/* an upper bound on slots per span (a class's own count is cls->slots) */
 #define TM_ZSPAN_MAX_SLOTS  (TM_ZSPAN_MAX_FRAMES * TMEM_PAGE_SIZE / TM_ZCLASS_STEP)
 
 struct tm_zclass;
@@ -155,10 +159,10 @@ struct tm_zclass;
 struct tm_zspan {
     struct tm_zspan *next, *prev;   /* class partial or full list (cls->lock) */
     struct tm_zclass *cls;          /* immutable */
-    uint8_t *frames[TM_ZSPAN_MAX_FRAMES]; /* immutable while the span lives */
     uint16_t used;                  /* slots in use (cls->lock) */
     bool     partial;               /* on cls->partial, else on cls->full */
-    uint64_t map[TM_ZSPAN_MAX_SLOTS / 64u]; /* used slots (cls->lock) */
+    uint8_t *frames[];              /* [cls->nframes], immutable while the span
+                                       lives; then uint64_t map[cls->words] */
 };
 
 struct tm_zclass {
@@ -166,6 +170,7 @@ struct tm_zclass {
     uint16_t size;                  /* slot size (immutable) */
     uint16_t nframes;               /* frames per span (immutable) */
     uint16_t slots;                 /* slots per span (immutable) */
+    uint16_t words;                 /* 64-bit words of the slot map (immutable) */
     struct tm_zspan *partial, *full;/* (lock) */
     uint64_t nspans;                /* (lock) */
 };
