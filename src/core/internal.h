@@ -67,7 +67,16 @@ void   tm_zheap_fini(tmem_t *t, struct tm_zheap *h);
 /* Allocates a fragment of size bytes (1..4096): fills loc (FRAG), 0 or
  * -ENOMEM when no frame could be had (the caller may evict and retry). */
 int    tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc);
+/* Frees the fragment loc names.  loc may be its owner (a pgd's or body's
+ * loc, which compaction may move: it is read again under the class lock) or
+ * a disowned copy.  May compact the class (see zalloc.c). */
 void   tm_zfree(tmem_t *t, const struct tm_loc *loc);
+/* Makes owner (a pgd's or body's loc, tagged TM_OWNER_BODY for a body) the
+ * owner of its fragment, or (owner 0) disowns the fragment loc names. */
+void   tm_zset_owner(const struct tm_loc *loc, uintptr_t owner);
+/* Compaction's side of the owners' locks (store.c): trylocks what readers
+ * of owner's loc hold; returns the locked mutex or NULL if busy. */
+pthread_mutex_t *tm_owner_trylock(struct tm_zheap *h, uintptr_t owner);
 void   tm_zwrite(const struct tm_loc *loc, const void *src);
 /* Returns a pointer to the fragment's bytes: in place if it does not
  * straddle frames, else copied into scratch (TMEM_PAGE_SIZE bytes). */
@@ -98,7 +107,7 @@ void   tm_store_free(tmem_t *t, struct tm_store *s);
 int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
                     const void *page, int codec, struct tm_loc *loc);
 /* Copies the data at loc out to page; 0 or -EIO (corrupt: internal bug). */
-int    tm_loc_read(const struct tm_loc *loc, void *page);
+int    tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page);
 /* Frees what loc refers to in store s (drops a body reference). */
 void   tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc);
 int    tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,

@@ -124,6 +124,10 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         if (old) {                                      /* duplicate put: replace */
             oldloc = old->loc;
             old->loc = loc;
+            if (oldloc.kind == TM_LOC_FRAG)             /* freed below, by value */
+                tm_zset_owner(&oldloc, 0);
+            if (loc.kind == TM_LOC_FRAG)
+                tm_zset_owner(&old->loc, (uintptr_t)&old->loc);
             if (!p->persistent) {
                 pthread_mutex_lock(&p->lru_lock);       /* a new put is the newest page */
                 old->prev->next = old->next;
@@ -231,6 +235,8 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             tm_inc(c->st.refused_nomem);
             break;
         }
+        if (loc.kind == TM_LOC_FRAG)                   /* compaction may move it now */
+            tm_zset_owner(&pgd->loc, (uintptr_t)&pgd->loc);
         uint64_t np = tm_add(p->npages, 1) + 1, no = tm_load(p->nobjs);
         if (np > tm_load(p->max_pages))
             tm_store_(p->max_pages, np);
@@ -288,7 +294,7 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
     if (!pgd) {
         rc = -ENOENT;
-    } else if ((rc = tm_loc_read(&pgd->loc, page)) == 0) {
+    } else if ((rc = tm_loc_read(p->store, &pgd->loc, page)) == 0) {
         if (p->shared) {                                /* a hit refreshes recency */
             pthread_mutex_lock(&p->lru_lock);
             pgd->prev->next = pgd->next;

@@ -92,7 +92,7 @@ static uint64_t save_pool_pages(tmem_t *t, struct tm_pool *p, struct wr *w)
             struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &hs[k].oid);
             struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, hs[k].index, NULL)
                                    : NULL;
-            int rc = pgd ? tm_loc_read(&pgd->loc, page) : -ENOENT;
+            int rc = pgd ? tm_loc_read(p->store, &pgd->loc, page) : -ENOENT;
             pthread_mutex_unlock(&b->lock);
             if (rc == -ENOENT)
                 continue;           /* flushed since the handles were collected */

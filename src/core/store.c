@@ -67,20 +67,44 @@ static int raw_read(const struct tm_loc *loc, void *page)
     return tm_decompress(loc->codec, src, loc->size, page);
 }
 
-int tm_loc_read(const struct tm_loc *loc, void *page)
+int tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page)
 {
     switch (loc->kind) {
     case TM_LOC_WORD:
         tm_fill_word(page, loc->u.word);
         return 0;
-    case TM_LOC_BODY:
-        return raw_read(&loc->u.body->loc, page);
+    case TM_LOC_BODY: {
+        /* a body's data may be moved by compaction unless its shard is held */
+        struct tm_body *b = loc->u.body;
+        struct tm_dedup_shard *sh = shard_of(s, b->hash);
+        pthread_mutex_lock(&sh->lock);
+        int rc = raw_read(&b->loc, page);
+        pthread_mutex_unlock(&sh->lock);
+        return rc;
+    }
     case TM_LOC_WHOLE:
     case TM_LOC_FRAG:
         return raw_read(loc, page);
     default:
         return -EIO;
     }
+}
+
+pthread_mutex_t *tm_owner_trylock(struct tm_zheap *h, uintptr_t owner)
+{
+    struct tm_loc *loc = (struct tm_loc *)(owner & ~TM_OWNER_BODY);
+    pthread_mutex_t *lk;
+    if (owner & TM_OWNER_BODY) {
+        struct tm_body *b = (struct tm_body *)((char *)loc - offsetof(struct tm_body, loc));
+        struct tm_store *s = (struct tm_store *)((char *)h - offsetof(struct tm_store, heap));
+        lk = &shard_of(s, b->hash)->lock;
+    } else {
+        /* the pgd lives until its fragment is freed, which needs the class
+         * lock our caller holds; its object and pool outlive it */
+        struct tm_pgd *pgd = (struct tm_pgd *)((char *)loc - offsetof(struct tm_pgd, loc));
+        lk = &tm_pool_bucket(pgd->obj->pool, pgd->obj->hash)->lock;
+    }
+    return pthread_mutex_trylock(lk) == 0 ? lk : NULL;
 }
 
 static void raw_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
@@ -274,10 +298,15 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     b->hash = hash;
     b->refs = 1;
     b->loc = raw;
+    if (raw.kind == TM_LOC_FRAG)
+        tm_zset_owner(&b->loc, (uintptr_t)&b->loc | TM_OWNER_BODY);
     if (dedup_link(t, s, b) != 0) {
-        raw_free(t, s, &raw);
+        /* no dedup table could be made: keep the data without a body */
+        if (raw.kind == TM_LOC_FRAG)
+            tm_zset_owner(&b->loc, 0);
+        *loc = b->loc;
         tm_meta_free(t, b);
-        return -ENOMEM;
+        return 0;
     }
     loc->kind = TM_LOC_BODY;
     loc->u.body = b;

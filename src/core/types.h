@@ -103,6 +103,9 @@ enum tm_loc_kind {
 struct tm_zspan;
 struct tm_body;
 
+/* A FRAG loc's (span, slot) may be changed by compaction, under the span's
+ * class lock and the lock its readers hold (the bucket for a pgd's loc, the
+ * dedup shard for a body's); its size, codec and class never change. */
 struct tm_loc {
     union {
         uint64_t word;
@@ -143,10 +146,14 @@ struct tm_dedup_shard {
  * free slot are on the class's partial list; when a span's last slot is
  * freed its frames return to the frame allocator at once, so eviction
  * returns real memory.
- * A span is allocated with its frame pointers and slot map inline, sized for
- * its class: [header][frames[nframes]][map[words]].
+ * A span is allocated with its frame pointers, slot map and owners inline,
+ * sized for its class: [header][frames[nframes]][map[words]][owner[slots]].
+ * owner[i] names the tm_loc that refers to slot i (tagged: TM_OWNER_BODY for
+ * a dedup body's loc, else a pgd's), or 0 while the fragment is not yet (or
+ * no longer) linked: only owned fragments are moved by compaction.
  * Invariants: span->used == popcount(map) <= cls->slots;
- *             cls->nspans counts its spans; heap->bytes_used = sum(size).
+ *             cls->nspans counts its spans; heap->bytes_used = sum(size);
+ *             cls->free_slots = sum over partial spans of (slots - used).
  * ---------------------------------------------------------------------- */
 #define TM_ZCLASS_STEP      32u
 #define TM_ZSPAN_MAX_FRAMES 8u
@@ -162,8 +169,10 @@ struct tm_zspan {
     uint16_t used;                  /* slots in use (cls->lock) */
     bool     partial;               /* on cls->partial, else on cls->full */
     uint8_t *frames[];              /* [cls->nframes], immutable while the span
-                                       lives; then uint64_t map[cls->words] */
+                                       lives; then uint64_t map[cls->words] and
+                                       uintptr_t owner[cls->slots] (cls->lock) */
 };
+#define TM_OWNER_BODY ((uintptr_t)1)
 
 struct tm_zclass {
     pthread_mutex_t lock;
@@ -173,6 +182,8 @@ struct tm_zclass {
     uint16_t words;                 /* 64-bit words of the slot map (immutable) */
     struct tm_zspan *partial, *full;/* (lock) */
     uint64_t nspans;                /* (lock) */
+    uint64_t free_slots;            /* free slots of partial spans (lock) */
+    uint64_t moved, compactions;    /* fragments moved, spans emptied (lock) */
 };
 
 struct tm_zheap {
