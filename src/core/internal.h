@@ -157,6 +157,13 @@ void   tm_pgd_release(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd);
 uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_obj *o);
 void   tm_obj_release(tmem_t *t, struct tm_pool *p, struct tm_obj *o);
 void   tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd); /* takes lru_lock */
+/* Makes pgd the newest page of its pool's LRU (takes lru_lock); bucket
+ * lock held. */
+void   tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd);
+/* The descriptor of (oid with hash h, index) in bucket b, or NULL; the
+ * object (or NULL) through objp if not NULL.  Bucket lock held. */
+struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oid_t *oid,
+                                  uint32_t index, struct tm_obj **objp);
 uint32_t tm_now_ms(tmem_t *t);
 
 /* ---- evict.c ---------------------------------------------------------- */

@@ -47,9 +47,7 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
     struct tm_obj *freed_obj = NULL;
     struct tm_pgd *old = NULL;
     pthread_mutex_lock(&b->lock);
-    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, oid);
-    if (o)
-        old = tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL);
+    old = tm_pgd_find_locked(b, h, oid, index, NULL);
     if (old)
         tm_pgd_unlink_locked(p, b, old, &freed_obj);
     pthread_mutex_unlock(&b->lock);
@@ -87,8 +85,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
 
     if (atomic_load(&c->frozen)) {
         pthread_mutex_lock(&b->lock);
-        struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
-        bool dup = o && tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL);
+        bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
         pthread_mutex_unlock(&b->lock);
         if (!dup) {
             tm_inc(c->st.refused_frozen);
@@ -119,8 +116,8 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
 
     pthread_mutex_lock(&b->lock);
     for (;;) {
-        struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
-        struct tm_pgd *old = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+        struct tm_obj *o;
+        struct tm_pgd *old = tm_pgd_find_locked(b, h, &oid, index, &o);
         if (old) {                                      /* duplicate put: replace */
             oldloc = old->loc;
             old->loc = loc;
@@ -128,17 +125,8 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
                 tm_zset_owner(&oldloc, 0);
             if (loc.kind == TM_LOC_FRAG)
                 tm_zset_owner(&old->loc, (uintptr_t)&old->loc);
-            if (!p->persistent) {
-                pthread_mutex_lock(&p->lru_lock);       /* a new put is the newest page */
-                old->prev->next = old->next;
-                old->next->prev = old->prev;
-                old->prev = p->lru.prev;
-                old->next = &p->lru;
-                p->lru.prev->next = old;
-                p->lru.prev = old;
-                old->age = tm_now_ms(t);
-                pthread_mutex_unlock(&p->lru_lock);
-            }
+            if (!p->persistent)
+                tm_lru_touch_locked(t, p, old);         /* a new put is the newest page */
             tm_inc(c->st.dup_replaced);
             tm_inc(p->st.dup_replaced);
             rc = 0;
@@ -290,21 +278,12 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     struct tm_pgd *taken = NULL;
 
     pthread_mutex_lock(&b->lock);
-    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
-    struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
     if (!pgd) {
         rc = -ENOENT;
     } else if ((rc = tm_loc_read(p->store, &pgd->loc, page)) == 0) {
         if (p->shared) {                                /* a hit refreshes recency */
-            pthread_mutex_lock(&p->lru_lock);
-            pgd->prev->next = pgd->next;
-            pgd->next->prev = pgd->prev;
-            pgd->prev = p->lru.prev;
-            pgd->next = &p->lru;
-            p->lru.prev->next = pgd;
-            p->lru.prev = pgd;
-            pgd->age = tm_now_ms(t);
-            pthread_mutex_unlock(&p->lru_lock);
+            tm_lru_touch_locked(t, p, pgd);
         } else if (!p->keep_on_get) {                   /* private: exclusive get */
             tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
             taken = pgd;
@@ -338,8 +317,7 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     struct tm_obj *freed_obj = NULL;
 
     pthread_mutex_lock(&b->lock);
-    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, &oid);
-    struct tm_pgd *pgd = o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
     if (pgd)
         tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
     pthread_mutex_unlock(&b->lock);

@@ -66,6 +66,28 @@ void tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd)
     pthread_mutex_unlock(&p->lru_lock);
 }
 
+struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oid_t *oid,
+                                  uint32_t index, struct tm_obj **objp)
+{
+    struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, oid);
+    if (objp)
+        *objp = o;
+    return o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+}
+
+void tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
+{
+    pthread_mutex_lock(&p->lru_lock);
+    pgd->prev->next = pgd->next;
+    pgd->next->prev = pgd->prev;
+    pgd->prev = p->lru.prev;
+    pgd->next = &p->lru;
+    p->lru.prev->next = pgd;
+    p->lru.prev = pgd;
+    pgd->age = tm_now_ms(t);
+    pthread_mutex_unlock(&p->lru_lock);
+}
+
 /* Unlinks pgd from the LRU; lru_lock held. */
 static void lru_del_locked(struct tm_pool *p, struct tm_pgd *pgd)
 {

@@ -192,6 +192,19 @@ static bool put_slot_locked(struct tm_zclass *c, struct tm_zspan *s, unsigned sl
     return false;
 }
 
+/* Takes a slot of a partial span of c, if there is one (takes the lock). */
+static bool take_partial(struct tm_zclass *c, struct tm_zspan **sp, int *slot)
+{
+    pthread_mutex_lock(&c->lock);
+    bool ok = c->partial != NULL;
+    if (ok) {
+        *sp = c->partial;
+        *slot = take_slot_locked(c, *sp);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
 int tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc)
 {
     tm_assert(size > 0 && size <= TMEM_PAGE_SIZE);
@@ -199,14 +212,8 @@ int tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc)
     struct tm_zspan *s;
     int slot;
 
-    pthread_mutex_lock(&c->lock);
-    if (c->partial) {
-        s = c->partial;
-        slot = take_slot_locked(c, s);
-        pthread_mutex_unlock(&c->lock);
+    if (take_partial(c, &s, &slot))
         goto done;
-    }
-    pthread_mutex_unlock(&c->lock);
 
     /* No room: build a new span with no lock held (frames may be scarce). */
     s = tm_meta_calloc(t, span_bytes(c), false);
@@ -218,14 +225,8 @@ int tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc)
         if (!s->frames[i]) {
             span_release(t, s, c->nframes);
             /* a racing thread may have made a partial span meanwhile */
-            pthread_mutex_lock(&c->lock);
-            if (c->partial) {
-                s = c->partial;
-                slot = take_slot_locked(c, s);
-                pthread_mutex_unlock(&c->lock);
+            if (take_partial(c, &s, &slot))
                 goto done;
-            }
-            pthread_mutex_unlock(&c->lock);
             return -ENOMEM;
         }
     }
