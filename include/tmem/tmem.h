@@ -178,7 +178,8 @@ typedef struct tmem_stats {
     uint64_t pages_whole;       /* pages stored as a whole frame (incl. compress poor) */
     uint64_t pages_compressed;  /* pages stored as a compressed fragment */
     uint64_t pages_same_filled; /* pages stored as one repeated word (no frame) */
-    uint64_t pages_deduped;     /* pages whose data is shared with an identical page */
+    uint64_t pages_deduped;     /* pages stored as a reference to an identical page's
+                                   data: all references minus distinct bodies */
     uint64_t bodies;            /* distinct stored data bodies (after dedup) */
     uint64_t clients;           /* clients open */
     uint64_t pools;             /* pools (a shared pool counts once) */

@@ -58,16 +58,25 @@ int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
     fr->nchunks = (size_t)((reserve_bytes + TM_CHUNK_BYTES - 1) / TM_CHUNK_BYTES);
     if (fr->nchunks == 0)
         fr->nchunks = 1;
-    void *base = mmap(NULL, fr->nchunks * TM_CHUNK_BYTES, PROT_NONE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
+    /* Reserve one chunk more and keep the chunk-aligned part, so that a
+     * block of 2^order frames (order <= 9) is aligned to its size whatever
+     * alignment mmap gave. */
+    size_t len = fr->nchunks * TM_CHUNK_BYTES;
+    uint8_t *raw = mmap(NULL, len + TM_CHUNK_BYTES, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
         return -ENOMEM;
+    uint8_t *base = (uint8_t *)(((uintptr_t)raw + TM_CHUNK_BYTES - 1) & ~(uintptr_t)(TM_CHUNK_BYTES - 1));
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    if (raw + TM_CHUNK_BYTES > base)
+        munmap(base + len, (size_t)(raw + TM_CHUNK_BYTES - base));
     fr->base = base;
     /* The chunk table is engine infrastructure, not counted metadata:
      * 8 bytes per 2 MiB of reservation. */
     fr->chunks = calloc(fr->nchunks, sizeof(*fr->chunks));
     if (!fr->chunks) {
-        munmap(base, fr->nchunks * TM_CHUNK_BYTES);
+        munmap(base, len);
         return -ENOMEM;
     }
     return 0;
@@ -169,6 +178,7 @@ uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
 static struct tm_chunk *chunk_of(struct tm_frames *fr, const void *p, size_t *bit)
 {
     const uint8_t *q = p;
+    *bit = 0;
     if (q < fr->base || q >= fr->base + fr->nchunks * TM_CHUNK_BYTES)
         return NULL;
     size_t idx = (size_t)(q - fr->base) / TMEM_PAGE_SIZE;
