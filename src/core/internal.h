@@ -67,13 +67,14 @@ void   tm_zheap_fini(tmem_t *t, struct tm_zheap *h);
 /* Allocates a fragment of size bytes (1..4096): fills loc (FRAG), 0 or
  * -ENOMEM when no frame could be had (the caller may evict and retry). */
 int    tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc);
-/* Frees the fragment loc names.  loc may be its owner (a pgd's or body's
- * loc, which compaction may move: it is read again under the class lock) or
- * a disowned copy.  May compact the class (see zalloc.c). */
-void   tm_zfree(tmem_t *t, const struct tm_loc *loc);
+/* Frees the fragment loc names, in heap h.  loc may be its owner (a pgd's or
+ * body's loc, which compaction may move: its place is read only under the
+ * class lock, and the class comes from the immutable size) or a disowned
+ * copy.  May compact the class (see zalloc.c). */
+void   tm_zfree(tmem_t *t, struct tm_zheap *h, const struct tm_loc *loc);
 /* Makes owner (a pgd's or body's loc, tagged TM_OWNER_BODY for a body) the
- * owner of its fragment, or (owner 0) disowns the fragment loc names. */
-void   tm_zset_owner(const struct tm_loc *loc, uintptr_t owner);
+ * owner of its fragment in h, or (owner 0) disowns the fragment loc names. */
+void   tm_zset_owner(struct tm_zheap *h, const struct tm_loc *loc, uintptr_t owner);
 /* Compaction's side of the owners' locks (store.c): trylocks what readers
  * of owner's loc hold; returns the locked mutex or NULL if busy. */
 pthread_mutex_t *tm_owner_trylock(struct tm_zheap *h, uintptr_t owner);

@@ -122,9 +122,9 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             oldloc = old->loc;
             old->loc = loc;
             if (oldloc.kind == TM_LOC_FRAG)             /* freed below, by value */
-                tm_zset_owner(&oldloc, 0);
+                tm_zset_owner(&p->store->heap, &oldloc, 0);
             if (loc.kind == TM_LOC_FRAG)
-                tm_zset_owner(&old->loc, (uintptr_t)&old->loc);
+                tm_zset_owner(&p->store->heap, &old->loc, (uintptr_t)&old->loc);
             if (!p->persistent)
                 tm_lru_touch_locked(t, p, old);         /* a new put is the newest page */
             tm_inc(c->st.dup_replaced);
@@ -224,7 +224,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             break;
         }
         if (loc.kind == TM_LOC_FRAG)                   /* compaction may move it now */
-            tm_zset_owner(&pgd->loc, (uintptr_t)&pgd->loc);
+            tm_zset_owner(&p->store->heap, &pgd->loc, (uintptr_t)&pgd->loc);
         uint64_t np = tm_add(p->npages, 1) + 1, no = tm_load(p->nobjs);
         if (np > tm_load(p->max_pages))
             tm_store_(p->max_pages, np);

@@ -113,7 +113,7 @@ static void raw_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
         tm_frame_put(t, loc->u.frame, TM_FRAME_WHOLE);
         tm_sub(s->whole_frames, 1);
     } else if (loc->kind == TM_LOC_FRAG) {
-        tm_zfree(t, loc);
+        tm_zfree(t, &s->heap, loc);
     }
 }
 
@@ -299,11 +299,11 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     b->refs = 1;
     b->loc = raw;
     if (raw.kind == TM_LOC_FRAG)
-        tm_zset_owner(&b->loc, (uintptr_t)&b->loc | TM_OWNER_BODY);
+        tm_zset_owner(&s->heap, &b->loc, (uintptr_t)&b->loc | TM_OWNER_BODY);
     if (dedup_link(t, s, b) != 0) {
         /* no dedup table could be made: keep the data without a body */
         if (raw.kind == TM_LOC_FRAG)
-            tm_zset_owner(&b->loc, 0);
+            tm_zset_owner(&s->heap, &b->loc, 0);
         *loc = b->loc;
         tm_meta_free(t, b);
         return 0;

@@ -247,9 +247,11 @@ done:
     return 0;
 }
 
-void tm_zset_owner(const struct tm_loc *loc, uintptr_t owner)
+void tm_zset_owner(struct tm_zheap *h, const struct tm_loc *loc, uintptr_t owner)
 {
-    struct tm_zclass *c = loc->u.span->cls;     /* moves stay in the class */
+    /* the class from the size, which never changes; the place only under
+     * the class lock, since compaction may move an owned fragment */
+    struct tm_zclass *c = class_for(h, loc->size);
     pthread_mutex_lock(&c->lock);
     span_owners(loc->u.span)[loc->slot] = owner;
     pthread_mutex_unlock(&c->lock);
@@ -344,15 +346,14 @@ static struct tm_zspan *compact_locked(struct tm_zclass *c)
     return NULL;
 }
 
-void tm_zfree(tmem_t *t, const struct tm_loc *loc)
+void tm_zfree(tmem_t *t, struct tm_zheap *h, const struct tm_loc *loc)
 {
-    struct tm_zclass *c = loc->u.span->cls;     /* moves stay in the class */
-    struct tm_zheap *h = heap_of(c);
-    uint16_t size = loc->size;
+    uint16_t size = loc->size;                  /* immutable */
+    struct tm_zclass *c = class_for(h, size);
     struct tm_zspan *empty[2] = { NULL, NULL };
 
     pthread_mutex_lock(&c->lock);
-    struct tm_zspan *s = loc->u.span;           /* again, under the lock */
+    struct tm_zspan *s = loc->u.span;           /* read under the lock: it may move */
     if (put_slot_locked(c, s, loc->slot))
         empty[0] = s;
     else if (c->free_slots * 2 >= (uint64_t)c->slots * TM_COMPACT_AT_HALF_SPANS)

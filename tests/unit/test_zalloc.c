@@ -142,7 +142,7 @@ static void test_every_size(void **state)
     for (uint32_t size = 1; size <= PG; size++)
         check_frag(&locs[size], size);
     for (uint32_t size = PG; size >= 1; size--)
-        tm_zfree(t, &locs[size]);
+        tm_zfree(t, h, &locs[size]);
     assert_int_equal(tm_load(h->bytes_used), 0);
     assert_int_equal(tm_zheap_frames(h), 0);
     assert_int_equal(stats(t).frames_zalloc, 0);
@@ -218,7 +218,7 @@ static void test_straddle(void **state)
             check_frag(&locs[k], ids[k]);
         }
         for (unsigned k = 0; k < c->slots; k++)
-            tm_zfree(t, &locs[k]);
+            tm_zfree(t, h, &locs[k]);
         assert_int_equal(tm_zheap_frames(h), 0);
     }
     printf("%llu straddling fragments, %llu non-adjacent frame pairs\n",
@@ -286,7 +286,7 @@ static void test_random(void **state)
             uint32_t i = (uint32_t)tt_below(&r, n);
             check_frag(&lv[i].loc, lv[i].id);
             bytes -= lv[i].loc.size;
-            tm_zfree(t, &lv[i].loc);
+            tm_zfree(t, h, &lv[i].loc);
             lv[i] = lv[--n];
         }
         if (op % 2000 == 1999) {
@@ -308,7 +308,7 @@ static void test_random(void **state)
     while (n > 0) {
         uint32_t i = (uint32_t)tt_below(&r, n);
         check_frag(&lv[i].loc, lv[i].id);
-        tm_zfree(t, &lv[i].loc);
+        tm_zfree(t, h, &lv[i].loc);
         lv[i] = lv[--n];
     }
     uint64_t frags = 1;
@@ -354,12 +354,12 @@ static void test_two_heaps(void **state)
     for (int i = 0; i < 20; i++) {
         check_frag(&la[i], 100 + (uint64_t)i);
         check_frag(&lb[i], 200 + (uint64_t)i);
-        tm_zfree(t, &la[i]);
+        tm_zfree(t, a, &la[i]);
     }
     assert_int_equal(tm_zheap_frames(a), 0);
     assert_true(tm_zheap_frames(b) > 0);
     for (int i = 0; i < 20; i++)
-        tm_zfree(t, &lb[i]);
+        tm_zfree(t, b, &lb[i]);
     assert_int_equal(stats(t).frames_zalloc, 0);
     heap_free(t, a);
     heap_free(t, b);
@@ -454,7 +454,7 @@ static void test_enomem(void **state)
     for (uint32_t i = 0; i < n; i++)
         check_frag(&got[i], 900 + i);
     for (uint32_t i = 0; i < n; i++)
-        tm_zfree(t, &got[i]);
+        tm_zfree(t, h, &got[i]);
     tmem_stats_t s4 = stats(t);
     assert_int_equal(s4.frames_zalloc, 0);
     assert_int_equal(s4.frames_free, s3.frames_zalloc);
