@@ -120,8 +120,9 @@ TMEM_API tmem_t *tmem_open(const tmem_config_t *cfg);
  * lent with tmem_relinquish_page*() that were not returned. */
 TMEM_API void    tmem_close(tmem_t *t);
 
-/* A new in-process client; name is copied (truncated to 63 bytes); NULL is
- * allowed.  NULL with errno on failure. */
+/* A new in-process client; name is copied (truncated to 63 bytes; bytes
+ * outside printable ASCII, and ',' ':' '=', become '_', so that names cannot
+ * forge tmem-list lines); NULL is allowed.  NULL with errno on failure. */
 TMEM_API tmem_client_t *tmem_client_open(tmem_t *t, const char *name);
 /* A client of tmemd at socket_path (NULL: $TMEM_SOCKET, else the default
  * socket).  This build has no daemon transport yet: returns NULL with
@@ -296,15 +297,18 @@ TMEM_API int tmem_admin_shared_auth(tmem_t *t, uint32_t client_id, tmem_uuid_t u
 typedef int (*tmem_write_fn)(void *arg, const void *buf, size_t len);  /* 0 or -errno */
 typedef int (*tmem_read_fn)(void *arg, void *buf, size_t len);  /* 0 (all len bytes) or -errno */
 
-/* Writes the stream.  The client is frozen during the save and restored to
- * its previous state after.  Returns the number of persistent pages saved,
- * or a negative code (-ENOENT no client, or the writer's error). */
+/* Writes the stream.  New puts of the client are refused while the save
+ * runs (saves may overlap; an administrator's freeze or thaw meanwhile is
+ * kept).  write runs with the client's pools held: it must not create or
+ * destroy the client's pools or close it.  Returns the number of persistent
+ * pages saved, or a negative code (-ENOENT no client, or the writer's). */
 TMEM_API int64_t tmem_client_save(tmem_t *t, uint32_t client_id,
                                   tmem_write_fn write, void *arg);
-/* Reads a stream into client c, which must have no pools (-EBUSY).  Pools are
- * recreated at their saved ids, settings applied, pages put.  All or nothing:
+/* Reads a stream into client c, which must have no pools and no restore
+ * running (-EBUSY).  Pools are recreated at their saved ids, settings
+ * applied (weight, cap, codec; a saved freeze), pages put.  All or nothing:
  * on any error (-EPROTO malformed, -ENOMEM no room, the reader's error) the
- * client is left with no pools.  Returns the number of pages restored. */
+ * pools this restore created are destroyed.  Returns the pages restored. */
 TMEM_API int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg);
 
 #ifdef __cplusplus

@@ -166,7 +166,10 @@ int tmem_check(tmem_t *t)
             if (!p)
                 continue;
             if (p->shared) {
-                if (p->owner != c)
+                pthread_mutex_lock(&p->lru_lock);
+                bool owner = p->owner == c;
+                pthread_mutex_unlock(&p->lru_lock);
+                if (!owner)
                     continue;   /* counted once, by its owner */
                 struct refs rs = { 0 };
                 uint64_t e = 0, q = 0;

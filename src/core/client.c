@@ -59,8 +59,22 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         return NULL;
     }
     c->t = t;
-    pthread_rwlock_init(&c->lock, NULL);
+    /* Writer-preferring: a new_pool, destroy_pool or close is not starved by
+     * a stream of calls.  No thread takes this lock twice in a blocking way
+     * (eviction only tries it), so the non-recursive kind is safe. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    /* The name appears in tmem-list lines: keep it to printable characters
+     * that are not the list's separators (',' ':' '='), so that a client
+     * cannot forge lines or keys. */
     snprintf(c->name, sizeof(c->name), "%s", name ? name : "");
+    for (char *q = c->name; *q; q++)
+        if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e || *q == ',' || *q == ':' ||
+            *q == '=')
+            *q = '_';
     atomic_init(&c->weight, t->cfg.default_weight);
     atomic_init(&c->cap, t->cfg.default_cap);
     atomic_init(&c->compress, t->cfg.compress);

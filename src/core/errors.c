@@ -1,12 +1,14 @@
 /*
  * errors.c - names for every result code the API returns.
  */
+#include <limits.h>
+
 #include "internal.h"
 
 const char *tmem_strerror(int code)
 {
     if (code < 0)
-        code = -code;
+        code = code == INT_MIN ? 0x7fffffff : -code;   /* -INT_MIN overflows */
     switch (code) {
     case 0:            return "success";
     case ENOENT:       return "not found (a get that missed)";

@@ -71,7 +71,6 @@ int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
         munmap(raw, (size_t)(base - raw));
     if (raw + TM_CHUNK_BYTES > base)
         munmap(base + len, (size_t)(raw + TM_CHUNK_BYTES - base));
-    fr->base = base;
     /* The chunk table is engine infrastructure, not counted metadata:
      * 8 bytes per 2 MiB of reservation. */
     fr->chunks = calloc(fr->nchunks, sizeof(*fr->chunks));
@@ -79,6 +78,7 @@ int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
         munmap(base, len);
         return -ENOMEM;
     }
+    fr->base = base;        /* set last: tm_frames_fini keys on it */
     return 0;
 }
 

@@ -180,6 +180,11 @@ struct tmem_client *tm_client_find_locked(tmem_t *t, uint32_t id);
  * -EINVAL (NULL or not a handle). */
 int    tm_client_enter(struct tmem_client *c);
 void   tm_client_leave(struct tmem_client *c);
+/* New puts are refused: frozen by the administrator or by a save. */
+static inline bool tm_client_frozen(struct tmem_client *c)
+{
+    return atomic_load(&c->frozen) || atomic_load(&c->save_freezes);
+}
 bool   tm_client_authorised_locked(struct tmem_client *c, tmem_uuid_t uuid);
 /* The open clients now, as a malloc'd array (free() it).  The pointers stay
  * valid memory until tmem_close (tombstones); check c->dead under c->lock. */

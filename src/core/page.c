@@ -83,7 +83,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     uint64_t h = tm_oid_hash(&oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
 
-    if (atomic_load(&c->frozen)) {
+    if (tm_client_frozen(c)) {
         pthread_mutex_lock(&b->lock);
         bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
         pthread_mutex_unlock(&b->lock);
@@ -132,7 +132,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             rc = 0;
             break;
         }
-        if (atomic_load(&c->frozen)) {                  /* frozen since step 1 */
+        if (tm_client_frozen(c)) {                      /* frozen since step 1 */
             tm_inc(c->st.refused_frozen);
             rc = -TMEM_EFROZEN;
             break;

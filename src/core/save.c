@@ -14,7 +14,8 @@
  *   end     u32 'END!' u64 npools u64 npages u64 XXH64 of every byte before it
  *
  * Save freezes the client (new puts refused, so the page set can only
- * shrink) and walks each persistent pool bucket by bucket: it collects the
+ * shrink) with a count of its own, so that saves may overlap and an
+ * administrator's freeze or thaw meanwhile is kept; it walks each persistent pool bucket by bucket: it collects the
  * handles under the bucket lock, then reads each page again under the lock
  * with a non-destructive lookup; a page flushed meanwhile is skipped.
  * (Xen's cursor skipped the first page; there is no cursor here.)
@@ -70,9 +71,16 @@ static uint64_t save_pool_pages(tmem_t *t, struct tm_pool *p, struct wr *w)
         struct tm_bucket *b = &p->buckets[i];
         struct handle *hs = NULL;
         size_t nh = 0;
+        /* size the handle list by this bucket's pages (counted, then
+         * collected again: the count may only shrink while frozen) */
+        size_t want = 0;
         pthread_mutex_lock(&b->lock);
-        size_t want = tm_load(p->npages);   /* an upper bound for this bucket */
+        for (uint32_t s = 0; s < b->objs.cap; s++)
+            if (b->objs.slots[s])
+                want += ((struct tm_obj *)b->objs.slots[s])->pages.count;
+        pthread_mutex_unlock(&b->lock);
         hs = want ? malloc(want * sizeof(*hs)) : NULL;
+        pthread_mutex_lock(&b->lock);
         for (uint32_t s = 0; hs && s < b->objs.cap; s++) {
             struct tm_obj *o = b->objs.slots[s];
             for (uint32_t k = 0; o && k < o->pages.cap; k++) {
@@ -125,16 +133,17 @@ int64_t tmem_client_save(tmem_t *t, uint32_t client_id, tmem_write_fn write, voi
     if (!w.h)
         return -ENOMEM;
     XXH64_reset(w.h, 0);
-    int was_frozen = atomic_exchange(&c->frozen, 1);
+    atomic_fetch_add(&c->save_freezes, 1);
     pthread_rwlock_rdlock(&c->lock);
     if (c->dead) {
         pthread_rwlock_unlock(&c->lock);
+        atomic_fetch_sub(&c->save_freezes, 1);
         XXH64_freeState(w.h);
         return -ENOENT;
     }
     wr(&w, save_magic, sizeof(save_magic));
     wr32(&w, SAVE_VERSION);
-    wr32(&w, was_frozen ? 1u : 0u);
+    wr32(&w, atomic_load(&c->frozen) ? 1u : 0u);
     wr32(&w, (uint32_t)atomic_load(&c->compress));
     wr32(&w, tm_load(c->weight));
     wr64(&w, tm_load(c->cap));
@@ -157,7 +166,7 @@ int64_t tmem_client_save(tmem_t *t, uint32_t client_id, tmem_write_fn write, voi
         npools++;
     }
     pthread_rwlock_unlock(&c->lock);
-    atomic_store(&c->frozen, was_frozen);
+    atomic_fetch_sub(&c->save_freezes, 1);
     wr32(&w, TAG_END);
     wr64(&w, npools);
     wr64(&w, npages);
@@ -194,10 +203,11 @@ static int rd(struct rd *r, void *p, size_t n)
 static int rd32(struct rd *r, uint32_t *v) { return rd(r, v, 4); }
 static int rd64(struct rd *r, uint64_t *v) { return rd(r, v, 8); }
 
-static void destroy_all_pools(tmem_client_t *c)
+static void destroy_pools(tmem_client_t *c, const bool *mine)
 {
     for (uint32_t i = 0; i < TMEM_MAX_POOLS; i++)
-        tmem_destroy_pool(c, i);
+        if (mine[i])
+            tmem_destroy_pool(c, i);
 }
 
 int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
@@ -212,14 +222,15 @@ int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
     tm_client_leave(c);
     if (!read)
         return -EINVAL;
-    if (!empty)
-        return -EBUSY;
+    if (!empty || atomic_exchange(&c->restoring, 1))
+        return -EBUSY;          /* one restore at a time, into no pools */
 
     struct rd r = { read, arg, XXH64_createState(), 0 };
     uint8_t *page = malloc(TMEM_PAGE_SIZE);
     if (!r.h || !page) {
         XXH64_freeState(r.h);
         free(page);
+        atomic_store(&c->restoring, 0);
         return -ENOMEM;
     }
     XXH64_reset(r.h, 0);
@@ -277,20 +288,25 @@ int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
     expect = XXH64_digest(r.h);
     if (r.fn(r.arg, &sum, 8) != 0 || sum != expect || s_npools != npools || s_npages != npages)
         goto fail;
-    /* settings last: a frozen client would have refused the puts */
+    /* settings last: a frozen client would have refused the puts.  A freeze
+     * in the stream is applied; a freeze issued meanwhile is not undone.
+     * The name in the stream is informational: c keeps the name it has. */
     atomic_store(&c->weight, weight);
     atomic_store(&c->cap, cap);
     atomic_store(&c->compress, (int)codec);
-    atomic_store(&c->frozen, (int)(flags & 1u));
+    if (flags & 1u)
+        atomic_store(&c->frozen, 1);
     XXH64_freeState(r.h);
     free(page);
+    atomic_store(&c->restoring, 0);
     (void)t;
     return (int64_t)npages;
 fail:
     if (r.err && result == -EPROTO)
         result = r.err;
-    destroy_all_pools(c);
+    destroy_pools(c, pool_used);        /* only the pools this restore made */
     XXH64_freeState(r.h);
     free(page);
+    atomic_store(&c->restoring, 0);
     return result;
 }

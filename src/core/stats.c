@@ -65,7 +65,13 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
             store_figures(c->pers_store, o);
             for (unsigned k = 0; k < TMEM_MAX_POOLS; k++) {
                 struct tm_pool *p = c->pools[k];
-                if (p && (!p->shared || p->owner == c)) {
+                bool counts = p != NULL;
+                if (p && p->shared) {   /* a shared pool counts once: by its owner */
+                    pthread_mutex_lock(&p->lru_lock);
+                    counts = p->owner == c;
+                    pthread_mutex_unlock(&p->lru_lock);
+                }
+                if (counts) {
                     o->pools++;
                     o->objects += tm_load(p->nobjs);
                     if (p->shared)

@@ -304,7 +304,9 @@ struct tmem_client {
     atomic_u32 weight;
     atomic_u64 cap;
     _Atomic int compress;
-    _Atomic int frozen;
+    _Atomic int frozen;             /* by the administrator */
+    _Atomic int save_freezes;       /* saves in progress: frozen while > 0 */
+    _Atomic int restoring;          /* a restore owns the client's pools */
     /* accounting: eph_pages is changed under the lru_lock of the pool whose
      * owner this client is; pers_pages with fetch_add (the cap check). */
     atomic_u64 eph_pages, pers_pages;

@@ -194,6 +194,26 @@ static void stats_count_outcomes(void **state)
     tt_close(t);
 }
 
+
+/* A client name cannot forge tmem-list lines or keys. */
+static void names_cannot_forge_lines(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *c = tmem_client_open(t, "x\nC=CI:99,ww:100000\tend");
+    tmem_client_info_t ci;
+    tmem_client_info(t, tmem_client_id(c), &ci);
+    assert_string_equal(ci.name, "x_C_CI_99_ww_100000_end");
+    char buf[4096];
+    tmem_list(t, TMEM_CLIENT_ALL, 1, buf, sizeof(buf));
+    assert_null(strstr(buf, "CI:99"));
+    int lines = 0;
+    for (char *q = buf; *q; q++)
+        lines += *q == '\n';
+    assert_int_equal(lines, 3);                 /* G=, C=, T= */
+    tt_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +223,7 @@ int main(void)
         cmocka_unit_test(client_listing),
         cmocka_unit_test(list_text),
         cmocka_unit_test(stats_count_outcomes),
+        cmocka_unit_test(names_cannot_forge_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,6 +230,84 @@ static void restore_no_room(void **state)
     tt_close(t2);
 }
 
+
+/* A writer that acts in the middle of a save (once). */
+struct hook { struct mem m; tmem_t *t; uint32_t id; int what, done; int64_t inner; };
+
+static int hook_write(void *arg, const void *p, size_t len)
+{
+    struct hook *h = arg;
+    if (!h->done && h->m.len > 64) {
+        h->done = 1;
+        if (h->what == 0) {
+            tmem_admin_freeze(h->t, h->id);             /* an admin freeze mid-save */
+        } else {
+            struct mem inner = { 0 };                   /* an overlapping save */
+            h->inner = tmem_client_save(h->t, h->id, mem_write, &inner);
+            free(inner.buf);
+        }
+    }
+    return mem_write(&h->m, p, len);
+}
+
+static void save_keeps_admin_state(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 3);
+    uint8_t page[PG];
+    tt_fill(page, TT_TEXT, 77);
+    /* an administrator's freeze during the save survives its end */
+    struct hook h = { .t = t, .id = tmem_client_id(src), .what = 0 };
+    assert_int_equal(tmem_client_save(t, h.id, hook_write, &h), 3);
+    assert_int_equal(tmem_put_page(src, 0, tt_oid(50, 0, 0), 0, page), -TMEM_EFROZEN);
+    tmem_admin_thaw(t, h.id);
+    /* overlapping saves leave a thawed client thawed */
+    struct hook h2 = { .t = t, .id = tmem_client_id(src), .what = 1 };
+    assert_int_equal(tmem_client_save(t, h2.id, hook_write, &h2), 3);
+    assert_int_equal(h2.inner, 3);
+    assert_int_equal(tmem_put_page(src, 0, tt_oid(50, 0, 0), 0, page), 0);
+    free(h.m.buf);
+    free(h2.m.buf);
+    tt_close(t);
+}
+
+/* A reader that starts a second restore into the same client (once). */
+struct rhook { struct mem m; tmem_client_t *c; int done; int64_t inner; };
+
+static int rhook_read(void *arg, void *p, size_t len)
+{
+    struct rhook *h = arg;
+    if (!h->done && h->m.pos > 64) {
+        h->done = 1;
+        struct mem copy = h->m;
+        copy.pos = 0;
+        h->inner = tmem_client_restore(h->c, mem_read, &copy);
+    }
+    return mem_read(&h->m, p, len);
+}
+
+static void one_restore_at_a_time(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 5);
+    struct rhook h = { 0 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &h.m), 5);
+    h.m.limit = h.m.len;
+    h.c = tmem_client_open(t, "dst");
+    assert_int_equal(tmem_client_restore(h.c, rhook_read, &h), 5);
+    assert_int_equal(h.inner, -EBUSY);          /* the second one is refused... */
+    uint8_t page[PG], got[PG];
+    for (uint32_t i = 0; i < 5; i++) {          /* ...and takes nothing with it */
+        tt_fill(page, (enum tt_kind)(i % TT_KINDS), i);
+        assert_int_equal(tmem_get_page(h.c, 0, tt_oid(i % 5, i, 0), i, got), 0);
+        assert_memory_equal(got, page, PG);
+    }
+    free(h.m.buf);
+    tt_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +317,8 @@ int main(void)
         cmocka_unit_test(any_byte_changed),
         cmocka_unit_test(errors),
         cmocka_unit_test(restore_no_room),
+        cmocka_unit_test(save_keeps_admin_state),
+        cmocka_unit_test(one_restore_at_a_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
