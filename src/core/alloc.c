@@ -5,8 +5,10 @@
  * tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
  * malloc_usable_size() + 8 bytes (the allocator's header) to meta_bytes, so
  * that bytes_held = frames_held * 4096 + meta_bytes stays under max_bytes.
- * When it would not fit, free frames are released to the OS first, then (if
- * the caller allows) ephemeral pages are evicted.
+ * The bytes are reserved atomically before malloc, so concurrent allocations
+ * cannot together overshoot the limit.  When they would not fit, free frames
+ * are released to the OS first, then (if the caller allows) ephemeral pages
+ * are evicted.
  *
  * Failure injection: with fail_at = N, the Nth counted internal allocation
  * (metadata or a new frame) fails; with fail_persistent, every one after it
@@ -51,15 +53,30 @@ bool tm_fit_by_releasing(tmem_t *t, uint64_t want)
     }
 }
 
+/* Reserves n bytes of metadata against the limit, atomically: threads
+ * allocating at once cannot all pass one check and overshoot together. */
+static bool meta_reserve(tmem_t *t, int64_t n)
+{
+    int64_t old = atomic_fetch_add_explicit(&t->meta_bytes, n, TM_RELAXED);
+    uint64_t frames = tm_load(t->frames.nheld) * TMEM_PAGE_SIZE;
+    if (frames + (uint64_t)(old > 0 ? old : 0) + (uint64_t)n <= tm_load(t->max_bytes))
+        return true;
+    atomic_fetch_sub_explicit(&t->meta_bytes, n, TM_RELAXED);
+    return false;
+}
+
 void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
 {
     if (tm_fault_hit(t)) {
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
-    uint64_t want = size + TM_META_OVERHEAD + 16;   /* usable may round up */
+    /* reserve a bound of what malloc will charge, then settle the difference */
+    int64_t want = (int64_t)(size + TM_META_OVERHEAD + 16);
     int tries = 0;
-    while (!tm_fit_by_releasing(t, want)) {
+    while (!meta_reserve(t, want)) {
+        if (tm_frames_release(t, 16) > 0)   /* free frames go first */
+            continue;
         if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
             tm_inc(t->st.alloc_failed);
             return NULL;
@@ -67,11 +84,12 @@ void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
     }
     void *p = malloc(size);
     if (!p) {
+        atomic_fetch_sub_explicit(&t->meta_bytes, want, TM_RELAXED);
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
-    atomic_fetch_add_explicit(&t->meta_bytes,
-                              (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD), TM_RELAXED);
+    int64_t real = (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD);
+    atomic_fetch_add_explicit(&t->meta_bytes, real - want, TM_RELAXED);
     return p;
 }
 

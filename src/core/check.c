@@ -74,7 +74,7 @@ static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *ep
                 continue;
             nobj++;
             if (o->pool != p || tm_pool_bucket(p, o->hash) != b ||
-                o->hash != tm_oid_hash(&o->oid) ||
+                o->hash != tm_oid_hash(t, &o->oid) ||
                 tm_table_find(&b->objs, TM_TABLE_OBJS, o->hash, &o->oid) != o) {
                 tm_report("obj: wrong pool, bucket or hash, or not findable");
                 bad++;

@@ -140,3 +140,8 @@ uint64_t tm_page_hash(const void *page)
 {
     return XXH3_64bits(page, TMEM_PAGE_SIZE);
 }
+
+uint64_t tm_oid_hash(const tmem_t *t, const tmem_oid_t *oid)
+{
+    return XXH3_64bits_withSeed(oid->oid, sizeof(oid->oid), t->hash_key);
+}

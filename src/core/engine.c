@@ -3,6 +3,7 @@
  * limit, freeable pages, eviction and relinquishing on demand (seed 004).
  */
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "internal.h"
@@ -57,6 +58,12 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
     pthread_rwlock_init(&t->clients_lock, NULL);
     t->clients.next = t->clients.prev = &t->clients;
     t->next_id = 1;
+    if (getrandom(&t->hash_key, sizeof(t->hash_key), GRND_NONBLOCK) != sizeof(t->hash_key)) {
+        struct timespec ts;     /* no entropy yet (early boot): still unpredictable enough */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t->hash_key = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t ^
+                      (uint64_t)ts.tv_sec;
+    }
     uint64_t reserve = cfg->max_bytes * TM_RESERVE_FACTOR;
     if (reserve < TM_RESERVE_MIN || reserve / TM_RESERVE_FACTOR != cfg->max_bytes)
         reserve = reserve < TM_RESERVE_MIN ? TM_RESERVE_MIN : UINT64_MAX / 2;

@@ -96,6 +96,8 @@ uint32_t tm_compress(int codec, int level, const void *page, void *dst, uint32_t
 /* Decompresses into page; 0 or -EIO if the data is not a whole page. */
 int    tm_decompress(int codec, const void *src, uint32_t len, void *page);
 uint64_t tm_page_hash(const void *page);
+/* The keyed hash of an oid (XXH3-64 seeded with the engine's random key). */
+uint64_t tm_oid_hash(const tmem_t *t, const tmem_oid_t *oid);
 /* Per-thread scratch buffers of TMEM_PAGE_SIZE bytes (2 of them). */
 uint8_t *tm_scratch(int which);
 
@@ -131,7 +133,6 @@ void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, 
 int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_free(tmem_t *t, struct tm_table *tb);
-uint64_t tm_oid_hash(const tmem_oid_t *oid);
 
 /* ---- pool.c ----------------------------------------------------------- */
 struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags,

@@ -80,7 +80,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     }
     tm_inc(c->st.puts);
     tm_inc(p->st.puts);
-    uint64_t h = tm_oid_hash(&oid);
+    uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
 
     if (tm_client_frozen(c)) {
@@ -91,6 +91,21 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             tm_inc(c->st.refused_frozen);
             tm_inc(p->st.refused);
             rc = -TMEM_EFROZEN;
+            goto out;
+        }
+    }
+
+    /* Over the persistent cap, only a duplicate may go on: say so before
+     * compressing (and perhaps evicting) for nothing.  Decided again below. */
+    uint64_t cap = tm_load(c->cap);
+    if (p->persistent && cap && tm_load(p->owner->pers_pages) >= cap) {
+        pthread_mutex_lock(&b->lock);
+        bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
+        pthread_mutex_unlock(&b->lock);
+        if (!dup) {
+            tm_inc(c->st.refused_quota);
+            tm_inc(p->st.refused);
+            rc = -EDQUOT;
             goto out;
         }
     }
@@ -181,7 +196,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             continue;       /* a new object may now need its page table grown */
         }
         if (p->persistent) {
-            uint64_t cap = tm_load(c->cap);
+            cap = tm_load(c->cap);
             uint64_t n = tm_add(p->owner->pers_pages, 1);
             if (cap && n >= cap) {
                 tm_sub(p->owner->pers_pages, 1);
@@ -197,6 +212,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             o->oid = oid;
             o->hash = h;
             o->pool = p;
+            o->pages.seed = h;
             if (tm_table_insert(t, &b->objs, TM_TABLE_OBJS, o) != 0) {
                 nobj = o;
                 rc = -ENOMEM;
@@ -272,7 +288,7 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     }
     tm_inc(c->st.gets);
     tm_inc(p->st.gets);
-    uint64_t h = tm_oid_hash(&oid);
+    uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     struct tm_obj *freed_obj = NULL;
     struct tm_pgd *taken = NULL;
@@ -312,7 +328,7 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     tmem_t *t = c->t;
     tm_inc(c->st.flushes);
     tm_inc(p->st.flushes);
-    uint64_t h = tm_oid_hash(&oid);
+    uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     struct tm_obj *freed_obj = NULL;
 
@@ -342,7 +358,7 @@ int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
     tmem_t *t = c->t;
     tm_inc(c->st.flush_objs);
     tm_inc(p->st.flush_objs);
-    uint64_t h = tm_oid_hash(&oid);
+    uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     uint32_t n = 0;
 

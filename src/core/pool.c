@@ -125,7 +125,9 @@ void tm_pgd_release(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
     tm_meta_free(t, pgd);
 }
 
-uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_obj *o)
+/* Takes every page of o off the LRU and the counts (bucket lock held);
+ * returns how many. */
+static uint32_t obj_unlink_pages_locked(struct tm_pool *p, struct tm_obj *o)
 {
     uint32_t n = 0;
     if (!p->persistent)
@@ -144,6 +146,12 @@ uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_
         pthread_mutex_unlock(&p->lru_lock);
     tm_sub(p->npages, n);
     tm_sub(p->nobjs, 1);
+    return n;
+}
+
+uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_obj *o)
+{
+    uint32_t n = obj_unlink_pages_locked(p, o);
     tm_table_remove(&b->objs, TM_TABLE_OBJS, o);
     return n;
 }
@@ -162,12 +170,14 @@ void tm_pool_free(tmem_t *t, struct tm_pool *p)
     for (unsigned i = 0; i < TM_POOL_BUCKETS; i++) {
         struct tm_bucket *b = &p->buckets[i];
         pthread_mutex_lock(&b->lock);
-        while (b->objs.count) {
-            struct tm_obj *o = NULL;
-            for (uint32_t s = 0; s < b->objs.cap && !o; s++)
-                o = b->objs.slots[s];
-            tm_obj_detach_locked(p, b, o);
-            tm_obj_release(t, p, o);
+        /* one pass over the table, then drop it whole: removing objects one
+         * by one would rescan a growing empty prefix (quadratic) */
+        for (uint32_t s = 0; s < b->objs.cap; s++) {
+            struct tm_obj *o = b->objs.slots[s];
+            if (o) {
+                obj_unlink_pages_locked(p, o);
+                tm_obj_release(t, p, o);
+            }
         }
         tm_table_free(t, &b->objs);
         pthread_mutex_unlock(&b->lock);

@@ -5,26 +5,30 @@
  * Open addressing with linear probing and backward-shift deletion, at most
  * 3/4 full; the slots hold only pointers (8 bytes) and the key is read from
  * the entry itself (pgd->index, or obj->hash and obj->oid), which keeps the
- * per-page cost near 11 bytes.  Page indexes of one object are often dense
- * (file offsets, swizzled swap offsets), so they are mixed by a multiply
- * before use.  The owning bucket lock guards every table.
+ * per-page cost near 11 bytes.  Object hashes are keyed per engine
+ * (tm_oid_hash); page indexes are mixed with the table's seed.  The owning
+ * bucket lock guards every table.
  */
 #include "internal.h"
 
-uint64_t tm_oid_hash(const tmem_oid_t *oid)
+/* Page indexes are chosen by clients, often dense (file offsets, swap
+ * slots), sometimes hostile: they are mixed with the table's seed (the owning
+ * object's keyed hash) by a 64-bit finalizer, so no client can aim many
+ * indexes at one probe run without knowing the engine's key. */
+static inline uint64_t mix_index(const struct tm_table *tb, uint64_t i)
 {
-    uint64_t h = oid->oid[0] * 0x9e3779b97f4a7c15ull;
-    h ^= (oid->oid[1] + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
-    h ^= (oid->oid[2] + 0x8cb92ba72f3d8dd7ull) * 0x94d049bb133111ebull;
-    return h ^ (h >> 29);
+    uint64_t x = i ^ tb->seed;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
 }
 
-static inline uint64_t mix_index(uint64_t i) { return (i + 1) * 0x9e3779b97f4a7c15ull; }
-
-static inline uint64_t entry_hash(enum tm_table_kind k, const void *e)
+static inline uint64_t entry_hash(const struct tm_table *tb, enum tm_table_kind k, const void *e)
 {
     if (k == TM_TABLE_PAGES)
-        return mix_index(((const struct tm_pgd *)e)->index);
+        return mix_index(tb, ((const struct tm_pgd *)e)->index);
     return ((const struct tm_obj *)e)->hash;
 }
 
@@ -49,7 +53,7 @@ void *tm_table_find(const struct tm_table *tb, enum tm_table_kind k, uint64_t ke
 {
     if (tb->count == 0)
         return NULL;
-    uint64_t h = k == TM_TABLE_PAGES ? mix_index(key) : key;
+    uint64_t h = k == TM_TABLE_PAGES ? mix_index(tb, key) : key;
     for (uint32_t i = home(tb, h);; i = (i + 1) & (tb->cap - 1)) {
         void *e = tb->slots[i];
         if (!e)
@@ -61,7 +65,7 @@ void *tm_table_find(const struct tm_table *tb, enum tm_table_kind k, uint64_t ke
 
 static void place_entry(struct tm_table *tb, enum tm_table_kind k, void *e)
 {
-    uint32_t i = home(tb, entry_hash(k, e));
+    uint32_t i = home(tb, entry_hash(tb, k, e));
     while (tb->slots[i])
         i = (i + 1) & (tb->cap - 1);
     tb->slots[i] = e;
@@ -103,7 +107,7 @@ int tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *
 
 void tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e)
 {
-    uint32_t mask = tb->cap - 1, i = home(tb, entry_hash(k, e));
+    uint32_t mask = tb->cap - 1, i = home(tb, entry_hash(tb, k, e));
     while (tb->slots[i] != e) {
         tm_assert(tb->slots[i] != NULL);
         i = (i + 1) & mask;
@@ -111,7 +115,7 @@ void tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e)
     /* backward shift: pull later entries of the probe run into the hole */
     uint32_t hole = i;
     for (uint32_t j = (i + 1) & mask; tb->slots[j]; j = (j + 1) & mask) {
-        uint32_t hj = home(tb, entry_hash(k, tb->slots[j]));
+        uint32_t hj = home(tb, entry_hash(tb, k, tb->slots[j]));
         /* move j into the hole unless its home lies cyclically in (hole, j] */
         bool stays = (hole <= j) ? (hole < hj && hj <= j) : (hole < hj || hj <= j);
         if (!stays) {

@@ -214,6 +214,7 @@ struct tm_table {
     void   **slots;
     uint32_t cap;                   /* 0 or a power of two */
     uint32_t count;
+    uint64_t seed;                  /* page tables: the object's keyed hash */
 };
 
 /* ------------------------------------------------------------------------
@@ -348,6 +349,9 @@ struct tmem {
     /* counters of closed clients, folded in so totals stay cumulative */
     struct tm_client_stats retired;
     struct tm_engine_stats st;
+    /* key of the oid hash: random per engine, so that clients cannot choose
+     * oids that collide in the object tables (immutable) */
+    uint64_t hash_key;
 
     /* allocation-failure injection (alloc.c); 0 = off */
     atomic_u64 alloc_count, fail_at;

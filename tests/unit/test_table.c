@@ -226,7 +226,7 @@ static void test_objs_random(void **state)
             o[i].oid = tt_oid(7, 0, i);
         else
             o[i].oid = tt_oid(i, ~(uint64_t)i, tt_next(&r));
-        o[i].hash = tm_oid_hash(&o[i].oid);
+        o[i].hash = tm_oid_hash(t, &o[i].oid);
     }
     for (uint32_t i = NOBJS / 2; i < NOBJS; i += NGROUP)
         for (uint32_t g = 1; g < NGROUP; g++)
@@ -463,7 +463,7 @@ static void fault_case(tmem_t *t, enum tm_table_kind k, uint32_t n)
     for (uint32_t i = 0; i <= n; i++) {
         pg[i].index = i * 7 + 1;
         ob[i].oid = tt_oid(i, 1, 2);
-        ob[i].hash = i % 2 ? ob[i - 1].hash : tm_oid_hash(&ob[i].oid);   /* pairs collide */
+        ob[i].hash = i % 2 ? ob[i - 1].hash : tm_oid_hash(t, &ob[i].oid);   /* pairs collide */
     }
 #define ENTRY(i) (k == TM_TABLE_PAGES ? (void *)&pg[i] : (void *)&ob[i])
 #define FIND(i)                                                                          \
