@@ -121,3 +121,5 @@ void tmem__fault_inject(tmem_t *t, uint64_t nth, int persistent)
 }
 
 uint64_t tmem__alloc_count(tmem_t *t) { return tm_load(t->alloc_count); }
+
+void tmem__set_hash_key(tmem_t *t, uint64_t key) { t->hash_key = key; }

@@ -128,14 +128,14 @@ static uint8_t *take_unbacked_locked(tmem_t *t)
     for (size_t i = fr->grow_hint; i < fr->nchunks; i++) {
         struct tm_chunk *ch = fr->chunks[i];
         if (!ch) {
-            if (tm_fault_hit(t))
+            if (tm_fault_hit(t) || !(ch = calloc(1, sizeof(*ch)))) {
+                tm_inc(t->st.alloc_failed);
                 return NULL;
-            ch = calloc(1, sizeof(*ch));
-            if (!ch)
-                return NULL;
+            }
             if (mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES,
                          PROT_READ | PROT_WRITE) != 0) {
                 free(ch);
+                tm_inc(t->st.alloc_failed);
                 return NULL;
             }
             ch->index = (uint32_t)i;

@@ -298,6 +298,7 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
         tm_inc(t->st.bad_closed);
         return -ENODEV;
     }
+    bool slot_given = slot >= 0;
     if (slot < 0) {
         slot = free_slot(c);
         if (slot < 0) {
@@ -314,6 +315,17 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
         pthread_rwlock_rdlock(&t->clients_lock);
         want_shared = tm_client_authorised_locked(c, uuid);
         pthread_rwlock_unlock(&t->clients_lock);
+    }
+    if (want_shared) {
+        /* joining a shared pool the client is already in returns its slot:
+         * one pool never sits in two slots of one client */
+        for (unsigned i = 0; i < TMEM_MAX_POOLS; i++) {
+            struct tm_pool *q = c->pools[i];
+            if (q && q->shared && uuid_eq(q->uuid, uuid)) {
+                pthread_rwlock_unlock(&c->lock);
+                return slot_given && (unsigned)slot != i ? -EBUSY : (int)i;
+            }
+        }
     }
     struct tm_pool *p;
     if (want_shared) {

@@ -17,4 +17,9 @@ void     tmem__fault_inject(tmem_t *t, uint64_t nth, int persistent);
 /* Counted allocations since the last tmem__fault_inject. */
 uint64_t tmem__alloc_count(tmem_t *t);
 
+/* Replaces the engine's random hash key (tests that must be replayable or
+ * must repeat allocation counts exactly: the key decides how objects spread
+ * over buckets, hence when tables grow).  Call before any client opens. */
+void     tmem__set_hash_key(tmem_t *t, uint64_t key);
+
 #endif /* TMEM_CORE_TESTING_H */
