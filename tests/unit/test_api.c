@@ -165,6 +165,7 @@ static void shared_get_keeps(void **state)
     assert_int_equal(tmem_new_pool(b, NOUUID, 0), 0);  /* b's slot 0 is private */
     int pb = tmem_new_pool(b, u, TMEM_POOL_SHARED);
     assert_int_equal(pb, 1);                            /* its own slot id */
+    assert_int_equal(tmem_new_pool(b, u, TMEM_POOL_SHARED), pb); /* joining again: the same id */
     assert_int_equal(tmem_pool_is_shared(a, (uint32_t)pa), 1);
     assert_int_equal(tmem_pool_is_shared(b, (uint32_t)pb), 1);
     assert_int_equal(tmem_new_pool(b, u, TMEM_POOL_SHARED), pb);   /* joining again: same id */
