@@ -168,7 +168,6 @@ static void shared_get_keeps(void **state)
     assert_int_equal(tmem_new_pool(b, u, TMEM_POOL_SHARED), pb); /* joining again: the same id */
     assert_int_equal(tmem_pool_is_shared(a, (uint32_t)pa), 1);
     assert_int_equal(tmem_pool_is_shared(b, (uint32_t)pb), 1);
-    assert_int_equal(tmem_new_pool(b, u, TMEM_POOL_SHARED), pb);   /* joining again: same id */
     uint8_t page[PG], got[PG];
     tt_fill(page, TT_TEXT, 9);
     assert_int_equal(tmem_put_page(a, (uint32_t)pa, tt_oid(4, 5, 6), 1, page), 0);
