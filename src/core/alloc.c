@@ -5,8 +5,10 @@
  * tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
  * malloc_usable_size() + 8 bytes (the allocator's header) to meta_bytes, so
  * that bytes_held = frames_held * 4096 + meta_bytes stays under max_bytes.
- * The bytes are reserved atomically before malloc, so concurrent allocations
- * cannot together overshoot the limit.  When they would not fit, free frames
+ * Large allocations are reserved atomically before malloc, so concurrent
+ * ones cannot together overshoot the limit; small ones (descriptors, bodies,
+ * objects) are checked, then charged with one atomic add, so threads racing
+ * may overshoot by one small allocation each.  When they would not fit, free frames
  * are released to the OS first, then (if the caller allows) ephemeral pages
  * are evicted.
  *
@@ -65,16 +67,22 @@ static bool meta_reserve(tmem_t *t, int64_t n)
     return false;
 }
 
+/* Allocations up to this size are charged after malloc with one atomic add
+ * (the overshoot is at most this much per thread); larger ones (table
+ * growth) are reserved first. */
+#define TM_META_SMALL 1024u
+
 void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
 {
     if (tm_fault_hit(t)) {
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
-    /* reserve a bound of what malloc will charge, then settle the difference */
-    int64_t want = (int64_t)(size + TM_META_OVERHEAD + 16);
+    int64_t want = (int64_t)(size + TM_META_OVERHEAD + 16);    /* >= what malloc charges */
+    bool small = size <= TM_META_SMALL;
     int tries = 0;
-    while (!meta_reserve(t, want)) {
+    while (small ? tm_bytes_held(t) + (uint64_t)want > tm_load(t->max_bytes)
+                 : !meta_reserve(t, want)) {
         if (tm_frames_release(t, 16) > 0)   /* free frames go first */
             continue;
         if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
@@ -84,12 +92,13 @@ void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
     }
     void *p = malloc(size);
     if (!p) {
-        atomic_fetch_sub_explicit(&t->meta_bytes, want, TM_RELAXED);
+        if (!small)
+            atomic_fetch_sub_explicit(&t->meta_bytes, want, TM_RELAXED);
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
     int64_t real = (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD);
-    atomic_fetch_add_explicit(&t->meta_bytes, real - want, TM_RELAXED);
+    atomic_fetch_add_explicit(&t->meta_bytes, small ? real : real - want, TM_RELAXED);
     return p;
 }
 

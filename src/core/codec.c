@@ -136,10 +136,20 @@ int tm_decompress(int codec, const void *src, uint32_t len, void *page)
     return -EIO;
 }
 
+#if defined(__x86_64__) && defined(TMEM_HAVE_AVX2_HASH)
+uint64_t tm_page_hash(const void *page)
+{
+    static int avx2 = -1;       /* a benign race: every thread computes the same */
+    if (__builtin_expect(avx2 < 0, 0))
+        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return avx2 ? tm_page_hash_avx2(page) : XXH3_64bits(page, TMEM_PAGE_SIZE);
+}
+#else
 uint64_t tm_page_hash(const void *page)
 {
     return XXH3_64bits(page, TMEM_PAGE_SIZE);
 }
+#endif
 
 uint64_t tm_oid_hash(const tmem_t *t, const tmem_oid_t *oid)
 {

@@ -96,6 +96,7 @@ uint32_t tm_compress(int codec, int level, const void *page, void *dst, uint32_t
 /* Decompresses into page; 0 or -EIO if the data is not a whole page. */
 int    tm_decompress(int codec, const void *src, uint32_t len, void *page);
 uint64_t tm_page_hash(const void *page);
+uint64_t tm_page_hash_avx2(const void *page);   /* hash_avx2.c: only if the CPU has AVX2 */
 /* The keyed hash of an oid (XXH3-64 seeded with the engine's random key). */
 uint64_t tm_oid_hash(const tmem_t *t, const tmem_oid_t *oid);
 /* Per-thread scratch buffers of TMEM_PAGE_SIZE bytes (2 of them). */

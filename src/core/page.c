@@ -110,16 +110,18 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         }
     }
 
+    /* the descriptor before the data: its allocation then does not wait
+     * behind the copy's writes to a cold frame */
+    struct tm_pgd *pgd = tm_meta_alloc(t, sizeof(*pgd), true);
+    if (!pgd) {
+        rc = put_failed(c, p, b, h, &oid, index, -ENOMEM);
+        goto out;
+    }
     struct tm_loc loc;
     rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc);
     if (rc) {
+        tm_meta_free(t, pgd);
         rc = put_failed(c, p, b, h, &oid, index, rc);
-        goto out;
-    }
-    struct tm_pgd *pgd = tm_meta_alloc(t, sizeof(*pgd), true);
-    if (!pgd) {
-        tm_loc_free(t, p->store, &loc);
-        rc = put_failed(c, p, b, h, &oid, index, -ENOMEM);
         goto out;
     }
     struct tm_obj *nobj = NULL;

@@ -74,8 +74,11 @@ int tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page)
         tm_fill_word(page, loc->u.word);
         return 0;
     case TM_LOC_BODY: {
-        /* a body's data may be moved by compaction unless its shard is held */
+        /* a body's fragment may be moved by compaction unless its shard is
+         * held; a whole frame never moves */
         struct tm_body *b = loc->u.body;
+        if (b->loc.kind == TM_LOC_WHOLE)
+            return raw_read(&b->loc, page);
         struct tm_dedup_shard *sh = shard_of(s, b->hash);
         pthread_mutex_lock(&sh->lock);
         int rc = raw_read(&b->loc, page);
@@ -264,6 +267,12 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         }
     }
 
+    /* the body first: its allocation does not then wait behind the copy's
+     * writes to a cold frame */
+    struct tm_body *b = NULL;
+    if (dedup && !(b = tm_meta_alloc(t, sizeof(*b), true)))
+        return -ENOMEM;
+
     /* compress into scratch 0, then place */
     uint8_t *cbuf = tm_scratch(0);
     uint32_t clen = 0;
@@ -274,8 +283,10 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     }
     struct tm_loc raw = { 0 };
     int rc = place(t, s, cl, clen ? clen : TMEM_PAGE_SIZE, &raw);
-    if (rc)
+    if (rc) {
+        tm_meta_free(t, b);
         return rc;
+    }
     if (raw.kind == TM_LOC_FRAG) {
         /* eviction inside place() frees data but never reads it: cbuf is intact */
         raw.codec = (uint8_t)codec;
@@ -289,11 +300,6 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     if (!dedup) {
         *loc = raw;
         return 0;
-    }
-    struct tm_body *b = tm_meta_alloc(t, sizeof(*b), true);
-    if (!b) {
-        raw_free(t, s, &raw);
-        return -ENOMEM;
     }
     b->hash = hash;
     b->refs = 1;

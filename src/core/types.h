@@ -77,7 +77,7 @@ struct tm_chunk {
 struct tm_lent { uint8_t *p; unsigned order; };
 
 struct tm_frames {
-    pthread_mutex_t lock;           /* guards everything below */
+    _Alignas(64) pthread_mutex_t lock; /* guards everything below */
     uint8_t  *base;                 /* the reservation (immutable after open) */
     size_t    nchunks;              /* chunks in the reservation (immutable) */
     struct tm_chunk **chunks;       /* [nchunks], NULL until first used */
@@ -85,8 +85,11 @@ struct tm_frames {
     size_t    grow_hint;            /* lowest chunk that may have unbacked frames */
     struct tm_lent *lent;           /* blocks out on loan */
     size_t    nlent_blocks, lent_cap;
-    /* counters, written under lock, read with relaxed atomics */
-    atomic_u64 nfree, nheld, nwhole, nzalloc, nlent;
+    /* counters, written under lock, read with relaxed atomics; nheld is read
+     * by every allocation's limit check: a line of its own */
+    _Alignas(64) atomic_u64 nfree;
+    atomic_u64 nwhole, nzalloc, nlent;
+    _Alignas(64) atomic_u64 nheld;
 };
 
 /* ------------------------------------------------------------------------
@@ -332,9 +335,9 @@ struct tm_engine_stats {
 
 struct tmem {
     tmem_config_t cfg;              /* as opened (immutable) */
-    atomic_u64 max_bytes;           /* the limit now */
-    atomic_i64 meta_bytes;          /* metadata held, as malloc_usable_size + 8 */
-    struct tm_frames frames;
+    atomic_u64 max_bytes;           /* the limit now (read-mostly) */
+    _Alignas(64) atomic_i64 meta_bytes; /* metadata held, as malloc_usable_size + 8 */
+    _Alignas(64) struct tm_frames frames;
     struct timespec t0;             /* for the ms clock of LRU ages */
 
     /* clients_lock guards: the client lists, next_id, shared[], each
