@@ -229,10 +229,11 @@ int tmem_check(tmem_t *t)
     add_store(&fs, t->global_eph);
     add_store(&fs, t->global_pers);
     bad += tm_frames_check(t);
-    if (fs.whole != tm_load(t->frames.nwhole) || fs.zalloc != tm_load(t->frames.nzalloc)) {
+    uint64_t nfree, nwhole, nzalloc;
+    tm_frames_count(t, &nfree, &nwhole, &nzalloc);
+    if (fs.whole != nwhole || fs.zalloc != nzalloc) {
         tm_report("frames: %llu whole and %llu zalloc frames in use, stores hold %llu and %llu",
-                  L(tm_load(t->frames.nwhole)), L(tm_load(t->frames.nzalloc)), L(fs.whole),
-                  L(fs.zalloc));
+                  L(nwhole), L(nzalloc), L(fs.whole), L(fs.zalloc));
         bad++;
     }
     int64_t meta = atomic_load(&t->meta_bytes);
@@ -245,9 +246,9 @@ int tmem_check(tmem_t *t)
      * host chose (tmem_set_max_bytes said -ENOMEM), not a corruption.
      * Slack: concurrent metadata allocations may each overshoot by one. */
     uint64_t held = tm_bytes_held(t), max = tm_load(t->max_bytes);
-    if (held > max + 64 * 1024 && (tm_load(t->frames.nfree) > 0 || eph_total > 0)) {
+    if (held > max + 64 * 1024 && (nfree > 0 || eph_total > 0)) {
         tm_report("holds %llu bytes, over the limit %llu, with %llu free frames and %llu "
-                  "ephemeral pages", L(held), L(max), L(tm_load(t->frames.nfree)), L(eph_total));
+                  "ephemeral pages", L(held), L(max), L(nfree), L(eph_total));
         bad++;
     }
     return bad;

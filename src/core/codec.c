@@ -139,10 +139,13 @@ int tm_decompress(int codec, const void *src, uint32_t len, void *page)
 #if defined(__x86_64__) && defined(TMEM_HAVE_AVX2_HASH)
 uint64_t tm_page_hash(const void *page)
 {
-    static int avx2 = -1;       /* a benign race: every thread computes the same */
-    if (__builtin_expect(avx2 < 0, 0))
-        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return avx2 ? tm_page_hash_avx2(page) : XXH3_64bits(page, TMEM_PAGE_SIZE);
+    static _Atomic int avx2 = -1;   /* every thread that races here stores the same */
+    int have = atomic_load_explicit(&avx2, memory_order_relaxed);
+    if (__builtin_expect(have < 0, 0)) {
+        have = __builtin_cpu_supports("avx2") ? 1 : 0;
+        atomic_store_explicit(&avx2, have, memory_order_relaxed);
+    }
+    return have ? tm_page_hash_avx2(page) : XXH3_64bits(page, TMEM_PAGE_SIZE);
 }
 #else
 uint64_t tm_page_hash(const void *page)

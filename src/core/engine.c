@@ -136,7 +136,8 @@ size_t tmem_freeable_pages(tmem_t *t)
 {
     if (!t)
         return 0;
-    uint64_t n = tm_load(t->frames.nfree);
+    uint64_t n;
+    tm_frames_count(t, &n, NULL, NULL);
     pthread_rwlock_rdlock(&t->clients_lock);
     for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
         struct tm_store *s = c->eph_store;
@@ -159,14 +160,19 @@ size_t tmem_evict_npages(tmem_t *t, size_t npages)
 {
     if (!t)
         return 0;
-    uint64_t start = tm_load(t->frames.nfree), relinq = tm_load(t->st.relinquished);
+    uint64_t start, now, relinq = tm_load(t->st.relinquished);
+    tm_frames_count(t, &start, NULL, NULL);
     /* saturate: npages = SIZE_MAX means "as many as possible" */
     uint64_t target = npages > UINT64_MAX - start ? UINT64_MAX : start + npages;
     /* frames released to the OS meanwhile also count as freed */
-    while (tm_load(t->frames.nfree) + (tm_load(t->st.relinquished) - relinq) < target)
-        if (!tm_evict_one(t, NULL))
+    for (;;) {
+        tm_frames_count(t, &now, NULL, NULL);
+        now += tm_load(t->st.relinquished) - relinq;
+        if (now >= target || !tm_evict_one(t, NULL))
             break;
-    uint64_t now = tm_load(t->frames.nfree) + (tm_load(t->st.relinquished) - relinq);
+    }
+    tm_frames_count(t, &now, NULL, NULL);
+    now += tm_load(t->st.relinquished) - relinq;
     return now > start ? (size_t)(now - start) : 0;
 }
 

@@ -14,9 +14,18 @@
  * free frames for tmem_relinquish_pageblock, and never fault in and free per
  * page (1.4 us each way on these machines).
  *
- * All state is guarded by frames.lock; the counters are also atomics so
- * that readers (bytes_held, stats) need no lock.  States and invariants:
- * see struct tm_chunk in types.h.
+ * Stripes.  Every put and get of a whole page takes and returns a frame.
+ * With one lock and one set of counters for all, two threads spent a third
+ * of their time moving those cache lines between cores (bench/ figure 4).
+ * So chunks are divided among TM_STRIPES stripes, each with its own lock,
+ * free list and counters; a thread takes frames from its home stripe, then
+ * steals from the others, and only then backs new frames; a frame is freed
+ * to the stripe of its chunk.  The frames held (nheld) are reserved with one
+ * atomic add before a frame is backed, so the limit stays exact, and that
+ * counter changes only when memory grows or shrinks.
+ *
+ * Lock order: one stripe lock at a time, except tm_frames_check, which takes
+ * them in index order; lent_lock after a stripe lock.
  */
 #include <sys/mman.h>
 
@@ -24,37 +33,56 @@
 
 static inline size_t popc(uint64_t x) { return (size_t)__builtin_popcountll(x); }
 
-static void free_list_add(struct tm_frames *fr, struct tm_chunk *ch)
+static void free_list_add(struct tm_stripe *sp, struct tm_chunk *ch)
 {
     if (ch->on_free_list)
         return;
     ch->on_free_list = true;
     ch->prev_free = NULL;
-    ch->next_free = fr->with_free;
-    if (fr->with_free)
-        fr->with_free->prev_free = ch;
-    fr->with_free = ch;
+    ch->next_free = sp->with_free;
+    if (sp->with_free)
+        sp->with_free->prev_free = ch;
+    sp->with_free = ch;
 }
 
-static void free_list_del(struct tm_frames *fr, struct tm_chunk *ch)
+static void free_list_del(struct tm_stripe *sp, struct tm_chunk *ch)
 {
     if (!ch->on_free_list)
         return;
     if (ch->prev_free)
         ch->prev_free->next_free = ch->next_free;
     else
-        fr->with_free = ch->next_free;
+        sp->with_free = ch->next_free;
     if (ch->next_free)
         ch->next_free->prev_free = ch->prev_free;
     ch->on_free_list = false;
     ch->next_free = ch->prev_free = NULL;
 }
 
+static inline struct tm_stripe *stripe_of(struct tm_frames *fr, size_t chunk)
+{
+    return &fr->stripes[chunk % TM_STRIPES];
+}
+
+/* The calling thread's home stripe, assigned round robin at its first use. */
+static unsigned home_stripe(void)
+{
+    static _Atomic unsigned next;
+    static _Thread_local unsigned home = UINT32_MAX;
+    if (home == UINT32_MAX)
+        home = atomic_fetch_add_explicit(&next, 1, TM_RELAXED) % TM_STRIPES;
+    return home;
+}
+
 int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
 {
     struct tm_frames *fr = &t->frames;
     memset(fr, 0, sizeof(*fr));
-    pthread_mutex_init(&fr->lock, NULL);
+    for (unsigned i = 0; i < TM_STRIPES; i++) {
+        pthread_mutex_init(&fr->stripes[i].lock, NULL);
+        fr->stripes[i].grow_hint = i;
+    }
+    pthread_mutex_init(&fr->lent_lock, NULL);
     fr->nchunks = (size_t)((reserve_bytes + TM_CHUNK_BYTES - 1) / TM_CHUNK_BYTES);
     if (fr->nchunks == 0)
         fr->nchunks = 1;
@@ -66,11 +94,11 @@ int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
         return -ENOMEM;
-    uint8_t *base = (uint8_t *)(((uintptr_t)raw + TM_CHUNK_BYTES - 1) & ~(uintptr_t)(TM_CHUNK_BYTES - 1));
+    uint8_t *base = (uint8_t *)(((uintptr_t)raw + TM_CHUNK_BYTES - 1) &
+                                ~(uintptr_t)(TM_CHUNK_BYTES - 1));
     if (base > raw)
         munmap(raw, (size_t)(base - raw));
-    if (raw + TM_CHUNK_BYTES > base)
-        munmap(base + len, (size_t)(raw + TM_CHUNK_BYTES - base));
+    munmap(base + len, (size_t)(raw + TM_CHUNK_BYTES - base));
     /* The chunk table is engine infrastructure, not counted metadata:
      * 8 bytes per 2 MiB of reservation. */
     fr->chunks = calloc(fr->nchunks, sizeof(*fr->chunks));
@@ -92,7 +120,9 @@ void tm_frames_fini(tmem_t *t)
     free(fr->chunks);
     free(fr->lent);
     munmap(fr->base, fr->nchunks * TM_CHUNK_BYTES);
-    pthread_mutex_destroy(&fr->lock);
+    for (unsigned i = 0; i < TM_STRIPES; i++)
+        pthread_mutex_destroy(&fr->stripes[i].lock);
+    pthread_mutex_destroy(&fr->lent_lock);
     fr->base = NULL;
 }
 
@@ -101,10 +131,15 @@ static inline uint8_t *frame_addr(struct tm_frames *fr, size_t chunk, size_t bit
     return fr->base + (chunk * TM_CHUNK_FRAMES + bit) * TMEM_PAGE_SIZE;
 }
 
-/* Takes a free frame; lock held. */
-static uint8_t *take_free_locked(struct tm_frames *fr)
+static inline atomic_u64 *use_counter(struct tm_stripe *sp, enum tm_frame_use use)
 {
-    struct tm_chunk *ch = fr->with_free;
+    return use == TM_FRAME_WHOLE ? &sp->nwhole : &sp->nzalloc;
+}
+
+/* Takes a free frame of stripe sp; its lock held. */
+static uint8_t *take_free_locked(struct tm_frames *fr, struct tm_stripe *sp)
+{
+    struct tm_chunk *ch = sp->with_free;
     if (!ch)
         return NULL;
     for (unsigned w = 0; w < TM_CHUNK_WORDS; w++) {
@@ -112,8 +147,8 @@ static uint8_t *take_free_locked(struct tm_frames *fr)
             unsigned b = (unsigned)__builtin_ctzll(ch->free_map[w]);
             ch->free_map[w] &= ~(1ull << b);
             if (--ch->nfree == 0)
-                free_list_del(fr, ch);
-            tm_sub(fr->nfree, 1);
+                free_list_del(sp, ch);
+            tm_sub(sp->nfree, 1);
             return frame_addr(fr, ch->index, w * 64 + b);
         }
     }
@@ -121,11 +156,13 @@ static uint8_t *take_free_locked(struct tm_frames *fr)
     return NULL;
 }
 
-/* Backs a new frame; lock held; the caller checked the limit. */
-static uint8_t *take_unbacked_locked(tmem_t *t)
+/* Backs a new frame in stripe s's chunks; its lock held; the caller has
+ * reserved it in nheld. */
+static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
 {
     struct tm_frames *fr = &t->frames;
-    for (size_t i = fr->grow_hint; i < fr->nchunks; i++) {
+    struct tm_stripe *sp = &fr->stripes[s];
+    for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
         struct tm_chunk *ch = fr->chunks[i];
         if (!ch) {
             if (tm_fault_hit(t) || !(ch = calloc(1, sizeof(*ch)))) {
@@ -142,7 +179,7 @@ static uint8_t *take_unbacked_locked(tmem_t *t)
             fr->chunks[i] = ch;
         }
         if (ch->nbacked == TM_CHUNK_FRAMES) {
-            fr->grow_hint = i + 1;
+            sp->grow_hint = i + TM_STRIPES;
             continue;
         }
         for (unsigned w = 0; w < TM_CHUNK_WORDS; w++) {
@@ -151,7 +188,7 @@ static uint8_t *take_unbacked_locked(tmem_t *t)
                 unsigned b = (unsigned)__builtin_ctzll(unbacked);
                 ch->backed_map[w] |= 1ull << b;
                 ch->nbacked++;
-                fr->grow_hint = i;
+                sp->grow_hint = i;
                 return frame_addr(fr, i, w * 64 + b);
             }
         }
@@ -159,19 +196,47 @@ static uint8_t *take_unbacked_locked(tmem_t *t)
     return NULL;
 }
 
+/* Reserves one frame of the limit in nheld (exact under concurrency). */
+static bool reserve_frame(tmem_t *t)
+{
+    uint64_t held = tm_add(t->frames.nheld, 1) + 1;
+    int64_t meta = atomic_load_explicit(&t->meta_bytes, TM_RELAXED);
+    if (held * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0) <= tm_load(t->max_bytes))
+        return true;
+    tm_sub(t->frames.nheld, 1);
+    return false;
+}
+
 uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
 {
     struct tm_frames *fr = &t->frames;
-    pthread_mutex_lock(&fr->lock);
-    uint8_t *f = take_free_locked(fr);
-    if (!f && tm_bytes_held(t) + TMEM_PAGE_SIZE <= tm_load(t->max_bytes)) {
-        f = take_unbacked_locked(t);
+    unsigned home = home_stripe();
+    uint8_t *f = NULL;
+    /* a free frame: at home, then from the others */
+    for (unsigned k = 0; k < TM_STRIPES && !f; k++) {
+        struct tm_stripe *sp = &fr->stripes[(home + k) % TM_STRIPES];
+        if (k > 0 && tm_load(sp->nfree) == 0)
+            continue;                       /* a look without the lock */
+        pthread_mutex_lock(&sp->lock);
+        f = take_free_locked(fr, sp);
         if (f)
-            tm_add(fr->nheld, 1);
+            tm_add(*use_counter(sp, use), 1);
+        pthread_mutex_unlock(&sp->lock);
     }
-    if (f)
-        tm_add(*(use == TM_FRAME_WHOLE ? &fr->nwhole : &fr->nzalloc), 1);
-    pthread_mutex_unlock(&fr->lock);
+    if (f || !reserve_frame(t))
+        return f;
+    /* a new frame, at home or, if home's chunks are all backed, elsewhere */
+    for (unsigned k = 0; k < TM_STRIPES && !f; k++) {
+        unsigned s = (home + k) % TM_STRIPES;
+        struct tm_stripe *sp = &fr->stripes[s];
+        pthread_mutex_lock(&sp->lock);
+        f = take_unbacked_locked(t, s);
+        if (f)
+            tm_add(*use_counter(sp, use), 1);
+        pthread_mutex_unlock(&sp->lock);
+    }
+    if (!f)
+        tm_sub(fr->nheld, 1);               /* give the reservation back */
     return f;
 }
 
@@ -186,50 +251,74 @@ static struct tm_chunk *chunk_of(struct tm_frames *fr, const void *p, size_t *bi
     return fr->chunks[idx / TM_CHUNK_FRAMES];
 }
 
+static inline size_t chunk_index(struct tm_frames *fr, const void *p)
+{
+    return (size_t)((const uint8_t *)p - fr->base) / TM_CHUNK_BYTES;
+}
+
 void tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use)
 {
     struct tm_frames *fr = &t->frames;
+    struct tm_stripe *sp = stripe_of(fr, chunk_index(fr, f));
     size_t bit;
-    pthread_mutex_lock(&fr->lock);
+    pthread_mutex_lock(&sp->lock);
     struct tm_chunk *ch = chunk_of(fr, f, &bit);
     tm_assert(ch && !(ch->free_map[bit / 64] & (1ull << (bit % 64))));
     ch->free_map[bit / 64] |= 1ull << (bit % 64);
     ch->nfree++;
-    free_list_add(fr, ch);
-    tm_add(fr->nfree, 1);
-    tm_sub(*(use == TM_FRAME_WHOLE ? &fr->nwhole : &fr->nzalloc), 1);
-    pthread_mutex_unlock(&fr->lock);
+    free_list_add(sp, ch);
+    tm_add(sp->nfree, 1);
+    tm_sub(*use_counter(sp, use), 1);
+    pthread_mutex_unlock(&sp->lock);
 }
 
 bool tm_frame_valid(tmem_t *t, const void *p)
 {
     struct tm_frames *fr = &t->frames;
     size_t bit;
-    if (((uintptr_t)p & (TMEM_PAGE_SIZE - 1)) != 0)
+    if (((uintptr_t)p & (TMEM_PAGE_SIZE - 1)) != 0 || (const uint8_t *)p < fr->base ||
+        (const uint8_t *)p >= fr->base + fr->nchunks * TM_CHUNK_BYTES)
         return false;
-    pthread_mutex_lock(&fr->lock);
+    struct tm_stripe *sp = stripe_of(fr, chunk_index(fr, p));
+    pthread_mutex_lock(&sp->lock);
     struct tm_chunk *ch = chunk_of(fr, p, &bit);
     bool ok = ch && (ch->backed_map[bit / 64] & (1ull << (bit % 64))) &&
               !(ch->free_map[bit / 64] & (1ull << (bit % 64))) &&
               !(ch->lent_map[bit / 64] & (1ull << (bit % 64)));
-    pthread_mutex_unlock(&fr->lock);
+    pthread_mutex_unlock(&sp->lock);
     return ok;
 }
 
-/* Releases free frames to the OS: free -> unbacked.  Consecutive frames of a
- * chunk are released with one madvise. */
-size_t tm_frames_release(tmem_t *t, size_t n)
+void tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc)
 {
-    struct tm_frames *fr = &t->frames;
+    uint64_t f = 0, w = 0, z = 0;
+    for (unsigned i = 0; i < TM_STRIPES; i++) {
+        struct tm_stripe *sp = &t->frames.stripes[i];
+        f += tm_load(sp->nfree);
+        w += tm_load(sp->nwhole);
+        z += tm_load(sp->nzalloc);
+    }
+    if (nfree)
+        *nfree = f;
+    if (nwhole)
+        *nwhole = w;
+    if (nzalloc)
+        *nzalloc = z;
+}
+
+/* Releases free frames of stripe sp to the OS (free -> unbacked), up to n;
+ * consecutive frames of a chunk go with one madvise.  Lock held. */
+static size_t release_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t n)
+{
     size_t done = 0;
-    pthread_mutex_lock(&fr->lock);
-    while (done < n && fr->with_free) {
-        struct tm_chunk *ch = fr->with_free;
+    while (done < n && sp->with_free) {
+        struct tm_chunk *ch = sp->with_free;
         for (unsigned w = 0; w < TM_CHUNK_WORDS && done < n; w++) {
             while (ch->free_map[w] && done < n) {
                 unsigned b = (unsigned)__builtin_ctzll(ch->free_map[w]);
                 unsigned e = b;     /* extend the run of free frames */
-                while (e + 1 < 64 && (ch->free_map[w] & (1ull << (e + 1))) && done + (e + 1 - b) < n)
+                while (e + 1 < 64 && (ch->free_map[w] & (1ull << (e + 1))) &&
+                       done + (e + 1 - b) < n)
                     e++;
                 unsigned len = e - b + 1;
                 uint64_t mask = (len == 64) ? ~0ull : (((1ull << len) - 1) << b);
@@ -243,13 +332,29 @@ size_t tm_frames_release(tmem_t *t, size_t n)
             }
         }
         if (ch->nfree == 0)
-            free_list_del(fr, ch);
-        if (ch->index < fr->grow_hint)
-            fr->grow_hint = ch->index;
+            free_list_del(sp, ch);
+        if (ch->index < sp->grow_hint)
+            sp->grow_hint = ch->index;
     }
-    tm_sub(fr->nfree, done);
-    tm_sub(fr->nheld, done);
-    pthread_mutex_unlock(&fr->lock);
+    tm_sub(sp->nfree, done);
+    return done;
+}
+
+size_t tm_frames_release(tmem_t *t, size_t n)
+{
+    struct tm_frames *fr = &t->frames;
+    size_t done = 0;
+    unsigned home = home_stripe();
+    for (unsigned k = 0; k < TM_STRIPES && done < n; k++) {
+        struct tm_stripe *sp = &fr->stripes[(home + k) % TM_STRIPES];
+        if (tm_load(sp->nfree) == 0)
+            continue;
+        pthread_mutex_lock(&sp->lock);
+        size_t got = release_locked(fr, sp, n - done);
+        pthread_mutex_unlock(&sp->lock);
+        tm_sub(fr->nheld, got);
+        done += got;
+    }
     tm_add(t->st.relinquished, done);
     return done;
 }
@@ -260,44 +365,53 @@ void *tm_frames_lend(tmem_t *t, unsigned order)
     struct tm_frames *fr = &t->frames;
     size_t n = (size_t)1 << order;
     void *res = NULL;
-    pthread_mutex_lock(&fr->lock);
+    pthread_mutex_lock(&fr->lent_lock);     /* room in the record first */
     if (fr->nlent_blocks == fr->lent_cap) {
         size_t cap = fr->lent_cap ? fr->lent_cap * 2 : 16;
         struct tm_lent *nl = realloc(fr->lent, cap * sizeof(*nl));
-        if (!nl)
-            goto out;
-        fr->lent = nl;
-        fr->lent_cap = cap;
-    }
-    for (struct tm_chunk *ch = fr->with_free; ch && !res; ch = ch->next_free) {
-        if (ch->nfree < n)
-            continue;
-        for (size_t start = 0; start < TM_CHUNK_FRAMES; start += n) {
-            bool all = true;
-            for (size_t k = start; k < start + n && all; k++)
-                all = (ch->free_map[k / 64] >> (k % 64)) & 1;
-            if (!all)
-                continue;
-            for (size_t k = start; k < start + n; k++) {
-                ch->free_map[k / 64] &= ~(1ull << (k % 64));
-                ch->lent_map[k / 64] |= 1ull << (k % 64);
-            }
-            ch->nfree -= (uint32_t)n;
-            if (ch->nfree == 0)
-                free_list_del(fr, ch);
-            res = frame_addr(fr, ch->index, start);
-            break;
+        if (nl) {
+            fr->lent = nl;
+            fr->lent_cap = cap;
         }
     }
+    bool room = fr->nlent_blocks < fr->lent_cap;
+    pthread_mutex_unlock(&fr->lent_lock);
+    if (!room)
+        return NULL;
+    for (unsigned s = 0; s < TM_STRIPES && !res; s++) {
+        struct tm_stripe *sp = &fr->stripes[s];
+        pthread_mutex_lock(&sp->lock);
+        for (struct tm_chunk *ch = sp->with_free; ch && !res; ch = ch->next_free) {
+            if (ch->nfree < n)
+                continue;
+            for (size_t start = 0; start < TM_CHUNK_FRAMES; start += n) {
+                bool all = true;
+                for (size_t k = start; k < start + n && all; k++)
+                    all = (ch->free_map[k / 64] >> (k % 64)) & 1;
+                if (!all)
+                    continue;
+                for (size_t k = start; k < start + n; k++) {
+                    ch->free_map[k / 64] &= ~(1ull << (k % 64));
+                    ch->lent_map[k / 64] |= 1ull << (k % 64);
+                }
+                ch->nfree -= (uint32_t)n;
+                if (ch->nfree == 0)
+                    free_list_del(sp, ch);
+                res = frame_addr(fr, ch->index, start);
+                break;
+            }
+        }
+        if (res) {
+            tm_sub(sp->nfree, n);
+            pthread_mutex_lock(&fr->lent_lock);
+            fr->lent[fr->nlent_blocks++] = (struct tm_lent){ res, order };
+            pthread_mutex_unlock(&fr->lent_lock);
+        }
+        pthread_mutex_unlock(&sp->lock);
+    }
     if (res) {
-        fr->lent[fr->nlent_blocks++] = (struct tm_lent){ res, order };
-        tm_sub(fr->nfree, n);
         tm_sub(fr->nheld, n);
         tm_add(fr->nlent, n);
-    }
-out:
-    pthread_mutex_unlock(&fr->lock);
-    if (res) {
         memset(res, 0, n * TMEM_PAGE_SIZE);     /* scrub: the data was a tenant's */
         tm_add(t->st.lent, n);
     }
@@ -308,26 +422,29 @@ int tm_frames_unlend(tmem_t *t, void *p, unsigned order)
 {
     struct tm_frames *fr = &t->frames;
     size_t n = (size_t)1 << order, i, bit;
-    pthread_mutex_lock(&fr->lock);
+    pthread_mutex_lock(&fr->lent_lock);
     for (i = 0; i < fr->nlent_blocks; i++)
         if (fr->lent[i].p == p && fr->lent[i].order == order)
             break;
     if (i == fr->nlent_blocks) {
-        pthread_mutex_unlock(&fr->lock);
+        pthread_mutex_unlock(&fr->lent_lock);
         return -EINVAL;
     }
     fr->lent[i] = fr->lent[--fr->nlent_blocks];
+    pthread_mutex_unlock(&fr->lent_lock);
+    struct tm_stripe *sp = stripe_of(fr, chunk_index(fr, p));
+    pthread_mutex_lock(&sp->lock);
     struct tm_chunk *ch = chunk_of(fr, p, &bit);
     for (size_t k = bit; k < bit + n; k++) {
         ch->lent_map[k / 64] &= ~(1ull << (k % 64));
         ch->free_map[k / 64] |= 1ull << (k % 64);
     }
     ch->nfree += (uint32_t)n;
-    free_list_add(fr, ch);
+    free_list_add(sp, ch);
+    tm_add(sp->nfree, n);
+    pthread_mutex_unlock(&sp->lock);
     tm_sub(fr->nlent, n);
-    tm_add(fr->nfree, n);
     tm_add(fr->nheld, n);
-    pthread_mutex_unlock(&fr->lock);
     tm_fit_by_releasing(t, 0);      /* back under the limit if need be */
     return 0;
 }
@@ -336,58 +453,68 @@ int tm_frames_check(tmem_t *t)
 {
     struct tm_frames *fr = &t->frames;
     int bad = 0;
-    uint64_t nfree = 0, nbacked = 0, nlent = 0, onlist = 0;
-    pthread_mutex_lock(&fr->lock);
-    for (struct tm_chunk *ch = fr->with_free; ch; ch = ch->next_free)
-        onlist++;
-    for (size_t i = 0; i < fr->nchunks; i++) {
-        struct tm_chunk *ch = fr->chunks[i];
-        if (!ch)
-            continue;
-        size_t f = 0, b = 0, l = 0;
-        for (unsigned w = 0; w < TM_CHUNK_WORDS; w++) {
-            f += popc(ch->free_map[w]);
-            b += popc(ch->backed_map[w]);
-            l += popc(ch->lent_map[w]);
-            if ((ch->free_map[w] | ch->lent_map[w]) & ~ch->backed_map[w]) {
-                tm_report("frames: chunk %zu has free or lent frames that are not backed", i);
-                bad++;
-            }
-            if (ch->free_map[w] & ch->lent_map[w]) {
-                tm_report("frames: chunk %zu has frames both free and lent", i);
+    uint64_t nbacked = 0, nlent = 0, held = 0;
+    for (unsigned s = 0; s < TM_STRIPES; s++)
+        pthread_mutex_lock(&fr->stripes[s].lock);
+    for (unsigned s = 0; s < TM_STRIPES; s++) {
+        struct tm_stripe *sp = &fr->stripes[s];
+        uint64_t nfree = 0, onlist = 0;
+        for (struct tm_chunk *ch = sp->with_free; ch; ch = ch->next_free) {
+            onlist++;
+            if (ch->index % TM_STRIPES != s) {
+                tm_report("frames: chunk %u on the free list of stripe %u", ch->index, s);
                 bad++;
             }
         }
-        if (f != ch->nfree || b != ch->nbacked) {
-            tm_report("frames: chunk %zu counts free %u backed %u, maps say %zu %zu",
-                      i, ch->nfree, ch->nbacked, f, b);
+        for (size_t i = s; i < fr->nchunks; i += TM_STRIPES) {
+            struct tm_chunk *ch = fr->chunks[i];
+            if (!ch)
+                continue;
+            size_t f = 0, b = 0, l = 0;
+            for (unsigned w = 0; w < TM_CHUNK_WORDS; w++) {
+                f += popc(ch->free_map[w]);
+                b += popc(ch->backed_map[w]);
+                l += popc(ch->lent_map[w]);
+                if ((ch->free_map[w] | ch->lent_map[w]) & ~ch->backed_map[w]) {
+                    tm_report("frames: chunk %zu has free or lent frames that are not backed", i);
+                    bad++;
+                }
+                if (ch->free_map[w] & ch->lent_map[w]) {
+                    tm_report("frames: chunk %zu has frames both free and lent", i);
+                    bad++;
+                }
+            }
+            if (f != ch->nfree || b != ch->nbacked) {
+                tm_report("frames: chunk %zu counts free %u backed %u, maps say %zu %zu", i,
+                          ch->nfree, ch->nbacked, f, b);
+                bad++;
+            }
+            if ((ch->nfree > 0) != ch->on_free_list) {
+                tm_report("frames: chunk %zu free-list membership wrong", i);
+                bad++;
+            }
+            onlist -= ch->on_free_list;
+            nfree += f;
+            nbacked += b;
+            nlent += l;
+        }
+        if (onlist != 0 || nfree != tm_load(sp->nfree)) {
+            tm_report("frames: stripe %u counts %llu free frames, maps say %llu%s", s,
+                      (unsigned long long)tm_load(sp->nfree), (unsigned long long)nfree,
+                      onlist ? "; its free list holds foreign chunks" : "");
             bad++;
         }
-        if ((ch->nfree > 0) != ch->on_free_list) {
-            tm_report("frames: chunk %zu free-list membership wrong", i);
-            bad++;
-        }
-        if (ch->on_free_list)
-            onlist--;
-        nfree += f;
-        nbacked += b;
-        nlent += l;
+        held += tm_load(sp->nfree) + tm_load(sp->nwhole) + tm_load(sp->nzalloc);
     }
-    if (onlist != 0) {
-        tm_report("frames: free list holds chunks that are not in the table");
+    if (nlent != tm_load(fr->nlent) || nbacked - nlent != tm_load(fr->nheld) ||
+        held != tm_load(fr->nheld)) {
+        tm_report("frames: held %llu (stripes say %llu), lent %llu; maps: backed %llu lent %llu",
+                  (unsigned long long)tm_load(fr->nheld), (unsigned long long)held,
+                  (unsigned long long)tm_load(fr->nlent), (unsigned long long)nbacked,
+                  (unsigned long long)nlent);
         bad++;
     }
-    if (nfree != tm_load(fr->nfree) || nlent != tm_load(fr->nlent) ||
-        nbacked - nlent != tm_load(fr->nheld) ||
-        tm_load(fr->nheld) != tm_load(fr->nfree) + tm_load(fr->nwhole) + tm_load(fr->nzalloc)) {
-        tm_report("frames: counters free %llu held %llu whole %llu zalloc %llu lent %llu; "
-                  "maps free %llu backed %llu lent %llu",
-                  (unsigned long long)tm_load(fr->nfree), (unsigned long long)tm_load(fr->nheld),
-                  (unsigned long long)tm_load(fr->nwhole), (unsigned long long)tm_load(fr->nzalloc),
-                  (unsigned long long)tm_load(fr->nlent), (unsigned long long)nfree,
-                  (unsigned long long)nbacked, (unsigned long long)nlent);
-        bad++;
-    }
-    pthread_mutex_unlock(&fr->lock);
+    for (unsigned s = TM_STRIPES; s-- > 0;)
+        pthread_mutex_unlock(&fr->stripes[s].lock);
     return bad;
 }

@@ -60,6 +60,8 @@ void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
 int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
 bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? */
 int    tm_frames_check(tmem_t *t);
+/* Frames free, holding whole pages, holding zalloc spans (sums of stripes). */
+void   tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc);
 
 /* ---- zalloc.c --------------------------------------------------------- */
 void   tm_zheap_init(struct tm_zheap *h);

@@ -89,9 +89,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
     o->bytes_held = tm_bytes_held(t);
     o->max_bytes = tm_load(t->max_bytes);
     o->frames_held = tm_load(fr->nheld);
-    o->frames_free = tm_load(fr->nfree);
-    o->frames_whole = tm_load(fr->nwhole);
-    o->frames_zalloc = tm_load(fr->nzalloc);
+    tm_frames_count(t, &o->frames_free, &o->frames_whole, &o->frames_zalloc);
     o->frames_lent = tm_load(fr->nlent);
     int64_t meta = atomic_load(&t->meta_bytes);
     o->meta_bytes = meta > 0 ? (uint64_t)meta : 0;

@@ -54,14 +54,18 @@ typedef _Atomic uint32_t atomic_u32;
  *   used      resident, holding data (whole page or zalloc span)
  *   lent      handed to the host by tmem_relinquish_page*() (lent_map)
  *
- * backed_map = free | used | lent.  Invariants (checked by tmem_check):
- *   nfree == popcount(free_map) over all chunks
- *   nheld == nfree + nwhole + nzalloc == popcount(backed & ~lent)
+ * backed_map = free | used | lent.  Chunks are divided among TM_STRIPES
+ * stripes (chunk i belongs to stripe i % TM_STRIPES), each with its own lock
+ * and counters, so that threads (each has a home stripe) rarely meet.
+ * Invariants (checked by tmem_check):
+ *   stripe nfree == popcount(free_map) over its chunks
+ *   nheld == sum(nfree + nwhole + nzalloc) == popcount(backed & ~lent)
  *   nlent == popcount(lent_map)
  * ---------------------------------------------------------------------- */
 #define TM_CHUNK_FRAMES 512u
 #define TM_CHUNK_WORDS  (TM_CHUNK_FRAMES / 64u)
 #define TM_CHUNK_BYTES  ((size_t)TM_CHUNK_FRAMES * TMEM_PAGE_SIZE)
+#define TM_STRIPES      8u
 
 struct tm_chunk {
     uint64_t free_map[TM_CHUNK_WORDS];
@@ -70,25 +74,33 @@ struct tm_chunk {
     uint32_t nfree;                 /* popcount(free_map) */
     uint32_t nbacked;               /* popcount(backed_map) */
     uint32_t index;                 /* position in the reservation */
-    bool     on_free_list;          /* linked in tm_frames.with_free */
+    bool     on_free_list;          /* linked in its stripe's with_free */
     struct tm_chunk *next_free, *prev_free;
 };
 
 struct tm_lent { uint8_t *p; unsigned order; };
 
+struct tm_stripe {
+    _Alignas(64) pthread_mutex_t lock;  /* guards this stripe's chunks and below */
+    struct tm_chunk *with_free;     /* its chunks with nfree > 0 */
+    size_t grow_hint;               /* lowest chunk of it that may have unbacked frames */
+    /* written under lock, read with relaxed atomics */
+    atomic_u64 nfree, nwhole, nzalloc;
+};
+
 struct tm_frames {
-    _Alignas(64) pthread_mutex_t lock; /* guards everything below */
     uint8_t  *base;                 /* the reservation (immutable after open) */
     size_t    nchunks;              /* chunks in the reservation (immutable) */
-    struct tm_chunk **chunks;       /* [nchunks], NULL until first used */
-    struct tm_chunk *with_free;     /* chunks with nfree > 0 */
-    size_t    grow_hint;            /* lowest chunk that may have unbacked frames */
+    struct tm_chunk **chunks;       /* [nchunks], NULL until first used; chunks[i]
+                                       is set under its stripe's lock */
+    struct tm_stripe stripes[TM_STRIPES];
+    pthread_mutex_t lent_lock;      /* guards lent[] (after a stripe lock) */
     struct tm_lent *lent;           /* blocks out on loan */
     size_t    nlent_blocks, lent_cap;
-    /* counters, written under lock, read with relaxed atomics; nheld is read
-     * by every allocation's limit check: a line of its own */
-    _Alignas(64) atomic_u64 nfree;
-    atomic_u64 nwhole, nzalloc, nlent;
+    atomic_u64 nlent;
+    /* frames held (free or used): reserved atomically before a frame is
+     * backed, so the limit is exact; changes only when memory grows or
+     * shrinks, so it is read-mostly for the limit checks */
     _Alignas(64) atomic_u64 nheld;
 };
 
