@@ -267,11 +267,6 @@ int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
     out->frozen = atomic_load(&c->frozen);
     out->ephemeral_pages = tm_load(c->eph_pages);
     out->persistent_pages = tm_load(c->pers_pages);
-    out->puts = tm_load(c->st.puts);
-    out->puts_ok = tm_load(c->st.puts_ok);
-    out->gets = tm_load(c->st.gets);
-    out->gets_hit = tm_load(c->st.gets_hit);
-    out->flushes = tm_load(c->st.flushes);
     out->evicted = tm_load(c->st.evicted);
     out->refused_nomem = tm_load(c->st.refused_nomem);
     out->refused_quota = tm_load(c->st.refused_quota);
@@ -286,7 +281,14 @@ int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
     pthread_rwlock_rdlock(&c->lock);
     for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
         out->nr_pools += c->pools[i] != NULL;
+    struct tm_client_stats sum;
+    tm_client_totals(c, &sum);
     pthread_rwlock_unlock(&c->lock);
+    out->puts = tm_load(sum.puts);
+    out->puts_ok = tm_load(sum.puts_ok);
+    out->gets = tm_load(sum.gets);
+    out->gets_hit = tm_load(sum.gets_hit);
+    out->flushes = tm_load(sum.flushes);
     return 0;
 }
 
@@ -301,6 +303,29 @@ size_t tmem_client_ids(tmem_t *t, uint32_t *ids, size_t max)
             ids[n] = c->id;
     pthread_rwlock_unlock(&t->clients_lock);
     return n;
+}
+
+void tm_pool_stats_fold(struct tm_client_stats *into, const struct tm_pool *p)
+{
+    const struct tm_pool_stats *ps = &p->st;
+    tm_add(into->puts, tm_load(ps->puts));
+    tm_add(into->puts_ok, tm_load(ps->puts_ok));
+    tm_add(into->gets, tm_load(ps->gets));
+    tm_add(into->gets_hit, tm_load(ps->gets_hit));
+    tm_add(into->flushes, tm_load(ps->flushes));
+    tm_add(into->flush_objs, tm_load(ps->flush_objs));
+    tm_add(into->dup_replaced, tm_load(ps->dup_replaced));
+    tm_add(into->dup_flushed, tm_load(ps->dup_flushed));
+    tm_add(into->flushed_pages, tm_load(ps->flushed_pages));
+}
+
+void tm_client_totals(struct tmem_client *c, struct tm_client_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    tm_stats_fold(out, &c->st);
+    for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
+        if (c->pools[i] && !c->pools[i]->shared)
+            tm_pool_stats_fold(out, c->pools[i]);
 }
 
 struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n)

@@ -194,6 +194,16 @@ bool   tm_client_authorised_locked(struct tmem_client *c, tmem_uuid_t uuid);
  * valid memory until tmem_close (tombstones); check c->dead under c->lock. */
 struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n);
 void   tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *from);
+/* Adds private pool p's outcomes to client-shaped counters. */
+void   tm_pool_stats_fold(struct tm_client_stats *into, const struct tm_pool *p);
+/* c's cumulative counters: its own plus its private pools' (c->lock held). */
+void   tm_client_totals(struct tmem_client *c, struct tm_client_stats *out);
+/* Counts an outcome on pool p, and on client c too if p is shared. */
+#define TM_COUNT(c, p, pfield, cfield) do {                                    \
+        tm_inc((p)->st.pfield);                                                \
+        if ((p)->shared)                                                       \
+            tm_inc((c)->st.cfield);                                            \
+    } while (0)
 
 /* ---- check.c ---------------------------------------------------------- */
 void   tm_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

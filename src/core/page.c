@@ -55,8 +55,7 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
         tm_pgd_release(t, p, old);
         if (freed_obj)
             tm_obj_release(t, p, freed_obj);
-        tm_inc(c->st.dup_flushed);
-        tm_inc(p->st.dup_flushed);
+        TM_COUNT(c, p, dup_flushed, dup_flushed);
         return -ENOSPC;
     }
     tm_inc(p->st.refused);
@@ -78,8 +77,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         rc = -EINVAL;
         goto out;
     }
-    tm_inc(c->st.puts);
-    tm_inc(p->st.puts);
+    TM_COUNT(c, p, puts, puts);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
 
@@ -144,8 +142,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
                 tm_zset_owner(&p->store->heap, &old->loc, (uintptr_t)&old->loc);
             if (!p->persistent)
                 tm_lru_touch_locked(t, p, old);         /* a new put is the newest page */
-            tm_inc(c->st.dup_replaced);
-            tm_inc(p->st.dup_replaced);
+            TM_COUNT(c, p, dup_replaced, dup_replaced);
             rc = 0;
             break;
         }
@@ -256,8 +253,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     pthread_mutex_unlock(&b->lock);
 
     if (rc == 0) {
-        tm_inc(c->st.puts_ok);
-        tm_inc(p->st.puts_ok);
+        TM_COUNT(c, p, puts_ok, puts_ok);
     } else {
         tm_inc(p->st.refused);
         tm_loc_free(t, p->store, &loc);
@@ -288,8 +284,7 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         tm_client_leave(c);
         return -EINVAL;
     }
-    tm_inc(c->st.gets);
-    tm_inc(p->st.gets);
+    TM_COUNT(c, p, gets, gets);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     struct tm_obj *freed_obj = NULL;
@@ -314,8 +309,7 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     if (freed_obj)
         tm_obj_release(t, p, freed_obj);
     if (rc == 0) {
-        tm_inc(c->st.gets_hit);
-        tm_inc(p->st.gets_hit);
+        TM_COUNT(c, p, gets_hit, gets_hit);
     }
     tm_client_leave(c);
     return rc;
@@ -328,8 +322,7 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     if (rc)
         return rc;
     tmem_t *t = c->t;
-    tm_inc(c->st.flushes);
-    tm_inc(p->st.flushes);
+    TM_COUNT(c, p, flushes, flushes);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     struct tm_obj *freed_obj = NULL;
@@ -343,7 +336,7 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     if (pgd) {
         tm_pgd_release(t, p, pgd);
         tm_inc(p->st.flushes_found);
-        tm_inc(c->st.flushed_pages);
+        TM_COUNT(c, p, flushed_pages, flushed_pages);
     }
     if (freed_obj)
         tm_obj_release(t, p, freed_obj);
@@ -358,8 +351,7 @@ int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
     if (rc)
         return rc;
     tmem_t *t = c->t;
-    tm_inc(c->st.flush_objs);
-    tm_inc(p->st.flush_objs);
+    TM_COUNT(c, p, flush_objs, flush_objs);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
     uint32_t n = 0;
@@ -373,7 +365,9 @@ int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
     if (o) {
         tm_obj_release(t, p, o);
         tm_inc(p->st.flush_objs_found);
-        tm_add(c->st.flushed_pages, n);
+        tm_add(p->st.flushed_pages, n);
+        if (p->shared)
+            tm_add(c->st.flushed_pages, n);
     }
     tm_client_leave(c);
     return (int)(n > INT32_MAX ? INT32_MAX : n);

@@ -355,6 +355,7 @@ int tmem_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
 void tm_pool_leave(tmem_t *t, struct tmem_client *c, struct tm_pool *p)
 {
     if (!p->shared) {
+        tm_pool_stats_fold(&c->st, p);     /* the client's totals keep them */
         tm_pool_free(t, p);
         return;
     }

@@ -60,7 +60,9 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
             o->clients++;
             o->ephemeral_pages += tm_load(c->eph_pages);
             o->persistent_pages += tm_load(c->pers_pages);
-            tm_stats_fold(&sum, &c->st);
+            struct tm_client_stats ct;
+            tm_client_totals(c, &ct);
+            tm_stats_fold(&sum, &ct);
             store_figures(c->eph_store, o);
             store_figures(c->pers_store, o);
             for (unsigned k = 0; k < TMEM_MAX_POOLS; k++) {

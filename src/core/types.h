@@ -262,9 +262,13 @@ struct tm_bucket {
     struct tm_table objs;           /* oid -> obj (lock) */
 };
 
+/* A private pool's outcomes are counted here only (client totals add them
+ * up: tm_client_totals); a shared pool's are counted here and on the
+ * client, whose share of them the pool cannot tell. */
 struct tm_pool_stats {
     atomic_u64 puts, puts_ok, dup_replaced, dup_flushed, refused;
     atomic_u64 gets, gets_hit, flushes, flushes_found, flush_objs, flush_objs_found;
+    atomic_u64 flushed_pages;
 };
 
 struct tm_pool {
