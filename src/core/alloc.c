@@ -72,7 +72,24 @@ static bool meta_reserve(tmem_t *t, int64_t n)
  * growth) are reserved first. */
 #define TM_META_SMALL 1024u
 
+static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align);
+
 void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
+{
+    return meta_alloc(t, size, may_evict, 0);
+}
+
+void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align)
+{
+    void *p = meta_alloc(t, size, true, align);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+/* align 0: malloc's own alignment; else aligned_alloc (for structures with
+ * cache-line-aligned members). */
+static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align)
 {
     if (tm_fault_hit(t)) {
         tm_inc(t->st.alloc_failed);
@@ -90,7 +107,7 @@ void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
             return NULL;
         }
     }
-    void *p = malloc(size);
+    void *p = align ? aligned_alloc(align, (size + align - 1) / align * align) : malloc(size);
     if (!p) {
         if (!small)
             atomic_fetch_sub_explicit(&t->meta_bytes, want, TM_RELAXED);

@@ -31,7 +31,7 @@ static void add_store(struct frames_sum *f, struct tm_store *s)
 {
     if (!s)
         return;
-    f->whole += tm_load(s->whole_frames);
+    f->whole += tm_store_count(s, TM_SC_WHOLE);
     f->zalloc += tm_zheap_frames(&s->heap);
 }
 

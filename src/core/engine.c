@@ -47,11 +47,14 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
         errno = EINVAL;
         return NULL;
     }
-    tmem_t *t = calloc(1, sizeof(*t));
+    /* aligned: the engine keeps hot counters on cache lines of their own */
+    tmem_t *t = aligned_alloc(_Alignof(tmem_t), (sizeof(*t) + _Alignof(tmem_t) - 1) /
+                                                    _Alignof(tmem_t) * _Alignof(tmem_t));
     if (!t) {
         errno = ENOMEM;
         return NULL;
     }
+    memset(t, 0, sizeof(*t));
     t->cfg = *cfg;
     atomic_init(&t->max_bytes, cfg->max_bytes);
     clock_gettime(CLOCK_MONOTONIC_COARSE, &t->t0);
@@ -142,16 +145,16 @@ size_t tmem_freeable_pages(tmem_t *t)
     for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
         struct tm_store *s = c->eph_store;
         if (s)
-            n += tm_load(s->whole_frames) + tm_zheap_frames(&s->heap);
+            n += tm_store_count(s, TM_SC_WHOLE) + tm_zheap_frames(&s->heap);
     }
     for (unsigned i = 0; i < TMEM_MAX_SHARED_POOLS; i++) {
         if (t->shared[i]) {
             struct tm_store *s = t->shared[i]->store;
-            n += tm_load(s->whole_frames) + tm_zheap_frames(&s->heap);
+            n += tm_store_count(s, TM_SC_WHOLE) + tm_zheap_frames(&s->heap);
         }
     }
     if (t->global_eph)
-        n += tm_load(t->global_eph->whole_frames) + tm_zheap_frames(&t->global_eph->heap);
+        n += tm_store_count(t->global_eph, TM_SC_WHOLE) + tm_zheap_frames(&t->global_eph->heap);
     pthread_rwlock_unlock(&t->clients_lock);
     return (size_t)n;
 }

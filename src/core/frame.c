@@ -65,7 +65,7 @@ static inline struct tm_stripe *stripe_of(struct tm_frames *fr, size_t chunk)
 }
 
 /* The calling thread's home stripe, assigned round robin at its first use. */
-static unsigned home_stripe(void)
+unsigned tm_home_stripe(void)
 {
     static _Atomic unsigned next;
     static _Thread_local unsigned home = UINT32_MAX;
@@ -210,7 +210,7 @@ static bool reserve_frame(tmem_t *t)
 uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
 {
     struct tm_frames *fr = &t->frames;
-    unsigned home = home_stripe();
+    unsigned home = tm_home_stripe();
     uint8_t *f = NULL;
     /* a free frame: at home, then from the others */
     for (unsigned k = 0; k < TM_STRIPES && !f; k++) {
@@ -344,7 +344,7 @@ size_t tm_frames_release(tmem_t *t, size_t n)
 {
     struct tm_frames *fr = &t->frames;
     size_t done = 0;
-    unsigned home = home_stripe();
+    unsigned home = tm_home_stripe();
     for (unsigned k = 0; k < TM_STRIPES && done < n; k++) {
         struct tm_stripe *sp = &fr->stripes[(home + k) % TM_STRIPES];
         if (tm_load(sp->nfree) == 0)

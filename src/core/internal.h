@@ -39,6 +39,9 @@ _Noreturn void tm_assert_fail(const char *expr, const char *file, int line);
  * NULL when over the limit or when injection fails this allocation. */
 void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict);
 void *tm_meta_calloc(tmem_t *t, size_t size, bool may_evict);
+/* Zeroed metadata aligned to align (a power of two), for structures with
+ * cache-line-aligned members; freed with tm_meta_free. */
+void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align);
 void  tm_meta_free(tmem_t *t, void *p);
 /* true if this internal allocation is to fail (failure injection). */
 bool  tm_fault_hit(tmem_t *t);
@@ -60,6 +63,7 @@ void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
 int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
 bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? */
 int    tm_frames_check(tmem_t *t);
+unsigned tm_home_stripe(void);     /* the calling thread's stripe */
 /* Frames free, holding whole pages, holding zalloc spans (sums of stripes). */
 void   tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc);
 
@@ -119,6 +123,9 @@ void   tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc);
 int    tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,
                       uint64_t frags_expected, uint64_t wholes_expected);
 uint64_t tm_store_bodies(struct tm_store *s);
+/* Adds delta to a store counter (on the calling thread's stripe); reads one. */
+void   tm_store_count_add(struct tm_store *s, enum tm_store_counter which, int64_t delta);
+uint64_t tm_store_count(struct tm_store *s, enum tm_store_counter which);
 
 /* ---- table.c ---------------------------------------------------------- */
 enum tm_table_kind { TM_TABLE_PAGES, TM_TABLE_OBJS };

@@ -31,12 +31,12 @@ static void store_figures(struct tm_store *s, tmem_stats_t *o)
     if (!s)
         return;
     o->zalloc_bytes_used += tm_load(s->heap.bytes_used);
-    o->pages_whole += tm_load(s->whole_frames);
+    o->pages_whole += tm_store_count(s, TM_SC_WHOLE);
     o->pages_compressed += tm_load(s->heap.frags);
-    o->pages_same_filled += tm_load(s->words);
+    o->pages_same_filled += tm_store_count(s, TM_SC_WORDS);
     uint64_t bodies = tm_store_bodies(s);
     o->bodies += bodies;
-    uint64_t refs = tm_load(s->body_refs);
+    uint64_t refs = tm_store_count(s, TM_SC_BODY_REFS);
     o->pages_deduped += refs > bodies ? refs - bodies : 0;
 }
 

@@ -25,7 +25,7 @@
 
 struct tm_store *tm_store_new(tmem_t *t, bool persistent)
 {
-    struct tm_store *s = tm_meta_calloc(t, sizeof(*s), true);
+    struct tm_store *s = tm_meta_calloc_aligned(t, sizeof(*s), _Alignof(struct tm_store));
     if (!s)
         return NULL;
     s->persistent = persistent;
@@ -114,7 +114,7 @@ static void raw_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
 {
     if (loc->kind == TM_LOC_WHOLE) {
         tm_frame_put(t, loc->u.frame, TM_FRAME_WHOLE);
-        tm_sub(s->whole_frames, 1);
+        tm_store_count_add(s, TM_SC_WHOLE, -1);
     } else if (loc->kind == TM_LOC_FRAG) {
         tm_zfree(t, &s->heap, loc);
     }
@@ -209,10 +209,10 @@ static void body_put(tmem_t *t, struct tm_store *s, struct tm_body *b)
 void tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
 {
     if (loc->kind == TM_LOC_BODY) {
-        tm_sub(s->body_refs, 1);
+        tm_store_count_add(s, TM_SC_BODY_REFS, -1);
         body_put(t, s, loc->u.body);
     } else if (loc->kind == TM_LOC_WORD) {
-        tm_sub(s->words, 1);
+        tm_store_count_add(s, TM_SC_WORDS, -1);
     } else {
         raw_free(t, s, loc);
     }
@@ -233,7 +233,7 @@ static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t
                 loc->kind = TM_LOC_WHOLE;
                 loc->u.frame = f;
                 loc->size = (uint16_t)TMEM_PAGE_SIZE;
-                tm_add(s->whole_frames, 1);
+                tm_store_count_add(s, TM_SC_WHOLE, 1);
                 return 0;
             }
         }
@@ -250,7 +250,7 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     if (tm_page_same_filled(page, &word)) {
         loc->kind = TM_LOC_WORD;
         loc->u.word = word;
-        tm_inc(s->words);
+        tm_store_count_add(s, TM_SC_WORDS, 1);
         tm_inc(cl->st.same_filled);
         return 0;
     }
@@ -261,7 +261,7 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         if (b) {
             loc->kind = TM_LOC_BODY;
             loc->u.body = b;
-            tm_inc(s->body_refs);
+            tm_store_count_add(s, TM_SC_BODY_REFS, 1);
             tm_inc(cl->st.dedup_hits);
             return 0;
         }
@@ -316,8 +316,27 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     }
     loc->kind = TM_LOC_BODY;
     loc->u.body = b;
-    tm_inc(s->body_refs);
+    tm_store_count_add(s, TM_SC_BODY_REFS, 1);
     return 0;
+}
+
+static inline atomic_i64 *count_field(struct tm_store_count *c, enum tm_store_counter which)
+{
+    return which == TM_SC_WHOLE ? &c->whole_frames : which == TM_SC_WORDS ? &c->words
+                                                                           : &c->body_refs;
+}
+
+void tm_store_count_add(struct tm_store *s, enum tm_store_counter which, int64_t delta)
+{
+    atomic_fetch_add_explicit(count_field(&s->count[tm_home_stripe()], which), delta, TM_RELAXED);
+}
+
+uint64_t tm_store_count(struct tm_store *s, enum tm_store_counter which)
+{
+    int64_t n = 0;
+    for (unsigned i = 0; i < TM_STRIPES; i++)
+        n += atomic_load_explicit(count_field(&s->count[i], which), TM_RELAXED);
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 uint64_t tm_store_bodies(struct tm_store *s)
@@ -378,9 +397,9 @@ int tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,
                   (unsigned long long)zfrags, (unsigned long long)(frags + frags_expected));
         bad++;
     }
-    if (tm_load(s->whole_frames) != wholes + wholes_expected) {
+    if (tm_store_count(s, TM_SC_WHOLE) != wholes + wholes_expected) {
         tm_report("store: %llu whole frames counted, %llu referenced",
-                  (unsigned long long)tm_load(s->whole_frames),
+                  (unsigned long long)tm_store_count(s, TM_SC_WHOLE),
                   (unsigned long long)(wholes + wholes_expected));
         bad++;
     }

@@ -212,13 +212,22 @@ struct tm_zheap {
  * dedup_across_clients all private pools use the engine's two stores.
  * Keeping ephemeral and persistent data apart makes "freeable" exact: every
  * frame of an ephemeral store is freed by evicting all ephemeral pages. */
+/* Counters of a store, one set per frame stripe (the thread's home stripe
+ * takes the update), so that threads of one client do not share a cache
+ * line per call.  A stripe's value may go negative (a frame freed by
+ * another thread); the sum over stripes is the count. */
+struct tm_store_count {
+    _Alignas(64) atomic_i64 whole_frames;   /* WHOLE locs (direct or in bodies) */
+    atomic_i64 words;               /* WORD locs (same-filled pages) */
+    atomic_i64 body_refs;           /* BODY locs: references to bodies */
+};
+enum tm_store_counter { TM_SC_WHOLE, TM_SC_WORDS, TM_SC_BODY_REFS };
+
 struct tm_store {
     bool persistent;
     struct tm_zheap heap;
     struct tm_dedup_shard shards[TM_DEDUP_SHARDS];
-    atomic_u64 whole_frames;        /* WHOLE locs in this store (direct or in bodies) */
-    atomic_u64 words;               /* WORD locs (same-filled pages) */
-    atomic_u64 body_refs;           /* BODY locs: references to bodies */
+    struct tm_store_count count[TM_STRIPES];
 };
 
 /* ------------------------------------------------------------------------
