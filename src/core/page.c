@@ -81,29 +81,20 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
 
-    if (tm_client_frozen(c)) {
-        pthread_mutex_lock(&b->lock);
-        bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
-        pthread_mutex_unlock(&b->lock);
-        if (!dup) {
-            tm_inc(c->st.refused_frozen);
-            tm_inc(p->st.refused);
-            rc = -TMEM_EFROZEN;
-            goto out;
-        }
-    }
-
-    /* Over the persistent cap, only a duplicate may go on: say so before
-     * compressing (and perhaps evicting) for nothing.  Decided again below. */
+    /* A new put that the client's state refuses (frozen, or over its
+     * persistent cap) is refused before any work is done; a duplicate goes
+     * on.  Both are decided again under the bucket lock below. */
     uint64_t cap = tm_load(c->cap);
-    if (p->persistent && cap && tm_load(p->owner->pers_pages) >= cap) {
+    int early = tm_client_frozen(c) ? -TMEM_EFROZEN
+              : (p->persistent && cap && tm_load(p->owner->pers_pages) >= cap) ? -EDQUOT : 0;
+    if (early) {
         pthread_mutex_lock(&b->lock);
         bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
         pthread_mutex_unlock(&b->lock);
         if (!dup) {
-            tm_inc(c->st.refused_quota);
+            tm_inc(*(early == -EDQUOT ? &c->st.refused_quota : &c->st.refused_frozen));
             tm_inc(p->st.refused);
-            rc = -EDQUOT;
+            rc = early;
             goto out;
         }
     }
