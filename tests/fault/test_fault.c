@@ -67,11 +67,6 @@ static const struct fcfg configs[] = {
 
 enum { TARGET_NONE, TARGET_SRC, TARGET_DST };
 
-struct stream {
-    uint8_t *p;
-    size_t len, cap, pos;
-};
-
 struct run {
     const struct fcfg *cfg;
     int target;                 /* which engine fails, or none (counting) */
@@ -86,7 +81,7 @@ struct run {
     uint64_t src_allocs, dst_allocs;
     uint64_t tomb_src, tomb_dst;    /* tombstones left in each engine */
     uint64_t nomem, refusals, lost, enospc, restore_failed, open_failed, pool_failed;
-    struct stream st;
+    tt_buf st;
     _Alignas(64) uint8_t page[PG];
     _Alignas(64) uint8_t got[PG];
 };
@@ -123,37 +118,6 @@ static void run_fail(struct run *r, int line, const char *fmt, ...)
         if (!(cond))                                                                         \
             run_fail((r), __LINE__, __VA_ARGS__);                                            \
     } while (0)
-
-/* ------------------------------------------------------------------------
- * The save stream in memory
- * ---------------------------------------------------------------------- */
-static int stream_write(void *arg, const void *buf, size_t len)
-{
-    struct stream *s = arg;
-    if (s->len + len > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 65536;
-        while (cap < s->len + len)
-            cap *= 2;
-        uint8_t *p = realloc(s->p, cap);
-        if (!p)
-            return -ENOMEM;
-        s->p = p;
-        s->cap = cap;
-    }
-    memcpy(s->p + s->len, buf, len);
-    s->len += len;
-    return 0;
-}
-
-static int stream_read(void *arg, void *buf, size_t len)
-{
-    struct stream *s = arg;
-    if (s->pos + len > s->len)
-        return -EIO;
-    memcpy(buf, s->p + s->pos, len);
-    s->pos += len;
-    return 0;
-}
 
 /* ------------------------------------------------------------------------
  * Model helpers
@@ -428,8 +392,8 @@ static void save_restore(struct run *r)
     if (!c1->c)
         return;
     r->step = "save";
-    memset(&r->st, 0, sizeof(r->st));
-    int64_t saved = tmem_client_save(r->src, tmem_client_id(c1->c), stream_write, &r->st);
+    r->st = (tt_buf)TT_BUF_INIT;
+    int64_t saved = tmem_client_save(r->src, tmem_client_id(c1->c), tt_buf_write, &r->st);
     /* save allocates nothing of the engine's: it cannot be refused */
     CHECK(r, saved == (int64_t)c1->npers, "save: %lld pages, the model has %llu",
           (long long)saved, (unsigned long long)c1->npers);
@@ -438,7 +402,7 @@ static void save_restore(struct run *r)
     r->dst = open_engine(r->cfg);
     if (!r->dst) {
         CHECK(r, errno == ENOMEM, "tmem_open: NULL with errno %d", errno);
-        free(r->st.p);
+        tt_buf_free(&r->st);
         return;
     }
     arm(r, r->dst, TARGET_DST);
@@ -446,7 +410,7 @@ static void save_restore(struct run *r)
     open_client(r, r->dst, cb, "cb");
     if (cb->c) {
         r->step = "restore";
-        int64_t n = tmem_client_restore(cb->c, stream_read, &r->st);
+        int64_t n = tmem_client_restore(cb->c, tt_buf_read, &r->st);
         if (n >= 0) {
             CHECK(r, n == saved, "restore: %lld pages, saved %lld", (long long)n,
                   (long long)saved);
@@ -485,8 +449,7 @@ static void save_restore(struct run *r)
         tmem_client_close(cb->c);
         r->tomb_dst++;
     }
-    free(r->st.p);
-    r->st.p = NULL;
+    tt_buf_free(&r->st);
     check_empty(r, r->dst, r->tomb_dst, "target engine");
     r->dst_allocs = tmem__alloc_count(r->dst);
     tmem_close(r->dst);
@@ -644,7 +607,7 @@ static int teardown(void **state)
             tmem_close(g_run->src);
         if (g_run->dst)
             tmem_close(g_run->dst);
-        free(g_run->st.p);
+        tt_buf_free(&g_run->st);
         free(g_run);
         g_run = NULL;
     }

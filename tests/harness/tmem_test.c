@@ -3,6 +3,7 @@
  */
 #include "tmem_test.h"
 
+#include <errno.h>
 #include <time.h>
 
 void tt_seed(tt_rng *r, uint64_t seed)
@@ -105,4 +106,42 @@ uint64_t tt_seed_from_args(int argc, char **argv, const char *test)
            test, (unsigned long long)seed);
     fflush(stdout);
     return seed;
+}
+
+int tt_buf_write(void *arg, const void *p, size_t len)
+{
+    tt_buf *b = arg;
+    if (b->fail_at && b->len + len > b->fail_at)
+        return -EIO;
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + len)
+            cap *= 2;
+        uint8_t *np = realloc(b->p, cap);
+        if (!np)
+            return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+    return 0;
+}
+
+int tt_buf_read(void *arg, void *p, size_t len)
+{
+    tt_buf *b = arg;
+    size_t end = b->len < b->limit ? b->len : b->limit;
+    if (b->pos + len > end)
+        return -EIO;
+    memcpy(p, b->p + b->pos, len);
+    b->pos += len;
+    return 0;
+}
+
+void tt_buf_free(tt_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = b->pos = 0;
 }

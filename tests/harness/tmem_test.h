@@ -49,4 +49,18 @@ static inline uint64_t tt_below(tt_rng *r, uint64_t n) { return n ? tt_next(r) %
  * else the clock; printed so that a failure can be replayed. */
 uint64_t tt_seed_from_args(int argc, char **argv, const char *test);
 
+/* A growable buffer for save streams, with tmem_write_fn / tmem_read_fn
+ * callbacks.  Reads stop at min(len, limit) (-EIO past it: a truncated
+ * stream); writes fail with -EIO once len would pass fail_at (if non-zero). */
+typedef struct tt_buf {
+    uint8_t *p;
+    size_t len, cap, pos;
+    size_t limit;           /* TT_BUF_INIT: no limit */
+    size_t fail_at;         /* 0: writes never fail */
+} tt_buf;
+#define TT_BUF_INIT { .limit = SIZE_MAX }
+int  tt_buf_write(void *arg, const void *p, size_t len);
+int  tt_buf_read(void *arg, void *p, size_t len);
+void tt_buf_free(tt_buf *b);
+
 #endif

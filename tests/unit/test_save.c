@@ -10,33 +10,6 @@
 
 static const tmem_uuid_t NOUUID = { 0, 0 };
 
-struct mem { uint8_t *buf; size_t len, cap, pos, limit; int fail_write; };
-
-static int mem_write(void *arg, const void *p, size_t len)
-{
-    struct mem *m = arg;
-    if (m->fail_write && m->len + len > (size_t)m->fail_write)
-        return -EIO;
-    if (m->len + len > m->cap) {
-        m->cap = (m->len + len) * 2;
-        m->buf = realloc(m->buf, m->cap);
-        assert_non_null(m->buf);
-    }
-    memcpy(m->buf + m->len, p, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *arg, void *p, size_t len)
-{
-    struct mem *m = arg;
-    if (m->pos + len > m->limit)
-        return -EIO;
-    memcpy(p, m->buf + m->pos, len);
-    m->pos += len;
-    return 0;
-}
-
 /* A client "src" in t with: pool 0 persistent (n pages), pool 1 ephemeral
  * (pages too, not saved), pool 3 persistent empty; weight 42, cap 1000,
  * zstd. */
@@ -65,15 +38,15 @@ static void round_trip(void **state)
     (void)state;
     tmem_t *t1 = tt_open(0, TMEM_COMPRESS_LZ4, 1), *t2 = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t1, 200);
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), mem_write, &m), 200);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), tt_buf_write, &m), 200);
     tmem_client_info_t si;
     tmem_client_info(t1, tmem_client_id(src), &si);
     assert_int_equal(si.frozen, 0);                 /* thawed again after the save */
 
     tmem_client_t *dst = tmem_client_open(t2, "dst");
     m.limit = m.len;
-    assert_int_equal(tmem_client_restore(dst, mem_read, &m), 200);
+    assert_int_equal(tmem_client_restore(dst, tt_buf_read, &m), 200);
     assert_int_equal(m.pos, m.len);
     uint8_t page[PG], got[PG];
     for (uint32_t i = 0; i < 200; i++) {
@@ -91,7 +64,7 @@ static void round_trip(void **state)
     assert_int_equal(di.cap, 1000);
     assert_int_equal(di.compress, TMEM_COMPRESS_ZSTD);
     assert_int_equal(di.nr_pools, 3);
-    free(m.buf);
+    tt_buf_free(&m);
     tt_close(t1);
     tt_close(t2);
 }
@@ -102,27 +75,27 @@ static void frozen_state_carried(void **state)
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t, 3);
     tmem_admin_freeze(t, tmem_client_id(src));
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 3);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &m), 3);
     tmem_client_info_t si;
     tmem_client_info(t, tmem_client_id(src), &si);
     assert_int_equal(si.frozen, 1);                 /* it was frozen before: still is */
     tmem_client_t *dst = tmem_client_open(t, "dst");
     m.limit = m.len;
-    assert_int_equal(tmem_client_restore(dst, mem_read, &m), 3);
+    assert_int_equal(tmem_client_restore(dst, tt_buf_read, &m), 3);
     tmem_client_info(t, tmem_client_id(dst), &si);
     assert_int_equal(si.frozen, 1);
-    free(m.buf);
+    tt_buf_free(&m);
     tt_close(t);
 }
 
 /* Restores stream s into a fresh client of t; returns the result and checks
  * that a failure left no pools. */
-static int64_t restore_expect(tmem_t *t, struct mem *s)
+static int64_t restore_expect(tmem_t *t, tt_buf *s)
 {
     tmem_client_t *c = tmem_client_open(t, "dst");
     s->pos = 0;
-    int64_t rc = tmem_client_restore(c, mem_read, s);
+    int64_t rc = tmem_client_restore(c, tt_buf_read, s);
     if (rc < 0) {
         tmem_client_info_t ci;
         tmem_client_info(t, tmem_client_id(c), &ci);
@@ -138,15 +111,15 @@ static void truncated_anywhere(void **state)
     (void)state;
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t, 3);
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 3);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &m), 3);
     for (size_t cut = 0; cut < m.len; cut++) {
         m.limit = cut;
         assert_true(restore_expect(t, &m) < 0);
     }
     m.limit = m.len;
     assert_int_equal(restore_expect(t, &m), 3);
-    free(m.buf);
+    tt_buf_free(&m);
     tt_close(t);
 }
 
@@ -155,21 +128,21 @@ static void any_byte_changed(void **state)
     (void)state;
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t, 2);
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 2);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &m), 2);
     m.limit = m.len;
     tt_rng r;
     tt_seed(&r, 11);
     for (size_t i = 0; i < m.len; i += 1 + (size_t)tt_below(&r, 7)) {
-        uint8_t old = m.buf[i];
-        m.buf[i] ^= (uint8_t)(1u << tt_below(&r, 8));
+        uint8_t old = m.p[i];
+        m.p[i] ^= (uint8_t)(1u << tt_below(&r, 8));
         int64_t rc = restore_expect(t, &m);
         assert_true(rc < 0);
         assert_true(rc == -EPROTO || rc == -EIO || rc == -EINVAL || rc == -ENOMEM ||
                     rc == -EBUSY);
-        m.buf[i] = old;
+        m.p[i] = old;
     }
-    free(m.buf);
+    tt_buf_free(&m);
     tt_close(t);
 }
 
@@ -178,31 +151,31 @@ static void errors(void **state)
     (void)state;
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t, 4);
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t, 9999, mem_write, &m), -ENOENT);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, 9999, tt_buf_write, &m), -ENOENT);
     assert_int_equal(tmem_client_save(t, tmem_client_id(src), NULL, &m), -EINVAL);
-    struct mem failing = { .fail_write = 100 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &failing), -EIO);
-    free(failing.buf);
+    tt_buf failing = { .limit = SIZE_MAX, .fail_at = 100 };
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &failing), -EIO);
+    tt_buf_free(&failing);
     tmem_client_info_t si;
     tmem_client_info(t, tmem_client_id(src), &si);
     assert_int_equal(si.frozen, 0);
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &m), 4);
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &m), 4);
     m.limit = m.len;
-    assert_int_equal(tmem_client_restore(src, mem_read, &m), -EBUSY);   /* has pools */
-    assert_int_equal(tmem_client_restore(NULL, mem_read, &m), -EINVAL);
+    assert_int_equal(tmem_client_restore(src, tt_buf_read, &m), -EBUSY);   /* has pools */
+    assert_int_equal(tmem_client_restore(NULL, tt_buf_read, &m), -EINVAL);
     tmem_client_t *dst = tmem_client_open(t, "dst");
     assert_int_equal(tmem_client_restore(dst, NULL, &m), -EINVAL);
     tmem_client_close(dst);
-    assert_int_equal(tmem_client_restore(dst, mem_read, &m), -ENODEV);  /* closed */
+    assert_int_equal(tmem_client_restore(dst, tt_buf_read, &m), -ENODEV);  /* closed */
     /* a client with no pools saves an empty stream that restores to nothing */
     tmem_client_t *empty = tmem_client_open(t, "empty");
-    struct mem e = { 0 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(empty), mem_write, &e), 0);
+    tt_buf e = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, tmem_client_id(empty), tt_buf_write, &e), 0);
     e.limit = e.len;
     assert_int_equal(restore_expect(t, &e), 0);
-    free(e.buf);
-    free(m.buf);
+    tt_buf_free(&e);
+    tt_buf_free(&m);
     tt_close(t);
 }
 
@@ -218,21 +191,21 @@ static void restore_no_room(void **state)
         tt_fill(page, TT_RANDOM, i);
         assert_int_equal(tmem_put_page(src, 0, tt_oid(1, 0, 0), i, page), 0);
     }
-    struct mem m = { 0 };
-    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), mem_write, &m), 400);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t1, tmem_client_id(src), tt_buf_write, &m), 400);
     m.limit = m.len;
     assert_int_equal(restore_expect(t2, &m), -ENOMEM);
     tmem_stats_t s;
     tmem_stats_get(t2, &s);
     assert_int_equal(s.persistent_pages, 0);
-    free(m.buf);
+    tt_buf_free(&m);
     tt_close(t1);
     tt_close(t2);
 }
 
 
 /* A writer that acts in the middle of a save (once). */
-struct hook { struct mem m; tmem_t *t; uint32_t id; int what, done; int64_t inner; };
+struct hook { tt_buf m; tmem_t *t; uint32_t id; int what, done; int64_t inner; };
 
 static int hook_write(void *arg, const void *p, size_t len)
 {
@@ -242,12 +215,12 @@ static int hook_write(void *arg, const void *p, size_t len)
         if (h->what == 0) {
             tmem_admin_freeze(h->t, h->id);             /* an admin freeze mid-save */
         } else {
-            struct mem inner = { 0 };                   /* an overlapping save */
-            h->inner = tmem_client_save(h->t, h->id, mem_write, &inner);
-            free(inner.buf);
+            tt_buf inner = TT_BUF_INIT;                   /* an overlapping save */
+            h->inner = tmem_client_save(h->t, h->id, tt_buf_write, &inner);
+            tt_buf_free(&inner);
         }
     }
-    return mem_write(&h->m, p, len);
+    return tt_buf_write(&h->m, p, len);
 }
 
 static void save_keeps_admin_state(void **state)
@@ -267,24 +240,24 @@ static void save_keeps_admin_state(void **state)
     assert_int_equal(tmem_client_save(t, h2.id, hook_write, &h2), 3);
     assert_int_equal(h2.inner, 3);
     assert_int_equal(tmem_put_page(src, 0, tt_oid(50, 0, 0), 0, page), 0);
-    free(h.m.buf);
-    free(h2.m.buf);
+    tt_buf_free(&h.m);
+    tt_buf_free(&h2.m);
     tt_close(t);
 }
 
 /* A reader that starts a second restore into the same client (once). */
-struct rhook { struct mem m; tmem_client_t *c; int done; int64_t inner; };
+struct rhook { tt_buf m; tmem_client_t *c; int done; int64_t inner; };
 
 static int rhook_read(void *arg, void *p, size_t len)
 {
     struct rhook *h = arg;
     if (!h->done && h->m.pos > 64) {
         h->done = 1;
-        struct mem copy = h->m;
+        tt_buf copy = h->m;
         copy.pos = 0;
-        h->inner = tmem_client_restore(h->c, mem_read, &copy);
+        h->inner = tmem_client_restore(h->c, tt_buf_read, &copy);
     }
-    return mem_read(&h->m, p, len);
+    return tt_buf_read(&h->m, p, len);
 }
 
 static void one_restore_at_a_time(void **state)
@@ -293,7 +266,7 @@ static void one_restore_at_a_time(void **state)
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *src = make_source(t, 5);
     struct rhook h = { 0 };
-    assert_int_equal(tmem_client_save(t, tmem_client_id(src), mem_write, &h.m), 5);
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &h.m), 5);
     h.m.limit = h.m.len;
     h.c = tmem_client_open(t, "dst");
     assert_int_equal(tmem_client_restore(h.c, rhook_read, &h), 5);
@@ -304,7 +277,7 @@ static void one_restore_at_a_time(void **state)
         assert_int_equal(tmem_get_page(h.c, 0, tt_oid(i % 5, i, 0), i, got), 0);
         assert_memory_equal(got, page, PG);
     }
-    free(h.m.buf);
+    tt_buf_free(&h.m);
     tt_close(t);
 }
 
