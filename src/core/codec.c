@@ -16,6 +16,10 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "internal.h"
 
 struct tm_codec_tls {
@@ -54,6 +58,29 @@ uint8_t *tm_scratch(int which)
 {
     static _Thread_local _Alignas(64) uint8_t bufs[2][TMEM_PAGE_SIZE];
     return bufs[which & 1];
+}
+
+void tm_copy_to_frame(void *frame, const void *page)
+{
+#if defined(__SSE2__)
+    /* Non-temporal stores: a stored page is read again much later, if ever,
+     * so skip the read-for-ownership of the frame's 64 lines and keep them
+     * out of the cache.  The fence orders these stores before whatever
+     * publishes the frame (the bucket lock's release comes after). */
+    __m128i *d = frame;
+    const __m128i *src = page;
+    for (unsigned i = 0; i < TMEM_PAGE_SIZE / 16; i += 4) {
+        __m128i a = _mm_loadu_si128(src + i), b = _mm_loadu_si128(src + i + 1);
+        __m128i c = _mm_loadu_si128(src + i + 2), e = _mm_loadu_si128(src + i + 3);
+        _mm_stream_si128(d + i, a);
+        _mm_stream_si128(d + i + 1, b);
+        _mm_stream_si128(d + i + 2, c);
+        _mm_stream_si128(d + i + 3, e);
+    }
+    _mm_sfence();
+#else
+    memcpy(frame, page, TMEM_PAGE_SIZE);
+#endif
 }
 
 bool tm_page_same_filled(const void *page, uint64_t *word)

@@ -96,6 +96,9 @@ int    tm_zheap_check(struct tm_zheap *h, uint64_t *frags_out);
 /* 1 and *word set if the page is one 64-bit word repeated. */
 bool   tm_page_same_filled(const void *page, uint64_t *word);
 void   tm_fill_word(void *page, uint64_t word);
+/* Copies a page into a frame (frames are page aligned) with stores that do
+ * not read the frame's lines in first. */
+void   tm_copy_to_frame(void *frame, const void *page);
 /* Compresses page into dst (capacity cap): the length, or 0 if it does not
  * fit in cap or the codec failed. */
 uint32_t tm_compress(int codec, int level, const void *page, void *dst, uint32_t cap);

@@ -294,7 +294,7 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         tm_inc(cl->st.compressed_pages);
         tm_add(cl->st.compressed_bytes, clen);
     } else {
-        memcpy(raw.u.frame, page, TMEM_PAGE_SIZE);
+        tm_copy_to_frame(raw.u.frame, page);
     }
 
     if (!dedup) {
