@@ -156,7 +156,7 @@ int tmem_check(tmem_t *t)
         struct tmem_client *c = v[i];
         struct refs re = { 0 }, rp = { 0 };
         uint64_t eph = 0, pers = 0;
-        pthread_rwlock_rdlock(&c->lock);
+        tm_brlock_read(&c->lock);
         if (atomic_load(&c->magic) != TM_CLIENT_MAGIC || c->dead) {
             tm_report("client %u: on the open list but closed", c->id);
             bad++;
@@ -196,7 +196,7 @@ int tmem_check(tmem_t *t)
             bad += tm_store_check(t, c->eph_store, re.bodies, re.frags, re.wholes);
         if (c->pers_store)
             bad += tm_store_check(t, c->pers_store, rp.bodies, rp.frags, rp.wholes);
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_read_unlock(&c->lock);
     }
     free(v);
     if (t->global_eph)

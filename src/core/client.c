@@ -20,16 +20,16 @@ int tm_client_enter(struct tmem_client *c)
             tm_inc(c->t->st.bad_closed);
         return m == TM_CLIENT_DEAD ? -ENODEV : -EINVAL;
     }
-    pthread_rwlock_rdlock(&c->lock);
+    tm_brlock_read(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_read_unlock(&c->lock);
         tm_inc(c->t->st.bad_closed);
         return -ENODEV;
     }
     return 0;
 }
 
-void tm_client_leave(struct tmem_client *c) { pthread_rwlock_unlock(&c->lock); }
+void tm_client_leave(struct tmem_client *c) { tm_brlock_read_unlock(&c->lock); }
 
 struct tmem_client *tm_client_find_locked(tmem_t *t, uint32_t id)
 {
@@ -59,14 +59,7 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         return NULL;
     }
     c->t = t;
-    /* Writer-preferring: a new_pool, destroy_pool or close is not starved by
-     * a stream of calls.  No thread takes this lock twice in a blocking way
-     * (eviction only tries it), so the non-recursive kind is safe. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&c->lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    tm_brlock_init(&c->lock);      /* writers are not starved by calls */
     /* The name appears in tmem-list lines: keep it to printable characters
      * that are not the list's separators (',' ':' '='), so that a client
      * cannot forge lines or keys. */
@@ -84,7 +77,7 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         if (!c->eph_store || !c->pers_store) {
             tm_store_free(t, c->eph_store);
             tm_store_free(t, c->pers_store);
-            pthread_rwlock_destroy(&c->lock);
+            tm_brlock_destroy(&c->lock);
             tm_meta_free(t, c);
             errno = ENOMEM;
             return NULL;
@@ -115,9 +108,9 @@ void tmem_client_close(tmem_client_t *c)
     if (!c || atomic_load(&c->magic) != TM_CLIENT_MAGIC)
         return;
     tmem_t *t = c->t;
-    pthread_rwlock_wrlock(&c->lock);
+    tm_brlock_write(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_write_unlock(&c->lock);
         return;
     }
     for (unsigned i = 0; i < TMEM_MAX_POOLS; i++) {
@@ -141,7 +134,7 @@ void tmem_client_close(tmem_client_t *c)
     tm_store_free(t, c->eph_store);
     tm_store_free(t, c->pers_store);
     c->eph_store = c->pers_store = NULL;
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_write_unlock(&c->lock);
 }
 
 uint32_t tmem_client_id(const tmem_client_t *c) { return c ? c->id : UINT32_MAX; }
@@ -278,12 +271,12 @@ int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
     /* pool count needs the client's own lock (taken after clients_lock is
      * dropped: the lock order is client -> clients_lock); the handle
      * outlives the client, so c stays valid memory. */
-    pthread_rwlock_rdlock(&c->lock);
+    tm_brlock_read(&c->lock);
     for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
         out->nr_pools += c->pools[i] != NULL;
     struct tm_client_stats sum;
     tm_client_totals(c, &sum);
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_read_unlock(&c->lock);
     out->puts = tm_load(sum.puts);
     out->puts_ok = tm_load(sum.puts_ok);
     out->gets = tm_load(sum.gets);

@@ -100,7 +100,7 @@ void tmem_close(tmem_t *t)
     while (t->tombstones) {
         struct tmem_client *c = t->tombstones;
         t->tombstones = c->next;
-        pthread_rwlock_destroy(&c->lock);
+        tm_brlock_destroy(&c->lock);
         tm_meta_free(t, c);
     }
     tm_store_free(t, t->global_eph);

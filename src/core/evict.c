@@ -113,10 +113,10 @@ static bool evict_from_client(tmem_t *t, struct tmem_client *cl)
 
 static bool try_client(tmem_t *t, struct tmem_client *cl)
 {
-    if (pthread_rwlock_tryrdlock(&cl->lock) != 0)
+    if (!tm_brlock_tryread(&cl->lock))
         return false;
     bool ok = !cl->dead && evict_from_client(t, cl);
-    pthread_rwlock_unlock(&cl->lock);
+    tm_brlock_read_unlock(&cl->lock);
     return ok;
 }
 

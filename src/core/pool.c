@@ -292,9 +292,9 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
         tm_inc(t->st.bad_args);
         return rc;
     }
-    pthread_rwlock_wrlock(&c->lock);
+    tm_brlock_write(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_write_unlock(&c->lock);
         tm_inc(t->st.bad_closed);
         return -ENODEV;
     }
@@ -302,11 +302,11 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
     if (slot < 0) {
         slot = free_slot(c);
         if (slot < 0) {
-            pthread_rwlock_unlock(&c->lock);
+            tm_brlock_write_unlock(&c->lock);
             return -ENOMEM;
         }
     } else if (slot >= (int)TMEM_MAX_POOLS || c->pools[slot]) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_write_unlock(&c->lock);
         return -EBUSY;
     }
     bool want_shared = (flags & TMEM_POOL_SHARED) &&
@@ -322,7 +322,7 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
         for (unsigned i = 0; i < TMEM_MAX_POOLS; i++) {
             struct tm_pool *q = c->pools[i];
             if (q && q->shared && uuid_eq(q->uuid, uuid)) {
-                pthread_rwlock_unlock(&c->lock);
+                tm_brlock_write_unlock(&c->lock);
                 return slot_given && (unsigned)slot != i ? -EBUSY : (int)i;
             }
         }
@@ -341,7 +341,7 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
         c->pools[slot] = p;
         rc = slot;
     }
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_write_unlock(&c->lock);
     return rc;
 }
 
@@ -392,21 +392,21 @@ int tmem_destroy_pool(tmem_client_t *c, uint32_t pool_id)
         return rc;
     tmem_t *t = c->t;
     tm_client_leave(c);
-    pthread_rwlock_wrlock(&c->lock);
+    tm_brlock_write(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_write_unlock(&c->lock);
         tm_inc(t->st.bad_closed);
         return -ENODEV;
     }
     struct tm_pool *p = pool_id < TMEM_MAX_POOLS ? c->pools[pool_id] : NULL;
     if (!p) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_write_unlock(&c->lock);
         tm_inc(t->st.bad_pool);
         return -ENODEV;
     }
     c->pools[pool_id] = NULL;
     tm_pool_leave(t, c, p);
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_write_unlock(&c->lock);
     return 0;
 }
 

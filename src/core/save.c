@@ -134,9 +134,9 @@ int64_t tmem_client_save(tmem_t *t, uint32_t client_id, tmem_write_fn write, voi
         return -ENOMEM;
     XXH64_reset(w.h, 0);
     atomic_fetch_add(&c->save_freezes, 1);
-    pthread_rwlock_rdlock(&c->lock);
+    tm_brlock_read(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_read_unlock(&c->lock);
         atomic_fetch_sub(&c->save_freezes, 1);
         XXH64_freeState(w.h);
         return -ENOENT;
@@ -165,7 +165,7 @@ int64_t tmem_client_save(tmem_t *t, uint32_t client_id, tmem_write_fn write, voi
         wr32(&w, TAG_PEND);
         npools++;
     }
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_read_unlock(&c->lock);
     atomic_fetch_sub(&c->save_freezes, 1);
     wr32(&w, TAG_END);
     wr64(&w, npools);

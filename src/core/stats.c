@@ -55,7 +55,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         struct tmem_client *c = v[i];
-        pthread_rwlock_rdlock(&c->lock);
+        tm_brlock_read(&c->lock);
         if (!c->dead) {
             o->clients++;
             o->ephemeral_pages += tm_load(c->eph_pages);
@@ -81,7 +81,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
                 }
             }
         }
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_read_unlock(&c->lock);
     }
     free(v);
     store_figures(t->global_eph, o);
@@ -147,9 +147,9 @@ static void list_pool_long(struct sbuf *sb, const struct tm_pool *p)
 static void list_client(struct sbuf *sb, struct tmem_client *c, int long_form)
 {
     uint64_t ge = 0, pp = 0, gp = 0;
-    pthread_rwlock_rdlock(&c->lock);
+    tm_brlock_read(&c->lock);
     if (c->dead) {
-        pthread_rwlock_unlock(&c->lock);
+        tm_brlock_read_unlock(&c->lock);
         return;
     }
     for (unsigned k = 0; k < TMEM_MAX_POOLS; k++) {
@@ -185,7 +185,7 @@ static void list_client(struct sbuf *sb, struct tmem_client *c, int long_form)
             list_pool_long(sb, p);
         sb_printf(sb, "\n");
     }
-    pthread_rwlock_unlock(&c->lock);
+    tm_brlock_read_unlock(&c->lock);
 }
 
 size_t tmem_list(tmem_t *t, uint32_t client_id, int long_form, char *buf, size_t size)

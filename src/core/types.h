@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "tmem/tmem.h"
+#include "brlock.h"
 
 typedef _Atomic uint64_t atomic_u64;
 typedef _Atomic int64_t  atomic_i64;
@@ -322,8 +323,8 @@ struct tmem_client {
     atomic_u64 magic;               /* TM_CLIENT_MAGIC, or TM_CLIENT_DEAD after close */
     tmem_t *t;
     /* lock guards pools[] and `dead`: read by every call for its duration,
-     * written by new/destroy pool and close. */
-    pthread_rwlock_t lock;
+     * written by new/destroy pool and close (brlock.h). */
+    struct tm_brlock lock;
     bool dead;
     struct tm_pool *pools[TMEM_MAX_POOLS];
 

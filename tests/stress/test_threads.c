@@ -10,7 +10,9 @@
  *            version of that handle, never torn data;
  *   host     evicts, relinquishes, lends and returns frames, changes the
  *            limit, freezes and thaws, reads statistics and the listing;
- *   churn    opens and closes clients with pools full of pages.
+ *   churn    opens and closes clients with pools full of pages;
+ *   slots    creates and destroys an extra pool on the workers' own clients
+ *            while they run (the client lock's writer against its readers).
  *
  * Pages describe themselves (handle, version, and a body derived from
  * them), so any torn or misplaced data is detected.  Seeded; the seed is
@@ -239,6 +241,34 @@ static void *churn_main(void *arg)
     return NULL;
 }
 
+struct slots_arg { struct worker *ws; long errors, cycles; };
+
+static void *slots_main(void *arg)
+{
+    struct slots_arg *a = arg;
+    tt_rng r;
+    tt_seed(&r, SEED * 19);
+    uint8_t page[PG];
+    while (!stop_host) {
+        struct worker *w = &a->ws[tt_below(&r, NWORKERS)];
+        int p = tmem_new_pool(w->c, (tmem_uuid_t){ 0, 0 }, 0);
+        if (p < 0)
+            continue;
+        if (p < 2) {                        /* the workers own slots 0 and 1 */
+            a->errors++;
+            continue;
+        }
+        make_page(page, 7, 0, 1);
+        int rc = tmem_put_page(w->c, (uint32_t)p, tt_oid(7, 0, 0), 0, page);
+        if (rc != 0 && rc != -ENOMEM && rc != -TMEM_EFROZEN)
+            a->errors++;
+        if (tmem_destroy_pool(w->c, (uint32_t)p) != 0)
+            a->errors++;
+        a->cycles++;
+    }
+    return NULL;
+}
+
 static void stress(void **state)
 {
     (void)state;
@@ -271,8 +301,11 @@ static void stress(void **state)
         pthread_create(&tw[i], NULL, worker_main, &ws[i]);
     for (int i = 0; i < 2; i++)
         pthread_create(&tx[i], NULL, racer_main, &xs[i]);
+    struct slots_arg sa = { .ws = ws };
+    pthread_t ts;
     pthread_create(&th, NULL, host_main, ws);
     pthread_create(&tc, NULL, churn_main, &churn_errors);
+    pthread_create(&ts, NULL, slots_main, &sa);
     for (int i = 0; i < NWORKERS; i++)
         pthread_join(tw[i], NULL);
     for (int i = 0; i < 2; i++)
@@ -280,8 +313,9 @@ static void stress(void **state)
     pthread_join(tc, NULL);
     stop_host = 1;
     pthread_join(th, NULL);
+    pthread_join(ts, NULL);
 
-    long errors = churn_errors;
+    long errors = churn_errors + sa.errors;
     for (int i = 0; i < NWORKERS; i++)
         errors += ws[i].errors;
     for (int i = 0; i < 2; i++)
@@ -289,13 +323,14 @@ static void stress(void **state)
     tmem_stats_t s;
     tmem_stats_get(T, &s);
     print_message("ops/thread %ld: puts %llu gets %llu (hits %llu) evictions %llu busy-skips %llu "
-                  "racer hits %ld+%ld\n",
+                  "racer hits %ld+%ld, pool create/destroy cycles %ld\n",
                   OPS, (unsigned long long)s.puts, (unsigned long long)s.gets,
                   (unsigned long long)s.gets_hit, (unsigned long long)s.evictions,
-                  (unsigned long long)s.evict_skipped_busy, xs[0].hits, xs[1].hits);
+                  (unsigned long long)s.evict_skipped_busy, xs[0].hits, xs[1].hits, sa.cycles);
     assert_int_equal(errors, 0);
     assert_true(s.evictions > 0);
     assert_true(xs[0].hits + xs[1].hits > 0);
+    assert_true(sa.cycles > 0);                 /* the writer really ran */
     assert_int_equal(tmem_check(T), 0);
     tmem_close(T);
 }
