@@ -2,8 +2,8 @@
 # deps.sh - installs what tmem needs to build and test on Debian 12 (as root).
 # Packages already present are left alone; nothing is fetched but Debian's.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev
-      clang libclang-rt-14-dev)
+# build-essential brings gcc with its sanitizer runtimes (ASan, UBSan, TSan)
+pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
