@@ -283,6 +283,12 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
 
     pthread_mutex_lock(&b->lock);
     struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
+    if (pgd && !p->persistent && !p->shared && !p->keep_on_get) {
+        /* the unlink after the copy touches the LRU neighbours: start their
+         * misses now, so that they overlap the copy */
+        __builtin_prefetch(pgd->prev, 1);
+        __builtin_prefetch(pgd->next, 1);
+    }
     if (!pgd) {
         rc = -ENOENT;
     } else if ((rc = tm_loc_read(p->store, &pgd->loc, page)) == 0) {
