@@ -61,7 +61,6 @@ static int check_loc(const struct tm_loc *l, struct refs *r)
 
 static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *eph, uint64_t *pers)
 {
-    (void)t;
     int bad = 0;
     uint64_t pages = 0, objs = 0, lru = 0;
     for (unsigned i = 0; i < TM_POOL_BUCKETS; i++) {
@@ -175,7 +174,7 @@ int tmem_check(tmem_t *t)
                 uint64_t e = 0, q = 0;
                 bad += check_pool(t, p, &rs, &e, &q);
                 eph += e;
-                bad += tm_store_check(t, p->store, rs.bodies, rs.frags, rs.wholes);
+                bad += tm_store_check(p->store, rs.bodies, rs.frags, rs.wholes);
                 add_store(&fs, p->store);
                 continue;
             }
@@ -193,17 +192,17 @@ int tmem_check(tmem_t *t)
         add_store(&fs, c->pers_store);
         eph_total += eph;
         if (c->eph_store)
-            bad += tm_store_check(t, c->eph_store, re.bodies, re.frags, re.wholes);
+            bad += tm_store_check(c->eph_store, re.bodies, re.frags, re.wholes);
         if (c->pers_store)
-            bad += tm_store_check(t, c->pers_store, rp.bodies, rp.frags, rp.wholes);
+            bad += tm_store_check(c->pers_store, rp.bodies, rp.frags, rp.wholes);
         tm_brlock_read_unlock(&c->lock);
     }
     free(v);
     if (t->global_eph)
-        bad += tm_store_check(t, t->global_eph, global_eph.bodies, global_eph.frags,
+        bad += tm_store_check(t->global_eph, global_eph.bodies, global_eph.frags,
                               global_eph.wholes);
     if (t->global_pers)
-        bad += tm_store_check(t, t->global_pers, global_pers.bodies, global_pers.frags,
+        bad += tm_store_check(t->global_pers, global_pers.bodies, global_pers.frags,
                               global_pers.wholes);
 
     /* shared registry: every sharer lists the pool in a slot */

@@ -61,7 +61,7 @@ void   tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use);
 size_t tm_frames_release(tmem_t *t, size_t n);        /* free -> OS */
 void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
 int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
-bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? */
+bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? (tests) */
 int    tm_frames_check(tmem_t *t);
 unsigned tm_home_stripe(void);     /* the calling thread's stripe */
 /* Frames free, holding whole pages, holding zalloc spans (sums of stripes). */
@@ -114,17 +114,18 @@ uint8_t *tm_scratch(int which);
 /* ---- store.c: data placement (locs) and dedup bodies ------------------ */
 struct tm_store *tm_store_new(tmem_t *t, bool persistent);
 void   tm_store_free(tmem_t *t, struct tm_store *s);
-/* Stores page into s: fills loc.  codec/level choose compression.  May evict
- * (the caller holds no bucket lock).  0, or -ENOMEM.  Counts compression
- * outcomes into cst (may be NULL). */
+/* Stores page into s: fills loc.  codec chooses compression.  May evict
+ * (the caller holds no bucket lock).  0, or -ENOMEM.  Counts compression,
+ * dedup and same-filled outcomes on client cl. */
 int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
                     const void *page, int codec, struct tm_loc *loc);
 /* Copies the data at loc out to page; 0 or -EIO (corrupt: internal bug). */
 int    tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page);
 /* Frees what loc refers to in store s (drops a body reference). */
 void   tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc);
-int    tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,
-                      uint64_t frags_expected, uint64_t wholes_expected);
+/* Checks s against what the descriptors using it refer to (quiescent). */
+int    tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t frags_expected,
+                      uint64_t wholes_expected);
 uint64_t tm_store_bodies(struct tm_store *s);
 /* Adds delta to a store counter (on the calling thread's stripe); reads one. */
 void   tm_store_count_add(struct tm_store *s, enum tm_store_counter which, int64_t delta);

@@ -115,7 +115,6 @@ static uint64_t save_pool_pages(tmem_t *t, struct tm_pool *p, struct wr *w)
         free(hs);
     }
     free(page);
-    (void)t;
     return saved;
 }
 
@@ -215,7 +214,6 @@ int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
     int rc = tm_client_enter(c);
     if (rc)
         return rc;
-    tmem_t *t = c->t;
     bool empty = true;
     for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
         empty &= c->pools[i] == NULL;
@@ -299,7 +297,6 @@ int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
     XXH64_freeState(r.h);
     free(page);
     atomic_store(&c->restoring, 0);
-    (void)t;
     return (int64_t)npages;
 fail:
     if (r.err && result == -EPROTO)

@@ -351,10 +351,9 @@ uint64_t tm_store_bodies(struct tm_store *s)
 }
 
 /* Checks the store against what the pools say points into it. */
-int tm_store_check(tmem_t *t, struct tm_store *s, uint64_t body_refs_expected,
-                   uint64_t frags_expected, uint64_t wholes_expected)
+int tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t frags_expected,
+                   uint64_t wholes_expected)
 {
-    (void)t;
     int bad = 0;
     uint64_t refs = 0, frags = 0, wholes = 0, zfrags = 0;
     for (unsigned i = 0; i < TM_DEDUP_SHARDS; i++) {
