@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,9 +129,16 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--files") && i + 1 < argc) {
             files_dir = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--max-memory MiB] [--files DIR]\n"
-                            "  a demonstration of the tmem engine (see README.md)\n", argv[0]);
-            return strcmp(argv[i], "--help") ? 2 : 0;
+            bool help = !strcmp(argv[i], "--help");
+            if (!help)
+                fprintf(stderr, "tmem-demo: unknown option '%s'\n", argv[i]);
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [--max-memory MiB] [--files DIR]\n"
+                    "  a demonstration of the tmem engine (see README.md): three clients\n"
+                    "  share one engine under a memory limit (default 24 MiB); pages of the\n"
+                    "  files in DIR (default /usr/bin) go through an ephemeral pool\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
     }
     if (max_mib < 1) {
