@@ -163,6 +163,9 @@ int main(int argc, char **argv)
         return 1;
     }
     nfile = load_file_pages(files_dir, files, nfile);
+    if (nfile == 0)
+        fprintf(stderr, "tmem-demo: no readable files in %s: the file pool stays empty\n",
+                files_dir);
     printf("loaded %zu pages (%.1f MiB) of files from %s\n", nfile, nfile * PAGE / 1048576.0,
            files_dir);
 
