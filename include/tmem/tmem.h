@@ -181,7 +181,8 @@ typedef struct tmem_stats {
     uint64_t pages_same_filled; /* pages stored as one repeated word (no frame) */
     uint64_t pages_deduped;     /* pages stored as a reference to an identical page's
                                    data: all references minus distinct bodies */
-    uint64_t bodies;            /* distinct stored data bodies (after dedup) */
+    uint64_t bodies;            /* distinct data in the dedup index: a page alone, or the
+                                   body identical pages share (0 with dedup off) */
     uint64_t clients;           /* clients open */
     uint64_t pools;             /* pools (a shared pool counts once) */
     uint64_t objects;           /* objects */

@@ -22,7 +22,7 @@ void tm_report(const char *fmt, ...)
 }
 
 /* What the descriptors of the pools using one store refer to. */
-struct refs { uint64_t bodies, frags, wholes; };
+struct refs { uint64_t bodies, indexed, frags, wholes; };
 
 /* Whole frames and zalloc frames of every store, to match the frame counts. */
 struct frames_sum { uint64_t whole, zalloc; };
@@ -98,6 +98,14 @@ static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *ep
                     bad++;
                 }
                 bad += check_loc(&pgd->loc, r);
+                if (pgd->hash) {        /* in the dedup index: direct data only */
+                    r->indexed++;
+                    if (pgd->loc.kind != TM_LOC_WHOLE && pgd->loc.kind != TM_LOC_FRAG) {
+                        tm_report("pgd: index %u is in the dedup index without direct data",
+                                  pgd->index);
+                        bad++;
+                    }
+                }
             }
             if (npg != o->pages.count) {
                 tm_report("obj: table counts %u pages, holds %u", o->pages.count, npg);
@@ -174,7 +182,7 @@ int tmem_check(tmem_t *t)
                 uint64_t e = 0, q = 0;
                 bad += check_pool(t, p, &rs, &e, &q);
                 eph += e;
-                bad += tm_store_check(p->store, rs.bodies, rs.frags, rs.wholes);
+                bad += tm_store_check(p->store, rs.bodies, rs.indexed, rs.frags, rs.wholes);
                 add_store(&fs, p->store);
                 continue;
             }
@@ -192,17 +200,17 @@ int tmem_check(tmem_t *t)
         add_store(&fs, c->pers_store);
         eph_total += eph;
         if (c->eph_store)
-            bad += tm_store_check(c->eph_store, re.bodies, re.frags, re.wholes);
+            bad += tm_store_check(c->eph_store, re.bodies, re.indexed, re.frags, re.wholes);
         if (c->pers_store)
-            bad += tm_store_check(c->pers_store, rp.bodies, rp.frags, rp.wholes);
+            bad += tm_store_check(c->pers_store, rp.bodies, rp.indexed, rp.frags, rp.wholes);
         tm_brlock_read_unlock(&c->lock);
     }
     free(v);
     if (t->global_eph)
-        bad += tm_store_check(t->global_eph, global_eph.bodies, global_eph.frags,
+        bad += tm_store_check(t->global_eph, global_eph.bodies, global_eph.indexed, global_eph.frags,
                               global_eph.wholes);
     if (t->global_pers)
-        bad += tm_store_check(t->global_pers, global_pers.bodies, global_pers.frags,
+        bad += tm_store_check(t->global_pers, global_pers.bodies, global_pers.indexed, global_pers.frags,
                               global_pers.wholes);
 
     /* shared registry: every sharer lists the pool in a slot */

@@ -61,6 +61,7 @@ static bool evict_from_pool(tmem_t *t, struct tmem_client *cl, struct tm_pool *p
     pthread_mutex_unlock(&p->lru_lock);
 
     struct tm_obj *o = victim->obj, *freed_obj = NULL;
+    tm_dedup_unindex(p->store, victim);
     tm_table_remove(&o->pages, TM_TABLE_PAGES, victim);
     tm_sub(p->npages, 1);
     if (o->pages.count == 0) {

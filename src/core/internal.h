@@ -116,17 +116,24 @@ struct tm_store *tm_store_new(tmem_t *t, bool persistent);
 void   tm_store_free(tmem_t *t, struct tm_store *s);
 /* Stores page into s: fills loc.  codec chooses compression.  May evict
  * (the caller holds no bucket lock).  0, or -ENOMEM.  Counts compression,
- * dedup and same-filled outcomes on client cl. */
+ * dedup and same-filled outcomes on client cl.  *index_hash is the hash to
+ * enter the page under in the dedup index once it is linked (0: none). */
 int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
-                    const void *page, int codec, struct tm_loc *loc);
+                    const void *page, int codec, struct tm_loc *loc, uint64_t *index_hash);
+/* Enters linked descriptor pgd (direct data) in the dedup index under hash
+ * (0: nothing to do), or takes it out; bucket lock held. */
+void   tm_dedup_index(tmem_t *t, struct tm_store *s, struct tm_pgd *pgd, uint64_t hash);
+void   tm_dedup_unindex(struct tm_store *s, struct tm_pgd *pgd);
 /* Copies the data at loc out to page; 0 or -EIO (corrupt: internal bug). */
 int    tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page);
 /* Frees what loc refers to in store s (drops a body reference). */
 void   tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc);
 /* Checks s against what the descriptors using it refer to (quiescent). */
-int    tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t frags_expected,
-                      uint64_t wholes_expected);
-uint64_t tm_store_bodies(struct tm_store *s);
+int    tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t indexed_expected,
+                      uint64_t frags_expected, uint64_t wholes_expected);
+/* Entries of s's dedup index (distinct data: a page alone, or a body), and
+ * how many of them are bodies shared by several pages. */
+void   tm_store_dedup_counts(struct tm_store *s, uint64_t *entries, uint64_t *bodies);
 /* Adds delta to a store counter (on the calling thread's stripe); reads one. */
 void   tm_store_count_add(struct tm_store *s, enum tm_store_counter which, int64_t delta);
 uint64_t tm_store_count(struct tm_store *s, enum tm_store_counter which);

@@ -107,7 +107,9 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         goto out;
     }
     struct tm_loc loc;
-    rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc);
+    uint64_t ihash;             /* enter the page in the dedup index under this */
+    pgd->hash = 0;
+    rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc, &ihash);
     if (rc) {
         tm_meta_free(t, pgd);
         rc = put_failed(c, p, b, h, &oid, index, rc);
@@ -125,12 +127,14 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         struct tm_obj *o;
         struct tm_pgd *old = tm_pgd_find_locked(b, h, &oid, index, &o);
         if (old) {                                      /* duplicate put: replace */
+            tm_dedup_unindex(p->store, old);            /* its old data leaves */
             oldloc = old->loc;
             old->loc = loc;
             if (oldloc.kind == TM_LOC_FRAG)             /* freed below, by value */
                 tm_zset_owner(&p->store->heap, &oldloc, 0);
             if (loc.kind == TM_LOC_FRAG)
                 tm_zset_owner(&p->store->heap, &old->loc, (uintptr_t)&old->loc);
+            tm_dedup_index(t, p->store, old, ihash);
             if (!p->persistent)
                 tm_lru_touch_locked(t, p, old);         /* a new put is the newest page */
             TM_COUNT(c, p, dup_replaced, dup_replaced);
@@ -231,6 +235,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         }
         if (loc.kind == TM_LOC_FRAG)                   /* compaction may move it now */
             tm_zset_owner(&p->store->heap, &pgd->loc, (uintptr_t)&pgd->loc);
+        tm_dedup_index(t, p->store, pgd, ihash);       /* duplicates may find it now */
         uint64_t np = tm_add(p->npages, 1) + 1, no = tm_load(p->nobjs);
         if (np > tm_load(p->max_pages))
             tm_store_(p->max_pages, np);

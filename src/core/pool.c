@@ -102,6 +102,7 @@ void tm_pgd_unlink_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_pgd 
                           struct tm_obj **freed_obj)
 {
     struct tm_obj *o = pgd->obj;
+    tm_dedup_unindex(p->store, pgd);
     tm_table_remove(&o->pages, TM_TABLE_PAGES, pgd);
     if (p->persistent) {
         tm_sub(p->owner->pers_pages, 1);
@@ -136,6 +137,7 @@ static uint32_t obj_unlink_pages_locked(struct tm_pool *p, struct tm_obj *o)
         struct tm_pgd *pgd = o->pages.slots[k];
         if (!pgd)
             continue;
+        tm_dedup_unindex(p->store, pgd);
         if (p->persistent)
             tm_sub(p->owner->pers_pages, 1);
         else

@@ -34,10 +34,11 @@ static void store_figures(struct tm_store *s, tmem_stats_t *o)
     o->pages_whole += tm_store_count(s, TM_SC_WHOLE);
     o->pages_compressed += tm_load(s->heap.frags);
     o->pages_same_filled += tm_store_count(s, TM_SC_WORDS);
-    uint64_t bodies = tm_store_bodies(s);
-    o->bodies += bodies;
+    uint64_t entries, shared;
+    tm_store_dedup_counts(s, &entries, &shared);
+    o->bodies += entries;
     uint64_t refs = tm_store_count(s, TM_SC_BODY_REFS);
-    o->pages_deduped += refs > bodies ? refs - bodies : 0;
+    o->pages_deduped += refs > shared ? refs - shared : 0;
 }
 
 int tmem_stats_get(tmem_t *t, tmem_stats_t *o)

@@ -4,20 +4,25 @@
  * tm_store_put turns a page into a tm_loc, cheapest form first:
  *
  *   1. same-filled (one 64-bit word repeated)  -> WORD, no memory at all;
- *   2. identical to a body already in the store's dedup table (XXH3-64 hash,
+ *   2. identical to data already in the store's dedup index (XXH3-64 hash,
  *      then a full compare)                    -> BODY, one more reference;
  *   3. compressed to <= compress_max bytes     -> FRAG in the store's zalloc heap;
  *   4. otherwise                               -> WHOLE frame ("compress poor").
  *
- * With dedup on, 3 and 4 are wrapped in a new body so later duplicates find
- * them.  Memory for 3 and 4 is allocated with eviction: if the heap or the
+ * With dedup on, a page stored by 3 or 4 keeps its data in its own
+ * descriptor and is entered in the dedup index when it is linked
+ * (tm_dedup_index).  Only when an identical page arrives does the data move
+ * into a body shared by both: most pages are never duplicated, and a body
+ * per page cost a malloc, a free and a lock round trip per put and get.
+ * Making the body needs the first page's bucket, which comes before the
+ * shard lock in the lock order: it is only tried, and if busy the new page
+ * is stored on its own.  Memory for 3 and 4 is allocated with eviction: if the heap or the
  * frame allocator has no room, one ephemeral page is evicted and the
  * allocation retried, a bounded number of times.  The caller holds no bucket
  * lock, so eviction can never wait on the caller (docs/internals.md).
  *
- * Dedup table: TM_DEDUP_SHARDS shards chosen by hash bits, each a mutex and
- * a chained hash table of bodies.  A body's refs and chain links are guarded
- * by its shard lock; its data is immutable while referenced.
+ * Dedup index: TM_DEDUP_SHARDS shards chosen by the hash's top bits, each a
+ * mutex and an open-addressing table of (hash, holder) entries (types.h).
  */
 #include "internal.h"
 
@@ -41,7 +46,7 @@ void tm_store_free(tmem_t *t, struct tm_store *s)
         return;
     for (unsigned i = 0; i < TM_DEDUP_SHARDS; i++) {
         tm_assert(s->shards[i].count == 0);
-        tm_meta_free(t, s->shards[i].heads);
+        tm_meta_free(t, s->shards[i].slots);
         pthread_mutex_destroy(&s->shards[i].lock);
     }
     tm_zheap_fini(t, &s->heap);
@@ -120,69 +125,148 @@ static void raw_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
     }
 }
 
-/* Does body b hold exactly page?  Shard lock held (b cannot go away). */
-static bool body_equals(const struct tm_body *b, const void *page)
+/* Does the direct data at raw (WHOLE or FRAG) equal page?  The caller
+ * keeps raw from moving (the holder's bucket or shard lock). */
+static bool data_equals(const struct tm_loc *raw, const void *page)
 {
-    if (b->loc.kind == TM_LOC_WHOLE)
-        return memcmp(b->loc.u.frame, page, TMEM_PAGE_SIZE) == 0;
+    if (raw->kind == TM_LOC_WHOLE)
+        return memcmp(raw->u.frame, page, TMEM_PAGE_SIZE) == 0;
     uint8_t *tmp = tm_scratch(0);
-    if (raw_read(&b->loc, tmp) != 0)
+    if (raw_read(raw, tmp) != 0)
         return false;
     return memcmp(tmp, page, TMEM_PAGE_SIZE) == 0;
 }
 
-/* Finds an identical body and takes a reference, or NULL. */
-static struct tm_body *dedup_find(struct tm_store *s, uint64_t hash, const void *page)
+static inline uint32_t dd_home(const struct tm_dedup_shard *sh, uint64_t hash)
+{
+    return (uint32_t)hash & (sh->cap - 1);  /* low bits; the shard took the top ones */
+}
+
+static void dd_place(struct tm_dedup_shard *sh, struct tm_dedup_entry e)
+{
+    uint32_t i = dd_home(sh, e.hash);
+    while (sh->slots[i].ref)
+        i = (i + 1) & (sh->cap - 1);
+    sh->slots[i] = e;
+}
+
+/* Enters (hash, ref); shard lock held.  false if the table could not grow
+ * (no eviction here: the caller may hold a bucket lock). */
+static bool dd_insert_locked(tmem_t *t, struct tm_dedup_shard *sh, uint64_t hash, uintptr_t ref)
+{
+    if ((uint64_t)(sh->count + 1) * 4 > (uint64_t)sh->cap * 3) {
+        uint32_t ncap = sh->cap ? sh->cap * 2 : 16;
+        struct tm_dedup_entry *ns = tm_meta_calloc(t, ncap * sizeof(*ns), false);
+        if (!ns)
+            return false;
+        struct tm_dedup_shard old = *sh;
+        sh->slots = ns;
+        sh->cap = ncap;
+        for (uint32_t i = 0; i < old.cap; i++)
+            if (old.slots[i].ref)
+                dd_place(sh, old.slots[i]);
+        tm_meta_free(t, old.slots);
+    }
+    dd_place(sh, (struct tm_dedup_entry){ hash, ref });
+    sh->count++;
+    return true;
+}
+
+/* Removes the entry of ref, entered under hash; shard lock held. */
+static void dd_remove_locked(struct tm_dedup_shard *sh, uint64_t hash, uintptr_t ref)
+{
+    uint32_t mask = sh->cap - 1, i = dd_home(sh, hash);
+    while (sh->slots[i].ref != ref) {
+        tm_assert(sh->slots[i].ref != 0);
+        i = (i + 1) & mask;
+    }
+    uint32_t hole = i;      /* backward shift, as in table.c */
+    for (uint32_t j = (i + 1) & mask; sh->slots[j].ref; j = (j + 1) & mask) {
+        uint32_t hj = dd_home(sh, sh->slots[j].hash);
+        bool stays = (hole <= j) ? (hole < hj && hj <= j) : (hole < hj || hj <= j);
+        if (!stays) {
+            sh->slots[hole] = sh->slots[j];
+            hole = j;
+        }
+    }
+    sh->slots[hole] = (struct tm_dedup_entry){ 0, 0 };
+    sh->count--;
+}
+
+/* The page held alone by pgd (entry e) equals page: move its data into a
+ * body shared with the caller's new page.  Shard lock held; pgd's bucket is
+ * only tried.  Returns the body (2 references) or NULL. */
+static struct tm_body *share_pgd(tmem_t *t, struct tm_store *s, struct tm_dedup_shard *sh,
+                                 struct tm_dedup_entry *e, const void *page)
+{
+    struct tm_pgd *pgd = (struct tm_pgd *)e->ref;
+    /* pgd is linked while indexed: its object and pool are alive */
+    struct tm_bucket *b = tm_pool_bucket(pgd->obj->pool, pgd->obj->hash);
+    if (pthread_mutex_trylock(&b->lock) != 0)
+        return NULL;
+    struct tm_body *body = NULL;
+    if (data_equals(&pgd->loc, page) && (body = tm_meta_alloc(t, sizeof(*body), false))) {
+        body->hash = e->hash;
+        body->refs = 2;
+        body->loc = pgd->loc;
+        if (body->loc.kind == TM_LOC_FRAG)
+            tm_zset_owner(&s->heap, &body->loc, (uintptr_t)&body->loc | TM_OWNER_BODY);
+        pgd->loc = (struct tm_loc){ .kind = TM_LOC_BODY, .u.body = body };
+        pgd->hash = 0;
+        e->ref = (uintptr_t)body | TM_DEDUP_BODY;
+        sh->bodies++;
+        tm_store_count_add(s, TM_SC_BODY_REFS, 1);  /* pgd's; the caller adds its own */
+    }
+    pthread_mutex_unlock(&b->lock);
+    return body;
+}
+
+/* Finds data identical to page and returns a body holding it with a
+ * reference for the caller, or NULL. */
+static struct tm_body *dedup_find(tmem_t *t, struct tm_store *s, uint64_t hash, const void *page)
 {
     struct tm_dedup_shard *sh = shard_of(s, hash);
     struct tm_body *found = NULL;
     pthread_mutex_lock(&sh->lock);
-    if (sh->nheads) {
-        for (struct tm_body *b = sh->heads[hash & (sh->nheads - 1)]; b; b = b->next) {
-            if (b->hash == hash && body_equals(b, page)) {
+    for (uint32_t i = sh->cap ? dd_home(sh, hash) : 0; sh->cap && sh->slots[i].ref && !found;
+         i = (i + 1) & (sh->cap - 1)) {
+        struct tm_dedup_entry *e = &sh->slots[i];
+        if (e->hash != hash)
+            continue;
+        if (e->ref & TM_DEDUP_BODY) {
+            struct tm_body *b = (struct tm_body *)(e->ref & ~TM_DEDUP_BODY);
+            if (data_equals(&b->loc, page)) {
                 b->refs++;
                 found = b;
-                break;
             }
+        } else {
+            found = share_pgd(t, s, sh, e, page);
         }
     }
     pthread_mutex_unlock(&sh->lock);
     return found;
 }
 
-/* Links a new body (refs 1).  Grows the chain table when it is too full; if
- * growing fails the body is linked anyway (chains just get longer).
- * Returns -ENOMEM only when there is no table at all and none can be made. */
-static int dedup_link(tmem_t *t, struct tm_store *s, struct tm_body *b)
+void tm_dedup_index(tmem_t *t, struct tm_store *s, struct tm_pgd *pgd, uint64_t hash)
 {
-    struct tm_dedup_shard *sh = shard_of(s, b->hash);
+    if (!hash)
+        return;
+    struct tm_dedup_shard *sh = shard_of(s, hash);
     pthread_mutex_lock(&sh->lock);
-    if (sh->count >= sh->nheads) {
-        uint32_t n = sh->nheads ? sh->nheads * 2 : 16;
-        struct tm_body **nh = tm_meta_calloc(t, n * sizeof(*nh), false);
-        if (nh) {
-            for (uint32_t i = 0; i < sh->nheads; i++) {
-                while (sh->heads[i]) {
-                    struct tm_body *x = sh->heads[i];
-                    sh->heads[i] = x->next;
-                    x->next = nh[x->hash & (n - 1)];
-                    nh[x->hash & (n - 1)] = x;
-                }
-            }
-            tm_meta_free(t, sh->heads);
-            sh->heads = nh;
-            sh->nheads = n;
-        } else if (!sh->nheads) {
-            pthread_mutex_unlock(&sh->lock);
-            return -ENOMEM;
-        }
-    }
-    struct tm_body **head = &sh->heads[b->hash & (sh->nheads - 1)];
-    b->next = *head;
-    *head = b;
-    sh->count++;
+    if (dd_insert_locked(t, sh, hash, (uintptr_t)pgd))
+        pgd->hash = hash;       /* else: stored, just not found by later duplicates */
     pthread_mutex_unlock(&sh->lock);
-    return 0;
+}
+
+void tm_dedup_unindex(struct tm_store *s, struct tm_pgd *pgd)
+{
+    if (!pgd->hash)
+        return;
+    struct tm_dedup_shard *sh = shard_of(s, pgd->hash);
+    pthread_mutex_lock(&sh->lock);
+    dd_remove_locked(sh, pgd->hash, (uintptr_t)pgd);
+    pgd->hash = 0;
+    pthread_mutex_unlock(&sh->lock);
 }
 
 static void body_put(tmem_t *t, struct tm_store *s, struct tm_body *b)
@@ -193,11 +277,8 @@ static void body_put(tmem_t *t, struct tm_store *s, struct tm_body *b)
     tm_assert(b->refs > 0);
     last = --b->refs == 0;
     if (last) {
-        struct tm_body **pp = &sh->heads[b->hash & (sh->nheads - 1)];
-        while (*pp != b)
-            pp = &(*pp)->next;
-        *pp = b->next;
-        sh->count--;
+        dd_remove_locked(sh, b->hash, (uintptr_t)b | TM_DEDUP_BODY);
+        sh->bodies--;
     }
     pthread_mutex_unlock(&sh->lock);
     if (last) {
@@ -243,10 +324,11 @@ static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t
 }
 
 int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const void *page,
-                 int codec, struct tm_loc *loc)
+                 int codec, struct tm_loc *loc, uint64_t *index_hash)
 {
     uint64_t word, hash = 0;
     memset(loc, 0, sizeof(*loc));
+    *index_hash = 0;
     if (tm_page_same_filled(page, &word)) {
         loc->kind = TM_LOC_WORD;
         loc->u.word = word;
@@ -257,7 +339,8 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
     bool dedup = t->cfg.dedup != 0;
     if (dedup) {
         hash = tm_page_hash(page);
-        struct tm_body *b = dedup_find(s, hash, page);
+        hash += hash == 0;      /* 0 means "not in the index" */
+        struct tm_body *b = dedup_find(t, s, hash, page);
         if (b) {
             loc->kind = TM_LOC_BODY;
             loc->u.body = b;
@@ -267,12 +350,6 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         }
     }
 
-    /* the body first: its allocation does not then wait behind the copy's
-     * writes to a cold frame */
-    struct tm_body *b = NULL;
-    if (dedup && !(b = tm_meta_alloc(t, sizeof(*b), true)))
-        return -ENOMEM;
-
     /* compress into scratch 0, then place */
     uint8_t *cbuf = tm_scratch(0);
     uint32_t clen = 0;
@@ -281,42 +358,19 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         if (clen == 0)
             tm_inc(cl->st.compress_poor);
     }
-    struct tm_loc raw = { 0 };
-    int rc = place(t, s, cl, clen ? clen : TMEM_PAGE_SIZE, &raw);
-    if (rc) {
-        tm_meta_free(t, b);
+    int rc = place(t, s, cl, clen ? clen : TMEM_PAGE_SIZE, loc);
+    if (rc)
         return rc;
-    }
-    if (raw.kind == TM_LOC_FRAG) {
+    if (loc->kind == TM_LOC_FRAG) {
         /* eviction inside place() frees data but never reads it: cbuf is intact */
-        raw.codec = (uint8_t)codec;
-        tm_zwrite(&raw, cbuf);
+        loc->codec = (uint8_t)codec;
+        tm_zwrite(loc, cbuf);
         tm_inc(cl->st.compressed_pages);
         tm_add(cl->st.compressed_bytes, clen);
     } else {
-        tm_copy_to_frame(raw.u.frame, page);
+        tm_copy_to_frame(loc->u.frame, page);
     }
-
-    if (!dedup) {
-        *loc = raw;
-        return 0;
-    }
-    b->hash = hash;
-    b->refs = 1;
-    b->loc = raw;
-    if (raw.kind == TM_LOC_FRAG)
-        tm_zset_owner(&s->heap, &b->loc, (uintptr_t)&b->loc | TM_OWNER_BODY);
-    if (dedup_link(t, s, b) != 0) {
-        /* no dedup table could be made: keep the data without a body */
-        if (raw.kind == TM_LOC_FRAG)
-            tm_zset_owner(&s->heap, &b->loc, 0);
-        *loc = b->loc;
-        tm_meta_free(t, b);
-        return 0;
-    }
-    loc->kind = TM_LOC_BODY;
-    loc->u.body = b;
-    tm_store_count_add(s, TM_SC_BODY_REFS, 1);
+    *index_hash = hash;     /* the caller enters it in the index when it links it */
     return 0;
 }
 
@@ -339,55 +393,81 @@ uint64_t tm_store_count(struct tm_store *s, enum tm_store_counter which)
     return n > 0 ? (uint64_t)n : 0;
 }
 
-uint64_t tm_store_bodies(struct tm_store *s)
+void tm_store_dedup_counts(struct tm_store *s, uint64_t *entries, uint64_t *bodies)
 {
-    uint64_t n = 0;
+    uint64_t e = 0, b = 0;
     for (unsigned i = 0; i < TM_DEDUP_SHARDS; i++) {
         pthread_mutex_lock(&s->shards[i].lock);
-        n += s->shards[i].count;
+        e += s->shards[i].count;
+        b += s->shards[i].bodies;
         pthread_mutex_unlock(&s->shards[i].lock);
     }
-    return n;
+    *entries = e;
+    *bodies = b;
 }
 
 /* Checks the store against what the pools say points into it. */
-int tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t frags_expected,
-                   uint64_t wholes_expected)
+int tm_store_check(struct tm_store *s, uint64_t body_refs_expected, uint64_t indexed_expected,
+                   uint64_t frags_expected, uint64_t wholes_expected)
 {
     int bad = 0;
-    uint64_t refs = 0, frags = 0, wholes = 0, zfrags = 0;
+    uint64_t refs = 0, frags = 0, wholes = 0, zfrags = 0, indexed = 0;
     for (unsigned i = 0; i < TM_DEDUP_SHARDS; i++) {
         struct tm_dedup_shard *sh = &s->shards[i];
-        uint32_t count = 0;
+        uint32_t count = 0, bodies = 0;
         pthread_mutex_lock(&sh->lock);
-        for (uint32_t h = 0; h < sh->nheads; h++) {
-            for (struct tm_body *b = sh->heads[h]; b; b = b->next) {
-                count++;
-                refs += b->refs;
-                if (b->refs == 0 || (b->hash & (sh->nheads - 1)) != h ||
-                    shard_of(s, b->hash) != sh) {
-                    tm_report("dedup: body with %u refs in the wrong chain or shard", b->refs);
+        for (uint32_t k = 0; k < sh->cap; k++) {
+            const struct tm_dedup_entry *e = &sh->slots[k];
+            if (!e->ref)
+                continue;
+            count++;
+            /* every entry is reachable from its home without an empty slot */
+            uint32_t j = dd_home(sh, e->hash);
+            while (j != k && sh->slots[j].ref)
+                j = (j + 1) & (sh->cap - 1);
+            if (j != k || shard_of(s, e->hash) != sh || e->hash == 0) {
+                tm_report("dedup: an entry is not reachable from its home, or in the wrong shard");
+                bad++;
+            }
+            if (!(e->ref & TM_DEDUP_BODY)) {
+                const struct tm_pgd *pgd = (const struct tm_pgd *)e->ref;
+                indexed++;
+                if (pgd->hash != e->hash ||
+                    (pgd->loc.kind != TM_LOC_WHOLE && pgd->loc.kind != TM_LOC_FRAG)) {
+                    tm_report("dedup: an indexed descriptor has another hash or no direct data");
                     bad++;
                 }
-                if (b->loc.kind == TM_LOC_FRAG)
-                    frags++;
-                else if (b->loc.kind == TM_LOC_WHOLE)
-                    wholes++;
-                else {
-                    tm_report("dedup: body of kind %u", b->loc.kind);
-                    bad++;
-                }
+                continue;
+            }
+            const struct tm_body *b = (const struct tm_body *)(e->ref & ~TM_DEDUP_BODY);
+            bodies++;
+            refs += b->refs;
+            if (b->refs == 0 || b->hash != e->hash) {
+                tm_report("dedup: body with %u refs under another hash", b->refs);
+                bad++;
+            }
+            if (b->loc.kind == TM_LOC_FRAG)
+                frags++;
+            else if (b->loc.kind == TM_LOC_WHOLE)
+                wholes++;
+            else {
+                tm_report("dedup: body of kind %u", b->loc.kind);
+                bad++;
             }
         }
-        if (count != sh->count) {
-            tm_report("dedup: shard counts %u bodies, chains hold %u", sh->count, count);
+        if (count != sh->count || bodies != sh->bodies ||
+            (sh->cap && (uint64_t)sh->count * 4 > (uint64_t)sh->cap * 3)) {
+            tm_report("dedup: shard counts %u entries %u bodies, table holds %u %u (cap %u)",
+                      sh->count, sh->bodies, count, bodies, sh->cap);
             bad++;
         }
         pthread_mutex_unlock(&sh->lock);
     }
-    if (refs != body_refs_expected) {
-        tm_report("dedup: bodies hold %llu references, descriptors make %llu",
-                  (unsigned long long)refs, (unsigned long long)body_refs_expected);
+    if (refs != body_refs_expected || indexed != indexed_expected) {
+        tm_report("dedup: bodies hold %llu references, descriptors make %llu; %llu descriptors "
+                  "indexed, %llu should be",
+                  (unsigned long long)refs, (unsigned long long)body_refs_expected,
+                  (unsigned long long)indexed, (unsigned long long)indexed_expected);
         bad++;
     }
     bad += tm_zheap_check(&s->heap, &zfrags);

@@ -135,21 +135,36 @@ struct tm_loc {
     uint8_t  codec;     /* FRAG: TMEM_COMPRESS_* used to compress it */
 };
 
-/* A body is the data of identical pages stored once.  Bodies live in a
- * dedup shard's hash chain.  refs and the chain are guarded by the shard lock;
- * loc and hash are immutable while refs > 0.  loc.kind is WHOLE or FRAG. */
+/* A body is the data of identical pages stored once, made when a second
+ * page with the same data arrives (a page alone keeps its data in its own
+ * descriptor).  refs is guarded by the dedup shard lock; loc and hash are
+ * immutable while refs > 0 (but for compaction moving a fragment, under the
+ * shard lock).  loc.kind is WHOLE or FRAG. */
 struct tm_body {
-    struct tm_body *next;
-    uint64_t hash;      /* XXH3-64 of the uncompressed page */
-    uint32_t refs;      /* descriptors pointing here (> 0 while linked) */
+    uint64_t hash;      /* XXH3-64 of the uncompressed page (never 0) */
+    uint32_t refs;      /* descriptors pointing here (>= 2 when made) */
     struct tm_loc loc;
+};
+
+/* A dedup index maps a data hash to its holder: a descriptor that holds the
+ * data alone (ref = the pgd, whose pgd->hash is then the same), or a body
+ * (ref = body | TM_DEDUP_BODY).  Open addressing, linear probing, the hash
+ * inline so that a miss costs one cache line.  Guarded by the shard lock.
+ * Invariant: a descriptor is in the index iff it is linked in its object
+ * and its data is direct (WHOLE or FRAG) with pgd->hash != 0; both changes
+ * are made under its bucket lock (and the shard lock). */
+#define TM_DEDUP_BODY ((uintptr_t)1)
+struct tm_dedup_entry {
+    uint64_t hash;
+    uintptr_t ref;      /* 0: empty slot */
 };
 
 #define TM_DEDUP_SHARDS 64u
 struct tm_dedup_shard {
     pthread_mutex_t lock;
-    struct tm_body **heads;         /* hash chains, nheads a power of two */
-    uint32_t nheads, count;
+    struct tm_dedup_entry *slots;   /* cap entries, cap 0 or a power of two */
+    uint32_t cap, count;            /* count <= 3/4 cap */
+    uint32_t bodies;                /* entries that are bodies */
 };
 
 /* ------------------------------------------------------------------------
@@ -253,6 +268,9 @@ struct tm_pgd {
     struct tm_loc loc;              /* (bucket lock) */
     uint32_t index;                 /* immutable */
     uint32_t age;                   /* ms clock at put / last shared hit (lru_lock) */
+    uint64_t hash;                  /* its data's hash while in the dedup index as
+                                       the data's only holder, else 0 (bucket lock
+                                       and shard lock to change) */
 };
 
 /* Invariant: a pgd is in its object's table iff (for ephemeral pools) it is
