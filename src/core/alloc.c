@@ -3,14 +3,17 @@
  *
  * Every structure the engine allocates besides frames (descriptors, objects,
  * tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
- * malloc_usable_size() + 8 bytes (the allocator's header) to meta_bytes, so
- * that bytes_held = frames_held * 4096 + meta_bytes stays under max_bytes.
- * Large allocations are reserved atomically before malloc, so concurrent
- * ones cannot together overshoot the limit; small ones (descriptors, bodies,
- * objects) are checked, then charged with one atomic add, so threads racing
- * may overshoot by one small allocation each.  When they would not fit, free frames
- * are released to the OS first, then (if the caller allows) ephemeral pages
- * are evicted.
+ * malloc_usable_size() + 8 bytes (the allocator's header) to the metadata
+ * count, so that bytes_held = frames_held * 4096 + metadata stays under
+ * max_bytes.  The count is kept per frame stripe, so that threads do not
+ * write one cache line on every allocation (struct tm_meta_stripe).
+ * Large allocations are reserved before malloc, so concurrent ones cannot
+ * together overshoot the limit; small ones (descriptors, bodies, objects)
+ * are checked, then charged, so threads racing may overshoot by one small
+ * allocation each.  The check reads an approximate total when that proves
+ * the fit with room to spare, and sums the stripes near the limit.  When an
+ * allocation would not fit, free frames are released to the OS first, then
+ * (if the caller allows) ephemeral pages are evicted.
  *
  * Failure injection: with fail_at = N, the Nth counted internal allocation
  * (metadata or a new frame) fails; with fail_persistent, every one after it
@@ -34,10 +37,44 @@ bool tm_fault_hit(tmem_t *t)
     return false;
 }
 
+int64_t tm_meta_bytes(tmem_t *t)
+{
+    int64_t n = 0;
+    for (unsigned i = 0; i < TM_STRIPES; i++)
+        n += atomic_load_explicit(&t->meta[i].bytes, TM_RELAXED);
+    return n;
+}
+
 uint64_t tm_bytes_held(tmem_t *t)
 {
-    int64_t meta = atomic_load_explicit(&t->meta_bytes, TM_RELAXED);
+    int64_t meta = tm_meta_bytes(t);
     return tm_load(t->frames.nheld) * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0);
+}
+
+/* Adds d to the metadata count, on the calling thread's stripe; publishes
+ * the stripe's drift to meta_approx now and then. */
+static void meta_charge(tmem_t *t, int64_t d)
+{
+    struct tm_meta_stripe *ms = &t->meta[tm_home_stripe()];
+    int64_t now = atomic_fetch_add_explicit(&ms->bytes, d, TM_RELAXED) + d;
+    int64_t pub = atomic_load_explicit(&ms->published, TM_RELAXED);
+    if ((now - pub >= TM_META_DRIFT || pub - now >= TM_META_DRIFT) &&
+        atomic_compare_exchange_strong(&ms->published, &pub, now))
+        atomic_fetch_add_explicit(&t->meta_approx, now - pub, TM_RELAXED);
+}
+
+/* Would want more bytes of metadata fit under the limit?  The approximate
+ * total answers when it proves the fit with room to spare (the exact total
+ * is at most TM_STRIPES * TM_META_DRIFT above it); near the limit the
+ * stripes are summed exactly. */
+static bool meta_fits(tmem_t *t, uint64_t want)
+{
+    uint64_t frames = tm_load(t->frames.nheld) * TMEM_PAGE_SIZE, max = tm_load(t->max_bytes);
+    int64_t approx = atomic_load_explicit(&t->meta_approx, TM_RELAXED);
+    uint64_t slack = (uint64_t)TM_STRIPES * TM_META_DRIFT;
+    if (frames + (uint64_t)(approx > 0 ? approx : 0) + slack + want <= max)
+        return true;
+    return tm_bytes_held(t) + want <= max;
 }
 
 bool tm_fit_by_releasing(tmem_t *t, uint64_t want)
@@ -55,21 +92,19 @@ bool tm_fit_by_releasing(tmem_t *t, uint64_t want)
     }
 }
 
-/* Reserves n bytes of metadata against the limit, atomically: threads
- * allocating at once cannot all pass one check and overshoot together. */
+/* Reserves n bytes of metadata against the limit, exactly: charged first,
+ * then checked, so threads reserving at once cannot overshoot together. */
 static bool meta_reserve(tmem_t *t, int64_t n)
 {
-    int64_t old = atomic_fetch_add_explicit(&t->meta_bytes, n, TM_RELAXED);
-    uint64_t frames = tm_load(t->frames.nheld) * TMEM_PAGE_SIZE;
-    if (frames + (uint64_t)(old > 0 ? old : 0) + (uint64_t)n <= tm_load(t->max_bytes))
+    meta_charge(t, n);
+    if (tm_bytes_held(t) <= tm_load(t->max_bytes))
         return true;
-    atomic_fetch_sub_explicit(&t->meta_bytes, n, TM_RELAXED);
+    meta_charge(t, -n);
     return false;
 }
 
-/* Allocations up to this size are charged after malloc with one atomic add
- * (the overshoot is at most this much per thread); larger ones (table
- * growth) are reserved first. */
+/* Allocations up to this size are checked (meta_fits), then charged after
+ * malloc; larger ones (table growth) are reserved first (meta_reserve). */
 #define TM_META_SMALL 1024u
 
 static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align);
@@ -98,8 +133,7 @@ static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align)
     int64_t want = (int64_t)(size + TM_META_OVERHEAD + 16);    /* >= what malloc charges */
     bool small = size <= TM_META_SMALL;
     int tries = 0;
-    while (small ? tm_bytes_held(t) + (uint64_t)want > tm_load(t->max_bytes)
-                 : !meta_reserve(t, want)) {
+    while (small ? !meta_fits(t, (uint64_t)want) : !meta_reserve(t, want)) {
         if (tm_frames_release(t, 16) > 0)   /* free frames go first */
             continue;
         if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
@@ -110,12 +144,12 @@ static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align)
     void *p = align ? aligned_alloc(align, (size + align - 1) / align * align) : malloc(size);
     if (!p) {
         if (!small)
-            atomic_fetch_sub_explicit(&t->meta_bytes, want, TM_RELAXED);
+            meta_charge(t, -want);
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
     int64_t real = (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD);
-    atomic_fetch_add_explicit(&t->meta_bytes, small ? real : real - want, TM_RELAXED);
+    meta_charge(t, small ? real : real - want);
     return p;
 }
 
@@ -131,8 +165,7 @@ void tm_meta_free(tmem_t *t, void *p)
 {
     if (!p)
         return;
-    atomic_fetch_sub_explicit(&t->meta_bytes,
-                              (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD), TM_RELAXED);
+    meta_charge(t, -(int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD));
     free(p);
 }
 

@@ -243,7 +243,7 @@ int tmem_check(tmem_t *t)
                   L(nwhole), L(nzalloc), L(fs.whole), L(fs.zalloc));
         bad++;
     }
-    int64_t meta = atomic_load(&t->meta_bytes);
+    int64_t meta = tm_meta_bytes(t);
     if (meta < 0) {
         tm_report("meta_bytes is negative: %lld", (long long)meta);
         bad++;

@@ -200,7 +200,7 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
 static bool reserve_frame(tmem_t *t)
 {
     uint64_t held = tm_add(t->frames.nheld, 1) + 1;
-    int64_t meta = atomic_load_explicit(&t->meta_bytes, TM_RELAXED);
+    int64_t meta = tm_meta_bytes(t);
     if (held * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0) <= tm_load(t->max_bytes))
         return true;
     tm_sub(t->frames.nheld, 1);

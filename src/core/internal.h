@@ -46,6 +46,7 @@ void  tm_meta_free(tmem_t *t, void *p);
 /* true if this internal allocation is to fail (failure injection). */
 bool  tm_fault_hit(tmem_t *t);
 uint64_t tm_bytes_held(tmem_t *t);
+int64_t tm_meta_bytes(tmem_t *t);      /* exact: the sum of the stripes */
 /* Releases free frames to the OS until bytes_held + want <= limit; returns
  * true if that fits now. */
 bool  tm_fit_by_releasing(tmem_t *t, uint64_t want);

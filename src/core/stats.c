@@ -94,7 +94,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
     o->frames_held = tm_load(fr->nheld);
     tm_frames_count(t, &o->frames_free, &o->frames_whole, &o->frames_zalloc);
     o->frames_lent = tm_load(fr->nlent);
-    int64_t meta = atomic_load(&t->meta_bytes);
+    int64_t meta = tm_meta_bytes(t);
     o->meta_bytes = meta > 0 ? (uint64_t)meta : 0;
 
     o->puts = tm_load(sum.puts);

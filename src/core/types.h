@@ -377,10 +377,22 @@ struct tm_engine_stats {
     atomic_u64 bad_pool, bad_args, bad_closed;
 };
 
+/* Metadata held, as malloc_usable_size + 8, counted per frame stripe (a
+ * thread adds to its home stripe's line only).  published is how much of
+ * bytes has been added to t->meta_approx; a stripe publishes when it has
+ * drifted by TM_META_DRIFT, so |exact - approx| <= TM_STRIPES * TM_META_DRIFT.
+ * A stripe's bytes may go negative (freed by another thread's stripe). */
+#define TM_META_DRIFT 4096
+struct tm_meta_stripe {
+    _Alignas(64) atomic_i64 bytes;
+    atomic_i64 published;
+};
+
 struct tmem {
     tmem_config_t cfg;              /* as opened (immutable) */
     atomic_u64 max_bytes;           /* the limit now (read-mostly) */
-    _Alignas(64) atomic_i64 meta_bytes; /* metadata held, as malloc_usable_size + 8 */
+    _Alignas(64) atomic_i64 meta_approx;    /* sum of published (read-mostly) */
+    struct tm_meta_stripe meta[TM_STRIPES];
     _Alignas(64) struct tm_frames frames;
     struct timespec t0;             /* for the ms clock of LRU ages */
 
