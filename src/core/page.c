@@ -3,15 +3,17 @@
  *
  * The put path is ordered so that no lock is held while memory is found:
  *
- *   1. (frozen client) check under the bucket lock that this is a duplicate
- *      put; a new put is refused before any work is done;
- *   2. store the data: same-filled / dedup / compress / whole (store.c),
+ *   1. (frozen client, or over the persistent cap) check under the bucket
+ *      lock that this is a duplicate put; a new put is refused before any
+ *      work is done;
+ *   2. allocate the descriptor (may evict);
+ *   3. store the data: same-filled / dedup / compress / whole (store.c),
  *      evicting ephemeral pages if there is no room;
- *   3. allocate the descriptor (may evict too);
  *   4. lock the bucket, find or create the object, then either replace the
  *      old data of a duplicate (put-put-get: the old data is freed, never
  *      returned again) or insert the new descriptor; check the persistent cap
- *      and the frozen state again here, where they are decided;
+ *      and the frozen state again here, where they are decided; enter a page
+ *      stored alone in the dedup index;
  *   5. unlock, free what was replaced or not used.
  *
  * If 2 or 3 fail on a duplicate put, the old copy is removed and -ENOSPC
