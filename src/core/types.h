@@ -67,6 +67,11 @@ typedef _Atomic uint32_t atomic_u32;
 #define TM_CHUNK_WORDS  (TM_CHUNK_FRAMES / 64u)
 #define TM_CHUNK_BYTES  ((size_t)TM_CHUNK_FRAMES * TMEM_PAGE_SIZE)
 #define TM_STRIPES      8u
+/* brlock.h (included above, before this constant) sizes its reader stripes
+ * by the same number: a thread's home stripe indexes both. */
+_Static_assert(sizeof(((struct tm_brlock *)0)->readers) /
+                   sizeof(((struct tm_brlock *)0)->readers[0]) == TM_STRIPES,
+               "brlock reader stripes must match TM_STRIPES");
 
 struct tm_chunk {
     uint64_t free_map[TM_CHUNK_WORDS];
