@@ -3,7 +3,8 @@
 # Packages already present are left alone; nothing is fetched but Debian's.
 set -euo pipefail
 # build-essential brings gcc with its sanitizer runtimes (ASan, UBSan, TSan)
-pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev)
+pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev
+      libinih-dev libmicrohttpd-dev libsystemd-dev libjansson-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

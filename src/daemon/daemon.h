@@ -1,0 +1,147 @@
+/*
+ * daemon.h - tmemd's parts and what they share (private to the daemon).
+ *
+ *   main.c      arguments, start-up, signals, shutdown
+ *   config.c    the configuration: embedded default, file (INI), sizes
+ *   log.c       logs that say what happened and why
+ *   server.c    the client socket: connections, handshake, windows, parked
+ *               (restored, unclaimed) clients
+ *   worker.c    one worker per client serving its window's requests
+ *   control.c   the control socket (administrators only)
+ *   governor.c  the memory governor (MemAvailable, PSI)
+ *   metrics.c   Prometheus text on a localhost HTTP endpoint
+ *
+ * Threads: main (signals, then waits), the listener (server.c: accepts on
+ * both sockets), one worker per connected client, one thread per control
+ * connection, the governor, and libmicrohttpd's thread.  The engine is
+ * thread-safe; the daemon's own shared state is the connection list
+ * (d->conns_lock) and atomic counters.
+ */
+#ifndef TMEM_DAEMON_H
+#define TMEM_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/wire.h"
+#include "tmem/tmem.h"
+
+#define TMD_PATH_MAX 108                /* sun_path */
+
+struct tmd_config {
+    char     socket_path[TMD_PATH_MAX];
+    char     control_path[TMD_PATH_MAX];
+    unsigned socket_mode, control_mode; /* file modes of the two sockets */
+    char     admin_group[64];           /* members may use the control socket ("" none) */
+    uint32_t max_clients;               /* connections beyond are refused */
+    unsigned spin_us;                   /* a worker spins this long idle before sleeping */
+    int      log_level;                 /* LOG_ERR .. LOG_DEBUG (syslog.h) */
+    /* the engine */
+    uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
+    double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
+    tmem_config_t engine;               /* max_bytes is set by the governor */
+    /* the governor */
+    int      governor;                  /* 0 off: the limit stays at max_memory */
+    unsigned governor_interval_ms;
+    uint64_t reserve;                   /* host memory left alone (bytes) */
+    double   reserve_pct;               /* > 0: the reserve is this share of MemTotal */
+    double   psi_threshold;             /* "some avg10" above this (percent) gives back */
+    double   shrink_step_pct;           /* under pressure, give back this share of the limit */
+    char     meminfo_path[256];         /* /proc/meminfo (tests point it elsewhere) */
+    char     psi_path[256];             /* /proc/pressure/memory */
+    /* metrics */
+    int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
+};
+
+/* Fills cfg with the embedded default configuration. */
+int  tmd_config_default(struct tmd_config *cfg);
+/* Reads an INI file over cfg; on error writes one line to err and returns -1. */
+int  tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen);
+/* Sets key (e.g. "max_memory") in section ("" for the top) from text. */
+int  tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
+                    const char *value, char *err, size_t errlen);
+/* Resolves percentages against MemTotal read from cfg->meminfo_path. */
+int  tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen);
+/* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
+int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
+extern const char tmd_default_config[];  /* the embedded default, as INI text */
+
+/* ---- logs (log.c) ---- */
+void tmd_log_init(int level);
+void tmd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the daemon ---- */
+struct tmd_counters {
+    atomic_uint_fast64_t accepted, refused_conn, bad_msgs, bad_requests, requests;
+    atomic_uint_fast64_t worker_sleeps, ctl_refused;
+};
+
+struct tmd_gov_state {
+    atomic_uint_fast64_t limit, mem_available, psi_x100;
+    atomic_uint_fast64_t shrinks, grows, pages_evicted, pages_released;
+};
+
+struct tmd_conn;    /* server.c */
+
+struct tmd {
+    struct tmd_config cfg;
+    tmem_t *engine;
+    uint64_t start_ms;
+    _Atomic int stopping;
+    int listen_fd, control_fd;
+    struct tmd_counters n;
+    struct tmd_gov_state gov;
+    /* connections and parked clients (conns_lock) */
+    pthread_mutex_t conns_lock;
+    struct tmd_conn *conns;
+    uint32_t nconns, nparked;
+    /* parts' private state */
+    struct tmd_control *control;
+    struct tmd_governor *governor;
+    struct tmd_metrics *metrics;
+    pthread_t listener;
+};
+
+uint64_t tmd_now_ms(void);
+
+/* ---- server.c ---- */
+int  tmd_server_start(struct tmd *d);       /* binds both sockets, starts the listener */
+void tmd_server_stop(struct tmd *d);        /* stops the listener, drops every client */
+/* The daemon-wide figures (engine stats included) for control and metrics. */
+void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *out);
+/* Every client, connected or parked; *out is malloc'ed.  0 or -ENOMEM. */
+int  tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n);
+/* The identity of an engine client (connected or parked).  0 or -ENOENT. */
+int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32_t *gid,
+                         char name[TMW_NAME_MAX]);
+/* Hands a restored engine client over to the server: the next connection
+ * from uid with this name adopts it.  Takes ownership of c. */
+int  tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
+                     const char *name);
+
+/* ---- worker.c (one per connected client) ---- */
+struct tmd_worker;
+struct tmd_worker_stats { atomic_uint_fast64_t requests, bad_requests, sleeps; };
+int  tmd_worker_start(struct tmd *d, struct tmd_worker **out, tmem_client_t *c, void *window,
+                      struct tmd_worker_stats *st);
+void tmd_worker_stop(struct tmd_worker *w);   /* joins; the window stays mapped */
+
+/* ---- control.c: the control socket ---- */
+int  tmd_control_init(struct tmd *d);
+/* Serves one accepted control connection (takes fd); cred is SO_PEERCRED. */
+void tmd_control_accept(struct tmd *d, int fd, pid_t pid, uid_t uid, gid_t gid);
+void tmd_control_stop(struct tmd *d);         /* ends every control connection, waits */
+
+/* ---- governor.c ---- */
+int  tmd_governor_start(struct tmd *d);       /* sets the first limit, starts the thread */
+void tmd_governor_stop(struct tmd *d);
+
+/* ---- metrics.c ---- */
+int  tmd_metrics_start(struct tmd *d);        /* cfg.metrics_port 0: nothing */
+void tmd_metrics_stop(struct tmd *d);
+uint32_t tmd_metrics_port(struct tmd *d);     /* the bound port, 0 when off */
+
+#endif /* TMEM_DAEMON_H */
