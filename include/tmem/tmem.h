@@ -67,7 +67,9 @@ typedef struct tmem_uuid { uint64_t lo, hi; } tmem_uuid_t;
  *   -EINVAL        bad arguments: NULL page, reserved flag bits, bad sizes
  *   -EBUSY         the request conflicts with the object's state
  *                  (restoring into a client that already has pools)
- *   -ENOSYS        not available in this build (tmem_connect before tmemd)
+ *   -ENOTCONN      a connected client lost its daemon (it died or was
+ *                  restarted): treat like a refused put or a miss; every
+ *                  later call on the handle returns it too
  *   -EPROTO        a save stream is malformed or from a newer version
  *   -TMEM_EFROZEN  the client is frozen: new puts are refused
  * ---------------------------------------------------------------------- */
@@ -124,15 +126,35 @@ TMEM_API void    tmem_close(tmem_t *t);
  * outside printable ASCII, and ',' ':' '=', become '_', so that names cannot
  * forge tmem-list lines); NULL is allowed.  NULL with errno on failure. */
 TMEM_API tmem_client_t *tmem_client_open(tmem_t *t, const char *name);
-/* A client of tmemd at socket_path (NULL: $TMEM_SOCKET, else the default
- * socket).  This build has no daemon transport yet: returns NULL with
- * errno = ENOSYS. */
+/* A client of tmemd at socket_path (NULL: $TMEM_SOCKET, else
+ * /run/tmem/tmemd.sock).  Every call below works on it with the same
+ * results as in-process; pages travel through shared memory, not the
+ * socket.  NULL with errno on failure: ENOENT/ECONNREFUSED (no daemon),
+ * EACCES, EAGAIN (the daemon has too many clients), EPROTO (not a tmemd of
+ * this version).  The client's identity is its uid/gid/pid, taken by the
+ * daemon from the socket; name is a label (and, with the uid, what a
+ * restored client is found by: docs/protocol.md). */
 TMEM_API tmem_client_t *tmem_connect(const char *socket_path, const char *name);
 /* Like a guest's death: all its private pools go, it leaves its shared pools.
  * The handle becomes a tombstone: later calls return -ENODEV (counted); its
- * few bytes are freed by tmem_close().  Closing twice is harmless. */
+ * few bytes are freed by tmem_close() (in-process) or at exit (connected).
+ * Closing twice is harmless.  For a connected client, closing the
+ * connection is what frees its pools in the daemon. */
 TMEM_API void tmem_client_close(tmem_client_t *c);
+/* Closes (if open) and frees an in-process client handle now instead of
+ * keeping a tombstone: no call on c may be in flight or follow.  For a
+ * server that opens and drops many clients (tmemd). */
+TMEM_API void tmem_client_release(tmem_client_t *c);
 TMEM_API uint32_t tmem_client_id(const tmem_client_t *c);   /* for admin calls; never reused */
+/* 1 if c is a connection to tmemd, 0 if in-process. */
+TMEM_API int tmem_client_is_remote(const tmem_client_t *c);
+
+/* The canonical text form of a pool uuid, "8-4-4-4-12" hex digits: the
+ * 16 bytes in text order, lo = bytes 0-7 and hi = bytes 8-15 loaded little
+ * endian (as Linux built them from a superblock's raw uuid).  Parse returns
+ * 0 or -EINVAL; format writes 36 characters and a NUL. */
+TMEM_API int  tmem_uuid_parse(const char *text, tmem_uuid_t *out);
+TMEM_API void tmem_uuid_format(tmem_uuid_t uuid, char out[37]);
 
 /* >= 0: the pool id (the lowest free slot).  A shared request that is not
  * authorised, or whose uuid is all ones, silently yields a private pool (as
@@ -305,7 +327,8 @@ typedef int (*tmem_read_fn)(void *arg, void *buf, size_t len);  /* 0 (all len by
  * pages saved, or a negative code (-ENOENT no client, or the writer's). */
 TMEM_API int64_t tmem_client_save(tmem_t *t, uint32_t client_id,
                                   tmem_write_fn write, void *arg);
-/* Reads a stream into client c, which must have no pools and no restore
+/* Reads a stream into client c (in-process; -EOPNOTSUPP for a connected
+ * one: tmemctl restore does that), which must have no pools and no restore
  * running (-EBUSY).  Pools are recreated at their saved ids, settings
  * applied (weight, cap, codec; a saved freeze), pages put.  All or nothing:
  * on any error (-EPROTO malformed, -ENOMEM no room, the reader's error) the

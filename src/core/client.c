@@ -105,6 +105,10 @@ void tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *f
 
 void tmem_client_close(tmem_client_t *c)
 {
+    if (c && tm_client_is_remote(c)) {
+        tmr_close(c);
+        return;
+    }
     if (!c || atomic_load(&c->magic) != TM_CLIENT_MAGIC)
         return;
     tmem_t *t = c->t;
@@ -137,7 +141,42 @@ void tmem_client_close(tmem_client_t *c)
     tm_brlock_write_unlock(&c->lock);
 }
 
-uint32_t tmem_client_id(const tmem_client_t *c) { return c ? c->id : UINT32_MAX; }
+void tmem_client_release(tmem_client_t *c)
+{
+    if (!c)
+        return;
+    if (tm_client_is_remote(c)) {
+        tmem_client_close(c);
+        return;
+    }
+    uint64_t m = atomic_load(&c->magic);
+    if (m != TM_CLIENT_MAGIC && m != TM_CLIENT_DEAD)
+        return;
+    tmem_t *t = c->t;
+    tmem_client_close(c);
+    /* a save that found c before the close holds save_freezes (save.c) */
+    while (atomic_load(&c->save_freezes) > 0)
+        sched_yield();
+    pthread_rwlock_wrlock(&t->clients_lock);
+    struct tmem_client **pp = &t->tombstones;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = c->next;
+    pthread_rwlock_unlock(&t->clients_lock);
+    atomic_store(&c->magic, 0);
+    tm_brlock_destroy(&c->lock);
+    tm_meta_free(t, c);
+}
+
+uint32_t tmem_client_id(const tmem_client_t *c)
+{
+    if (c && tm_client_is_remote(c))
+        return tmr_client_id(c);
+    return c ? c->id : UINT32_MAX;
+}
+
+int tmem_client_is_remote(const tmem_client_t *c) { return c && tm_client_is_remote(c); }
 
 /* ------------------------------------------------------------------------
  * Administration

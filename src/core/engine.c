@@ -110,14 +110,6 @@ void tmem_close(tmem_t *t)
     free(t);
 }
 
-tmem_client_t *tmem_connect(const char *socket_path, const char *name)
-{
-    (void)socket_path;
-    (void)name;
-    errno = ENOSYS;     /* the daemon transport arrives with tmemd */
-    return NULL;
-}
-
 /* ------------------------------------------------------------------------
  * The host's side
  * ---------------------------------------------------------------------- */

@@ -19,6 +19,8 @@ const char *tmem_strerror(int code)
     case EINVAL:       return "invalid argument";
     case EBUSY:        return "busy: the client already has pools";
     case ENOSYS:       return "not available in this build";
+    case ENOTCONN:     return "the connection to tmemd is lost";
+    case EOPNOTSUPP:   return "not supported on a connected client";
     case EPROTO:       return "malformed or unsupported save stream";
     case EIO:          return "internal data error";
     case TMEM_EFROZEN: return "client frozen: new puts refused";

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "types.h"
+#include "client/remote.h"
 
 /* ---- assertions and reports -------------------------------------------
  * tm_assert() guards internal invariants in debug builds (TMEM_DEBUG >= 1);

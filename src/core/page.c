@@ -69,6 +69,8 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
 int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index,
                   const void *page)
 {
+    if (c && __builtin_expect(tm_client_is_remote(c), 0))
+        return tmr_put(c, pool_id, &oid, index, page);
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -272,6 +274,8 @@ out:
 
 int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index, void *page)
 {
+    if (c && __builtin_expect(tm_client_is_remote(c), 0))
+        return tmr_get(c, pool_id, &oid, index, page);
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -321,6 +325,8 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
 
 int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index)
 {
+    if (c && __builtin_expect(tm_client_is_remote(c), 0))
+        return tmr_flush_page(c, pool_id, &oid, index);
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -350,6 +356,8 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
 
 int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
 {
+    if (c && __builtin_expect(tm_client_is_remote(c), 0))
+        return tmr_flush_object(c, pool_id, &oid);
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)

@@ -349,6 +349,8 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
 
 int tmem_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
 {
+    if (c && tm_client_is_remote(c))
+        return tmr_new_pool(c, uuid, flags);
     return tm_pool_create(c, -1, uuid, flags);
 }
 
@@ -389,6 +391,8 @@ void tm_pool_leave(tmem_t *t, struct tmem_client *c, struct tm_pool *p)
 
 int tmem_destroy_pool(tmem_client_t *c, uint32_t pool_id)
 {
+    if (c && tm_client_is_remote(c))
+        return tmr_destroy_pool(c, pool_id);
     int rc = tm_client_enter(c);
     if (rc)
         return rc;
@@ -414,6 +418,8 @@ int tmem_destroy_pool(tmem_client_t *c, uint32_t pool_id)
 
 int tmem_pool_is_shared(tmem_client_t *c, uint32_t pool_id)
 {
+    if (c && tm_client_is_remote(c))
+        return tmr_pool_is_shared(c, pool_id);
     int rc = tm_client_enter(c);
     if (rc)
         return rc;

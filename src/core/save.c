@@ -122,17 +122,21 @@ int64_t tmem_client_save(tmem_t *t, uint32_t client_id, tmem_write_fn write, voi
 {
     if (!t || !write)
         return -EINVAL;
-    pthread_rwlock_rdlock(&t->clients_lock);
-    struct tmem_client *c = tm_client_find_locked(t, client_id);
-    pthread_rwlock_unlock(&t->clients_lock);
-    if (!c)
-        return -ENOENT;
-    /* c stays valid memory (tombstones); its lock tells if it is still open */
     struct wr w = { write, arg, XXH64_createState(), 0 };
     if (!w.h)
         return -ENOMEM;
     XXH64_reset(w.h, 0);
-    atomic_fetch_add(&c->save_freezes, 1);
+    /* save_freezes, raised under clients_lock, also pins c: closed, it
+     * stays a tombstone, and tmem_client_release() waits for it to drop */
+    pthread_rwlock_rdlock(&t->clients_lock);
+    struct tmem_client *c = tm_client_find_locked(t, client_id);
+    if (c)
+        atomic_fetch_add(&c->save_freezes, 1);
+    pthread_rwlock_unlock(&t->clients_lock);
+    if (!c) {
+        XXH64_freeState(w.h);
+        return -ENOENT;
+    }
     tm_brlock_read(&c->lock);
     if (c->dead) {
         tm_brlock_read_unlock(&c->lock);
@@ -211,6 +215,8 @@ static void destroy_pools(tmem_client_t *c, const bool *mine)
 
 int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
 {
+    if (c && tm_client_is_remote(c))
+        return -EOPNOTSUPP;
     int rc = tm_client_enter(c);
     if (rc)
         return rc;

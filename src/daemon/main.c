@@ -1,0 +1,213 @@
+/*
+ * main.c - tmemd: arguments, start-up, signals and shutdown.
+ *
+ * Start-up: configuration (embedded default, then --config FILE, then the
+ * command line), the engine, the sockets (their paths appear only once
+ * they listen: ready), the governor, the metrics endpoint, then READY=1 to
+ * systemd.  SIGTERM or SIGINT stop it: every client is dropped, the engine
+ * checks itself (tmem_check) and closes; the exit status is 1 if the check
+ * found anything wrong.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/daemon.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: tmemd [OPTION]...\n"
+"Serve transcendent memory to the processes of this host.\n"
+"\n"
+"  -s, --socket PATH          client socket (default " TMW_DEFAULT_SOCKET ")\n"
+"  -c, --control-socket PATH  control socket for tmemctl (default " TMW_DEFAULT_CONTROL ")\n"
+"  -f, --config FILE          configuration file (INI; default: the embedded one)\n"
+"  -m, --max-memory SIZE      most memory to hold: 512M, 4G, 25%% (of MemTotal)\n"
+"  -o, --set SECTION.KEY=VAL  set one configuration key (repeatable)\n"
+"  -v, --verbose              log at debug level\n"
+"      --print-config         print the embedded default configuration and exit\n"
+"  -h, --help                 this help\n"
+"  -V, --version              the version\n"
+"\n"
+"It runs in the foreground and logs to stderr.  Stop it with SIGTERM.\n"
+"Configuration keys: docs/configuration.md; protocol: docs/protocol.md.\n");
+}
+
+/* "section.key=value" or "key=value" through tmd_config_set. */
+static int set_option(struct tmd_config *cfg, const char *arg)
+{
+    char buf[512], err[256];
+    snprintf(buf, sizeof(buf), "%s", arg);
+    char *eq = strchr(buf, '=');
+    if (!eq) {
+        fprintf(stderr, "tmemd: --set %s: expected SECTION.KEY=VALUE\n", arg);
+        return -1;
+    }
+    *eq = '\0';
+    char *key = buf, *section = "";
+    char *dot = strchr(buf, '.');
+    if (dot) {
+        *dot = '\0';
+        section = buf;
+        key = dot + 1;
+    }
+    if (tmd_config_set(cfg, section, key, eq + 1, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tmemd: --set %s: %s\n", arg, err);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "control-socket", required_argument, NULL, 'c' },
+        { "config", required_argument, NULL, 'f' },
+        { "max-memory", required_argument, NULL, 'm' },
+        { "set", required_argument, NULL, 'o' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "print-config", no_argument, NULL, 'P' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    static struct tmd d;
+    char err[256];
+    if (tmd_config_default(&d.cfg) != 0) {
+        fprintf(stderr, "tmemd: the embedded configuration does not parse\n");
+        return 1;
+    }
+    /* the file first, whatever its place among the options, then the rest
+     * of the command line over it */
+    for (int i = 1; i < argc; i++) {
+        const char *file = NULL;
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-f")) && i + 1 < argc)
+            file = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            file = argv[i] + 9;
+        if (file && tmd_config_load(&d.cfg, file, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tmemd: %s\n", err);
+            return 1;
+        }
+    }
+    int c;
+    while ((c = getopt_long(argc, argv, "s:c:f:m:o:vhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+        case 'c':
+        case 'm': {
+            const char *key = c == 's' ? "socket" : c == 'c' ? "control_socket" : "max_memory";
+            const char *sec = c == 'm' ? "memory" : "daemon";
+            if (tmd_config_set(&d.cfg, sec, key, optarg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "tmemd: --%s %s: %s\n", opts[c == 's' ? 0 : c == 'c' ? 1 : 3].name,
+                        optarg, err);
+                return 2;
+            }
+            break;
+        }
+        case 'f':
+            break;      /* loaded above */
+        case 'o':
+            if (set_option(&d.cfg, optarg) != 0)
+                return 2;
+            break;
+        case 'v':
+            d.cfg.log_level = LOG_DEBUG;
+            break;
+        case 'P':
+            fputs(tmd_default_config, stdout);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("tmemd %d.%d.%d\n", TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR,
+                   TMEM_VERSION_PATCH);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tmemd: unexpected argument: %s\n", argv[optind]);
+        return 2;
+    }
+    if (tmd_config_resolve(&d.cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tmemd: %s\n", err);
+        return 1;
+    }
+    tmd_log_init(d.cfg.log_level);
+
+    /* signals are taken by sigwait in this thread only */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    d.start_ms = tmd_now_ms();
+    d.cfg.engine.max_bytes = d.cfg.max_memory;
+    d.engine = tmem_open(&d.cfg.engine);
+    if (!d.engine) {
+        tmd_log(LOG_ERR, "cannot open the engine (max_memory %llu bytes): %s",
+                (unsigned long long)d.cfg.max_memory, strerror(errno));
+        return 1;
+    }
+    int rc = tmd_control_init(&d);
+    if (rc == 0)
+        rc = tmd_server_start(&d);
+    if (rc != 0) {
+        tmem_close(d.engine);
+        return 1;
+    }
+    if (tmd_governor_start(&d) != 0 || tmd_metrics_start(&d) != 0) {
+        tmd_log(LOG_ERR, "start-up failed; stopping");
+        tmd_governor_stop(&d);
+        tmd_server_stop(&d);
+        tmem_close(d.engine);
+        return 1;
+    }
+    static const char *const codecs[] = { "none", "lz4", "zstd" };
+    tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
+            "dedup %s, governor %s, metrics %s%u",
+            (unsigned long long)(d.cfg.max_memory >> 20),
+            (unsigned long long)(atomic_load(&d.gov.limit) >> 20),
+            codecs[d.cfg.engine.compress % 3], d.cfg.engine.dedup ? "on" : "off",
+            d.cfg.governor ? "on" : "off", tmd_metrics_port(&d) ? "http://127.0.0.1:" : "off",
+            tmd_metrics_port(&d));
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d.cfg.socket_path);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            tmd_log(LOG_INFO, "SIGHUP: configuration reload is not supported; restart to apply");
+            continue;
+        }
+        tmd_log(LOG_INFO, "%s: stopping", strsignal(sig));
+        break;
+    }
+    sd_notify(0, "STOPPING=1");
+    atomic_store(&d.stopping, 1);
+    tmd_metrics_stop(&d);
+    tmd_governor_stop(&d);
+    tmd_server_stop(&d);
+    int bad = tmem_check(d.engine);
+    if (bad)
+        tmd_log(LOG_ERR, "self-check: %d inconsistencies in the engine", bad);
+    tmem_close(d.engine);
+    tmd_log(LOG_INFO, "stopped");
+    return bad ? 1 : 0;
+}

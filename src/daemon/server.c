@@ -1,0 +1,643 @@
+/*
+ * server.c - the client socket: connections, the handshake, windows, and
+ * parked clients; also the daemon-wide figures.
+ *
+ * The listener thread waits (epoll) on the client socket, the control
+ * socket, every connection, and an eventfd that stops it.  A connection
+ * must send a valid HELLO within HELLO_TIMEOUT_MS; the daemon then opens
+ * an engine client for it (or hands it a parked one: a client restored by
+ * tmemctl whose uid and name match), creates its window (a memfd sealed
+ * against shrinking and growing, so that the client can never make the
+ * daemon fault on it), starts its worker and sends the window.  After that
+ * the socket must stay silent: its end, whatever the cause (close, exit,
+ * SIGKILL), or any byte on it ends the client: the worker is stopped, the
+ * engine client released (its private pools freed, its shared pools left),
+ * the window unmapped.
+ *
+ * Identity is SO_PEERCRED's pid, uid and gid, never what the client says;
+ * the name in the HELLO is a label.
+ *
+ * Locking: d->conns_lock guards the connection list and each connection's
+ * fields but its worker's counters (atomics).  Only the listener thread
+ * adds and removes connections, except tmd_park_client (control threads),
+ * which adds parked entries.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+
+#define HELLO_TIMEOUT_MS 5000u
+#define TAG_LISTEN  ((uint64_t)1)
+#define TAG_CONTROL ((uint64_t)2)
+#define TAG_STOP    ((uint64_t)3)
+
+struct tmd_conn {
+    struct tmd_conn *next;
+    int fd;                         /* -1 for a parked client */
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    char name[TMW_NAME_MAX];        /* sanitised label */
+    bool parked, ready;             /* ready: HELLO done, worker running */
+    uint64_t since_ms;
+    tmem_client_t *c;               /* the engine client (NULL before HELLO) */
+    void *win;
+    struct tmd_worker *w;
+    struct tmd_worker_stats st;
+};
+
+static int stop_fd = -1, epfd = -1;
+
+uint64_t tmd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The engine's rule for names: printable ASCII but , : = (tmem.h). */
+static void sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
+{
+    size_t n = strnlen(in, max < TMW_NAME_MAX - 1 ? max : TMW_NAME_MAX - 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        out[i] = (ch < 0x20 || ch > 0x7e || ch == ',' || ch == ':' || ch == '=') ? '_'
+                                                                                 : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+/* ------------------------------------------------------------------------
+ * Sockets
+ * ---------------------------------------------------------------------- */
+static int make_dirs(const char *path)
+{
+    char dir[TMD_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* Binds a SOCK_SEQPACKET socket at path, atomically: bound and listening
+ * under a temporary name, then renamed, so that the path appearing means
+ * the daemon is ready.  A live daemon already there is an error; a stale
+ * socket file is replaced. */
+static int listen_at(const char *path, unsigned mode, gid_t group)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char tmp[TMD_PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid()) >= (int)sizeof(tmp) ||
+        strlen(path) >= sizeof(sa.sun_path)) {
+        tmd_log(LOG_ERR, "socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    int rc = make_dirs(path);
+    if (rc) {
+        tmd_log(LOG_ERR, "cannot create the directory of %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    strcpy(sa.sun_path, path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        tmd_log(LOG_ERR, "%s: another tmemd is serving it", path);
+        close(fd);
+        return -EADDRINUSE;
+    }
+    strcpy(sa.sun_path, tmp);
+    unlink(tmp);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 128) != 0 ||
+        chmod(tmp, mode) != 0 || (group != (gid_t)-1 && chown(tmp, (uid_t)-1, group) != 0) ||
+        rename(tmp, path) != 0) {
+        rc = -errno;
+        tmd_log(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
+        unlink(tmp);
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static int epoll_add(int fd, uint64_t tag, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.u64 = tag };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void send_refusal(int fd, int result)
+{
+    struct tmw_hello_reply r;
+    memset(&r, 0, sizeof(r));
+    r.m = (struct tmw_msg){ TMW_MAGIC, TMW_VERSION, TMW_MSG_HELLO_REPLY, sizeof(r), result };
+    (void)send(fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* ------------------------------------------------------------------------
+ * Connections
+ * ---------------------------------------------------------------------- */
+static void fold_stats(struct tmd *d, struct tmd_conn *k)
+{
+    atomic_fetch_add(&d->n.requests, atomic_load(&k->st.requests));
+    atomic_fetch_add(&d->n.bad_requests, atomic_load(&k->st.bad_requests));
+    atomic_fetch_add(&d->n.worker_sleeps, atomic_load(&k->st.sleeps));
+}
+
+/* Ends connection k (listener thread; k is on the list). */
+static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
+{
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    }
+    if (k->parked)
+        d->nparked--;
+    else
+        d->nconns--;
+    pthread_mutex_unlock(&d->conns_lock);
+    if (k->fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
+        close(k->fd);
+    }
+    tmd_worker_stop(k->w);      /* before the client goes: the worker uses it */
+    if (k->c) {
+        tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
+                tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, why,
+                (unsigned long long)atomic_load(&k->st.requests));
+        tmem_client_release(k->c);
+    } else {
+        tmd_log(LOG_DEBUG, "connection from pid %d uid %u ended before its HELLO: %s",
+                (int)k->pid, (unsigned)k->uid, why);
+    }
+    if (k->win)
+        munmap(k->win, TMW_WINDOW_SIZE);
+    fold_stats(d, k);
+    free(k);
+}
+
+static void accept_client(struct tmd *d)
+{
+    for (;;) {
+        int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                tmd_log(LOG_WARNING, "accept on the client socket: %s", strerror(errno));
+            return;
+        }
+        struct ucred cr;
+        socklen_t len = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        pthread_mutex_lock(&d->conns_lock);
+        bool full = d->nconns >= d->cfg.max_clients;
+        pthread_mutex_unlock(&d->conns_lock);
+        if (full) {
+            atomic_fetch_add(&d->n.refused_conn, 1);
+            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (max_clients)",
+                    (int)cr.pid, (unsigned)cr.uid, d->cfg.max_clients);
+            send_refusal(fd, -EAGAIN);
+            close(fd);
+            continue;
+        }
+        struct tmd_conn *k = calloc(1, sizeof(*k));
+        if (!k) {
+            send_refusal(fd, -ENOMEM);
+            close(fd);
+            continue;
+        }
+        k->fd = fd;
+        k->pid = cr.pid;
+        k->uid = cr.uid;
+        k->gid = cr.gid;
+        k->since_ms = tmd_now_ms();
+        if (epoll_add(fd, (uint64_t)(uintptr_t)k, EPOLLIN | EPOLLRDHUP) != 0) {
+            close(fd);
+            free(k);
+            continue;
+        }
+        pthread_mutex_lock(&d->conns_lock);
+        k->next = d->conns;
+        d->conns = k;
+        d->nconns++;
+        pthread_mutex_unlock(&d->conns_lock);
+        atomic_fetch_add(&d->n.accepted, 1);
+    }
+}
+
+static void accept_control(struct tmd *d)
+{
+    for (;;) {
+        int fd = accept4(d->control_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                tmd_log(LOG_WARNING, "accept on the control socket: %s", strerror(errno));
+            return;
+        }
+        struct ucred cr;
+        socklen_t len = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        tmd_control_accept(d, fd, cr.pid, cr.uid, cr.gid);
+    }
+}
+
+static void *make_window(struct tmd *d, uint32_t client_id, int *fd_out)
+{
+    (void)d;
+    int fd = memfd_create("tmem-window", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return NULL;
+    if (ftruncate(fd, TMW_WINDOW_SIZE) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        close(fd);
+        return NULL;
+    }
+    void *win = mmap(NULL, TMW_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (win == MAP_FAILED) {
+        close(fd);
+        return NULL;
+    }
+    struct tmw_header *h = win;
+    h->magic = TMW_MAGIC;
+    h->version = TMW_VERSION;
+    h->nslots = TMW_NSLOTS;
+    h->window_size = TMW_WINDOW_SIZE;
+    h->slots_off = TMW_SLOTS_OFF;
+    h->pages_off = TMW_PAGES_OFF;
+    h->client_id = client_id;
+    *fd_out = fd;
+    return win;
+}
+
+/* Takes the parked client of (uid, name), if any. */
+static tmem_client_t *adopt_parked(struct tmd *d, uid_t uid, const char *name)
+{
+    tmem_client_t *c = NULL;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+        struct tmd_conn *k = *pp;
+        if (k->parked && k->uid == uid && strcmp(k->name, name) == 0) {
+            *pp = k->next;
+            d->nparked--;
+            c = k->c;
+            free(k);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    return c;
+}
+
+/* The HELLO of connection k; false drops it. */
+static bool handle_hello(struct tmd *d, struct tmd_conn *k)
+{
+    struct tmw_hello h;
+    ssize_t n = recv(k->fd, &h, sizeof(h), MSG_TRUNC | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR;
+    if (n == 0)
+        return false;
+    if ((size_t)n != sizeof(h) || h.m.magic != TMW_MAGIC || h.m.type != TMW_MSG_HELLO ||
+        h.m.len != sizeof(h) || h.m.version != TMW_VERSION) {
+        atomic_fetch_add(&d->n.bad_msgs, 1);
+        tmd_log(LOG_WARNING, "pid %d uid %u: malformed HELLO (%zd bytes): dropped",
+                (int)k->pid, (unsigned)k->uid, n);
+        send_refusal(k->fd, (size_t)n == sizeof(h) && h.m.magic == TMW_MAGIC &&
+                                    h.m.version != TMW_VERSION ? -EPROTONOSUPPORT : -EPROTO);
+        return false;
+    }
+    char name[TMW_NAME_MAX];
+    sanitize_name(name, h.name, sizeof(h.name));
+    tmem_client_t *c = adopt_parked(d, k->uid, name);
+    bool adopted = c != NULL;
+    if (!c)
+        c = tmem_client_open(d->engine, name);
+    int wfd = -1;
+    void *win = c ? make_window(d, tmem_client_id(c), &wfd) : NULL;
+    if (!win) {
+        tmd_log(LOG_ERR, "pid %d uid %u: cannot open a client: %s", (int)k->pid,
+                (unsigned)k->uid, strerror(errno));
+        send_refusal(k->fd, -ENOMEM);
+        if (c)
+            tmem_client_release(c);
+        return false;
+    }
+    struct tmd_worker *w;
+    int rc = tmd_worker_start(d, &w, c, win, &k->st);
+    if (rc) {
+        send_refusal(k->fd, rc);
+        munmap(win, TMW_WINDOW_SIZE);
+        close(wfd);
+        tmem_client_release(c);
+        return false;
+    }
+    pthread_mutex_lock(&d->conns_lock);
+    memcpy(k->name, name, sizeof(name));
+    k->c = c;
+    k->win = win;
+    k->w = w;
+    k->ready = true;
+    pthread_mutex_unlock(&d->conns_lock);
+
+    struct tmw_hello_reply r;
+    memset(&r, 0, sizeof(r));
+    r.m = (struct tmw_msg){ TMW_MAGIC, TMW_VERSION, TMW_MSG_HELLO_REPLY, sizeof(r), 0 };
+    r.client_id = tmem_client_id(c);
+    r.window_size = TMW_WINDOW_SIZE;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    memset(&cm, 0, sizeof(cm));
+    struct iovec iov = { &r, sizeof(r) };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                         .msg_controllen = sizeof(cm.buf) };
+    struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+    ch->cmsg_level = SOL_SOCKET;
+    ch->cmsg_type = SCM_RIGHTS;
+    ch->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(ch), &wfd, sizeof(int));
+    ssize_t sent = sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(wfd);
+    if (sent != (ssize_t)sizeof(r))
+        return false;
+    tmd_log(LOG_INFO, "client %u (pid %d uid %u gid %u \"%s\") connected%s", r.client_id,
+            (int)k->pid, (unsigned)k->uid, (unsigned)k->gid, k->name,
+            adopted ? ", adopting its restored pools" : "");
+    return true;
+}
+
+static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
+{
+    if (!k->ready) {
+        if (!handle_hello(d, k))
+            drop_conn(d, k, "no valid HELLO");
+        return;
+    }
+    if (events & EPOLLIN) {
+        char b[64];
+        ssize_t n = recv(k->fd, b, sizeof(b), MSG_DONTWAIT | MSG_TRUNC);
+        if (n > 0) {
+            atomic_fetch_add(&d->n.bad_msgs, 1);
+            drop_conn(d, k, "protocol violation (a message after HELLO)");
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & (EPOLLHUP | EPOLLRDHUP)))
+            return;
+    }
+    drop_conn(d, k, "connection closed");
+}
+
+static void drop_stale_hellos(struct tmd *d)
+{
+    uint64_t now = tmd_now_ms();
+    for (;;) {
+        struct tmd_conn *stale = NULL;
+        pthread_mutex_lock(&d->conns_lock);
+        for (struct tmd_conn *k = d->conns; k; k = k->next)
+            if (!k->parked && !k->ready && now - k->since_ms > HELLO_TIMEOUT_MS)
+                stale = k;
+        pthread_mutex_unlock(&d->conns_lock);
+        if (!stale)
+            return;
+        atomic_fetch_add(&d->n.bad_msgs, 1);
+        drop_conn(d, stale, "no HELLO in time");
+    }
+}
+
+static void *listener_main(void *arg)
+{
+    struct tmd *d = arg;
+    struct epoll_event evs[32];
+    for (;;) {
+        int n = epoll_wait(epfd, evs, 32, 1000);
+        if (n < 0 && errno != EINTR) {
+            tmd_log(LOG_ERR, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag == TAG_STOP)
+                return NULL;
+            if (tag == TAG_LISTEN)
+                accept_client(d);
+            else if (tag == TAG_CONTROL)
+                accept_control(d);
+            else
+                conn_event(d, (struct tmd_conn *)(uintptr_t)tag, evs[i].events);
+        }
+        drop_stale_hellos(d);
+    }
+    return NULL;
+}
+
+int tmd_server_start(struct tmd *d)
+{
+    pthread_mutex_init(&d->conns_lock, NULL);
+    gid_t admin = (gid_t)-1;
+    if (d->cfg.admin_group[0]) {
+        struct group *g = getgrnam(d->cfg.admin_group);
+        if (!g) {
+            tmd_log(LOG_ERR, "admin_group \"%s\": no such group", d->cfg.admin_group);
+            return -ENOENT;
+        }
+        admin = g->gr_gid;
+    }
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (epfd < 0 || stop_fd < 0)
+        return -errno;
+    d->control_fd = listen_at(d->cfg.control_path, d->cfg.control_mode, admin);
+    if (d->control_fd < 0)
+        return d->control_fd;
+    d->listen_fd = listen_at(d->cfg.socket_path, d->cfg.socket_mode, (gid_t)-1);
+    if (d->listen_fd < 0) {
+        close(d->control_fd);
+        unlink(d->cfg.control_path);
+        return d->listen_fd;
+    }
+    epoll_add(d->listen_fd, TAG_LISTEN, EPOLLIN);
+    epoll_add(d->control_fd, TAG_CONTROL, EPOLLIN);
+    epoll_add(stop_fd, TAG_STOP, EPOLLIN);
+    int rc = pthread_create(&d->listener, NULL, listener_main, d);
+    if (rc)
+        return -rc;
+    tmd_log(LOG_INFO, "listening on %s (clients) and %s (control)", d->cfg.socket_path,
+            d->cfg.control_path);
+    return 0;
+}
+
+void tmd_server_stop(struct tmd *d)
+{
+    uint64_t one = 1;
+    if (write(stop_fd, &one, sizeof(one)) != sizeof(one))
+        tmd_log(LOG_ERR, "cannot stop the listener: %s", strerror(errno));
+    pthread_join(d->listener, NULL);
+    unlink(d->cfg.socket_path);
+    unlink(d->cfg.control_path);
+    close(d->listen_fd);
+    close(d->control_fd);
+    tmd_control_stop(d);
+    while (d->conns)
+        drop_conn(d, d->conns, "the daemon stops");
+    close(stop_fd);
+    close(epfd);
+}
+
+/* ------------------------------------------------------------------------
+ * Parked clients and identities
+ * ---------------------------------------------------------------------- */
+int tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
+                    const char *name)
+{
+    struct tmd_conn *k = calloc(1, sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    k->fd = -1;
+    k->uid = uid;
+    k->gid = gid;
+    k->parked = true;
+    k->c = c;
+    k->since_ms = tmd_now_ms();
+    sanitize_name(k->name, name, TMW_NAME_MAX);
+    pthread_mutex_lock(&d->conns_lock);
+    /* one parked client per (uid, name): a newer restore replaces it */
+    struct tmd_conn *old = NULL;
+    for (struct tmd_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+        if ((*pp)->parked && (*pp)->uid == uid && strcmp((*pp)->name, k->name) == 0) {
+            old = *pp;
+            *pp = old->next;
+            d->nparked--;
+            break;
+        }
+    }
+    k->next = d->conns;
+    d->conns = k;
+    d->nparked++;
+    pthread_mutex_unlock(&d->conns_lock);
+    if (old) {
+        tmd_log(LOG_INFO, "restored client for uid %u \"%s\" replaces an unclaimed one",
+                (unsigned)uid, k->name);
+        tmem_client_release(old->c);
+        free(old);
+    }
+    return 0;
+}
+
+int tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32_t *gid,
+                        char name[TMW_NAME_MAX])
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn *k = d->conns; k; k = k->next) {
+        if (k->c && tmem_client_id(k->c) == client_id) {
+            *uid = k->uid;
+            *gid = k->gid;
+            memcpy(name, k->name, TMW_NAME_MAX);
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Figures
+ * ---------------------------------------------------------------------- */
+void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o)
+{
+    memset(o, 0, sizeof(*o));
+    tmem_stats_get(d->engine, &o->engine);
+    o->uptime_ms = tmd_now_ms() - d->start_ms;
+    o->accepted = atomic_load(&d->n.accepted);
+    o->refused_conn = atomic_load(&d->n.refused_conn);
+    o->bad_msgs = atomic_load(&d->n.bad_msgs);
+    o->bad_requests = atomic_load(&d->n.bad_requests);
+    o->requests = atomic_load(&d->n.requests);
+    o->worker_sleeps = atomic_load(&d->n.worker_sleeps);
+    o->ctl_refused = atomic_load(&d->n.ctl_refused);
+    pthread_mutex_lock(&d->conns_lock);
+    o->connections = d->nconns;
+    o->parked = d->nparked;
+    for (struct tmd_conn *k = d->conns; k; k = k->next) {
+        o->requests += atomic_load(&k->st.requests);
+        o->bad_requests += atomic_load(&k->st.bad_requests);
+        o->worker_sleeps += atomic_load(&k->st.sleeps);
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    o->gov_limit = atomic_load(&d->gov.limit);
+    o->gov_max = d->cfg.max_memory;
+    o->gov_reserve = d->cfg.reserve;
+    o->gov_mem_available = atomic_load(&d->gov.mem_available);
+    o->gov_psi_some_avg10_x100 = atomic_load(&d->gov.psi_x100);
+    o->gov_shrinks = atomic_load(&d->gov.shrinks);
+    o->gov_grows = atomic_load(&d->gov.grows);
+    o->gov_pages_evicted = atomic_load(&d->gov.pages_evicted);
+    o->gov_pages_released = atomic_load(&d->gov.pages_released);
+    o->metrics_port = tmd_metrics_port(d);
+}
+
+int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n)
+{
+    pthread_mutex_lock(&d->conns_lock);
+    size_t cap = (size_t)d->nconns + d->nparked, used = 0;
+    struct tmw_ctl_client *a = calloc(cap ? cap : 1, sizeof(*a));
+    if (!a) {
+        pthread_mutex_unlock(&d->conns_lock);
+        return -ENOMEM;
+    }
+    for (struct tmd_conn *k = d->conns; k && used < cap; k = k->next) {
+        if (!k->c)
+            continue;
+        struct tmw_ctl_client *r = &a[used];
+        if (tmem_client_info(d->engine, tmem_client_id(k->c), &r->info) != 0)
+            continue;
+        r->pid = k->parked ? 0 : k->pid;
+        r->uid = k->uid;
+        r->gid = k->gid;
+        r->parked = k->parked;
+        r->requests = atomic_load(&k->st.requests);
+        r->bad_requests = atomic_load(&k->st.bad_requests);
+        used++;
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    *out = a;
+    *n = used;
+    return 0;
+}
