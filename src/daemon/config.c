@@ -1,8 +1,615 @@
-/* config.c - placeholder while it is written (this session) */
+/*
+ * config.c - tmemd's configuration: the embedded default, INI files
+ * (libinih), single keys from the command line, sizes and percentages, and
+ * the checks that need the host (MemTotal).
+ *
+ * One code path: the embedded default is INI text parsed by the same handler
+ * as a file, so every key has exactly one parser and one set of limits.  A
+ * file is read into a copy of the configuration and committed only when
+ * every line was good.  Errors are one line naming the place (file:line, or
+ * section.key for the command line), the key and what is wrong.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
 #include "daemon/daemon.h"
-const char tmd_default_config[] = "";
-int tmd_config_default(struct tmd_config *cfg) { (void)cfg; return -1; }
-int tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen) { (void)cfg; (void)path; (void)err; (void)errlen; return -1; }
-int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen) { (void)cfg; (void)err; (void)errlen; return -1; }
-int tmd_config_set(struct tmd_config *cfg, const char *section, const char *key, const char *value, char *err, size_t errlen) { (void)cfg; (void)section; (void)key; (void)value; (void)err; (void)errlen; return -1; }
-int tmd_parse_size(const char *s, uint64_t *bytes, double *pct) { (void)s; (void)bytes; (void)pct; return -1; }
+
+#define MiB (1ull << 20)
+#define TMD_MIN_LIMIT    (16 * MiB)    /* the smallest max_memory accepted */
+#define TMD_RESERVE_FLOOR (256 * MiB)  /* a percentage reserve is at least this */
+
+/* The embedded default.  dist/tmemd.conf is the same configuration with a
+ * comment on every key (tests/daemon/test_config.c checks they agree). */
+const char tmd_default_config[] =
+    "[daemon]\n"
+    "socket = " TMW_DEFAULT_SOCKET "\n"
+    "control_socket = " TMW_DEFAULT_CONTROL "\n"
+    "socket_mode = 0666\n"
+    "control_socket_mode = 0660\n"
+    "admin_group =\n"
+    "max_clients = 256\n"
+    "spin_us = 50\n"
+    "log_level = info\n"
+    "\n"
+    "[memory]\n"
+    "max_memory = 50%\n"
+    "compress = lz4\n"
+    "zstd_level = 1\n"
+    "compress_max = 3584\n"
+    "dedup = true\n"
+    "dedup_across_clients = false\n"
+    "shared_auth_required = true\n"
+    "default_weight = 100\n"
+    "default_cap = 0\n"
+    "\n"
+    "[governor]\n"
+    "enabled = true\n"
+    "interval_ms = 1000\n"
+    "reserve = 10%\n"
+    "psi_threshold = 10.0\n"
+    "shrink_step = 10\n"
+    "meminfo = /proc/meminfo\n"
+    "psi = /proc/pressure/memory\n"
+    "\n"
+    "[metrics]\n"
+    "port = 9464\n";
+
+/* ------------------------------------------------------------------------
+ * Sizes
+ * ---------------------------------------------------------------------- */
+int tmd_parse_size(const char *s, uint64_t *bytes, double *pct)
+{
+    if (!s || !*s || !isdigit((unsigned char)*s))
+        return -1;              /* empty, negative, leading blanks or garbage */
+    const char *p = s;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p == '.' || *p == '%') {
+        /* a percentage: digits, an optional fraction, '%' */
+        if (*p == '.') {
+            p++;
+            if (!isdigit((unsigned char)*p))
+                return -1;
+            while (isdigit((unsigned char)*p))
+                p++;
+        }
+        if (p[0] != '%' || p[1] != '\0' || !pct || p - s > 32)
+            return -1;
+        char num[40];
+        memcpy(num, s, (size_t)(p - s));
+        num[p - s] = '\0';
+        double v = strtod(num, NULL);
+        if (!isfinite(v) || v > 100.0)
+            return -1;
+        *pct = v;
+        if (bytes)
+            *bytes = 0;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (const char *q = s; q < p; q++) {
+        unsigned digit = (unsigned)(*q - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
+    }
+    /* an optional unit: K, M, G or T (binary), then an optional "iB" or "B" */
+    unsigned shift = 0;
+    switch (tolower((unsigned char)*p)) {
+    case 'k': shift = 10; break;
+    case 'm': shift = 20; break;
+    case 'g': shift = 30; break;
+    case 't': shift = 40; break;
+    default: break;
+    }
+    if (shift)
+        p++;
+    if (shift && tolower((unsigned char)p[0]) == 'i' && tolower((unsigned char)p[1]) == 'b')
+        p += 2;
+    else if (tolower((unsigned char)*p) == 'b')
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    if (bytes)
+        *bytes = v << shift;
+    if (pct)
+        *pct = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The keys
+ * ---------------------------------------------------------------------- */
+enum ktype {
+    K_PATH,     /* a socket path: non-empty, fits sun_path */
+    K_FILE,     /* a file path: non-empty */
+    K_STR,      /* any text that fits (may be empty) */
+    K_MODE,     /* octal file mode */
+    K_UINT,     /* unsigned integer in [min, max] */
+    K_INT,      /* signed integer in [min, max] */
+    K_BOOL,
+    K_LOGLEVEL,
+    K_CODEC,
+    K_DOUBLE,   /* decimal number in [min, max] */
+    K_SIZE,     /* size or percentage: the bytes field at off, the pct field at off2 */
+};
+
+struct key {
+    const char *section, *name;
+    enum ktype type;
+    size_t off, size;       /* where in struct tmd_config, and the field's size */
+    double min, max;
+    size_t off2;
+};
+
+#define F(m) offsetof(struct tmd_config, m), sizeof(((struct tmd_config *)0)->m)
+
+static const struct key keys[] = {
+    { "daemon", "socket",               K_PATH,     F(socket_path), 0, 0, 0 },
+    { "daemon", "control_socket",       K_PATH,     F(control_path), 0, 0, 0 },
+    { "daemon", "socket_mode",          K_MODE,     F(socket_mode), 0, 07777, 0 },
+    { "daemon", "control_socket_mode",  K_MODE,     F(control_mode), 0, 07777, 0 },
+    { "daemon", "admin_group",          K_STR,      F(admin_group), 0, 0, 0 },
+    { "daemon", "max_clients",          K_UINT,     F(max_clients), 1, 65536, 0 },
+    { "daemon", "spin_us",              K_UINT,     F(spin_us), 0, 1000000, 0 },
+    { "daemon", "log_level",            K_LOGLEVEL, F(log_level), 0, 0, 0 },
+    { "memory", "max_memory",           K_SIZE,     F(max_memory), 0, 0,
+      offsetof(struct tmd_config, max_memory_pct) },
+    { "memory", "compress",             K_CODEC,    F(engine.compress), 0, 0, 0 },
+    { "memory", "zstd_level",           K_INT,      F(engine.zstd_level), -7, 22, 0 },
+    { "memory", "compress_max",         K_UINT,     F(engine.compress_max), 1,
+      TMEM_PAGE_SIZE - 1, 0 },
+    { "memory", "dedup",                K_BOOL,     F(engine.dedup), 0, 0, 0 },
+    { "memory", "dedup_across_clients", K_BOOL,     F(engine.dedup_across_clients), 0, 0, 0 },
+    { "memory", "shared_auth_required", K_BOOL,     F(engine.shared_auth_required), 0, 0, 0 },
+    { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0, 1000000, 0 },
+    { "memory", "default_cap",          K_UINT,     F(engine.default_cap), 0,
+      (double)(1ull << 40), 0 },
+    { "governor", "enabled",            K_BOOL,     F(governor), 0, 0, 0 },
+    { "governor", "interval_ms",        K_UINT,     F(governor_interval_ms), 10, 3600000, 0 },
+    { "governor", "reserve",            K_SIZE,     F(reserve), 0, 0,
+      offsetof(struct tmd_config, reserve_pct) },
+    { "governor", "psi_threshold",      K_DOUBLE,   F(psi_threshold), 0, 100, 0 },
+    { "governor", "shrink_step",        K_DOUBLE,   F(shrink_step_pct), 0.1, 90, 0 },
+    { "governor", "meminfo",            K_FILE,     F(meminfo_path), 0, 0, 0 },
+    { "governor", "psi",                K_FILE,     F(psi_path), 0, 0, 0 },
+    { "metrics", "port",                K_INT,      F(metrics_port), -1, 65535, 0 },
+};
+
+#undef F
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct key *find_key(const char *section, const char *name, const char **why)
+{
+    const struct key *found = NULL;
+    bool section_known = false;
+    for (size_t i = 0; i < NKEYS; i++) {
+        bool any_section = !section || !*section;
+        if (!any_section && strcmp(keys[i].section, section) != 0)
+            continue;
+        section_known = true;
+        if (strcmp(keys[i].name, name) != 0)
+            continue;
+        if (found) {            /* only with no section; no two keys share a name now */
+            *why = "ambiguous key (name its section)";
+            return NULL;
+        }
+        found = &keys[i];
+    }
+    if (!found)
+        *why = section_known ? "unknown key" : "unknown section";
+    return found;
+}
+
+/* Strict integers: optional '-' (signed keys only), digits, nothing else. */
+static int parse_int(const char *s, bool allow_neg, int base, long long *out)
+{
+    bool neg = false;
+    if (*s == '-' && allow_neg) {
+        neg = true;
+        s++;
+    }
+    if (!*s)
+        return -1;
+    unsigned long long v = 0;
+    for (; *s; s++) {
+        int d = *s - '0';
+        if (d < 0 || d >= base)
+            return -1;
+        if (v > (unsigned long long)(INT64_MAX - d) / (unsigned)base)
+            return -1;
+        v = v * (unsigned)base + (unsigned)d;
+    }
+    *out = neg ? -(long long)v : (long long)v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    /* digits with an optional fraction: no signs, exponents, hex, inf or nan */
+    const char *p = s;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p)
+        return -1;
+    *out = strtod(s, NULL);
+    return isfinite(*out) ? 0 : -1;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" };
+    static const char *const no[] = { "false", "no", "off", "0" };
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void put_text(struct tmd_config *cfg, const struct key *k, const char *v)
+{
+    char *dst = (char *)cfg + k->off;
+    memset(dst, 0, k->size);
+    memcpy(dst, v, strlen(v));
+}
+
+/* Applies value to key k; on error writes the reason to why. */
+static int apply(struct tmd_config *cfg, const struct key *k, const char *v, char *why,
+                 size_t whylen)
+{
+    void *field = (char *)cfg + k->off;
+    long long n;
+    switch (k->type) {
+    case K_PATH:
+    case K_FILE:
+    case K_STR:
+        if (k->type != K_STR && !*v) {
+            snprintf(why, whylen, "a path is needed");
+            return -1;
+        }
+        if (strlen(v) >= k->size) {
+            snprintf(why, whylen, "too long (at most %zu bytes)", k->size - 1);
+            return -1;
+        }
+        put_text(cfg, k, v);
+        return 0;
+    case K_MODE:
+        if (parse_int(v, false, 8, &n) != 0 || n > (long long)k->max) {
+            snprintf(why, whylen, "'%s' is not an octal file mode (e.g. 0660)", v);
+            return -1;
+        }
+        *(unsigned *)field = (unsigned)n;
+        return 0;
+    case K_UINT:
+    case K_INT:
+        if (parse_int(v, k->type == K_INT, 10, &n) != 0 || (double)n < k->min ||
+            (double)n > k->max) {
+            snprintf(why, whylen, "'%s' is not an integer from %.0f to %.0f", v, k->min,
+                     k->max);
+            return -1;
+        }
+        if (k->type == K_INT)
+            *(int *)field = (int)n;
+        else if (k->size == sizeof(uint64_t))
+            *(uint64_t *)field = (uint64_t)n;
+        else
+            *(uint32_t *)field = (uint32_t)n;
+        return 0;
+    case K_BOOL: {
+        int b;
+        if (parse_bool(v, &b) != 0) {
+            snprintf(why, whylen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                     v);
+            return -1;
+        }
+        *(int *)field = b;
+        return 0;
+    }
+    case K_LOGLEVEL: {
+        static const struct { const char *name; int level; } lv[] = {
+            { "error", LOG_ERR }, { "warning", LOG_WARNING },
+            { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+        };
+        for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++)
+            if (strcasecmp(v, lv[i].name) == 0) {
+                *(int *)field = lv[i].level;
+                return 0;
+            }
+        snprintf(why, whylen, "'%s' is not a log level (error, warning, info, debug)", v);
+        return -1;
+    }
+    case K_CODEC: {
+        static const char *const codec[] = { "none", "lz4", "zstd" };
+        _Static_assert(TMEM_COMPRESS_NONE == 0 && TMEM_COMPRESS_LZ4 == 1 &&
+                       TMEM_COMPRESS_ZSTD == 2, "codec names follow TMEM_COMPRESS_*");
+        for (int i = 0; i < 3; i++)
+            if (strcasecmp(v, codec[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        snprintf(why, whylen, "'%s' is not a codec (none, lz4, zstd)", v);
+        return -1;
+    }
+    case K_DOUBLE: {
+        double x;
+        if (parse_double(v, &x) != 0 || x < k->min || x > k->max) {
+            snprintf(why, whylen, "'%s' is not a number from %g to %g", v, k->min, k->max);
+            return -1;
+        }
+        *(double *)field = x;
+        return 0;
+    }
+    case K_SIZE: {
+        uint64_t bytes;
+        double pct;
+        if (tmd_parse_size(v, &bytes, &pct) != 0) {
+            snprintf(why, whylen, "'%s' is not a size (e.g. 512M, 4G, 1048576) or a "
+                     "percentage of MemTotal (e.g. 25%%)", v);
+            return -1;
+        }
+        *(uint64_t *)field = bytes;
+        *(double *)((char *)cfg + k->off2) = pct;
+        return 0;
+    }
+    }
+    snprintf(why, whylen, "internal error: key type");
+    return -1;
+}
+
+int tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
+                   const char *value, char *err, size_t errlen)
+{
+    const char *what = NULL;
+    char why[200];
+    const struct key *k = find_key(section, key, &what);
+    const char *sec = section && *section ? section : k ? k->section : "";
+    if (!k) {
+        snprintf(err, errlen, "%s%s%s: %s", sec, *sec ? "." : "", key, what);
+        return -1;
+    }
+    if (!value || apply(cfg, k, value, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s.%s: %s", k->section, k->name, value ? why : "no value");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * INI text: the default and files share this reader and handler
+ * ---------------------------------------------------------------------- */
+struct parse {
+    struct tmd_config *cfg;
+    const char *where;          /* file name, or "embedded default" */
+    /* the source: a FILE, else a string */
+    FILE *f;
+    const char *s;
+    int lineno;                 /* the line last handed to inih */
+    int err_line;               /* the first error found by us (0: none) */
+    char err[256];
+};
+
+/* Hands inih one line at a time, with the leading blanks stripped: an
+ * indented line is then an ordinary line, never inih's "continuation of the
+ * previous value", and our line count stays exact.  A line longer than
+ * inih's buffer is an error (we do not hand it over cut in two). */
+static char *reader(char *buf, int num, void *arg)
+{
+    struct parse *p = arg;
+    char line[1024];
+    size_t len = 0;
+    bool eof = true, too_long = false;
+    int c;
+    for (;;) {
+        if (p->f) {
+            c = getc(p->f);
+        } else {
+            c = *p->s ? (unsigned char)*p->s++ : EOF;
+        }
+        if (c == EOF)
+            break;
+        eof = false;
+        if (len < sizeof(line) - 1)
+            line[len++] = (char)c;
+        else
+            too_long = true;
+        if (c == '\n')
+            break;
+    }
+    if (eof)
+        return NULL;
+    line[len] = '\0';
+    p->lineno++;
+    char *start = line;
+    while (*start == ' ' || *start == '\t')
+        start++;
+    size_t n = strlen(start);
+    if (n && start[n - 1] != '\n' && n + 1 < sizeof(line)) {
+        start[n++] = '\n';      /* the last line of a text without a final newline */
+        start[n] = '\0';
+    }
+    if (too_long || num < 3 || n + 1 > (size_t)num) {
+        if (!p->err_line) {
+            p->err_line = p->lineno;
+            snprintf(p->err, sizeof(p->err), "%s:%d: line too long (at most %d characters)",
+                     p->where, p->lineno, num - 3);
+        }
+        start = "\n";
+        n = 1;
+    }
+    memcpy(buf, start, n + 1);
+    return buf;
+}
+
+static int handler(void *arg, const char *section, const char *name, const char *value)
+{
+    struct parse *p = arg;
+    if (p->err_line)
+        return 1;               /* one error is reported: the first */
+    char why[200];
+    const struct key *k = NULL;
+    const char *what = "a key outside a section";
+    if (*section)
+        k = find_key(section, name, &what);
+    if (!k) {
+        p->err_line = p->lineno;
+        snprintf(p->err, sizeof(p->err), "%s:%d: [%s] %s: %s", p->where, p->lineno, section,
+                 name, what);
+        return 0;
+    }
+    if (apply(p->cfg, k, value, why, sizeof(why)) != 0) {
+        p->err_line = p->lineno;
+        snprintf(p->err, sizeof(p->err), "%s:%d: [%s] %s: %s", p->where, p->lineno, section,
+                 name, why);
+        return 0;
+    }
+    return 1;
+}
+
+/* Parses the text of p's source into a copy of cfg, committed on success. */
+static int parse_ini(struct tmd_config *cfg, struct parse *p, char *err, size_t errlen)
+{
+    struct tmd_config tmp = *cfg;
+    p->cfg = &tmp;
+    int rc = ini_parse_stream(reader, p, handler, p);
+    if (rc != 0 && (p->err_line == 0 || (rc > 0 && rc < p->err_line))) {
+        /* inih's own complaint: a line that is neither a section, a key = value
+         * nor a comment (its count agrees with ours up to our first error) */
+        if (rc > 0)
+            snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+                     p->where, rc);
+        else
+            snprintf(err, errlen, "%s: cannot parse (%s)", p->where,
+                     rc == -2 ? "out of memory" : "read error");
+        return -1;
+    }
+    if (p->err_line) {
+        snprintf(err, errlen, "%s", p->err);
+        return -1;
+    }
+    *cfg = tmp;
+    return 0;
+}
+
+int tmd_config_default(struct tmd_config *cfg)
+{
+    char err[300];
+    memset(cfg, 0, sizeof(*cfg));
+    tmem_config_init(&cfg->engine);
+    struct parse p = { .where = "embedded default", .s = tmd_default_config };
+    if (parse_ini(cfg, &p, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tmemd: %s\n", err);       /* a bug: the tests catch it */
+        return -1;
+    }
+    return 0;
+}
+
+int tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct parse p = { .where = path, .f = f };
+    int rc = parse_ini(cfg, &p, err, errlen);
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Resolution against the host
+ * ---------------------------------------------------------------------- */
+/* MemTotal in bytes from a meminfo file, 0 if not found. */
+static uint64_t read_memtotal(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb > UINT64_MAX / 1024 ? 0 : (uint64_t)kb * 1024;
+}
+
+int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
+{
+    uint64_t total = 0;
+    bool need_total = cfg->max_memory_pct > 0 || cfg->reserve_pct > 0 || cfg->governor;
+    if (need_total) {
+        total = read_memtotal(cfg->meminfo_path);
+        if (!total) {
+            snprintf(err, errlen, "governor.meminfo: no MemTotal in %s%s", cfg->meminfo_path,
+                     cfg->governor ? "" : " (needed for percentages)");
+            return -1;
+        }
+    }
+    if (cfg->max_memory_pct > 0)
+        cfg->max_memory = (uint64_t)((double)total * cfg->max_memory_pct / 100.0) &
+                          ~(uint64_t)(TMEM_PAGE_SIZE - 1);
+    if (cfg->reserve_pct > 0) {
+        uint64_t floor = total / 2 < TMD_RESERVE_FLOOR ? total / 2 : TMD_RESERVE_FLOOR;
+        cfg->reserve = (uint64_t)((double)total * cfg->reserve_pct / 100.0);
+        if (cfg->reserve < floor)
+            cfg->reserve = floor;
+    }
+    if (cfg->max_memory < TMD_MIN_LIMIT) {
+        snprintf(err, errlen, "memory.max_memory: %llu bytes is below the minimum of 16 MiB",
+                 (unsigned long long)cfg->max_memory);
+        return -1;
+    }
+    if (cfg->governor && cfg->reserve >= total) {
+        snprintf(err, errlen, "governor.reserve: %llu bytes is not below MemTotal (%llu bytes)",
+                 (unsigned long long)cfg->reserve, (unsigned long long)total);
+        return -1;
+    }
+    if (cfg->governor && total - cfg->reserve < TMD_MIN_LIMIT) {
+        snprintf(err, errlen, "governor.reserve: leaves less than 16 MiB of MemTotal "
+                 "(%llu bytes) for tmem", (unsigned long long)total);
+        return -1;
+    }
+    if (strcmp(cfg->socket_path, cfg->control_path) == 0) {
+        snprintf(err, errlen, "daemon.control_socket: the same path as daemon.socket (%s)",
+                 cfg->socket_path);
+        return -1;
+    }
+    if (cfg->engine.compress_max == 0 || cfg->engine.compress_max >= TMEM_PAGE_SIZE) {
+        snprintf(err, errlen, "memory.compress_max: must be from 1 to %u",
+                 TMEM_PAGE_SIZE - 1);
+        return -1;
+    }
+    /* The engine is opened with the ceiling: its address space is sized
+     * from it, and the governor moves the limit below it. */
+    cfg->engine.max_bytes = cfg->max_memory;
+    return 0;
+}
