@@ -1,0 +1,138 @@
+/*
+ * td_harness.c - start and stop real tmemd processes (td_harness.h).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/ctl_client.h"
+#include "td_harness.h"
+
+#ifndef TMEMD_BIN
+#define TMEMD_BIN "tmemd"
+#endif
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+int td_start(td_t *d, const char *const *extra)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "/tmp/tmemd-test.XXXXXX");
+    if (!mkdtemp(d->dir)) {
+        perror("td_start: mkdtemp");
+        return -1;
+    }
+    snprintf(d->sock, sizeof(d->sock), "%s/c.sock", d->dir);
+    snprintf(d->ctl, sizeof(d->ctl), "%s/ctl.sock", d->dir);
+    const char *bin = getenv("TMEMD_BIN");
+    if (!bin)
+        bin = TMEMD_BIN;
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--socket";
+    argv[n++] = d->sock;
+    argv[n++] = "--control-socket";
+    argv[n++] = d->ctl;
+    argv[n++] = "--max-memory";
+    argv[n++] = "64M";
+    argv[n++] = "--set";
+    argv[n++] = "metrics.port=0";
+    argv[n++] = "--set";
+    argv[n++] = "governor.enabled=false";
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (!getenv("TD_VERBOSE")) {
+            char log[300];
+            snprintf(log, sizeof(log), "%s/tmemd.log", d->dir);
+            if (!freopen(log, "w", stderr))
+                _exit(126);
+        }
+        execv(bin, (char *const *)argv);
+        fprintf(stderr, "td_start: exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    d->pid = pid;
+    for (int i = 0; i < 1000; i++) {
+        struct stat st;
+        if (stat(d->sock, &st) == 0 && stat(d->ctl, &st) == 0)
+            return 0;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "td_start: tmemd exited early (status %d); log in %s/tmemd.log:\n",
+                    status, d->dir);
+            char cmd[300];
+            snprintf(cmd, sizeof(cmd), "cat %s/tmemd.log >&2", d->dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "(no log)\n");
+            d->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    fprintf(stderr, "td_start: tmemd not ready after 10 s\n");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    d->pid = 0;
+    return -1;
+}
+
+int td_wait_connections(const td_t *d, unsigned n)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct tmw_ctl_stats s;
+        if (tmc_stats(d->ctl, &s) == 0 && s.connections == n)
+            return 0;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+int td_stop(td_t *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    int status = 0, rc = -1;
+    for (int i = 0; i < 3000; i++) {
+        pid_t r = waitpid(d->pid, &status, WNOHANG);
+        if (r == d->pid) {
+            rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            break;
+        }
+        sleep_ms(10);
+    }
+    if (rc == -1 && !WIFSIGNALED(status)) {
+        fprintf(stderr, "td_stop: tmemd did not stop in 30 s: killed\n");
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+    }
+    if (rc != 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "tail -n 30 %s/tmemd.log >&2", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log)\n");
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "td_stop: could not remove %s\n", d->dir);
+    d->pid = 0;
+    return rc;
+}

@@ -1,0 +1,31 @@
+/*
+ * td_harness.h - real tmemd processes for integration tests: start one on
+ * temporary sockets, wait until it is ready, stop it and get its exit
+ * status (1 if its self-check found the engine inconsistent).
+ */
+#ifndef TMEM_TD_HARNESS_H
+#define TMEM_TD_HARNESS_H
+
+#include <sys/types.h>
+
+typedef struct td {
+    pid_t pid;
+    char dir[200];      /* a fresh temporary directory */
+    char sock[256];     /* the client socket */
+    char ctl[256];      /* the control socket */
+} td_t;
+
+/* Starts $TMEMD_BIN (or the build's tmemd) with --socket/--control-socket
+ * in a temporary directory, metrics and the governor off, --max-memory 64M,
+ * then extra_args (NULL-terminated, may be NULL; later options win).
+ * Waits until both sockets exist.  0, or -1 (a message on stderr). */
+int td_start(td_t *d, const char *const *extra_args);
+/* SIGTERM, waits (SIGKILL after 30 s), removes the directory.  Returns
+ * the daemon's exit status (0 clean), or -1 if it had to be killed or
+ * died of a signal. */
+int td_stop(td_t *d);
+/* Waits until the daemon reports n connected clients (its connection list
+ * catches up with closes asynchronously).  0, or -1 after 10 s. */
+int td_wait_connections(const td_t *d, unsigned n);
+
+#endif

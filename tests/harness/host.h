@@ -1,0 +1,36 @@
+/*
+ * host.h - where a semantic test runs: an in-process engine, or a real
+ * tmemd reached through tmem_connect() (the same test source is built both
+ * ways: TT_DAEMON=1 for the daemon).  Engine-side calls (statistics,
+ * administration, the self-check) go to the engine directly or through
+ * the control socket.
+ */
+#ifndef TMEM_TEST_HOST_H
+#define TMEM_TEST_HOST_H
+
+#include "tmem_test.h"
+
+#ifndef TT_DAEMON
+#define TT_DAEMON 0
+#endif
+
+typedef struct tt_host tt_host;
+
+/* An engine (or daemon) configured like cfg (NULL: defaults). */
+tt_host *th_open_cfg(const tmem_config_t *cfg);
+/* Shorthand as tt_open: max_bytes (0 default), codec, dedup. */
+tt_host *th_open(uint64_t max_bytes, int codec, int dedup);
+/* In-process: the engine; NULL through the daemon. */
+tmem_t  *th_engine(tt_host *h);
+tmem_client_t *th_client(tt_host *h, const char *name);
+/* Closes c and, through the daemon, waits until the daemon has dropped it. */
+void     th_client_close(tt_host *h, tmem_client_t *c);
+void     th_stats(tt_host *h, tmem_stats_t *out);
+int      th_client_info(tt_host *h, uint32_t id, tmem_client_info_t *out);
+int      th_freeze(tt_host *h, uint32_t id, int freeze);
+int      th_shared_auth(tt_host *h, uint32_t id, tmem_uuid_t uuid, int allow);
+/* The self-check passes (in-process tmem_check == 0; the daemon's exit
+ * status, which reports its own check), then everything is closed. */
+void     th_close(tt_host *h);
+
+#endif
