@@ -109,6 +109,9 @@ uint64_t tmd_now_ms(void);
 
 /* ---- server.c ---- */
 int  tmd_server_start(struct tmd *d);       /* binds both sockets, starts the listener */
+/* Checks a received HELLO of n bytes (n as recv reported it with MSG_TRUNC)
+ * and copies out its sanitised name.  0, -EPROTO, or -EPROTONOSUPPORT. */
+int  tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX]);
 void tmd_server_stop(struct tmd *d);        /* stops the listener, drops every client */
 /* The daemon-wide figures (engine stats included) for control and metrics. */
 void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *out);
@@ -128,6 +131,10 @@ struct tmd_worker_stats { atomic_uint_fast64_t requests, bad_requests, sleeps; }
 int  tmd_worker_start(struct tmd *d, struct tmd_worker **out, tmem_client_t *c, void *window,
                       struct tmd_worker_stats *st);
 void tmd_worker_stop(struct tmd_worker *w);   /* joins; the window stays mapped */
+/* Serves slot s (with its page) for engine client c if it is posted: the
+ * request decoder and dispatcher, apart for the fuzzer.  1 served, 0 not. */
+int  tmd_serve_request(tmem_client_t *c, struct tmw_slot *s, uint8_t *page,
+                       struct tmd_worker_stats *st);
 
 /* ---- control.c: the control socket ---- */
 int  tmd_control_init(struct tmd *d);

@@ -304,6 +304,20 @@ static void *make_window(struct tmd *d, uint32_t client_id, int *fd_out)
     return win;
 }
 
+int tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX])
+{
+    struct tmw_hello h;
+    if (n != (ssize_t)sizeof(h))
+        return -EPROTO;
+    memcpy(&h, msg, sizeof(h));
+    if (h.m.magic != TMW_MAGIC || h.m.type != TMW_MSG_HELLO || h.m.len != sizeof(h))
+        return -EPROTO;
+    if (h.m.version != TMW_VERSION)
+        return -EPROTONOSUPPORT;
+    sanitize_name(name, h.name, sizeof(h.name));
+    return 0;
+}
+
 /* Takes the parked client of (uid, name), if any. */
 static tmem_client_t *adopt_parked(struct tmd *d, uid_t uid, const char *name)
 {
@@ -332,17 +346,15 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         return errno == EAGAIN || errno == EINTR;
     if (n == 0)
         return false;
-    if ((size_t)n != sizeof(h) || h.m.magic != TMW_MAGIC || h.m.type != TMW_MSG_HELLO ||
-        h.m.len != sizeof(h) || h.m.version != TMW_VERSION) {
+    char name[TMW_NAME_MAX];
+    int bad = tmd_check_hello(&h, n, name);
+    if (bad) {
         atomic_fetch_add(&d->n.bad_msgs, 1);
         tmd_log(LOG_WARNING, "pid %d uid %u: malformed HELLO (%zd bytes): dropped",
                 (int)k->pid, (unsigned)k->uid, n);
-        send_refusal(k->fd, (size_t)n == sizeof(h) && h.m.magic == TMW_MAGIC &&
-                                    h.m.version != TMW_VERSION ? -EPROTONOSUPPORT : -EPROTO);
+        send_refusal(k->fd, bad);
         return false;
     }
-    char name[TMW_NAME_MAX];
-    sanitize_name(name, h.name, sizeof(h.name));
     tmem_client_t *c = adopt_parked(d, k->uid, name);
     bool adopted = c != NULL;
     if (!c)

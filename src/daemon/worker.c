@@ -46,10 +46,9 @@ struct tmd_worker {
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 
-/* Serves slot i if it is posted.  1 served, 0 not posted. */
-static int serve(struct tmd_worker *w, unsigned i)
+int tmd_serve_request(tmem_client_t *c, struct tmw_slot *s, uint8_t *page,
+                      struct tmd_worker_stats *st)
 {
-    struct tmw_slot *s = &w->slots[i];
     if (atomic_load_explicit(&s->state, memory_order_acquire) != TMW_POSTED)
         return 0;
     uint32_t op = READ_ONCE(s->op);
@@ -57,42 +56,41 @@ static int serve(struct tmd_worker *w, unsigned i)
     uint32_t index = READ_ONCE(s->index);
     uint32_t arg = READ_ONCE(s->arg);
     tmem_oid_t oid = { { READ_ONCE(s->oid[0]), READ_ONCE(s->oid[1]), READ_ONCE(s->oid[2]) } };
-    uint8_t *page = w->pages + (size_t)i * TMEM_PAGE_SIZE;
     int rc;
     switch (op) {
     case TMW_OP_PUT:
-        rc = tmem_put_page(w->c, pool_id, oid, index, page);
+        rc = tmem_put_page(c, pool_id, oid, index, page);
         break;
     case TMW_OP_GET:
-        rc = tmem_get_page(w->c, pool_id, oid, index, page);
+        rc = tmem_get_page(c, pool_id, oid, index, page);
         break;
     case TMW_OP_FLUSH_PAGE:
-        rc = tmem_flush_page(w->c, pool_id, oid, index);
+        rc = tmem_flush_page(c, pool_id, oid, index);
         break;
     case TMW_OP_FLUSH_OBJECT:
-        rc = tmem_flush_object(w->c, pool_id, oid);
+        rc = tmem_flush_object(c, pool_id, oid);
         break;
     case TMW_OP_NEW_POOL: {
         tmem_uuid_t u = { oid.oid[0], oid.oid[1] };
-        rc = tmem_new_pool(w->c, u, arg);
+        rc = tmem_new_pool(c, u, arg);
         break;
     }
     case TMW_OP_DESTROY_POOL:
-        rc = tmem_destroy_pool(w->c, pool_id);
+        rc = tmem_destroy_pool(c, pool_id);
         break;
     case TMW_OP_POOL_IS_SHARED:
-        rc = tmem_pool_is_shared(w->c, pool_id);
+        rc = tmem_pool_is_shared(c, pool_id);
         break;
     default:
         rc = -EINVAL;
-        atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->bad_requests, 1, memory_order_relaxed);
         break;
     }
     *(volatile int32_t *)&s->result = rc;
     atomic_store(&s->state, TMW_DONE);          /* seq_cst: then the waiter load */
     if (atomic_load(&s->waiter))
         tm_futex_wake(&s->state, 1);
-    atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->requests, 1, memory_order_relaxed);
     return 1;
 }
 
@@ -109,7 +107,8 @@ static void *worker_main(void *arg)
             while (m) {
                 unsigned i = (unsigned)__builtin_ctz(m);
                 m &= m - 1;
-                served += (unsigned)serve(w, i);
+                served += (unsigned)tmd_serve_request(w->c, &w->slots[i],
+                                                      w->pages + (size_t)i * TMEM_PAGE_SIZE, w->st);
             }
             if (served) {
                 spurious = 0;
