@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,6 +36,7 @@
 #include "proto/wire.h"
 
 #define TMR_SPIN_NS   60000u            /* 60 us */
+#define TMR_PAUSE_SPINS 256u            /* pauses before spinning turns to yielding */
 #define TMR_CHECK_NS  100000000u        /* 100 ms */
 #define TMR_HELLO_TIMEOUT_S 10
 
@@ -73,8 +75,8 @@ static int hello(int sock, const char *name, struct tmw_hello_reply *rep, int *f
     h.m.version = TMW_VERSION;
     h.m.type = TMW_MSG_HELLO;
     h.m.len = sizeof(h);
-    if (name)
-        strncpy(h.name, name, sizeof(h.name));      /* need not be terminated */
+    if (name)       /* need not be terminated */
+        memcpy(h.name, name, strnlen(name, sizeof(h.name)));
     if (send(sock, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h))
         return -errno;
 
@@ -231,8 +233,15 @@ static int wait_done(struct tmr_client *r, struct tmw_slot *s)
     for (unsigned n = 1;; n++) {
         if (atomic_load_explicit(&s->state, memory_order_acquire) == TMW_DONE)
             return 0;
-        tm_cpu_relax();
-        if ((n & 63) == 0 && tm_now_ns() - start > TMR_SPIN_NS)
+        /* pause for the first microseconds, then yield: when more threads
+         * spin than there are CPUs (several clients and their workers on
+         * two vCPUs), a pure spin keeps the worker we wait for off the CPU
+         * for a whole time slice */
+        if (n < TMR_PAUSE_SPINS)
+            tm_cpu_relax();
+        else
+            sched_yield();
+        if ((n & 15) == 0 && tm_now_ns() - start > TMR_SPIN_NS)
             break;
     }
     atomic_store(&s->waiter, 1);    /* seq_cst: the daemon's DONE then waiter load */

@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,7 @@
 #define SLEEP_TIMEOUT_NS  1000000000u   /* 1 s: the longest a stop can wait */
 #define SPURIOUS_LIMIT    1024u         /* doorbell rounds without work before a pause */
 #define SPURIOUS_PAUSE_NS 1000000u      /* 1 ms */
+#define PAUSE_SPINS       256u          /* idle pauses before spinning turns to yielding */
 
 struct tmd_worker {
     struct tmd *d;
@@ -123,8 +125,13 @@ static void *worker_main(void *arg)
                 spurious = 0;
             }
         }
-        if ((++spins & 31) != 0 || tm_now_ns() - idle_since < w->spin_ns) {
-            tm_cpu_relax();
+        if ((++spins & 15) != 0 || tm_now_ns() - idle_since < w->spin_ns) {
+            /* as the client does (remote.c): pause, then yield, so that an
+             * oversubscribed CPU goes to whoever has work */
+            if (spins < PAUSE_SPINS)
+                tm_cpu_relax();
+            else
+                sched_yield();
             continue;
         }
         atomic_store(&h->sleeping, 1);          /* seq_cst: then the pending load */
