@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -595,6 +596,45 @@ static void governor_relinquishes_under_pressure(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Started by systemd (NOTIFY_SOCKET set), the daemon says READY=1 once its
+ * sockets exist, and STOPPING=1 when it stops. */
+static void notifies_systemd(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tmem-notify.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir);
+    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(ns, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = { 10, 0 };
+    setsockopt(ns, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    td_t d;
+    int started = td_start(&d, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    assert_int_equal(started, 0);
+    char msg[512];
+    ssize_t n = recv(ns, msg, sizeof(msg) - 1, 0);
+    assert_true(n > 0);
+    msg[n] = '\0';
+    assert_non_null(strstr(msg, "READY=1"));
+    struct stat st;
+    assert_int_equal(stat(d.sock, &st), 0);     /* ready means the sockets exist */
+    char ctl[256];
+    snprintf(ctl, sizeof(ctl), "%s", d.ctl);
+    assert_int_equal(td_stop(&d), 0);
+    n = recv(ns, msg, sizeof(msg) - 1, 0);
+    assert_true(n > 0);
+    msg[n] = '\0';
+    assert_non_null(strstr(msg, "STOPPING=1"));
+    assert_int_not_equal(stat(ctl, &st), 0);    /* and the sockets are gone */
+    close(ns);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
     seed = tt_seed_from_args(argc, argv, "test_daemon");
@@ -607,6 +647,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(hostile_window),
         cmocka_unit_test(other_clients_pool_ids),
         cmocka_unit_test(governor_relinquishes_under_pressure),
+        cmocka_unit_test(notifies_systemd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
