@@ -1,5 +1,458 @@
-/* metrics.c - placeholder while it is written (this session) */
+/*
+ * metrics.c - Prometheus text exposition (format 0.0.4) on
+ * http://127.0.0.1:PORT/metrics, served by libmicrohttpd's own thread.
+ *
+ * Every scrape takes a fresh snapshot (tmd_stats_snapshot,
+ * tmd_clients_snapshot) and renders it: engine totals (tmem_*), the
+ * daemon's counters and the governor (tmemd_*), and per-client series
+ * (tmem_client_*{client="id",name="..."}).  docs/configuration.md lists
+ * every metric.  Only GET and HEAD of /metrics are served: other paths are
+ * 404, other methods 405.  Port 0 in the configuration: no endpoint; -1: any
+ * free port (tests read it back with tmd_metrics_port).
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <syslog.h>
+
 #include "daemon/daemon.h"
-int tmd_metrics_start(struct tmd *d) { (void)d; return -1; }
-void tmd_metrics_stop(struct tmd *d) { (void)d; }
-uint32_t tmd_metrics_port(struct tmd *d) { (void)d; return 0; }
+
+struct tmd_metrics {
+    struct MHD_Daemon *mhd;
+    uint16_t port;
+};
+
+/* ------------------------------------------------------------------------
+ * A growing text buffer
+ * ---------------------------------------------------------------------- */
+struct text {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+    if (t->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)n;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+/* A label value, escaped as the format asks: backslash, double quote and
+ * line feed. */
+static void add_escaped(struct text *t, const char *s, size_t max)
+{
+    for (size_t i = 0; i < max && s[i]; i++) {
+        char c = s[i];
+        if (c == '\\')
+            add(t, "\\\\");
+        else if (c == '"')
+            add(t, "\\\"");
+        else if (c == '\n')
+            add(t, "\\n");
+        else
+            add(t, "%c", c);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The metrics, as tables over the snapshot structures.  Rows of one family
+ * are consecutive; the first row of a family carries HELP and TYPE.
+ * ---------------------------------------------------------------------- */
+enum width { U64, U32, S32 };
+
+struct row {
+    const char *name;
+    char type;                  /* 'c' counter, 'g' gauge */
+    const char *help;           /* NULL: same family as the row before */
+    size_t off;
+    enum width w;
+    const char *label;          /* extra label, e.g. kind="ephemeral"; NULL none */
+};
+
+#define S(m) offsetof(struct tmw_ctl_stats, m)
+#define E(m) offsetof(struct tmw_ctl_stats, engine.m)
+
+static const struct row stats_rows[] = {
+    /* the engine: what it holds */
+    { "tmem_pages", 'g', "Pages held, by pool kind.", E(ephemeral_pages), U64,
+      "kind=\"ephemeral\"" },
+    { "tmem_pages", 'g', NULL, E(persistent_pages), U64, "kind=\"persistent\"" },
+    { "tmem_held_bytes", 'g', "Memory the engine holds: its frames (in use and free) and "
+      "metadata.", E(bytes_held), U64, NULL },
+    { "tmem_limit_bytes", 'g', "The engine's current limit (set by the governor).",
+      E(max_bytes), U64, NULL },
+    { "tmem_frames_held", 'g', "Resident 4 KiB frames, in use and free.", E(frames_held), U64,
+      NULL },
+    { "tmem_frames_free", 'g', "Resident frames on the free list.", E(frames_free), U64, NULL },
+    { "tmem_frames_whole", 'g', "Frames holding one uncompressed page.", E(frames_whole), U64,
+      NULL },
+    { "tmem_frames_compressed", 'g', "Frames holding compressed fragments.", E(frames_zalloc),
+      U64, NULL },
+    { "tmem_frames_lent", 'g', "Frames handed out by the relinquish API.", E(frames_lent), U64,
+      NULL },
+    { "tmem_metadata_bytes", 'g', "Metadata: descriptors, objects, maps, pools, clients.",
+      E(meta_bytes), U64, NULL },
+    { "tmem_compressed_data_bytes", 'g', "Bytes of compressed fragments, as allocated.",
+      E(zalloc_bytes_used), U64, NULL },
+    { "tmem_stored_pages", 'g', "Pages held, by how they are stored.", E(pages_whole), U64,
+      "form=\"whole\"" },
+    { "tmem_stored_pages", 'g', NULL, E(pages_compressed), U64, "form=\"compressed\"" },
+    { "tmem_stored_pages", 'g', NULL, E(pages_same_filled), U64, "form=\"same_filled\"" },
+    { "tmem_deduped_pages", 'g', "Pages stored as a reference to an identical page's data.",
+      E(pages_deduped), U64, NULL },
+    { "tmem_dedup_bodies", 'g', "Distinct data in the dedup index.", E(bodies), U64, NULL },
+    { "tmem_clients", 'g', "Engine clients open (connected and parked).", E(clients), U64,
+      NULL },
+    { "tmem_pools", 'g', "Pools (a shared pool counts once).", E(pools), U64, NULL },
+    { "tmem_objects", 'g', "Objects.", E(objects), U64, NULL },
+    /* the engine: outcomes */
+    { "tmem_puts_total", 'c', "Puts.", E(puts), U64, NULL },
+    { "tmem_puts_stored_total", 'c', "Puts that stored their page.", E(puts_ok), U64, NULL },
+    { "tmem_puts_refused_total", 'c', "Puts refused, by reason.", E(refused_nomem), U64,
+      "reason=\"nomem\"" },
+    { "tmem_puts_refused_total", 'c', NULL, E(refused_quota), U64, "reason=\"quota\"" },
+    { "tmem_puts_refused_total", 'c', NULL, E(refused_frozen), U64, "reason=\"frozen\"" },
+    { "tmem_alloc_failed_total", 'c', "Internal allocations that failed (refused puts).",
+      E(alloc_failed), U64, NULL },
+    { "tmem_gets_total", 'c', "Gets.", E(gets), U64, NULL },
+    { "tmem_gets_hit_total", 'c', "Gets that found their page.", E(gets_hit), U64, NULL },
+    { "tmem_flushes_total", 'c', "Page flushes.", E(flushes), U64, NULL },
+    { "tmem_flush_objects_total", 'c', "Object flushes.", E(flush_objects), U64, NULL },
+    { "tmem_flushed_pages_total", 'c', "Pages removed by flushes.", E(flushed_pages), U64,
+      NULL },
+    { "tmem_duplicate_puts_total", 'c', "Puts over a page already held, by outcome.",
+      E(dup_puts_replaced), U64, "outcome=\"replaced\"" },
+    { "tmem_duplicate_puts_total", 'c', NULL, E(dup_puts_flushed), U64, "outcome=\"flushed\"" },
+    { "tmem_compress_poor_total", 'c', "Pages that did not compress below compress_max.",
+      E(compress_poor), U64, NULL },
+    { "tmem_dedup_hits_total", 'c', "Puts that found an identical page.", E(dedup_hits), U64,
+      NULL },
+    { "tmem_evictions_total", 'c', "Ephemeral pages evicted.", E(evictions), U64, NULL },
+    { "tmem_evict_attempts_total", 'c', "Eviction attempts.", E(evict_attempts), U64, NULL },
+    { "tmem_evict_skipped_busy_total", 'c', "Eviction candidates skipped because busy.",
+      E(evict_skipped_busy), U64, NULL },
+    { "tmem_relinquished_frames_total", 'c', "Frames given back to the OS.",
+      E(relinquished_frames), U64, NULL },
+    { "tmem_lent_frames_total", 'c', "Frames handed out by the relinquish API.",
+      E(lent_frames), U64, NULL },
+    { "tmem_bad_calls_total", 'c', "Calls rejected, by reason.", E(bad_pool), U64,
+      "reason=\"pool\"" },
+    { "tmem_bad_calls_total", 'c', NULL, E(bad_args), U64, "reason=\"args\"" },
+    { "tmem_bad_calls_total", 'c', NULL, E(bad_closed), U64, "reason=\"closed\"" },
+    /* the daemon */
+    { "tmemd_connections", 'g', "Clients connected now.", S(connections), U64, NULL },
+    { "tmemd_parked_clients", 'g', "Restored clients waiting for their owner.", S(parked),
+      U64, NULL },
+    { "tmemd_connections_accepted_total", 'c', "Client connections accepted.", S(accepted),
+      U64, NULL },
+    { "tmemd_connections_refused_total", 'c', "Client connections refused.", S(refused_conn),
+      U64, NULL },
+    { "tmemd_bad_messages_total", 'c', "Malformed socket messages.", S(bad_msgs), U64, NULL },
+    { "tmemd_requests_total", 'c', "Window requests served.", S(requests), U64, NULL },
+    { "tmemd_bad_requests_total", 'c', "Malformed window requests.", S(bad_requests), U64,
+      NULL },
+    { "tmemd_worker_sleeps_total", 'c', "Times a worker went to sleep.", S(worker_sleeps), U64,
+      NULL },
+    { "tmemd_control_refused_total", 'c', "Control connections refused (not an "
+      "administrator).", S(ctl_refused), U64, NULL },
+    /* the governor */
+    { "tmemd_governor_limit_bytes", 'g', "The limit the governor set.", S(gov_limit), U64,
+      NULL },
+    { "tmemd_governor_max_bytes", 'g', "The configured ceiling (max_memory).", S(gov_max), U64,
+      NULL },
+    { "tmemd_governor_reserve_bytes", 'g', "Host memory the governor leaves alone.",
+      S(gov_reserve), U64, NULL },
+    { "tmemd_governor_mem_available_bytes", 'g', "MemAvailable at the last reading.",
+      S(gov_mem_available), U64, NULL },
+    { "tmemd_governor_shrinks_total", 'c', "Times the governor lowered the limit.",
+      S(gov_shrinks), U64, NULL },
+    { "tmemd_governor_grows_total", 'c', "Times the governor raised the limit.", S(gov_grows),
+      U64, NULL },
+    { "tmemd_governor_pages_evicted_total", 'c', "Ephemeral pages evicted while the governor "
+      "lowered the limit.", S(gov_pages_evicted), U64, NULL },
+    { "tmemd_governor_pages_released_total", 'c', "Frames given back to the OS while the "
+      "governor lowered the limit.", S(gov_pages_released), U64, NULL },
+};
+
+#undef S
+#undef E
+#define C(m) offsetof(struct tmw_ctl_client, m)
+#define I(m) offsetof(struct tmw_ctl_client, info.m)
+
+static const struct row client_rows[] = {
+    { "tmem_client_pages", 'g', "Pages a client holds, by pool kind.", I(ephemeral_pages),
+      U64, "kind=\"ephemeral\"" },
+    { "tmem_client_pages", 'g', NULL, I(persistent_pages), U64, "kind=\"persistent\"" },
+    { "tmem_client_pools", 'g', "Pools a client has.", I(nr_pools), U32, NULL },
+    { "tmem_client_weight", 'g', "A client's weight in eviction.", I(weight), U32, NULL },
+    { "tmem_client_cap_pages", 'g', "A client's persistent-page cap (0 none).", I(cap), U64,
+      NULL },
+    { "tmem_client_frozen", 'g', "1 if a client's puts are refused (frozen).", I(frozen), S32,
+      NULL },
+    { "tmem_client_parked", 'g', "1 if a client is restored and waits for its owner.",
+      C(parked), U32, NULL },
+    { "tmem_client_puts_total", 'c', "A client's puts.", I(puts), U64, NULL },
+    { "tmem_client_puts_stored_total", 'c', "A client's puts that stored their page.",
+      I(puts_ok), U64, NULL },
+    { "tmem_client_puts_refused_total", 'c', "A client's refused puts, by reason.",
+      I(refused_nomem), U64, "reason=\"nomem\"" },
+    { "tmem_client_puts_refused_total", 'c', NULL, I(refused_quota), U64, "reason=\"quota\"" },
+    { "tmem_client_puts_refused_total", 'c', NULL, I(refused_frozen), U64,
+      "reason=\"frozen\"" },
+    { "tmem_client_gets_total", 'c', "A client's gets.", I(gets), U64, NULL },
+    { "tmem_client_gets_hit_total", 'c', "A client's gets that found their page.",
+      I(gets_hit), U64, NULL },
+    { "tmem_client_flushes_total", 'c', "A client's page flushes.", I(flushes), U64, NULL },
+    { "tmem_client_evicted_pages_total", 'c', "A client's ephemeral pages evicted.",
+      I(evicted), U64, NULL },
+    { "tmem_client_compressed_pages_total", 'c', "A client's pages stored compressed.",
+      I(compressed_pages), U64, NULL },
+    { "tmem_client_compressed_bytes_total", 'c', "Compressed bytes of those pages.",
+      I(compressed_bytes), U64, NULL },
+    { "tmem_client_compress_poor_total", 'c', "A client's pages that did not compress below "
+      "compress_max.", I(compress_poor), U64, NULL },
+    { "tmem_client_requests_total", 'c', "Window requests served for a client.", C(requests),
+      U64, NULL },
+    { "tmem_client_bad_requests_total", 'c', "A client's malformed window requests.",
+      C(bad_requests), U64, NULL },
+};
+
+#undef C
+#undef I
+
+static void add_family(struct text *t, const struct row *r)
+{
+    add(t, "# HELP %s %s\n# TYPE %s %s\n", r->name, r->help, r->name,
+        r->type == 'c' ? "counter" : "gauge");
+}
+
+static void add_value(struct text *t, const void *base, const struct row *r)
+{
+    const char *p = (const char *)base + r->off;
+    if (r->w == U64) {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        add(t, " %" PRIu64 "\n", v);
+    } else if (r->w == U32) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        add(t, " %" PRIu32 "\n", v);
+    } else {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        add(t, " %" PRId32 "\n", v);
+    }
+}
+
+/* The client labels: client="id",name="..." */
+static void add_client_labels(struct text *t, const struct tmw_ctl_client *c)
+{
+    add(t, "client=\"%" PRIu32 "\",name=\"", c->info.id);
+    add_escaped(t, c->info.name, sizeof(c->info.name));
+    add(t, "\"");
+}
+
+static void render(struct tmd *d, struct text *t)
+{
+    struct tmw_ctl_stats s;
+    tmd_stats_snapshot(d, &s);
+    struct tmw_ctl_client *cl = NULL;
+    size_t ncl = 0;
+    if (tmd_clients_snapshot(d, &cl, &ncl) != 0) {
+        cl = NULL;
+        ncl = 0;
+    }
+
+    for (size_t i = 0; i < sizeof(stats_rows) / sizeof(stats_rows[0]); i++) {
+        const struct row *r = &stats_rows[i];
+        if (r->help)
+            add_family(t, r);
+        add(t, "%s", r->name);
+        if (r->label)
+            add(t, "{%s}", r->label);
+        add_value(t, &s, r);
+    }
+    add(t, "# HELP tmemd_governor_psi_some_avg10 PSI memory \"some avg10\" at the last reading "
+        "(percent; 0 when the host has no PSI).\n# TYPE tmemd_governor_psi_some_avg10 gauge\n"
+        "tmemd_governor_psi_some_avg10 %" PRIu64 ".%02" PRIu64 "\n",
+        s.gov_psi_some_avg10_x100 / 100, s.gov_psi_some_avg10_x100 % 100);
+    add(t, "# HELP tmemd_governor_enabled 1 if the governor moves the limit.\n"
+        "# TYPE tmemd_governor_enabled gauge\ntmemd_governor_enabled %d\n",
+        d->cfg.governor ? 1 : 0);
+    add(t, "# HELP tmemd_uptime_seconds Seconds since the daemon started.\n"
+        "# TYPE tmemd_uptime_seconds gauge\ntmemd_uptime_seconds %" PRIu64 ".%03" PRIu64 "\n",
+        s.uptime_ms / 1000, s.uptime_ms % 1000);
+
+    /* per client: one info series with the identity, then the figures */
+    add(t, "# HELP tmem_client_info A client's identity (the value is 1).\n"
+        "# TYPE tmem_client_info gauge\n");
+    for (size_t k = 0; k < ncl; k++) {
+        add(t, "tmem_client_info{");
+        add_client_labels(t, &cl[k]);
+        add(t, ",uid=\"%" PRIu32 "\",gid=\"%" PRIu32 "\",pid=\"%" PRId32 "\"} 1\n", cl[k].uid,
+            cl[k].gid, cl[k].pid);
+    }
+    for (size_t i = 0; i < sizeof(client_rows) / sizeof(client_rows[0]); i++) {
+        const struct row *r = &client_rows[i];
+        if (r->help)
+            add_family(t, r);
+        for (size_t k = 0; k < ncl; k++) {
+            add(t, "%s{", r->name);
+            add_client_labels(t, &cl[k]);
+            if (r->label)
+                add(t, ",%s", r->label);
+            add(t, "}");
+            add_value(t, &cl[k], r);
+        }
+    }
+    free(cl);
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP
+ * ---------------------------------------------------------------------- */
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
+                                  const char *text)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
+                                                             MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct tmd *d = cls;
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)req_cls;
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    if (!get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    if (strcmp(url, "/metrics") != 0)
+        return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
+
+    struct text t = { .cap = 16384 };
+    t.p = malloc(t.cap);
+    if (!t.p)
+        return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    render(d, &t);
+    if (t.oom) {
+        free(t.p);
+        return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(t.len, t.p,
+                                                                                 free);
+    if (!r) {
+        free(t.p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    tmd_log(LOG_WARNING, "metrics: %s", line);
+}
+
+int tmd_metrics_start(struct tmd *d)
+{
+    int port = d->cfg.metrics_port;
+    if (port == 0) {
+        tmd_log(LOG_INFO, "metrics: off");
+        return 0;
+    }
+    struct tmd_metrics *m = calloc(1, sizeof(*m));
+    if (!m) {
+        tmd_log(LOG_ERR, "metrics: out of memory");
+        return -1;
+    }
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(port < 0 ? 0 : (uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    m->mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+                              port < 0 ? 0 : (uint16_t)port, NULL, NULL, on_request, d,
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&sa,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+                              MHD_OPTION_END);
+    if (!m->mhd) {
+        tmd_log(LOG_ERR, "metrics: cannot serve on 127.0.0.1:%d (in use? set metrics.port, "
+                "or 0 to turn metrics off)", port < 0 ? 0 : port);
+        free(m);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    m->port = info ? info->port : (uint16_t)port;
+    /* published once complete: control threads read it (tmd_stats_snapshot) */
+    __atomic_store_n(&d->metrics, m, __ATOMIC_RELEASE);
+    tmd_log(LOG_INFO, "metrics: http://127.0.0.1:%u/metrics", m->port);
+    return 0;
+}
+
+void tmd_metrics_stop(struct tmd *d)
+{
+    struct tmd_metrics *m = __atomic_exchange_n(&d->metrics, NULL, __ATOMIC_ACQ_REL);
+    if (!m)
+        return;
+    MHD_stop_daemon(m->mhd);     /* waits for its thread: a reader of m is long done */
+    free(m);
+}
+
+uint32_t tmd_metrics_port(struct tmd *d)
+{
+    struct tmd_metrics *m = __atomic_load_n(&d->metrics, __ATOMIC_ACQUIRE);
+    return m ? m->port : 0;
+}
