@@ -70,8 +70,8 @@
         }                                                                          \
     } while (0)
 
-#define ENGINE_BYTES  (4u << 20)    /* small: eviction and refusals are reachable */
-#define MAX_CALLS     2048u         /* per input: bounds the time of one input */
+#define ENGINE_BYTES  (1u << 20)    /* small: eviction and refusals are reachable */
+#define MAX_CALLS     1024u         /* per input: bounds the time of one input */
 #define EVICT_PAGES   32u
 #define CAP_PAGES     16u
 

@@ -153,9 +153,9 @@ def request_seeds():
     s.append(inp(0, rec(PUT, A_PERS, 0, page=RND(5)), rec(GET, A_PERS, 0, page=ZERO),
                  rec(PUT, A_EPH, 0, page=(KEEPPAGE,)), rec(GET, A_EPH, 0, page=ZERO)))
     # memory pressure: ephemeral eviction, persistent refusal, host eviction
-    s.append(inp(0, *[rec(PUT, A_EPH, i * 256, page=RND(1000 * (i + 1)), count=256) for i in range(5)],
-                 rec(GET, A_EPH, 0), rec(GET, A_EPH, 1279)))
-    s.append(inp(0, *[rec(PUT, A_PERS, i * 256, page=RND(1000 * (i + 7)), count=256) for i in range(5)],
+    s.append(inp(0, *[rec(PUT, A_EPH, i * 256, page=RND(1000 * (i + 1)), count=256) for i in range(2)],
+                 rec(GET, A_EPH, 0), rec(GET, A_EPH, 511)))
+    s.append(inp(0, *[rec(PUT, A_PERS, i * 256, page=RND(1000 * (i + 7)), count=256) for i in range(2)],
                  rec(PUT, A_EPH, 0, page=RND(1)), rec(FLUSH_OBJECT, A_PERS),
                  rec(PUT, A_EPH, 0, page=RND(1))))
     s.append(inp(0, rec(PUT, A_EPH, 0, page=RND(3), count=100),

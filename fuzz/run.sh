@@ -13,6 +13,7 @@
 #   TMEM_FUZZ_NO_MERGE=1  keep the new inputs in build-fuzz/new/<target>/ only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+top=$PWD
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
@@ -53,10 +54,12 @@ for t in "${targets[@]}"; do
     art=$build/artifacts/$t
     mkdir -p "$corpus" "$new" "$art"
     echo "== fuzz_$t: ${secs}s from $corpus ($(ls "$corpus" | wc -l) inputs)"
-    if ! "$build/fuzz/fuzz_$t" -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
-            -jobs="${TMEM_FUZZ_JOBS:-1}" -workers="${TMEM_FUZZ_JOBS:-1}" \
-            -print_final_stats=1 -artifact_prefix="$art/" "$new" "$corpus" \
-            2> "$build/fuzz_$t.log"; then
+    jobs=${TMEM_FUZZ_JOBS:-1}
+    par=()          # workers write fuzz-N.log into the current directory: build-fuzz
+    [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs")
+    if ! (cd "$build" && "./fuzz/fuzz_$t" -max_total_time="$secs" -max_len="$max_len" \
+            -timeout=10 "${par[@]}" -print_final_stats=1 -artifact_prefix="$top/$art/" \
+            "$top/$new" "$top/$corpus" 2> "$top/$build/fuzz_$t.log"); then
         status=1
         echo "fuzz_$t FAILED: see $build/fuzz_$t.log and $art/"
         grep -E "ERROR|invariant|SUMMARY|Test unit written" "$build/fuzz_$t.log" | head -20 || true

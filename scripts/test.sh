@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh - installs what is missing, builds, and passes every test:
 #   1. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#      (Debug, warnings are errors);
+#      (Debug, warnings are errors), the replay of the committed fuzz corpus
+#      included (ctest fuzz_replay_*: fuzz/, docs/fuzzing.md);
 #   2. the concurrency tests under ThreadSanitizer;
 #   3. a Release build (warnings are errors), the quick tests, and the
 #      installed library used through pkg-config by a fresh program.
