@@ -1,0 +1,282 @@
+/*
+ * test_metrics.c - the Prometheus endpoint of an in-process daemon (server,
+ * governor off, metrics on an ephemeral port): GET /metrics is well-formed
+ * text exposition 0.0.4 (HELP and TYPE once per family before its samples,
+ * counters named _total, label values escaped), carries the engine, daemon,
+ * governor and per-client series of a connected and a parked client; HEAD
+ * has no body; other paths are 404 and other methods 405; port 0 is off.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "daemon/daemon.h"
+
+static char dir[] = "/tmp/tmem-metrics.XXXXXX";
+
+/* One HTTP/1.0 exchange; returns the whole response (malloc'ed). */
+static char *http(uint32_t port, const char *request)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    size_t len = strlen(request);
+    assert_int_equal(write(s, request, len), (ssize_t)len);
+    size_t cap = 1 << 16, used = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        if (cap - used < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        ssize_t n = read(s, buf + used, cap - used - 1);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        used += (size_t)n;
+    }
+    buf[used] = '\0';
+    close(s);
+    return buf;
+}
+
+static const char *body_of(const char *resp)
+{
+    const char *b = strstr(resp, "\r\n\r\n");
+    assert_non_null(b);
+    return b + 4;
+}
+
+/* Parses {k="v",...}: names [a-zA-Z_][a-zA-Z0-9_]*, values with only \\ \" \n
+ * escapes.  Returns the text after '}', or NULL. */
+static const char *parse_labels(const char *p)
+{
+    if (*p != '{')
+        return p;
+    p++;
+    while (*p != '}') {
+        if (!isalpha((unsigned char)*p) && *p != '_')
+            return NULL;
+        while (isalnum((unsigned char)*p) || *p == '_')
+            p++;
+        if (*p++ != '=' || *p++ != '"')
+            return NULL;
+        while (*p != '"') {
+            if (*p == '\0' || *p == '\n')
+                return NULL;
+            if (*p == '\\') {
+                p++;
+                if (*p != '\\' && *p != '"' && *p != 'n')
+                    return NULL;
+            }
+            p++;
+        }
+        p++;
+        if (*p == ',')
+            p++;
+        else if (*p != '}')
+            return NULL;
+    }
+    return p + 1;
+}
+
+/* Checks the exposition rules this endpoint promises; returns the number of
+ * samples. */
+static int check_exposition(const char *text)
+{
+    char family[128] = "", type[16] = "";
+    char seen[300][128];
+    int nseen = 0, samples = 0;
+    const char *line = text;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);               /* every line ends with \n */
+        char l[1024];
+        size_t n = (size_t)(end - line);
+        assert_true(n < sizeof(l));
+        memcpy(l, line, n);
+        l[n] = '\0';
+        line = end + 1;
+        if (strncmp(l, "# HELP ", 7) == 0) {
+            assert_int_equal(sscanf(l + 7, "%127s", family), 1);
+            for (int i = 0; i < nseen; i++)
+                if (strcmp(seen[i], family) == 0)
+                    fail_msg("family %s appears twice", family);
+            assert_true(nseen < 300);
+            strcpy(seen[nseen++], family);
+            type[0] = '\0';
+            continue;
+        }
+        if (strncmp(l, "# TYPE ", 7) == 0) {
+            char name[128];
+            assert_int_equal(sscanf(l + 7, "%127s %15s", name, type), 2);
+            assert_string_equal(name, family);
+            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+            size_t fl = strlen(family);
+            if (strcmp(type, "counter") == 0)
+                assert_true(fl > 6 && strcmp(family + fl - 6, "_total") == 0);
+            continue;
+        }
+        assert_true(l[0] != '#' && l[0] != '\0');
+        size_t fl = strlen(family);
+        if (strncmp(l, family, fl) != 0 || (l[fl] != '{' && l[fl] != ' '))
+            fail_msg("sample outside its family %s: %s", family, l);
+        assert_true(type[0] != '\0');
+        const char *p = parse_labels(l + fl);
+        if (!p || *p != ' ')
+            fail_msg("bad labels: %s", l);
+        char *vend;
+        strtod(p + 1, &vend);
+        if (vend == p + 1 || *vend != '\0')
+            fail_msg("bad value: %s", l);
+        samples++;
+    }
+    return samples;
+}
+
+static void metrics_endpoint(void **state)
+{
+    (void)state;
+    static struct tmd d;
+    char err[300], path[300];
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    snprintf(path, sizeof(path), "%s/tmemd.sock", dir);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "socket", path, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/control.sock", dir);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "control_socket", path, err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "enabled", "false", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "max_memory", "32M", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "port", "-1", err, sizeof(err)), 0);
+    if (tmd_config_resolve(&d.cfg, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    pthread_mutex_init(&d.conns_lock, NULL);
+    d.start_ms = tmd_now_ms();
+    d.engine = tmem_open(&d.cfg.engine);
+    assert_non_null(d.engine);
+    assert_int_equal(tmd_control_init(&d), 0);
+    assert_int_equal(tmd_server_start(&d), 0);
+    assert_int_equal(tmd_governor_start(&d), 0);
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    uint32_t port = tmd_metrics_port(&d);
+    assert_true(port > 0);
+
+    /* a connected client that has put a page, and a parked one whose name
+     * needs escaping */
+    tmem_client_t *c = tmem_connect(d.cfg.socket_path, "web-cache");
+    assert_non_null(c);
+    int pool = tmem_new_pool(c, (tmem_uuid_t){ 0, 0 }, 0);
+    assert_true(pool >= 0);
+    static uint8_t page[TMEM_PAGE_SIZE];
+    memset(page, 0x42, sizeof(page));
+    assert_int_equal(tmem_put_page(c, (uint32_t)pool, (tmem_oid_t){ { 7, 0, 0 } }, 0, page), 0);
+    tmem_client_t *p = tmem_client_open(d.engine, "we\"ird\\name");
+    assert_non_null(p);
+    assert_int_equal(tmd_park_client(&d, p, 1000, 1000, "we\"ird\\name"), 0);
+
+    char *r = http(port, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    assert_true(strncmp(r, "HTTP/1.0 200", 12) == 0 || strncmp(r, "HTTP/1.1 200", 12) == 0);
+    assert_non_null(strstr(r, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    const char *body = body_of(r);
+    int samples = check_exposition(body);
+    assert_true(samples > 80);
+    static const char *const want[] = {
+        "# TYPE tmem_puts_total counter\n",
+        "# TYPE tmem_held_bytes gauge\n",
+        "tmem_pages{kind=\"ephemeral\"} 1\n",
+        "tmem_puts_refused_total{reason=\"nomem\"} 0\n",
+        "tmem_limit_bytes 33554432\n",
+        "tmemd_governor_limit_bytes 33554432\n",
+        "tmemd_governor_max_bytes 33554432\n",
+        "tmemd_governor_enabled 0\n",
+        "tmemd_connections 1\n",
+        "tmemd_parked_clients 1\n",
+        "tmemd_governor_psi_some_avg10 0.00\n",
+        "# TYPE tmemd_uptime_seconds gauge\n",
+        ",name=\"web-cache\",kind=\"ephemeral\"} 1\n",
+        ",name=\"web-cache\"} 1\n",          /* tmem_client_puts_total */
+        "name=\"we\\\"ird\\\\name\",uid=\"1000\",gid=\"1000\",pid=\"0\"} 1\n",
+        ",name=\"we\\\"ird\\\\name\"} 1\n",  /* tmem_client_parked */
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(body, want[i]))
+            fail_msg("missing: %s", want[i]);
+    free(r);
+
+    /* HEAD: the headers, no body */
+    r = http(port, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert_non_null(strstr(r, " 200 "));
+    assert_string_equal(body_of(r), "");
+    free(r);
+    /* other paths, other methods */
+    r = http(port, "GET / HTTP/1.0\r\n\r\n");
+    assert_non_null(strstr(r, " 404 "));
+    free(r);
+    r = http(port, "GET /metrics/x HTTP/1.0\r\n\r\n");
+    assert_non_null(strstr(r, " 404 "));
+    free(r);
+    r = http(port, "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
+    assert_non_null(strstr(r, " 405 "));
+    assert_non_null(strstr(r, "Allow: GET, HEAD\r\n"));
+    free(r);
+    r = http(port, "DELETE /metrics HTTP/1.0\r\n\r\n");
+    assert_non_null(strstr(r, " 405 "));
+    free(r);
+
+    tmem_client_close(c);
+    tmd_metrics_stop(&d);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+    tmd_metrics_stop(&d);               /* twice is harmless */
+    atomic_store(&d.stopping, 1);
+    tmd_governor_stop(&d);
+    tmd_server_stop(&d);
+    assert_int_equal(tmem_check(d.engine), 0);
+    tmem_close(d.engine);
+}
+
+static void metrics_off(void **state)
+{
+    (void)state;
+    static struct tmd d;
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    d.cfg.metrics_port = 0;
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    assert_null(d.metrics);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+    tmd_metrics_stop(&d);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(metrics_endpoint),
+        cmocka_unit_test(metrics_off),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
