@@ -455,7 +455,7 @@ static char *reader(char *buf, int num, void *arg)
         if (!p->err_line) {
             p->err_line = p->lineno;
             snprintf(p->err, sizeof(p->err), "%s:%d: line too long (at most %d characters)",
-                     p->where, p->lineno, num - 3);
+                     p->where, p->lineno, num - 2);
         }
         start = "\n";
         n = 1;

@@ -356,6 +356,18 @@ static void file_errors(void **state)
     const char *path = write_tmp("bad.conf", text);
     assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "bad.conf:3: line too long"));
+    /* the boundary: 198 characters pass (leading blanks not counted), 199 do not */
+    n = snprintf(text, sizeof(text), "[daemon]\n    #");
+    memset(text + n, 'c', 197);
+    strcpy(text + n + 197, "\n");
+    c = def;
+    path = write_tmp("bad.conf", text);
+    if (tmd_config_load(&c, path, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    strcpy(text + n + 197, "c\n");
+    path = write_tmp("bad.conf", text);
+    assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bad.conf:2: line too long (at most 198 characters)"));
     /* no such file */
     assert_int_equal(tmd_config_load(&c, "/nonexistent/tmemd.conf", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "/nonexistent/tmemd.conf: No such file or directory"));
