@@ -434,7 +434,7 @@ static int cmd_list(const struct cmd *c, int argc, char **argv)
     };
     bool lng = false, json = false, help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+lh", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "lh", longs)) != -1 && o != '?')
         switch (o) {
         case 'l': lng = true; break;
         case 'j': json = true; break;
@@ -581,7 +581,7 @@ static int cmd_stats(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { { "json", no_argument, NULL, 'j' }, HELP_OPT, { 0 } };
     bool json = false, help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         switch (o) {
         case 'j': json = true; break;
         case 'h': help = true; break;
@@ -605,7 +605,7 @@ static int cmd_freeze(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { { "all", no_argument, NULL, 'a' }, HELP_OPT, { 0 } };
     bool all = false, help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+ah", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "ah", longs)) != -1 && o != '?')
         switch (o) {
         case 'a': all = true; break;
         case 'h': help = true; break;
@@ -636,7 +636,7 @@ static int cmd_flush(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { HELP_OPT, { 0 } };
     bool help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         help |= o == 'h';
     int st = opts_done(c, o, help, argc - optind, 1, 1);
     if (st >= 0)
@@ -659,7 +659,7 @@ static int cmd_freeable(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { HELP_OPT, { 0 } };
     bool help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         help |= o == 'h';
     int st = opts_done(c, o, help, argc - optind, 0, 0);
     if (st >= 0)
@@ -686,7 +686,7 @@ static int cmd_set(const struct cmd *c, int argc, char **argv)
     uint64_t cap = 0, v;
     int codec = 0;
     int o;
-    while ((o = next_opt(argc, argv, "+w:c:p:h", longs)) != -1 && o != '?') {
+    while ((o = next_opt(argc, argv, "w:c:p:h", longs)) != -1 && o != '?') {
         switch (o) {
         case 'h':
             help = true;
@@ -754,7 +754,7 @@ static int cmd_shared_auth(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { HELP_OPT, { 0 } };
     bool help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         help |= o == 'h';
     int st = opts_done(c, o, help, argc - optind, 3, 3);
     if (st >= 0)
@@ -790,7 +790,7 @@ static int cmd_save(const struct cmd *c, int argc, char **argv)
     static const struct option longs[] = { HELP_OPT, { 0 } };
     bool help = false;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?')
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         help |= o == 'h';
     int st = opts_done(c, o, help, argc - optind, 2, 2);
     if (st >= 0)
@@ -844,7 +844,7 @@ static int cmd_restore(const struct cmd *c, int argc, char **argv)
     int64_t uid = -1;
     uint64_t v;
     int o;
-    while ((o = next_opt(argc, argv, "+h", longs)) != -1 && o != '?') {
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?') {
         switch (o) {
         case 'h':
             help = true;
@@ -1111,7 +1111,7 @@ static int cmd_top(const struct cmd *c, int argc, char **argv)
     double delay = 2.0;
     uint64_t iters = 0;
     int o;
-    while ((o = next_opt(argc, argv, "+d:n:h", longs)) != -1 && o != '?') {
+    while ((o = next_opt(argc, argv, "d:n:h", longs)) != -1 && o != '?') {
         char *end;
         switch (o) {
         case 'h':
