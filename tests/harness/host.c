@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 
 #include "host.h"
 
@@ -16,8 +17,8 @@ struct tt_host {
 #if TT_DAEMON
     td_t td;
     unsigned nclients;          /* open, as the daemon should count them */
-    tmem_client_t *opened[64];  /* every handle, closed by th_close */
-    unsigned nopened;
+    tmem_client_t **opened;     /* handles not closed yet, closed by th_close */
+    unsigned nopened, capopened;
 #endif
 };
 
@@ -32,7 +33,7 @@ tt_host *th_open_cfg(const tmem_config_t *cfg)
         cfg = &def;
     }
     static const char *const codecs[] = { "none", "lz4", "zstd" };
-    char opt[8][96];
+    char opt[9][96];
     snprintf(opt[0], sizeof(opt[0]), "memory.max_memory=%" PRIu64, cfg->max_bytes);
     snprintf(opt[1], sizeof(opt[1]), "memory.compress=%s", codecs[cfg->compress % 3]);
     snprintf(opt[2], sizeof(opt[2]), "memory.dedup=%s", cfg->dedup ? "true" : "false");
@@ -40,8 +41,13 @@ tt_host *th_open_cfg(const tmem_config_t *cfg)
              cfg->shared_auth_required ? "true" : "false");
     snprintf(opt[4], sizeof(opt[4]), "memory.dedup_across_clients=%s",
              cfg->dedup_across_clients ? "true" : "false");
+    snprintf(opt[5], sizeof(opt[5]), "memory.compress_max=%u", cfg->compress_max);
+    snprintf(opt[6], sizeof(opt[6]), "memory.zstd_level=%d", cfg->zstd_level);
+    snprintf(opt[7], sizeof(opt[7]), "memory.default_weight=%u", cfg->default_weight);
+    snprintf(opt[8], sizeof(opt[8]), "memory.default_cap=%" PRIu64, cfg->default_cap);
     const char *args[] = { "--set", opt[0], "--set", opt[1], "--set", opt[2],
-                           "--set", opt[3], "--set", opt[4], NULL };
+                           "--set", opt[3], "--set", opt[4], "--set", opt[5],
+                           "--set", opt[6], "--set", opt[7], "--set", opt[8], NULL };
     assert_int_equal(td_start(&h->td, args), 0);
 #else
     h->t = tmem_open(cfg);
@@ -63,22 +69,32 @@ tt_host *th_open(uint64_t max_bytes, int codec, int dedup)
 
 tmem_t *th_engine(tt_host *h) { return h->t; }
 
-tmem_client_t *th_client(tt_host *h, const char *name)
+tmem_client_t *th_client_try(tt_host *h, const char *name)
 {
 #if TT_DAEMON
     tmem_client_t *c = tmem_connect(h->td.sock, name);
     if (!c)
-        fprintf(stderr, "tmem_connect: %s\n", strerror(errno));
-    assert_non_null(c);
+        return NULL;
     h->nclients++;
-    assert_true(h->nopened < 64);
+    if (h->nopened == h->capopened) {
+        h->capopened = h->capopened ? 2 * h->capopened : 16;
+        h->opened = realloc(h->opened, h->capopened * sizeof(*h->opened));
+        assert_non_null(h->opened);
+    }
     h->opened[h->nopened++] = c;
     return c;
 #else
-    tmem_client_t *c = tmem_client_open(h->t, name);
+    return tmem_client_open(h->t, name);
+#endif
+}
+
+tmem_client_t *th_client(tt_host *h, const char *name)
+{
+    tmem_client_t *c = th_client_try(h, name);
+    if (!c)
+        fprintf(stderr, "th_client(%s): %s\n", name, strerror(errno));
     assert_non_null(c);
     return c;
-#endif
 }
 
 void th_client_close(tt_host *h, tmem_client_t *c)
@@ -86,8 +102,16 @@ void th_client_close(tt_host *h, tmem_client_t *c)
     (void)h;
 #if TT_DAEMON
     if (tmem_client_is_remote(c)) {
+        bool known = false;
+        for (unsigned i = 0; i < h->nopened; i++) {
+            if (h->opened[i] == c) {
+                h->opened[i] = h->opened[--h->nopened];
+                known = true;
+                break;
+            }
+        }
         tmem_client_close(c);
-        if (h->nclients)
+        if (known && h->nclients)
             h->nclients--;
         assert_int_equal(td_wait_connections(&h->td, h->nclients), 0);
         return;
@@ -145,14 +169,108 @@ int th_shared_auth(tt_host *h, uint32_t id, tmem_uuid_t uuid, int allow)
 #endif
 }
 
+int th_set_weight(tt_host *h, uint32_t id, uint32_t weight)
+{
+#if TT_DAEMON
+    return tmc_set(h->td.ctl, id, TMW_SET_WEIGHT, weight, 0, 0);
+#else
+    return tmem_admin_set_weight(h->t, id, weight);
+#endif
+}
+
+int th_set_cap(tt_host *h, uint32_t id, uint64_t cap)
+{
+#if TT_DAEMON
+    return tmc_set(h->td.ctl, id, TMW_SET_CAP, 0, cap, 0);
+#else
+    return tmem_admin_set_cap(h->t, id, cap);
+#endif
+}
+
+int th_set_compress(tt_host *h, uint32_t id, int codec)
+{
+#if TT_DAEMON
+    if (id != TMEM_CLIENT_ALL)
+        return tmc_set(h->td.ctl, id, TMW_SET_COMPRESS, 0, 0, codec);
+    /* TMW_CTL_SET refuses TMEM_CLIENT_ALL: every client in turn (a codec
+     * out of range is refused for the first) */
+    struct tmw_ctl_client *a = NULL;
+    size_t n = 0;
+    int rc = tmc_clients(h->td.ctl, &a, &n);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = tmc_set(h->td.ctl, a[i].info.id, TMW_SET_COMPRESS, 0, 0, codec);
+    free(a);
+    return rc;
+#else
+    return tmem_admin_set_compress(h->t, id, codec);
+#endif
+}
+
+int th_flush(tt_host *h, uint64_t bytes, uint64_t *freed_bytes)
+{
+#if TT_DAEMON
+    return tmc_flush(h->td.ctl, bytes, freed_bytes);
+#else
+    /* what tmemd's control operation does (src/daemon/control.c op_flush) */
+    uint64_t want = bytes / PG + (bytes % PG != 0);
+    if (want > SIZE_MAX)
+        want = SIZE_MAX;
+    uint64_t given = tmem_relinquish_pages(h->t, (size_t)want);
+    while (given < want) {
+        tmem_evict_npages(h->t, (size_t)(want - given));
+        size_t g = tmem_relinquish_pages(h->t, (size_t)(want - given));
+        given += g;
+        if (g == 0)
+            break;
+    }
+    if (freed_bytes)
+        *freed_bytes = given * PG;
+    return 0;
+#endif
+}
+
+uint64_t th_freeable(tt_host *h)
+{
+#if TT_DAEMON
+    uint64_t pages = 0;
+    assert_int_equal(tmc_freeable(h->td.ctl, &pages), 0);
+    return pages;
+#else
+    return tmem_freeable_pages(h->t);
+#endif
+}
+
 void th_close(tt_host *h)
 {
 #if TT_DAEMON
     for (unsigned i = 0; i < h->nopened; i++)
-        tmem_client_close(h->opened[i]);    /* a second close is harmless */
+        tmem_client_close(h->opened[i]);
+    free(h->opened);
+    h->opened = NULL;
+    h->nopened = 0;
     assert_int_equal(td_stop(&h->td), 0);
 #else
     tt_close(h->t);
+#endif
+    free(h);
+}
+
+void th_discard(tt_host *h)
+{
+    if (!h)
+        return;
+#if TT_DAEMON
+    for (unsigned i = 0; i < h->nopened; i++)
+        tmem_client_close(h->opened[i]);
+    free(h->opened);
+    if (h->td.pid > 0)
+        td_stop(&h->td);        /* its status is not checked here */
+#else
+    if (h->t)
+        tmem_close(h->t);
 #endif
     free(h);
 }
