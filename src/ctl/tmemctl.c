@@ -565,7 +565,8 @@ static void print_stats(const struct tmw_ctl_stats *s)
            s->bad_msgs);
     printf("%-14s limit %s of at most %s, reserve %s, MemAvailable %s, PSI some avg10 %.2f\n",
            "governor", fmt_bytes(s->gov_limit, false, a), fmt_bytes(s->gov_max, false, b),
-           fmt_bytes(s->gov_reserve, false, c2), fmt_bytes(s->gov_mem_available, false, u),
+           fmt_bytes(s->gov_reserve, false, c2),
+           s->gov_mem_available ? fmt_bytes(s->gov_mem_available, false, u) : "not read",
            (double)s->gov_psi_some_avg10_x100 / 100.0);
     printf("%-14s %" PRIu64 " shrinks, %" PRIu64 " grows, %" PRIu64 " pages evicted, %" PRIu64
            " frames released\n", "", s->gov_shrinks, s->gov_grows, s->gov_pages_evicted,
@@ -994,14 +995,17 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
               " parked), %" PRIu64 " pools", tmc_socket_path(sock), tm.tm_hour, tm.tm_min,
               tm.tm_sec, uptime_text(s->uptime_ms, u), s->connections + s->parked, s->parked,
               t->pools);
-    frame_add(f, "Memory: %s held of %s limit (max %s), %s metadata, %s free frames, "
-              "%s MemAvailable", fmt_bytes(t->bytes_held, true, a),
-              fmt_bytes(t->max_bytes, true, b), fmt_bytes(s->gov_max, true, c),
-              fmt_bytes(t->meta_bytes, true, d), fmt_bytes(t->frames_free * TMEM_PAGE_SIZE, true, u),
-              fmt_bytes(s->gov_mem_available, true, a));
+    char e[24], avail[48] = "";
+    if (s->gov_mem_available)
+        snprintf(avail, sizeof(avail), ", %s MemAvailable",
+                 fmt_bytes(s->gov_mem_available, true, e));
+    frame_add(f, "Memory: %s held of %s limit (max %s), %s metadata, %s free%s",
+              fmt_bytes(t->bytes_held, true, a), fmt_bytes(t->max_bytes, true, b),
+              fmt_bytes(s->gov_max, true, c), fmt_bytes(t->meta_bytes, true, d),
+              fmt_bytes(t->frames_free * TMEM_PAGE_SIZE, true, u), avail);
     uint64_t stored = t->pages_whole + t->pages_compressed;
     frame_add(f, "Pages: %" PRIu64 " ephemeral, %" PRIu64 " persistent; %" PRIu64
-              " compressed (%.0f%%), %" PRIu64 " same-filled, %" PRIu64 " deduplicated",
+              " compressed (%.0f%%), %" PRIu64 " same-filled, %" PRIu64 " deduped",
               t->ephemeral_pages, t->persistent_pages, t->pages_compressed,
               stored ? 100.0 * (double)t->pages_compressed / (double)stored : 0.0,
               t->pages_same_filled, t->pages_deduped);
@@ -1020,9 +1024,8 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
               (double)s->gov_psi_some_avg10_x100 / 100.0, s->gov_shrinks, s->gov_grows);
     frame_add(f, "%s", "");
     int nw = name_width(cur->cl, cur->n);
-    frame_add(f, "%5s %-*s %7s %6s %5s %9s %9s %8s %8s %5s %5s %6s %s", "ID", nw, "NAME",
-              "PID", "UID", "POOLS", "EPH", "PERS", "PUT/s", "GET/s", "HIT%", "COMP", "WEIGHT",
-              "STATE");
+    frame_add(f, "%5s %-*s %7s %5s %8s %8s %7s %7s %5s %5s %s", "ID", nw, "NAME", "PID",
+              "POOLS", "EPH", "PERS", "PUT/s", "GET/s", "HIT%", "COMP", "STATE");
     for (size_t k = 0; k < cur->n; k++) {
         const struct tmw_ctl_client *cl = &cur->cl[k];
         const tmem_client_info_t *i = &cl->info;
@@ -1040,9 +1043,9 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
             snprintf(hit, sizeof(hit), "%.1f", hit_pct(i->gets_hit, i->gets));
         else
             strcpy(hit, "-");
-        frame_add(f, "%5u %-*.*s %7s %6u %5u %9" PRIu64 " %9" PRIu64 " %8s %8s %5s %5s %6u %s",
-                  i->id, nw, nw, i->name, pid, cl->uid, i->nr_pools, i->ephemeral_pages,
-                  i->persistent_pages, r1, r2, hit, ratio, i->weight, client_state(cl));
+        frame_add(f, "%5u %-*.*s %7s %5u %8" PRIu64 " %8" PRIu64 " %7s %7s %5s %5s %s",
+                  i->id, nw, nw, i->name, pid, i->nr_pools, i->ephemeral_pages,
+                  i->persistent_pages, r1, r2, hit, ratio, client_state(cl));
     }
     if (cur->n == 0)
         frame_add(f, "%s", "  (no clients)");

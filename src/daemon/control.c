@@ -110,9 +110,29 @@ static int send_data(struct ctl_conn *k, const void *p, size_t len)
     return 0;
 }
 
-/* Receives one message into k->buf.  Returns its length, 0 at the end of
- * the connection, or -errno; *why names a framing error (-EPROTO). */
-static long recv_msg(struct ctl_conn *k, const char **why)
+/* The framing of a received message of n bytes (n may exceed TMW_MSG_MAX:
+ * what recv reported with MSG_TRUNC): NULL if sound, else why not. */
+static const char *check_frame(const uint8_t *buf, size_t n)
+{
+    if (n > TMW_MSG_MAX)
+        return "message longer than TMW_MSG_MAX";
+    if (n < HDR)
+        return "message shorter than its header";
+    struct tmw_msg m;
+    memcpy(&m, buf, HDR);
+    if (m.magic != TMW_MAGIC)
+        return "bad magic";
+    if (m.version != TMW_VERSION)
+        return "unsupported version";
+    if (m.len != (uint32_t)n)
+        return "length field does not match the message";
+    return NULL;
+}
+
+/* Receives one message into k->buf.  Returns its length (what recv said:
+ * larger than TMW_MSG_MAX for an oversized one), 0 at the end of the
+ * connection, or -errno. */
+static long recv_raw(struct ctl_conn *k)
 {
     ssize_t n;
     do
@@ -120,24 +140,16 @@ static long recv_msg(struct ctl_conn *k, const char **why)
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EAGAIN ? -ETIMEDOUT : -errno;
-    if (n == 0)
-        return 0;
-    *why = NULL;
-    struct tmw_msg m;
-    if ((size_t)n > TMW_MSG_MAX)
-        *why = "message longer than TMW_MSG_MAX";
-    else if ((size_t)n < HDR)
-        *why = "message shorter than its header";
-    else {
-        memcpy(&m, k->buf, HDR);
-        if (m.magic != TMW_MAGIC)
-            *why = "bad magic";
-        else if (m.version != TMW_VERSION)
-            *why = "unsupported version";
-        else if (m.len != (uint32_t)n)
-            *why = "length field does not match the message";
-    }
-    return *why ? -EPROTO : (long)n;
+    return (long)n;
+}
+
+/* recv_raw, then the framing: -EPROTO with *why for a malformed one. */
+static long recv_msg(struct ctl_conn *k, const char **why)
+{
+    long n = recv_raw(k);
+    if (n > 0 && (*why = check_frame(k->buf, (size_t)n)) != NULL)
+        return -EPROTO;
+    return n;
 }
 
 /* After answering an error: reads (and drops) what the peer still sends,
@@ -258,9 +270,13 @@ static bool name_ok(const char *name)
     return len > 0 && len < TMW_NAME_MAX;
 }
 
-/* 0, or -EPROTO / -EINVAL with *why. */
+/* The whole check of a received request of n bytes (as recv reported it;
+ * buf holds min(n, TMW_MSG_MAX) of them): 0 with *r filled, or -EPROTO (its
+ * framing) / -EINVAL (its fields) with *why. */
 static int check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const char **why)
 {
+    if ((*why = check_frame(buf, n)) != NULL)
+        return -EPROTO;
     struct tmw_msg m;
     memcpy(&m, buf, HDR);
     if (m.type != TMW_MSG_CTL) {
@@ -721,16 +737,16 @@ static void serve(struct ctl_conn *k)
 {
     struct tmd *d = k->d;
     const char *why = NULL;
-    long n = recv_msg(k, &why);
+    long n = recv_raw(k);
     if (n == 0)
         return;                         /* closed without asking */
-    if (n == -ETIMEDOUT || (n < 0 && n != -EPROTO)) {
+    if (n < 0) {
         tmd_log(LOG_DEBUG, "control: uid %u (pid %d): no request: %s", (unsigned)k->uid,
                 (int)k->pid, strerror((int)-n));
         return;
     }
     struct tmw_ctl r;
-    int rc = n < 0 ? (int)n : check_request(k->buf, (size_t)n, &r, &why);
+    int rc = check_request(k->buf, (size_t)n, &r, &why);
     if (rc < 0) {
         atomic_fetch_add(&d->n.bad_msgs, 1);
         tmd_log(LOG_NOTICE, "control: malformed request from uid %u (pid %d): %s",
