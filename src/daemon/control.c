@@ -518,9 +518,9 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
             break;
     }
     uint64_t bytes = given * TMEM_PAGE_SIZE;
-    tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes, evicted %"
-            PRIu64 " pages, gave back %" PRIu64 " bytes", (unsigned)k->uid, (int)k->pid,
-            r->arg64, evicted, bytes);
+    tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes; eviction "
+            "freed %" PRIu64 " frames; gave back %" PRIu64 " bytes", (unsigned)k->uid,
+            (int)k->pid, r->arg64, evicted, bytes);
     return send_data(k, &bytes, sizeof(bytes));
 }
 
