@@ -302,11 +302,7 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
     }
     bool slot_given = slot >= 0;
     if (slot < 0) {
-        slot = free_slot(c);
-        if (slot < 0) {
-            tm_brlock_write_unlock(&c->lock);
-            return -ENOMEM;
-        }
+        slot = free_slot(c);    /* -1 (none free) fails below: a rejoin needs none */
     } else if (slot >= (int)TMEM_MAX_POOLS || c->pools[slot]) {
         tm_brlock_write_unlock(&c->lock);
         return -EBUSY;
@@ -328,6 +324,10 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
                 return slot_given && (unsigned)slot != i ? -EBUSY : (int)i;
             }
         }
+    }
+    if (slot < 0) {
+        tm_brlock_write_unlock(&c->lock);
+        return -ENOMEM;
     }
     struct tm_pool *p;
     if (want_shared) {
