@@ -18,13 +18,17 @@
  *                       bit 4 a count byte follows: the request is served
  *                       count+1 times, index + i each time (and a new
  *                       pseudo-random page each time in mode 1);
- *                       bit 5 the host evicts 32 pages after each call
+ *                       bit 5 the host evicts 32 pages after each call;
+ *                       bit 6 a noise byte N follows the page: the first
+ *                       16 * N bytes of the page become pseudo-random (new
+ *                       for each call), so that compressed sizes vary
  *                count  (bit 4 only)
  *                slot   64 bytes: struct tmw_slot as the client wrote it
  *                page   mode 0: a length byte L and L bytes repeated over
  *                       the page (L = 0: a zero page; L = 1 or 8: same
  *                       filled; small L: compressible); mode 1: an 8-byte
  *                       seed; mode 2: 4096 bytes; mode 3: nothing
+ *                noise  (bit 6 only)
  *              A field cut short by the end of the input reads as zeros.
  *
  * Each input gets two fresh clients (A and B, both authorised for the
@@ -80,6 +84,7 @@ enum { PAGE_SEED, PAGE_PRNG, PAGE_RAW, PAGE_KEEP };
 #define R_CLIENT_B   0x08u
 #define R_REPEAT     0x10u
 #define R_EVICT      0x20u
+#define R_NOISE      0x40u
 
 #define S_ENGINE1    0x01u
 #define S_CAP_A      0x08u
@@ -420,10 +425,10 @@ static uint8_t take8(struct in *in)
     return b;
 }
 
-static void fill_prng(uint64_t seed)
+static void fill_prng(uint64_t seed, size_t len)
 {
     uint64_t x = seed;
-    for (size_t i = 0; i < TMEM_PAGE_SIZE; i += 8) {
+    for (size_t i = 0; i < len; i += 8) {
         uint64_t z = (x += 0x9e3779b97f4a7c15ull);      /* splitmix64 */
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -546,17 +551,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 page[i] = pat[i % len];
         } else if (mode == PAGE_PRNG) {
             take(&in, &seed, sizeof(seed));
-            fill_prng(seed);
+            fill_prng(seed, TMEM_PAGE_SIZE);
         } else if (mode == PAGE_RAW) {
             take(&in, page, TMEM_PAGE_SIZE);
         }
+        unsigned noise = ctl & R_NOISE ? take8(&in) * 16u : 0;
         int ci = (ctl & R_CLIENT_B) ? 1 : 0;
         for (unsigned i = 0; i < count && calls < MAX_CALLS; i++, calls++) {
             struct tmw_slot r;
             memcpy(&r, &req, sizeof(r));
             r.index = req.index + i;
             if (mode == PAGE_PRNG && i)
-                fill_prng(seed + i);
+                fill_prng(seed + i, TMEM_PAGE_SIZE);
+            if (noise)
+                fill_prng(0x6e6f697365ull ^ ((uint64_t)noise << 32) ^ r.index, noise);
             serve(ci, &r, (ctl & R_KEEP_STATE) != 0);
             if (ctl & R_EVICT)
                 tmem_evict_npages(t, EVICT_PAGES);

@@ -28,7 +28,7 @@ VERSION1 = 1 << 24
 
 # ---- fuzz_request.c -----------------------------------------------------------
 SEED, PRNG, RAW, KEEPPAGE = 0, 1, 2, 3
-KEEP_STATE, CLIENT_B, REPEAT, EVICT = 0x04, 0x08, 0x10, 0x20
+KEEP_STATE, CLIENT_B, REPEAT, EVICT, NOISE = 0x04, 0x08, 0x10, 0x20, 0x40
 S_ENGINE1, S_CAP_A, S_FREEZE_A, S_FREEZE_B = 0x01, 0x08, 0x10, 0x20
 def S_CODEC(c): return (c + 1) << 1          # 0 none, 1 lz4, 2 zstd
 U1 = (0x1111111111111111, 0x2222222222222222)
@@ -44,10 +44,11 @@ def slot(op, pool=0, index=0, arg=0, oid=(1, 2, 3), state=POSTED, waiter=0, resu
 
 
 def rec(op, pool=0, index=0, arg=0, oid=(1, 2, 3), page=(SEED, b""), count=None,
-        b=False, evict=False, state=None, waiter=0):
-    """One record; page = (SEED, pattern) | (PRNG, seed) | (RAW, bytes) | (KEEPPAGE,)."""
+        b=False, evict=False, state=None, waiter=0, noise=None):
+    """One record; page = (SEED, pattern) | (PRNG, seed) | (RAW, bytes) | (KEEPPAGE,);
+    noise = N: the first 16 * N bytes of the page are pseudo-random."""
     mode = page[0]
-    ctl = mode | (CLIENT_B if b else 0) | (EVICT if evict else 0)
+    ctl = mode | (CLIENT_B if b else 0) | (EVICT if evict else 0) | (NOISE if noise else 0)
     if state is not None:
         ctl |= KEEP_STATE
     out = bytearray()
@@ -64,6 +65,8 @@ def rec(op, pool=0, index=0, arg=0, oid=(1, 2, 3), page=(SEED, b""), count=None,
         out += struct.pack("<Q", page[1])
     elif mode == RAW:
         out += page[1].ljust(4096, b"\0")[:4096]
+    if noise:
+        out.append(noise)
     return bytes(out)
 
 
@@ -128,6 +131,11 @@ def request_seeds():
     # every slot taken, then more
     s.append(inp(0, rec(NEW_POOL, arg=0, count=20), rec(DESTROY_POOL, 7),
                  new_pool(PERSIST), rec(IS_SHARED, 7)))
+    # regression (found by fuzz_request): with every slot taken, joining a shared pool
+    # the client is already in gives its slot (was -ENOMEM), and a new one -ENOMEM
+    s.append(inp(0, rec(NEW_POOL, arg=0, count=12), new_pool(SHARED, U1),
+                 new_pool(SHARED, U2), rec(NEW_POOL, arg=0, count=14, b=True),
+                 new_pool(SHARED, U1, b=True), new_pool(SHARED, U2, b=True)))
     # destroy: valid, twice, unknown ids; use after destroy; shared pool outliving a member
     s.append(inp(0, rec(PUT, A_PERS, 0, page=TEXT), rec(DESTROY_POOL, A_PERS),
                  rec(DESTROY_POOL, A_PERS), rec(GET, A_PERS, 0), rec(DESTROY_POOL, 16),
@@ -161,6 +169,17 @@ def request_seeds():
     s.append(inp(0, rec(PUT, A_EPH, 0, page=RND(3), count=100),
                  rec(PUT, A_SHARED, 0, page=RND(4), count=100),
                  rec(GET, A_EPH, 50, evict=True), rec(GET, B_SHARED, 60, b=True, evict=True)))
+    # compressed pages of many sizes: fragments of every class, holes, then pressure
+    for pool in (A_EPH, A_PERS):
+        s.append(inp(0, *[rec(PUT, pool, 64 * k, oid=(k, 0, 0), page=TEXT, noise=n, count=64)
+                          for k, n in enumerate((2, 16, 64, 128, 200))],
+                     *[rec(FLUSH_OBJECT, pool, oid=(k, 0, 0)) for k in (1, 3)],
+                     rec(FLUSH_PAGE, pool, 0, oid=(0, 0, 0)),
+                     rec(PUT, pool, 0, oid=(9, 0, 0), page=ZERO, noise=40, count=200),
+                     rec(GET, pool, 5, oid=(4, 0, 0)), rec(GET, pool, 100, oid=(9, 0, 0))))
+    s.append(inp(S_CODEC(2), rec(PUT, A_EPH, 0, page=ZERO, noise=30, count=150),
+                 rec(PUT, A_EPH, 0, oid=(2, 0, 0), page=ZERO, noise=100, count=150, evict=True),
+                 rec(GET, A_EPH, 149)))
     # cap, freeze
     s.append(inp(S_CAP_A, rec(PUT, A_PERS, 0, page=RND(1), count=20),
                  rec(PUT, A_PERS, 3, page=TEXT), rec(PUT, A_EPH, 0, page=TEXT)))
