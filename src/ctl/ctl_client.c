@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl/ctl_client.h"
@@ -18,6 +19,7 @@
 #define HDR sizeof(struct tmw_msg)
 #define PAYLOAD_MAX (TMW_MSG_MAX - HDR)
 #define GATHER_MAX (256u << 20)     /* the most a gathered reply may hold */
+#define TMC_BUSY_TRIES 40           /* -EBUSY: tries 25 ms apart */
 
 static _Thread_local enum tmc_where where_;
 
@@ -196,9 +198,9 @@ static int stream_out(int fd, struct xfer *x, uint8_t *buf)
     }
 }
 
-static int exchange(const char *path, const struct tmw_ctl *req_in, struct xfer *x)
+static int exchange_once(const char *path, const struct tmw_ctl *req_in, struct xfer *x,
+                         bool *delivered)
 {
-    path = tmc_socket_path(path);
     int fd = ctl_connect(path);
     if (fd < 0)
         return fail(TMC_AT_CONNECT, fd);
@@ -232,6 +234,7 @@ static int exchange(const char *path, const struct tmw_ctl *req_in, struct xfer 
             break;
         }
         if (x && x->data) {
+            *delivered = true;
             int e = x->data(x->arg, buf + HDR, (size_t)n - HDR);
             if (e < 0) {
                 rc = e;
@@ -247,6 +250,23 @@ static int exchange(const char *path, const struct tmw_ctl *req_in, struct xfer 
     free(buf);
     close(fd);
     return fail(w, rc);
+}
+
+/* A daemon at its limit of control connections refuses before it reads
+ * anything: such a call is tried again for about a second (not a restore,
+ * whose file may be partly read already). */
+static int exchange(const char *path, const struct tmw_ctl *req, struct xfer *x)
+{
+    path = tmc_socket_path(path);
+    for (int tries = 1;; tries++) {
+        bool delivered = false;
+        int rc = exchange_once(path, req, x, &delivered);
+        if (rc != -EBUSY || tmc_failed_at() != TMC_AT_DAEMON || delivered ||
+            (x && x->src_fd >= 0) || tries == TMC_BUSY_TRIES)
+            return rc;
+        struct timespec ts = { 0, 25 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* ------------------------------------------------------------------------

@@ -12,7 +12,9 @@
  * the daemon (-EPERM: not an administrator, -ENOENT: no such client,
  * -EBUSY: too many control connections, ...) or from this side (connect
  * failed, the connection broke, -EPROTO: a malformed reply, or reading or
- * writing a save file failed); tmc_failed_at() says which.
+ * writing a save file failed); tmc_failed_at() says which.  A daemon at its
+ * limit of control connections (-EBUSY) is asked again for about a second
+ * (but by restore, which may have read part of its file already).
  *
  * path NULL means $TMEM_CONTROL_SOCKET, else TMW_DEFAULT_CONTROL.
  */
