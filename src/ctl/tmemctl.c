@@ -9,6 +9,7 @@
  * print a command's help; docs/man/tmemctl.8 is the manual.
  */
 #define _GNU_SOURCE             /* vasprintf */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -73,9 +74,12 @@ static int report(const char *cmd, int rc, const char *subject)
     const char *path = tmc_socket_path(sock);
     switch (tmc_failed_at()) {
     case TMC_AT_CONNECT:
-        errmsg("cannot connect to %s: %s%s", path, strerror(e),
-               e == ENOENT || e == ECONNREFUSED ? " (is tmemd running?)"
-               : e == EACCES ? " (is this an administrator of tmemd?)" : "");
+        if (e == EACCES || e == EPERM)
+            errmsg("permission denied: cannot connect to %s (not an administrator of tmemd?)",
+                   path);
+        else
+            errmsg("cannot connect to %s: %s%s", path, strerror(e),
+                   e == ENOENT || e == ECONNREFUSED ? " (is tmemd running?)" : "");
         return 1;
     case TMC_AT_TRANSPORT:
         if (e == ETIMEDOUT)
@@ -1291,7 +1295,8 @@ static const struct cmd *find_cmd(const char *name)
 
 static int help_command(const struct cmd *c, FILE *f)
 {
-    fprintf(f, "usage: tmemctl [--socket PATH] %s %s\n\n%s.\n", c->name, c->usage, c->summary);
+    fprintf(f, "usage: tmemctl [--socket PATH] %s %s\n\n%c%s.\n", c->name, c->usage,
+            toupper((unsigned char)c->summary[0]), c->summary + 1);
     if (c->help[0])
         fprintf(f, "\n%s", c->help);
     fprintf(f, "\nCLIENT is a client id or a unique client name (see tmemctl list).\n");
