@@ -671,6 +671,7 @@ static int op_restore(struct ctl_conn *k, const struct tmw_ctl *r)
     struct tmd *d = k->d;
     struct restore_in in = { .k = k };
     struct tmw_save_header h;
+    memset(&h, 0, sizeof(h));
     int64_t rc = restore_read(&in, &h, sizeof(h));
     if (rc == 0 && h.magic != TMW_SAVE_MAGIC)
         rc = -EPROTO;
