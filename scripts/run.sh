@@ -9,10 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DTMEM_BUILD_TESTS=OFF \
+cmake -S . -B build-run -DCMAKE_BUILD_TYPE=Release -DTMEM_BUILD_TESTS=OFF \
       -DTMEM_BUILD_BENCH=OFF >/dev/null
-cmake --build build-release -j"$(nproc)" --target tmemd tmemctl tmem-client-demo >/dev/null
-bin=build-release
+cmake --build build-run -j"$(nproc)" --target tmemd tmemctl tmem-client-demo >/dev/null
+bin=build-run
 dir=$(mktemp -d /tmp/tmemd-run.XXXXXX)
 sock=$dir/tmemd.sock ctl=$dir/control.sock
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }

@@ -29,7 +29,7 @@ if [ "${TMEM_TEST_QUICK:-0}" != 1 ]; then
 fi
 
 echo "== 3/3 Release: quick tests, install, pkg-config =="
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DTMEM_WERROR=ON -DTMEM_BUILD_BENCH=ON \
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DTMEM_WERROR=ON -DTMEM_BUILD_TESTS=ON -DTMEM_BUILD_BENCH=ON \
       -DCMAKE_INSTALL_PREFIX="$PWD/build-release/prefix" >/dev/null
 cmake --build build-release -j"$jobs" >/dev/null
 ctest --test-dir build-release --output-on-failure -L quick -j"$jobs"

@@ -273,7 +273,7 @@ static bool name_ok(const char *name)
 /* The whole check of a received request of n bytes (as recv reported it;
  * buf holds min(n, TMW_MSG_MAX) of them): 0 with *r filled, or -EPROTO (its
  * framing) / -EINVAL (its fields) with *why. */
-static int check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const char **why)
+int tmd_ctl_check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const char **why)
 {
     if ((*why = check_frame(buf, n)) != NULL)
         return -EPROTO;
@@ -747,7 +747,7 @@ static void serve(struct ctl_conn *k)
         return;
     }
     struct tmw_ctl r;
-    int rc = check_request(k->buf, (size_t)n, &r, &why);
+    int rc = tmd_ctl_check_request(k->buf, (size_t)n, &r, &why);
     if (rc < 0) {
         atomic_fetch_add(&d->n.bad_msgs, 1);
         tmd_log(LOG_NOTICE, "control: malformed request from uid %u (pid %d): %s",

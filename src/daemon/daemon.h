@@ -121,7 +121,8 @@ int  tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n)
 int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32_t *gid,
                          char name[TMW_NAME_MAX]);
 /* Hands a restored engine client over to the server: the next connection
- * from uid with this name adopts it.  Takes ownership of c. */
+ * from uid with this name adopts it.  Takes ownership of c, also when it
+ * fails (-ENOMEM: c is released). */
 int  tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
                      const char *name);
 
@@ -141,6 +142,10 @@ int  tmd_control_init(struct tmd *d);
 /* Serves one accepted control connection (takes fd); cred is SO_PEERCRED. */
 void tmd_control_accept(struct tmd *d, int fd, pid_t pid, uid_t uid, gid_t gid);
 void tmd_control_stop(struct tmd *d);         /* ends every control connection, waits */
+/* Checks a received control request of n bytes (as recv reported it with
+ * MSG_TRUNC): framing and every field.  0 with *out filled, or -EPROTO /
+ * -EINVAL with *why saying what is wrong.  Apart for the fuzzer. */
+int  tmd_ctl_check_request(const uint8_t *buf, size_t n, struct tmw_ctl *out, const char **why);
 
 /* ---- governor.c ---- */
 int  tmd_governor_start(struct tmd *d);       /* sets the first limit, starts the thread */

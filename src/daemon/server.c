@@ -538,8 +538,10 @@ int tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
                     const char *name)
 {
     struct tmd_conn *k = calloc(1, sizeof(*k));
-    if (!k)
+    if (!k) {
+        tmem_client_release(c);     /* ownership was taken, whatever the outcome */
         return -ENOMEM;
+    }
     k->fd = -1;
     k->uid = uid;
     k->gid = gid;
