@@ -250,6 +250,7 @@ struct opts {
     const char *memcached;
     const char *redis;
     unsigned max_clients;
+    const char *transports; /* NULL: all */
 };
 static struct opts O;
 
@@ -662,6 +663,7 @@ static void settle(const char *what)
 /* Rounds: fn fills vals[0..MAX_VALS); loaded rounds are set aside and rerun
  * (at most twice --rounds in all), the least loaded fill in if needed. */
 #define MAX_VALS 16
+_Static_assert(MAX_VALS >= 3 * 4, "scaling: 3 kinds x 4 counts");
 typedef void (*round_fn)(void *ctx, int attempt, double *vals);
 
 struct round_set {
@@ -800,25 +802,29 @@ enum place { PL_FREE, PL_SAME, PL_CROSS };
 struct trdef {
     int kind, place;
     const char *name;
+    const char *tag;        /* for --transports */
 };
 static const struct trdef TR[] = {
-    { K_SPIN, PL_FREE, "raw ping-pong, spinning, unpinned" },
-    { K_SPIN, PL_CROSS, "raw ping-pong, spinning, 2 CPUs" },
-    { K_FUTEX, PL_SAME, "raw ping-pong, futex, 1 CPU" },
-    { K_FUTEX, PL_CROSS, "raw ping-pong, futex, 2 CPUs" },
-    { K_TMEM_NONE, PL_FREE, "tmem, compress=none" },
-    { K_TMEM_LZ4, PL_FREE, "tmem, lz4 (text pages)" },
-    { K_MC, PL_FREE, "memcached, unpinned" },
-    { K_MC, PL_SAME, "memcached, client's CPU" },
-    { K_MC, PL_CROSS, "memcached, other CPU" },
-    { K_RD, PL_FREE, "redis, unpinned" },
-    { K_RD, PL_SAME, "redis, client's CPU" },
-    { K_RD, PL_CROSS, "redis, other CPU" },
+    { K_SPIN, PL_FREE, "raw ping-pong, spinning, unpinned", "spin" },
+    { K_SPIN, PL_CROSS, "raw ping-pong, spinning, 2 CPUs", "spin2" },
+    { K_FUTEX, PL_SAME, "raw ping-pong, futex, 1 CPU", "futex1" },
+    { K_FUTEX, PL_CROSS, "raw ping-pong, futex, 2 CPUs", "futex2" },
+    { K_TMEM_NONE, PL_FREE, "tmem, compress=none", "tmem" },
+    { K_TMEM_LZ4, PL_FREE, "tmem, lz4 (text pages)", "lz4" },
+    { K_TMEM_NONE, PL_SAME, "tmem, compress=none, tmemd on the client's CPU", "tmem1" },
+    { K_TMEM_NONE, PL_CROSS, "tmem, compress=none, tmemd on the other CPU", "tmem2" },
+    { K_MC, PL_FREE, "memcached, unpinned", "mc" },
+    { K_MC, PL_SAME, "memcached, client's CPU", "mc1" },
+    { K_MC, PL_CROSS, "memcached, other CPU", "mc2" },
+    { K_RD, PL_FREE, "redis, unpinned", "redis" },
+    { K_RD, PL_SAME, "redis, client's CPU", "redis1" },
+    { K_RD, PL_CROSS, "redis, other CPU", "redis2" },
 };
 #define T_N ((int)(sizeof(TR) / sizeof(TR[0])))
-enum { T_SPIN_FREE, T_SPIN, T_FUTEX1, T_FUTEX2, T_TMEM_NONE, T_TMEM_LZ4,
-       T_MC_FREE, T_MC_SAME, T_MC_CROSS, T_RD_FREE, T_RD_SAME, T_RD_CROSS };
-static bool g_have[16];
+_Static_assert(T_N <= MAX_VALS, "one value per transport per round");
+enum { T_SPIN_FREE, T_SPIN, T_FUTEX1, T_FUTEX2, T_TMEM_NONE, T_TMEM_LZ4, T_TMEM_SAME,
+       T_TMEM_CROSS, T_MC_FREE, T_MC_SAME, T_MC_CROSS, T_RD_FREE, T_RD_SAME, T_RD_CROSS };
+static bool g_have[T_N];
 static int g_cpu[2] = { -1, -1 };        /* two CPUs we may run on; -1: one CPU only */
 
 static bool is_raw(int t) { return TR[t].kind == K_SPIN || TR[t].kind == K_FUTEX; }
@@ -1090,6 +1096,7 @@ static void tr_begin(int t, int attempt)
     switch (TR[t].kind) {
     case K_SPIN:
     case K_FUTEX: raw_start(&g_raw, TR[t].kind == K_FUTEX, server); break;
+    case K_TMEM_NONE: pin_process(g_srv[S_TMEM_NONE].pid, server); break;
     case K_MC: pin_process(g_srv[S_MEMCACHED].pid, server); break;
     case K_RD: pin_process(g_srv[S_REDIS].pid, server); break;
     default: break;
@@ -1101,6 +1108,8 @@ static void tr_end(int t)
     if (is_raw(t))
         raw_stop(&g_raw);
     pin_tid(0, -1);
+    if (TR[t].kind == K_TMEM_NONE)
+        pin_process(g_srv[S_TMEM_NONE].pid, -1);
     if (TR[t].kind == K_MC)
         pin_process(g_srv[S_MEMCACHED].pid, -1);
     if (TR[t].kind == K_RD)
@@ -1213,7 +1222,7 @@ static void fig_rates(void)
     struct round_set *rs = &g_rates;
     run_rounds(rate_round, NULL, rs);
     int n = rs->n;
-    double med[16] = { 0 };
+    double med[T_N] = { 0 };
     for (int t = 0; t < T_N; t++)
         med[t] = g_have[t] ? median(rs->v[t], n) : 0.0;
     const double *tm = rs->v[T_TMEM_NONE], *tz = rs->v[T_TMEM_LZ4];
@@ -1223,38 +1232,45 @@ static void fig_rates(void)
     /* D1: against the faster raw ping-pong of each round */
     static const int raws[] = { T_SPIN_FREE, T_SPIN, T_FUTEX1, T_FUTEX2 };
     double best[MAX_ROUNDS];
+    bool any_raw = g_have[T_SPIN_FREE] || g_have[T_SPIN] || g_have[T_FUTEX1] || g_have[T_FUTEX2];
     best_of(rs, raws, 4, best);
-    int wins[4] = { 0 };
-    for (int k = 0; k < n; k++) {
-        for (int j = 0; j < 4; j++)
-            if (g_have[raws[j]] && rs->v[raws[j]][k] == best[k])
-                wins[j]++;
-        ratio[k] = tm[k] / best[k];
-        ratio2[k] = tm[k] / 2 / best[k];
+    double rawbest[MAX_ROUNDS];
+    memcpy(rawbest, best, sizeof(rawbest));
+    if (any_raw && g_have[T_TMEM_NONE]) {
+        int wins[4] = { 0 };
+        for (int k = 0; k < n; k++) {
+            for (int j = 0; j < 4; j++)
+                if (g_have[raws[j]] && rs->v[raws[j]][k] == best[k])
+                    wins[j]++;
+            ratio[k] = tm[k] / best[k];
+            ratio2[k] = tm[k] / 2 / best[k];
+        }
+        snprintf(what, sizeof(what),
+                 "round trips/s: tmem put or get (compress=none) / the faster raw ping-pong "
+                 "(fastest per round: spinning unpinned %d, spinning on 2 CPUs %d, futex on 1 CPU "
+                 "%d, futex on 2 CPUs %d, of %d rounds)",
+                 wins[0], wins[1], wins[2], wins[3], n);
+        add_result("D1", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
+                   fmt_rate(median(best, n), b, sizeof(b)), ratio, n, 0.5, rs->load_kept);
+        add_result("D1p", "the same per put+get pair (two tmem round trips against one raw)",
+                   fmt_rate(med[T_TMEM_NONE] / 2, a, sizeof(a)),
+                   fmt_rate(median(best, n), b, sizeof(b)), ratio2, n, -1, rs->load_kept);
     }
-    snprintf(what, sizeof(what),
-             "round trips/s: tmem put or get (compress=none) / the faster raw ping-pong "
-             "(fastest per round: spinning unpinned %d, spinning on 2 CPUs %d, futex on 1 CPU %d, "
-             "futex on 2 CPUs %d, of %d rounds)",
-             wins[0], wins[1], wins[2], wins[3], n);
-    add_result("D1", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
-               fmt_rate(median(best, n), b, sizeof(b)), ratio, n, 0.5, rs->load_kept);
-    add_result("D1p", "the same per put+get pair (two tmem round trips against one raw)",
-               fmt_rate(med[T_TMEM_NONE] / 2, a, sizeof(a)),
-               fmt_rate(median(best, n), b, sizeof(b)), ratio2, n, -1, rs->load_kept);
-    for (int k = 0; k < n; k++)
-        ratio[k] = tz[k] / best[k];
-    add_result("D1z", "round trips/s: tmem with LZ4 (text pages) / the faster raw ping-pong",
-               fmt_rate(med[T_TMEM_LZ4], a, sizeof(a)), fmt_rate(median(best, n), b, sizeof(b)),
-               ratio, n, -1, rs->load_kept);
+    if (any_raw && g_have[T_TMEM_LZ4]) {
+        for (int k = 0; k < n; k++)
+            ratio[k] = tz[k] / best[k];
+        add_result("D1z", "round trips/s: tmem with LZ4 (text pages) / the faster raw ping-pong",
+                   fmt_rate(med[T_TMEM_LZ4], a, sizeof(a)),
+                   fmt_rate(median(best, n), b, sizeof(b)), ratio, n, -1, rs->load_kept);
+    }
 
     /* D2: against memcached at its best placement of each round */
-    for (int peer = 0; peer < 2; peer++) {
+    for (int peer = 0; peer < 2 && g_have[T_TMEM_NONE]; peer++) {
         int t0 = peer ? T_RD_FREE : T_MC_FREE;
         const char *pn = peer ? "redis" : "memcached";
-        if (!g_have[t0])
-            continue;
         int ts[3] = { t0, t0 + 1, t0 + 2 };
+        if (!g_have[ts[0]] && !g_have[ts[1]] && !g_have[ts[2]])
+            continue;
         best_of(rs, ts, 3, best);
         int w[3] = { 0 };
         for (int k = 0; k < n; k++) {
@@ -1265,13 +1281,16 @@ static void fig_rates(void)
         }
         snprintf(what, sizeof(what),
                  "ops/s, one client: tmem put/get (compress=none) / %s SET/GET at its best "
-                 "placement (unpinned %d, client's CPU %d, other CPU %d of %d rounds)",
+                 "placement (fastest per round: unpinned %d, client's CPU %d, other CPU %d, of %d "
+                 "rounds)",
                  pn, w[0], w[1], w[2], n);
         add_result(peer ? "D2r" : "D2", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
                    fmt_rate(median(best, n), b, sizeof(b)), ratio, n, peer ? -1 : 20.0,
                    rs->load_kept);
         static const char *const pl[3] = { "unpinned", "on the client's CPU", "on the other CPU" };
         for (int j = 0; j < 3; j++) {
+            if (!g_have[ts[j]])
+                continue;
             char id[16];
             snprintf(id, sizeof(id), "%s%c", peer ? "D2r" : "D2", "usx"[j]);
             for (int k = 0; k < n; k++)
@@ -1280,7 +1299,17 @@ static void fig_rates(void)
             add_result(id, what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
                        fmt_rate(med[ts[j]], b, sizeof(b)), ratio, n, -1, rs->load_kept);
         }
-        if (!peer) {
+        if (!peer && any_raw) {
+            /* what the limit itself reaches: the ceiling of any design that
+             * hands a request to another process */
+            for (int k = 0; k < n; k++)
+                ratio[k] = rawbest[k] / best[k];
+            add_result("D2lim", "the faster raw ping-pong (round trips/s) / memcached at its best "
+                       "placement: the ceiling of a cross-process design",
+                       fmt_rate(median(rawbest, n), a, sizeof(a)),
+                       fmt_rate(median(best, n), b, sizeof(b)), ratio, n, -1, rs->load_kept);
+        }
+        if (!peer && g_have[T_TMEM_LZ4]) {
             for (int k = 0; k < n; k++)
                 ratio[k] = tz[k] / best[k];
             add_result("D2z", "tmem with LZ4 (text pages) / memcached at its best placement",
@@ -1326,7 +1355,7 @@ static void lat_sort(struct lat *l)
 }
 
 /* [t][0] first op (raw round trip, put, SET), [t][1] second (get, GET) */
-static struct lat g_busy[16][2], g_idle[16][2];
+static struct lat g_busy[T_N][2], g_idle[T_N][2];
 
 static uint64_t tmem_sleeps(int t)
 {
@@ -1342,7 +1371,7 @@ static void fig_latency(void)
     settle("the latencies");
     progress("latency: %u busy ops and %u idle-start samples (%u ms asleep) per transport",
              O.lat_ops, O.idle_samples, O.idle_ms);
-    uint64_t sleeps[16] = { 0 };
+    uint64_t sleeps[T_N] = { 0 };
     uint32_t i = 7u * NSRC;
     for (int t = 0; t < T_N; t++) {
         if (!g_have[t])
@@ -1576,6 +1605,8 @@ static void usage(FILE *f)
             "  --secs S           seconds per transport per round (default 0.5; quick 0.15)\n"
             "  --only LIST        rate,latency,scaling (default all)\n"
             "  --no-peers         do not start memcached and redis\n"
+            "  --transports LIST  measure only these (a diagnostic): spin,spin2,futex1,futex2,\n"
+            "                     tmem,lz4,tmem1,tmem2,mc,mc1,mc2,redis,redis1,redis2\n"
             "  --idle-ms N        sleep before an idle-start sample (default 5)\n"
             "  --idle-samples N   idle-start samples per transport (default 400; quick 100)\n"
             "  --lat-ops N        busy latency samples per transport (default 20000; quick 4000)\n"
@@ -1664,17 +1695,18 @@ int main(int argc, char **argv)
         { "lat-ops", required_argument, NULL, 'L' },   { "clients", required_argument, NULL, 'c' },
         { "settle", required_argument, NULL, 's' },    { "tmemd", required_argument, NULL, 'T' },
         { "memcached", required_argument, NULL, 'M' }, { "redis", required_argument, NULL, 'R' },
-        { "tsv", required_argument, NULL, 't' },       { "help", no_argument, NULL, 'h' },
+        { "tsv", required_argument, NULL, 't' },       { "transports", required_argument, NULL, 'X' },       { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "qr:S:o:Pi:I:L:c:s:T:M:R:t:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "qr:S:o:Pi:I:L:c:s:T:M:R:t:X:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'q': O.quick = 1; break;
         case 'r': O.rounds = atoi(optarg); break;
         case 'S': O.secs = atof(optarg); break;
         case 'o': O.only = parse_only(optarg); break;
         case 'P': O.peers = 0; break;
+        case 'X': O.transports = optarg; break;
         case 'i': O.idle_ms = (unsigned)atoi(optarg); break;
         case 'I': O.idle_samples = (unsigned)atoi(optarg); break;
         case 'L': O.lat_ops = (unsigned)atoi(optarg); break;
@@ -1746,9 +1778,25 @@ int main(int argc, char **argv)
         else if (start_redis(&g_srv[S_REDIS]))
             g_have[T_RD_FREE] = g_have[T_RD_SAME] = g_have[T_RD_CROSS] = true;
     }
+    if (O.transports) {
+        bool want[T_N] = { false };
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s", O.transports);
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            int t = 0;
+            while (t < T_N && strcmp(TR[t].tag, tok) != 0)
+                t++;
+            if (t == T_N)
+                die("--transports: unknown transport '%s'", tok);
+            want[t] = true;
+        }
+        for (int t = 0; t < T_N; t++)
+            g_have[t] = g_have[t] && want[t];
+    }
     tmem_open_conn(&g_tmem[0], &g_srv[S_TMEM_NONE]);
     tmem_open_conn(&g_tmem[1], &g_srv[S_TMEM_LZ4]);
-    if (g_have[T_MC_FREE]) {
+    if (g_have[T_MC_FREE] || g_have[T_MC_SAME] || g_have[T_MC_CROSS]) {
         mc_open();
         memcached_version(g_mc);
         const memcached_instance_st *in = memcached_server_instance_by_position(g_mc, 0);
@@ -1756,7 +1804,7 @@ int main(int argc, char **argv)
             snprintf(mcver, sizeof(mcver), "%u.%u.%u", memcached_server_major_version(in),
                      memcached_server_minor_version(in), memcached_server_micro_version(in));
     }
-    if (g_have[T_RD_FREE]) {
+    if (g_have[T_RD_FREE] || g_have[T_RD_SAME] || g_have[T_RD_CROSS]) {
         rd_open();
         redisReply *r = redisCommand(g_rd, "INFO server");
         if (r && r->type == REDIS_REPLY_STRING) {
