@@ -60,10 +60,12 @@ struct tmd_config {
 int  tmd_config_default(struct tmd_config *cfg);
 /* Reads an INI file over cfg; on error writes one line to err and returns -1. */
 int  tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen);
-/* Sets key (e.g. "max_memory") in section ("" for the top) from text. */
+/* Sets key (e.g. "max_memory") in section from text; section "" or NULL
+ * finds the key by name (key names are unique). */
 int  tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
                     const char *value, char *err, size_t errlen);
-/* Resolves percentages against MemTotal read from cfg->meminfo_path. */
+/* Resolves percentages against MemTotal read from cfg->meminfo_path, and
+ * sets engine.max_bytes = max_memory. */
 int  tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen);
 /* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
 int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
@@ -108,7 +110,8 @@ struct tmd {
 uint64_t tmd_now_ms(void);
 
 /* ---- server.c ---- */
-int  tmd_server_start(struct tmd *d);       /* binds both sockets, starts the listener */
+/* Binds both sockets, starts the listener; d->conns_lock is initialised. */
+int  tmd_server_start(struct tmd *d);
 /* Checks a received HELLO of n bytes (n as recv reported it with MSG_TRUNC)
  * and copies out its sanitised name.  0, -EPROTO, or -EPROTONOSUPPORT. */
 int  tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX]);

@@ -2,9 +2,9 @@
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *
  * Start-up: configuration (embedded default, then --config FILE, then the
- * command line), the engine, the sockets (their paths appear only once
- * they listen: ready), the governor, the metrics endpoint, then READY=1 to
- * systemd.  SIGTERM or SIGINT stop it: every client is dropped, the engine
+ * command line), the engine, the governor (the first limit), the metrics
+ * endpoint, the sockets (their paths appear only once they listen: ready),
+ * then READY=1 to systemd.  SIGTERM or SIGINT stop it: every client is dropped, the engine
  * checks itself (tmem_check) and closes; the exit status is 1 if the check
  * found anything wrong.
  */
@@ -157,6 +157,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     d.start_ms = tmd_now_ms();
+    pthread_mutex_init(&d.conns_lock, NULL);    /* before any part that lists clients */
     d.cfg.engine.max_bytes = d.cfg.max_memory;
     d.engine = tmem_open(&d.cfg.engine);
     if (!d.engine) {
@@ -164,17 +165,24 @@ int main(int argc, char **argv)
                 (unsigned long long)d.cfg.max_memory, strerror(errno));
         return 1;
     }
+    /* the governor sets the first limit and the metrics bind before the
+     * sockets appear: a client that sees them sees a daemon in full */
+    if (tmd_governor_start(&d) != 0) {
+        tmem_close(d.engine);
+        return 1;
+    }
+    if (tmd_metrics_start(&d) != 0) {
+        tmd_governor_stop(&d);
+        tmem_close(d.engine);
+        return 1;
+    }
     int rc = tmd_control_init(&d);
     if (rc == 0)
         rc = tmd_server_start(&d);
     if (rc != 0) {
-        tmem_close(d.engine);
-        return 1;
-    }
-    if (tmd_governor_start(&d) != 0 || tmd_metrics_start(&d) != 0) {
         tmd_log(LOG_ERR, "start-up failed; stopping");
+        tmd_metrics_stop(&d);
         tmd_governor_stop(&d);
-        tmd_server_stop(&d);
         tmem_close(d.engine);
         return 1;
     }
@@ -201,9 +209,9 @@ int main(int argc, char **argv)
     }
     sd_notify(0, "STOPPING=1");
     atomic_store(&d.stopping, 1);
+    tmd_server_stop(&d);        /* control threads read the metrics port: first */
     tmd_metrics_stop(&d);
     tmd_governor_stop(&d);
-    tmd_server_stop(&d);
     int bad = tmem_check(d.engine);
     if (bad)
         tmd_log(LOG_ERR, "self-check: %d inconsistencies in the engine", bad);

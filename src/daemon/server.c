@@ -480,7 +480,6 @@ static void *listener_main(void *arg)
 
 int tmd_server_start(struct tmd *d)
 {
-    pthread_mutex_init(&d->conns_lock, NULL);
     gid_t admin = (gid_t)-1;
     if (d->cfg.admin_group[0]) {
         struct group *g = getgrnam(d->cfg.admin_group);
