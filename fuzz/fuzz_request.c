@@ -9,7 +9,9 @@
  *   byte 0     setup: bit 0 engine 1 (dedup across clients, zstd) instead
  *              of engine 0 (defaults); bits 1-2 client A's codec (0 keep,
  *              1 none, 2 lz4, 3 zstd); bit 3 cap client A at 16 persistent
- *              pages; bit 4 freeze client A; bit 5 freeze client B
+ *              pages; bit 4 freeze client A; bit 5 freeze client B; bit 6
+ *              a byte N follows: once the clients and pools exist, the Nth
+ *              internal allocation fails (bit 7: and every later one too)
  *   records    until the input ends, each:
  *                ctl    bits 0-1 page mode (0 seed, 1 pseudo-random,
  *                       2 raw, 3 keep the page as the last call left it);
@@ -55,6 +57,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "core/testing.h"
 #include "daemon/daemon.h"
 #include "fuzz.h"
 
@@ -90,6 +93,9 @@ enum { PAGE_SEED, PAGE_PRNG, PAGE_RAW, PAGE_KEEP };
 #define S_CAP_A      0x08u
 #define S_FREEZE_A   0x10u
 #define S_FREEZE_B   0x20u
+#define S_FAULT      0x40u
+#define S_FAULT_ALL  0x80u
+#define HASH_KEY     0x746d656d66757a7aull  /* fixed: replays grow tables alike */
 
 static const tmem_uuid_t U1 = { 0x1111111111111111ull, 0x2222222222222222ull };
 static const tmem_uuid_t U2 = { 0x3333333333333333ull, 0x4444444444444444ull };
@@ -515,6 +521,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.dedup_across_clients = 1;
     cfg.compress = TMEM_COMPRESS_ZSTD;
     engines[1] = tmem_open(&cfg);
+    for (int i = 0; i < 2; i++)
+        if (engines[i])
+            tmem__set_hash_key(engines[i], HASH_KEY);
     page = malloc(TMEM_PAGE_SIZE);
     slot = aligned_alloc(64, sizeof(*slot));
     if (!engines[0] || !engines[1] || !page || !slot) {
@@ -531,7 +540,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct in in = { data, size };
     inputs++;
     bool full_check = inputs == 1 || inputs % check_every == 0;
-    open_clients(take8(&in));
+    uint8_t setup = take8(&in);
+    open_clients(setup);
+    if (setup & S_FAULT) {
+        uint8_t nth = take8(&in);
+        tmem__fault_inject(t, nth ? nth : 1, (setup & S_FAULT_ALL) != 0);
+    }
     memset(page, 0, TMEM_PAGE_SIZE);
     unsigned calls = 0;
     while (in.n > 0 && calls < MAX_CALLS) {
@@ -570,6 +584,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 tmem_evict_npages(t, EVICT_PAGES);
         }
     }
+    tmem__fault_inject(t, 0, 0);
     close_clients(full_check);
     return 0;
 }

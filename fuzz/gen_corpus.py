@@ -29,7 +29,7 @@ VERSION1 = 1 << 24
 # ---- fuzz_request.c -----------------------------------------------------------
 SEED, PRNG, RAW, KEEPPAGE = 0, 1, 2, 3
 KEEP_STATE, CLIENT_B, REPEAT, EVICT, NOISE = 0x04, 0x08, 0x10, 0x20, 0x40
-S_ENGINE1, S_CAP_A, S_FREEZE_A, S_FREEZE_B = 0x01, 0x08, 0x10, 0x20
+S_ENGINE1, S_CAP_A, S_FREEZE_A, S_FREEZE_B, S_FAULT, S_FAULT_ALL = 0x01, 0x08, 0x10, 0x20, 0x40, 0x80
 def S_CODEC(c): return (c + 1) << 1          # 0 none, 1 lz4, 2 zstd
 U1 = (0x1111111111111111, 0x2222222222222222)
 U2 = (0x3333333333333333, 0x4444444444444444)
@@ -180,6 +180,16 @@ def request_seeds():
     s.append(inp(S_CODEC(2), rec(PUT, A_EPH, 0, page=ZERO, noise=30, count=150),
                  rec(PUT, A_EPH, 0, oid=(2, 0, 0), page=ZERO, noise=100, count=150, evict=True),
                  rec(GET, A_EPH, 149)))
+    # allocation failures (the Nth from the first record on; or every one from it)
+    work = [rec(PUT, A_PERS, 0, page=TEXT, noise=20, count=40, oid=(1, 0, 0)),
+            rec(PUT, A_EPH, 0, page=RND(4), count=40, oid=(2, 0, 0)),
+            rec(PUT, A_SHARED, 0, page=WORD, count=20), rec(PUT, B_PERS, 0, page=BYTE, b=True),
+            new_pool(SHARED, U2), new_pool(PERSIST), rec(PUT, 4, 0, page=HALF),
+            rec(GET, A_PERS, 7, oid=(1, 0, 0)), rec(FLUSH_OBJECT, A_PERS, oid=(1, 0, 0))]
+    for nth in (1, 2, 3, 5, 8, 13, 40, 90):
+        s.append(bytes([S_FAULT, nth]) + b"".join(work))
+    s.append(bytes([S_FAULT | S_FAULT_ALL, 30]) + b"".join(work))
+    s.append(bytes([S_FAULT | S_FAULT_ALL | S_ENGINE1, 10]) + b"".join(work))
     # cap, freeze
     s.append(inp(S_CAP_A, rec(PUT, A_PERS, 0, page=RND(1), count=20),
                  rec(PUT, A_PERS, 3, page=TEXT), rec(PUT, A_EPH, 0, page=TEXT)))
