@@ -5,7 +5,7 @@
 # build-fuzz/ (installing clang and its libFuzzer runtime if missing), runs
 # each TARGET (default: request hello) for SECONDS (default 60) from its
 # committed corpus fuzz/corpus/<target>/, then merges the new inputs that
-# add coverage back into that corpus (-merge=1): review and commit them.
+# add edges back into that corpus (-merge=1): review and commit them.
 # A crash, a hang or a sanitizer report stops that target with a reproducer
 # in build-fuzz/artifacts/<target>/ and makes this script fail.
 #
@@ -42,6 +42,16 @@ cmake --build "$build" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# with workers, each one's output is in build-fuzz/fuzz-N.log: into the target's log
+fold_logs() {
+    local f
+    for f in "$build"/fuzz-[0-9]*.log; do
+        [ -e "$f" ] || continue
+        { echo "---- $f"; cat "$f"; } >> "$build/fuzz_$t.log"
+        rm -f "$f"
+    done
+}
+
 status=0
 for t in "${targets[@]}"; do
     case $t in
@@ -60,16 +70,19 @@ for t in "${targets[@]}"; do
     if ! (cd "$build" && "./fuzz/fuzz_$t" -max_total_time="$secs" -max_len="$max_len" \
             -timeout=10 "${par[@]}" -print_final_stats=1 -artifact_prefix="$top/$art/" \
             "$top/$new" "$top/$corpus" 2> "$top/$build/fuzz_$t.log"); then
+        fold_logs
         status=1
         echo "fuzz_$t FAILED: see $build/fuzz_$t.log and $art/"
         grep -E "ERROR|invariant|SUMMARY|Test unit written" "$build/fuzz_$t.log" | head -20 || true
         continue
     fi
-    grep -E "stat::number_of_executed_runs|stat::new_units_added|cov:" "$build/fuzz_$t.log" |
-        tail -3 || true
+    fold_logs
+    grep -E "stat::number_of_executed_units|stat::new_units_added|DONE" "$build/fuzz_$t.log" |
+        tail -6 || true
     if [ "${TMEM_FUZZ_NO_MERGE:-0}" != 1 ]; then
         before=$(ls "$corpus" | wc -l)
-        "$build/fuzz/fuzz_$t" -merge=1 -max_len="$max_len" "$corpus" "$new" \
+        # edges only (no hit counts): the committed corpus stays a few hundred files
+        "$build/fuzz/fuzz_$t" -merge=1 -use_counters=0 -max_len="$max_len" "$corpus" "$new" \
             2> "$build/fuzz_$t.merge.log" >/dev/null
         echo "fuzz_$t: corpus $before -> $(ls "$corpus" | wc -l) inputs"
     fi
