@@ -22,6 +22,36 @@ struct tt_host {
 #endif
 };
 
+#if TT_DAEMON
+/* When the daemon misbehaves: its report (a sanitizer's, from its first
+ * line) or the end of its log, before td_stop() removes the directory. */
+static void daemon_log(const tt_host *h)
+{
+    char path[300], line[512];
+    snprintf(path, sizeof(path), "%s/tmemd.log", h->td.dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "(no tmemd log at %s; TD_VERBOSE=1 sends it to stderr)\n", path);
+        return;
+    }
+    long from = -1, n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (from < 0 && (strstr(line, "Sanitizer") || strstr(line, "runtime error")))
+            from = n;
+        n++;
+    }
+    if (from < 0)
+        from = n > 40 ? n - 40 : 0;
+    rewind(f);
+    fprintf(stderr, "---- tmemd log from line %ld of %ld (%s) ----\n", from + 1, n, path);
+    for (long k = 0; k < n && k < from + 120 && fgets(line, sizeof(line), f); k++)
+        if (k >= from)
+            fputs(line, stderr);
+    fprintf(stderr, "---- end of the tmemd log excerpt ----\n");
+    fclose(f);
+}
+#endif
+
 tt_host *th_open_cfg(const tmem_config_t *cfg)
 {
     tt_host *h = calloc(1, sizeof(*h));
@@ -113,7 +143,11 @@ void th_client_close(tt_host *h, tmem_client_t *c)
         tmem_client_close(c);
         if (known && h->nclients)
             h->nclients--;
-        assert_int_equal(td_wait_connections(&h->td, h->nclients), 0);
+        if (td_wait_connections(&h->td, h->nclients) != 0) {
+            daemon_log(h);
+            fail_msg("tmemd did not come down to %u connections within 10 s of a close "
+                     "(did it die? see its log above)", h->nclients);
+        }
         return;
     }
 #endif
@@ -124,7 +158,11 @@ void th_stats(tt_host *h, tmem_stats_t *out)
 {
 #if TT_DAEMON
     struct tmw_ctl_stats s;
-    assert_int_equal(tmc_stats(h->td.ctl, &s), 0);
+    int rc = tmc_stats(h->td.ctl, &s);
+    if (rc != 0) {
+        daemon_log(h);
+        fail_msg("tmc_stats: %d (%s)", rc, strerror(-rc));
+    }
     *out = s.engine;
 #else
     assert_int_equal(tmem_stats_get(h->t, out), 0);
