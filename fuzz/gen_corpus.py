@@ -5,7 +5,8 @@
 
 Writes OUTDIR/request/* (inputs of fuzz_request.c: every window operation,
 every kind of page, valid and invalid pool flags, hostile slots, both
-clients, each setup bit) and OUTDIR/hello/* (inputs of fuzz_hello.c).
+clients, each setup bit), OUTDIR/hello/* (inputs of fuzz_hello.c) and
+OUTDIR/ctl/* (control requests of every op, valid and not: fuzz_ctl.c).
 Files are named by the SHA-1 of their contents, as libFuzzer names them, so
 that running this again over a corpus adds nothing twice.  The input
 format is documented in fuzz_request.c and docs/fuzzing.md.
@@ -226,6 +227,53 @@ def hello_seeds():
     ]
 
 
+# control requests (struct tmw_ctl)
+CTL_OPS = dict(STATS=1, CLIENTS=2, LIST=3, FREEZE=4, THAW=5, SET=6, SHARED_AUTH=7, FLUSH=8,
+               FREEABLE=9, SAVE=10, RESTORE=11)
+SET_WEIGHT, SET_CAP, SET_COMPRESS = 1, 2, 4
+RESTORE_NAME, RESTORE_UID = 1, 2
+ALL = 0xFFFFFFFF
+
+
+def ctl(op, client_id=0, arg=0, set_mask=0, arg64=0, weight=0, compress=0, cap=0,
+        uuid=(0, 0), uid=0, reserved=0, name=b"", magic=TMW_MAGIC, version=TMW_VERSION,
+        type_=MSG_CTL, length=None, result=0):
+    body = struct.pack("<IIIIQIiQQQII", op, client_id, arg, set_mask, arg64, weight, compress,
+                       cap, uuid[0], uuid[1], uid, reserved) + name.ljust(NAME_MAX, b"\0")[:NAME_MAX]
+    if length is None:
+        length = 16 + len(body)
+    return struct.pack("<IHHIi", magic, version, type_, length, result) + body
+
+
+def ctl_seeds():
+    o = CTL_OPS
+    good = [ctl(o["STATS"]), ctl(o["FREEABLE"]), ctl(o["CLIENTS"]), ctl(o["CLIENTS"], 3),
+            ctl(o["LIST"]), ctl(o["LIST"], 2, arg=1), ctl(o["FREEZE"], ALL), ctl(o["THAW"], 7),
+            ctl(o["SET"], 2, set_mask=SET_WEIGHT, weight=50),
+            ctl(o["SET"], 2, set_mask=SET_CAP, cap=1000),
+            ctl(o["SET"], 2, set_mask=SET_COMPRESS, compress=2),
+            ctl(o["SET"], 2, set_mask=7, weight=1, cap=2, compress=1),
+            ctl(o["SHARED_AUTH"], 2, arg=1, uuid=U1), ctl(o["SHARED_AUTH"], 2, arg=0, uuid=U2),
+            ctl(o["FLUSH"], arg64=1 << 20), ctl(o["SAVE"], 4), ctl(o["RESTORE"]),
+            ctl(o["RESTORE"], arg=RESTORE_NAME, name=b"db"),
+            ctl(o["RESTORE"], arg=RESTORE_UID, uid=1000),
+            ctl(o["RESTORE"], arg=3, name=b"n" * 63, uid=0)]
+    bad = [ctl(0), ctl(12), ctl(0xFFFFFFFF), ctl(o["STATS"], result=-1),
+           ctl(o["STATS"], reserved=1), ctl(o["STATS"], client_id=1), ctl(o["STATS"], name=b"x"),
+           ctl(o["LIST"], arg=2), ctl(o["SET"], ALL, set_mask=1, weight=1),
+           ctl(o["SET"], 2, set_mask=0), ctl(o["SET"], 2, set_mask=8),
+           ctl(o["SET"], 2, set_mask=SET_WEIGHT, cap=5), ctl(o["SET"], 2, set_mask=4, compress=3),
+           ctl(o["SET"], 2, set_mask=4, compress=-1), ctl(o["SHARED_AUTH"], ALL, arg=1),
+           ctl(o["SHARED_AUTH"], 2, arg=2), ctl(o["FLUSH"], uuid=(1, 0)), ctl(o["SAVE"], ALL),
+           ctl(o["RESTORE"], arg=4), ctl(o["RESTORE"], arg=1, name=b""),
+           ctl(o["RESTORE"], arg=1, name=b"n" * 64), ctl(o["RESTORE"], arg=1, name=b"a\0b"),
+           ctl(o["RESTORE"], arg=2, uid=ALL), ctl(o["RESTORE"], uid=5),
+           ctl(o["STATS"], magic=0), ctl(o["STATS"], version=2), ctl(o["STATS"], type_=MSG_HELLO),
+           ctl(o["STATS"], length=16), ctl(o["STATS"])[:16], ctl(o["STATS"])[:100],
+           ctl(o["STATS"]) + b"\0" * 8, b"", b"\0" * 16]
+    return good + bad
+
+
 def write(dirname, inputs):
     os.makedirs(dirname, exist_ok=True)
     for data in inputs:
@@ -239,6 +287,7 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     write(os.path.join(out, "request"), request_seeds())
     write(os.path.join(out, "hello"), hello_seeds())
+    write(os.path.join(out, "ctl"), ctl_seeds())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 #
 # Builds the fuzz targets with clang, -fsanitize=fuzzer + ASan + UBSan, in
 # build-fuzz/ (installing clang and its libFuzzer runtime if missing), runs
-# each TARGET (default: request hello) for SECONDS (default 60) from its
+# each TARGET (default: request hello ctl) for SECONDS (default 60) from its
 # committed corpus fuzz/corpus/<target>/, then merges the new inputs that
 # add edges back into that corpus (-merge=1): review and commit them.
 # A crash, a hang or a sanitizer report stops that target with a reproducer
@@ -17,7 +17,7 @@ top=$PWD
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request hello)
+[ ${#targets[@]} -gt 0 ] || targets=(request hello ctl)
 build=build-fuzz
 
 # clang and libFuzzer's runtime: a program built with -fsanitize=fuzzer must link
@@ -57,6 +57,7 @@ for t in "${targets[@]}"; do
     case $t in
         request) max_len=8192 ;;
         hello)   max_len=256 ;;
+        ctl)     max_len=512 ;;
         *) echo "run.sh: unknown target $t" >&2; exit 2 ;;
     esac
     corpus=fuzz/corpus/$t
