@@ -205,7 +205,7 @@ int tmem_check(tmem_t *t)
             bad += tm_store_check(c->pers_store, rp.bodies, rp.indexed, rp.frags, rp.wholes);
         tm_brlock_read_unlock(&c->lock);
     }
-    free(v);
+    tm_clients_unpin(v, n);
     if (t->global_eph)
         bad += tm_store_check(t->global_eph, global_eph.bodies, global_eph.indexed, global_eph.frags,
                               global_eph.wholes);

@@ -154,8 +154,9 @@ void tmem_client_release(tmem_client_t *c)
         return;
     tmem_t *t = c->t;
     tmem_client_close(c);
-    /* a save that found c before the close holds save_freezes (save.c) */
-    while (atomic_load(&c->save_freezes) > 0)
+    /* a save that found c before the close holds save_freezes (save.c), a
+     * statistics or check walk holds pins (tm_clients_snapshot) */
+    while (atomic_load(&c->save_freezes) > 0 || atomic_load(&c->pins) > 0)
         sched_yield();
     pthread_rwlock_wrlock(&t->clients_lock);
     struct tmem_client **pp = &t->tombstones;
@@ -365,10 +366,20 @@ struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n)
     pthread_rwlock_rdlock(&t->clients_lock);
     struct tmem_client **v = malloc((t->nclients + 1) * sizeof(*v));
     size_t k = 0;
-    if (v)
-        for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next)
+    if (v) {
+        for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
+            atomic_fetch_add(&c->pins, 1);
             v[k++] = c;
+        }
+    }
     pthread_rwlock_unlock(&t->clients_lock);
     *n = k;
     return v;
+}
+
+void tm_clients_unpin(struct tmem_client **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        atomic_fetch_sub(&v[i]->pins, 1);
+    free(v);
 }

@@ -212,7 +212,10 @@ static inline bool tm_client_frozen(struct tmem_client *c)
 bool   tm_client_authorised_locked(struct tmem_client *c, tmem_uuid_t uuid);
 /* The open clients now, as a malloc'd array (free() it).  The pointers stay
  * valid memory until tmem_close (tombstones); check c->dead under c->lock. */
+/* The open clients, each pinned (tmem_client_release waits for the pin);
+ * give them back with tm_clients_unpin, which frees v. */
 struct tmem_client **tm_clients_snapshot(tmem_t *t, size_t *n);
+void tm_clients_unpin(struct tmem_client **v, size_t n);
 void   tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *from);
 /* Adds private pool p's outcomes to client-shaped counters. */
 void   tm_pool_stats_fold(struct tm_client_stats *into, const struct tm_pool *p);

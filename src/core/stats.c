@@ -84,7 +84,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
         }
         tm_brlock_read_unlock(&c->lock);
     }
-    free(v);
+    tm_clients_unpin(v, n);
     store_figures(t->global_eph, o);
     store_figures(t->global_pers, o);
 
@@ -235,7 +235,7 @@ size_t tmem_list(tmem_t *t, uint32_t client_id, int long_form, char *buf, size_t
     for (size_t i = 0; i < n; i++)
         if (client_id == TMEM_CLIENT_ALL || v[i]->id == client_id)
             list_client(&sb, v[i], long_form);
-    free(v);
+    tm_clients_unpin(v, n);
     sb_printf(&sb, "T=\n");
     return sb.len;
 }

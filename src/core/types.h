@@ -360,6 +360,8 @@ struct tmem_client {
     _Atomic int frozen;             /* by the administrator */
     _Atomic int save_freezes;       /* saves in progress: frozen while > 0 */
     _Atomic int restoring;          /* a restore owns the client's pools */
+    _Atomic int pins;               /* snapshots holding the handle (raised under
+                                       t->clients_lock; tmem_client_release waits) */
     /* accounting: eph_pages is changed under the lru_lock of the pool whose
      * owner this client is; pers_pages with fetch_add (the cap check). */
     atomic_u64 eph_pages, pers_pages;

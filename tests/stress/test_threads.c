@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "tmem_test.h"
 
@@ -335,12 +336,63 @@ static void stress(void **state)
     tmem_close(T);
 }
 
+/* tmem_client_release() frees a handle at once (tmemd drops clients that
+ * way); statistics, tmem-list and the self-check walk a snapshot of the
+ * clients meanwhile.  The snapshot pins each client and release waits for
+ * the pin (a use after free before that: found by test_model_daemon). */
+struct walker_arg {
+    tmem_t *t;
+    atomic_int stop;
+    unsigned long walks;
+};
+
+static void *walker_main(void *arg)
+{
+    struct walker_arg *w = arg;
+    char buf[4096];
+    while (!atomic_load(&w->stop)) {
+        tmem_stats_t s;
+        assert_int_equal(tmem_stats_get(w->t, &s), 0);
+        tmem_list(w->t, TMEM_CLIENT_ALL, 1, buf, sizeof(buf));
+        w->walks++;
+    }
+    return NULL;
+}
+
+static void release_while_walking(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(4 << 20, TMEM_COMPRESS_LZ4, 1);
+    struct walker_arg w = { .t = t };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, walker_main, &w), 0);
+    uint8_t page[PG];
+    tt_fill(page, TT_TEXT, 1);
+    for (int i = 0; i < 20000 || w.walks < 100; i++) {
+        tmem_client_t *c = tmem_client_open(t, "short-lived");
+        assert_non_null(c);
+        if (i & 1) {
+            int p = tmem_new_pool(c, (tmem_uuid_t){ 0, 0 }, TMEM_POOL_PERSIST);
+            assert_int_equal(tmem_put_page(c, (uint32_t)p, tt_oid(1, 0, 0), 0, page), 0);
+        }
+        tmem_client_release(c);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    tmem_stats_t s;
+    tmem_stats_get(t, &s);
+    assert_int_equal(s.clients, 0);
+    assert_int_equal(s.persistent_pages, 0);
+    tt_close(t);
+}
+
 int main(int argc, char **argv)
 {
     SEED = tt_seed_from_args(argc, argv, "test_threads");
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "-n"))
             OPS = strtol(argv[i + 1], NULL, 0);
-    const struct CMUnitTest tests[] = { cmocka_unit_test(stress) };
+    const struct CMUnitTest tests[] = { cmocka_unit_test(stress),
+                                        cmocka_unit_test(release_while_walking) };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
