@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,6 +89,15 @@
 static pid_t g_main_pid;
 
 static void cleanup(void);
+
+/* In a forked child: die with the parent (a spinning raw server or a
+ * server left behind by a killed benchmark would burn a CPU for ever). */
+static void die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+}
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
@@ -423,10 +433,30 @@ static void cleanup(void)
 static void on_signal(int sig)
 {
     (void)sig;
-    if (getpid() == g_main_pid)
-        for (int i = 0; i < S_N; i++)
-            if (g_srv[i].pid > 0)
+    if (getpid() == g_main_pid) {
+        /* async-signal-safe calls only: kill, wait, unlink the files we
+         * know of, remove the directories */
+        static const char *const files[] = { "log", "c.sock", "ctl.sock" };
+        for (int i = 0; i < S_N; i++) {
+            if (g_srv[i].pid > 0) {
                 kill(g_srv[i].pid, SIGKILL);
+                waitpid(g_srv[i].pid, NULL, 0);
+            }
+            if (!g_srv[i].dir[0])
+                continue;
+            for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+                char path[128];
+                size_t n = strlen(g_srv[i].dir), m = strlen(files[f]);
+                if (n + 1 + m + 1 > sizeof(path))
+                    continue;
+                memcpy(path, g_srv[i].dir, n);
+                path[n] = '/';
+                memcpy(path + n + 1, files[f], m + 1);
+                unlink(path);
+            }
+            rmdir(g_srv[i].dir);
+        }
+    }
     _exit(130);
 }
 
@@ -448,10 +478,12 @@ static pid_t spawn(const char *const *argv, const char *dir)
 {
     char log[128];
     snprintf(log, sizeof(log), "%s/log", dir);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         die("fork: %s", strerror(errno));
     if (pid == 0) {
+        die_with_parent(parent);
         setpgid(0, 0);
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd >= 0) {
@@ -932,10 +964,12 @@ static void raw_start(struct raw *r, int use_futex, int cpu)
         r->s = map_shared(sizeof(struct raw_shm));
     memset(r->s, 0, sizeof(*r->s));
     fflush(NULL);
+    pid_t parent = getpid();
     r->server = fork();
     if (r->server < 0)
         die("fork: %s", strerror(errno));
     if (r->server == 0) {
+        die_with_parent(parent);
         if (cpu >= 0)
             pin_tid(0, cpu);
         raw_server(r->s, use_futex);
@@ -1519,8 +1553,10 @@ static double scal_run(int kind, int n)
         pids[c] = fork();
         if (pids[c] < 0)
             die("fork: %s", strerror(errno));
-        if (pids[c] == 0)
+        if (pids[c] == 0) {
+            die_with_parent(g_main_pid);
             scal_child(kind, c);
+        }
     }
     uint32_t rd;
     uint64_t t0 = now_ns();
