@@ -16,7 +16,7 @@
 #
 #   bench/run.sh                 everything (engine, then daemon)
 #   bench/run.sh --quick         small sizes, few rounds (a smoke test)
-#   bench/run.sh --only daemon   the daemon benchmarks only (--quick: about a minute)
+#   bench/run.sh --only daemon   the daemon benchmarks only (--quick: 1-2 minutes)
 #   bench/run.sh --only copy,lz4 --rounds 9 ...   engine parts; other options go to tmem-bench
 #
 # --quick, --rounds N and --settle S apply to both programs; --only takes
