@@ -10,7 +10,8 @@
  * in a few microseconds; a cross-CPU wake-up costs 15-30 us on these
  * machines, so sleeping at once would double the latency), then sleep on
  * the slot's state in steps of TMR_CHECK_NS, checking between steps that
- * the daemon is still there.  A lost daemon breaks the handle for good:
+ * the daemon is still there.  When the worker runs on this very CPU
+ * (wire.h, placement hints) the call sleeps at once instead.  A lost daemon breaks the handle for good:
  * every call returns -ENOTCONN and the caller falls back to its disk.
  *
  * Slots are claimed from a free mask private to this process, so threads
@@ -36,7 +37,7 @@
 #include "proto/wire.h"
 
 #define TMR_SPIN_NS   60000u            /* 60 us */
-#define TMR_PAUSE_SPINS 256u            /* pauses before spinning turns to yielding */
+#define TMR_PAUSE_NS  1500u             /* spinning turns from pause to yield after this */
 #define TMR_CHECK_NS  100000000u        /* 100 ms */
 #define TMR_HELLO_TIMEOUT_S 10
 
@@ -227,21 +228,21 @@ static void free_slot(struct tmr_client *r, int i)
 }
 
 /* Waits for slot s to be DONE.  0, or -ENOTCONN when the daemon is gone. */
-static int wait_done(struct tmr_client *r, struct tmw_slot *s)
+static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
 {
-    uint64_t start = tm_now_ns();
-    for (unsigned n = 1;; n++) {
+    uint64_t start = tm_now_ns(), now = start;
+    for (unsigned n = 1; spin; n++) {
         if (atomic_load_explicit(&s->state, memory_order_acquire) == TMW_DONE)
             return 0;
         /* pause for the first microseconds, then yield: when more threads
          * spin than there are CPUs (several clients and their workers on
          * two vCPUs), a pure spin keeps the worker we wait for off the CPU
          * for a whole time slice */
-        if (n < TMR_PAUSE_SPINS)
+        if (now - start < TMR_PAUSE_NS)
             tm_cpu_relax();
         else
             sched_yield();
-        if ((n & 15) == 0 && tm_now_ns() - start > TMR_SPIN_NS)
+        if ((n & 7) == 0 && (now = tm_now_ns()) - start > TMR_SPIN_NS)
             break;
     }
     atomic_store(&s->waiter, 1);    /* seq_cst: the daemon's DONE then waiter load */
@@ -282,12 +283,15 @@ static int call(tmem_client_t *c, uint32_t op, uint32_t pool_id, const tmem_oid_
         memcpy(s->oid, oid->oid, sizeof(s->oid));
     if (in)
         memcpy(page, in, TMEM_PAGE_SIZE);
+    unsigned cpu = (unsigned)sched_getcpu();
+    s->client_cpu = cpu;
     atomic_store_explicit(&s->waiter, 0, memory_order_relaxed);
     atomic_store_explicit(&s->state, TMW_POSTED, memory_order_release);
     atomic_fetch_or(&r->hdr->pending, 1u << i);         /* seq_cst: then sleeping */
     if (atomic_load(&r->hdr->sleeping))
         tm_futex_wake(&r->hdr->pending, 1);
-    rc = wait_done(r, s);
+    /* on the worker's CPU, spinning would keep it off: sleep at once */
+    rc = wait_done(r, s, atomic_load_explicit(&r->hdr->worker_cpu, memory_order_relaxed) != cpu);
     if (rc) {
         /* the slot stays taken: the connection is over */
         atomic_store(&r->broken, 1);

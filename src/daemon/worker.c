@@ -6,7 +6,10 @@
  * cfg.spin_us without work, announce sleep (header.sleeping) and FUTEX_WAIT
  * on the mask.  A wake-up of a sleeping process costs 15-30 us on these
  * machines against well under a microsecond for a spinning hand-off, so a
- * busy client never pays it and an idle one costs no CPU.
+ * busy client never pays it and an idle one costs no CPU.  A client that
+ * runs on the worker's own CPU (wire.h, placement hints) is served and the
+ * worker sleeps at once: a futex hand-off on one CPU costs about a
+ * microsecond, spinning there a time slice.
  *
  * The window is hostile input (wire.h): a slot's fields are copied out
  * once, with volatile loads, before anything is decided on them; the page
@@ -22,6 +25,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,7 +36,7 @@
 #define SLEEP_TIMEOUT_NS  1000000000u   /* 1 s: the longest a stop can wait */
 #define SPURIOUS_LIMIT    1024u         /* doorbell rounds without work before a pause */
 #define SPURIOUS_PAUSE_NS 1000000u      /* 1 ms */
-#define PAUSE_SPINS       256u          /* idle pauses before spinning turns to yielding */
+#define PAUSE_NS          1500u         /* idle spinning turns from pause to yield after this */
 
 struct tmd_worker {
     struct tmd *d;
@@ -100,22 +104,33 @@ static void *worker_main(void *arg)
 {
     struct tmd_worker *w = arg;
     struct tmw_header *h = w->hdr;
-    uint64_t idle_since = tm_now_ns();
+    uint64_t idle_since = tm_now_ns(), now = idle_since;
     unsigned spurious = 0, spins = 0;
+    unsigned mycpu = (unsigned)sched_getcpu();
+    atomic_store_explicit(&h->worker_cpu, mycpu, memory_order_relaxed);
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         uint32_t m = atomic_exchange(&h->pending, 0);
         if (m) {
             unsigned served = 0;
+            bool same_cpu = false;
+            unsigned cpu = (unsigned)sched_getcpu();
+            if (cpu != mycpu) {
+                mycpu = cpu;
+                atomic_store_explicit(&h->worker_cpu, mycpu, memory_order_relaxed);
+            }
             while (m) {
                 unsigned i = (unsigned)__builtin_ctz(m);
                 m &= m - 1;
+                same_cpu |= READ_ONCE(w->slots[i].client_cpu) == mycpu;
                 served += (unsigned)tmd_serve_request(w->c, &w->slots[i],
                                                       w->pages + (size_t)i * TMEM_PAGE_SIZE, w->st);
             }
             if (served) {
                 spurious = 0;
                 spins = 0;
-                idle_since = tm_now_ns();
+                idle_since = now = tm_now_ns();
+                if (same_cpu)
+                    goto sleep;     /* its client shares our CPU: spinning would keep it off */
                 continue;
             }
             atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
@@ -125,15 +140,16 @@ static void *worker_main(void *arg)
                 spurious = 0;
             }
         }
-        if ((++spins & 15) != 0 || tm_now_ns() - idle_since < w->spin_ns) {
+        if ((++spins & 7) != 0 || (now = tm_now_ns()) - idle_since < w->spin_ns) {
             /* as the client does (remote.c): pause, then yield, so that an
              * oversubscribed CPU goes to whoever has work */
-            if (spins < PAUSE_SPINS)
+            if (now - idle_since < PAUSE_NS)
                 tm_cpu_relax();
             else
                 sched_yield();
             continue;
         }
+    sleep:
         atomic_store(&h->sleeping, 1);          /* seq_cst: then the pending load */
         if (atomic_load(&h->pending) == 0 && !atomic_load(&w->stop)) {
             atomic_fetch_add_explicit(&w->st->sleeps, 1, memory_order_relaxed);
