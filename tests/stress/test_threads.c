@@ -343,7 +343,7 @@ static void stress(void **state)
 struct walker_arg {
     tmem_t *t;
     atomic_int stop;
-    unsigned long walks;
+    atomic_ulong walks;
 };
 
 static void *walker_main(void *arg)
@@ -354,7 +354,7 @@ static void *walker_main(void *arg)
         tmem_stats_t s;
         assert_int_equal(tmem_stats_get(w->t, &s), 0);
         tmem_list(w->t, TMEM_CLIENT_ALL, 1, buf, sizeof(buf));
-        w->walks++;
+        atomic_fetch_add(&w->walks, 1);
     }
     return NULL;
 }
@@ -368,7 +368,7 @@ static void release_while_walking(void **state)
     assert_int_equal(pthread_create(&th, NULL, walker_main, &w), 0);
     uint8_t page[PG];
     tt_fill(page, TT_TEXT, 1);
-    for (int i = 0; i < 20000 || w.walks < 100; i++) {
+    for (int i = 0; i < 20000 || atomic_load(&w.walks) < 100; i++) {
         tmem_client_t *c = tmem_client_open(t, "short-lived");
         assert_non_null(c);
         if (i & 1) {
