@@ -337,6 +337,18 @@ static int opts_done(const struct cmd *c, int o, bool help, int npos, int min, i
 
 #define HELP_OPT { "help", no_argument, NULL, 'h' }
 
+/* The options of a command that has none but --help, then min..max
+ * arguments: like opts_done, -1 to go on. */
+static int only_help_opt(const struct cmd *c, int argc, char **argv, int min, int max)
+{
+    static const struct option longs[] = { HELP_OPT, { 0 } };
+    bool help = false;
+    int o;
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
+        help |= o == 'h';
+    return opts_done(c, o, help, argc - optind, min, max);
+}
+
 /* ---- list ---- */
 static json_t *client_json(const struct tmw_ctl_client *c)
 {
@@ -638,12 +650,7 @@ static int cmd_freeze(const struct cmd *c, int argc, char **argv)
 /* ---- flush, freeable ---- */
 static int cmd_flush(const struct cmd *c, int argc, char **argv)
 {
-    static const struct option longs[] = { HELP_OPT, { 0 } };
-    bool help = false;
-    int o;
-    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
-        help |= o == 'h';
-    int st = opts_done(c, o, help, argc - optind, 1, 1);
+    int st = only_help_opt(c, argc, argv, 1, 1);
     if (st >= 0)
         return st;
     uint64_t bytes, freed = 0;
@@ -661,12 +668,7 @@ static int cmd_flush(const struct cmd *c, int argc, char **argv)
 
 static int cmd_freeable(const struct cmd *c, int argc, char **argv)
 {
-    static const struct option longs[] = { HELP_OPT, { 0 } };
-    bool help = false;
-    int o;
-    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
-        help |= o == 'h';
-    int st = opts_done(c, o, help, argc - optind, 0, 0);
+    int st = only_help_opt(c, argc, argv, 0, 0);
     if (st >= 0)
         return st;
     uint64_t pages;
@@ -756,12 +758,7 @@ static int cmd_set(const struct cmd *c, int argc, char **argv)
 /* ---- shared-auth ---- */
 static int cmd_shared_auth(const struct cmd *c, int argc, char **argv)
 {
-    static const struct option longs[] = { HELP_OPT, { 0 } };
-    bool help = false;
-    int o;
-    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
-        help |= o == 'h';
-    int st = opts_done(c, o, help, argc - optind, 3, 3);
+    int st = only_help_opt(c, argc, argv, 3, 3);
     if (st >= 0)
         return st;
     const char *who = argv[optind], *utext = argv[optind + 1], *what = argv[optind + 2];
@@ -792,12 +789,7 @@ static int cmd_shared_auth(const struct cmd *c, int argc, char **argv)
 /* ---- save, restore ---- */
 static int cmd_save(const struct cmd *c, int argc, char **argv)
 {
-    static const struct option longs[] = { HELP_OPT, { 0 } };
-    bool help = false;
-    int o;
-    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
-        help |= o == 'h';
-    int st = opts_done(c, o, help, argc - optind, 2, 2);
+    int st = only_help_opt(c, argc, argv, 2, 2);
     if (st >= 0)
         return st;
     const char *who = argv[optind], *file = argv[optind + 1];

@@ -206,21 +206,33 @@ static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
     free(k);
 }
 
+/* Accepts one connection on lfd with its peer's credentials.  The fd, -1
+ * when none is waiting (or on error), -2 when one came and went. */
+static int accept_peer(int lfd, int flags, const char *what, struct ucred *cr)
+{
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | flags);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            tmd_log(LOG_WARNING, "accept on the %s socket: %s", what, strerror(errno));
+        return -1;
+    }
+    socklen_t len = sizeof(*cr);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) != 0) {
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
 static void accept_client(struct tmd *d)
 {
     for (;;) {
-        int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                tmd_log(LOG_WARNING, "accept on the client socket: %s", strerror(errno));
-            return;
-        }
         struct ucred cr;
-        socklen_t len = sizeof(cr);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
-            close(fd);
+        int fd = accept_peer(d->listen_fd, SOCK_NONBLOCK, "client", &cr);
+        if (fd == -1)
+            return;
+        if (fd < 0)
             continue;
-        }
         pthread_mutex_lock(&d->conns_lock);
         bool full = d->nconns >= d->cfg.max_clients;
         pthread_mutex_unlock(&d->conns_lock);
@@ -260,18 +272,12 @@ static void accept_client(struct tmd *d)
 static void accept_control(struct tmd *d)
 {
     for (;;) {
-        int fd = accept4(d->control_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                tmd_log(LOG_WARNING, "accept on the control socket: %s", strerror(errno));
-            return;
-        }
         struct ucred cr;
-        socklen_t len = sizeof(cr);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
-            close(fd);
+        int fd = accept_peer(d->control_fd, 0, "control", &cr);
+        if (fd == -1)
+            return;
+        if (fd < 0)
             continue;
-        }
         tmd_control_accept(d, fd, cr.pid, cr.uid, cr.gid);
     }
 }
