@@ -61,7 +61,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +72,8 @@
 #include "ctl/ctl_client.h"
 #include "tmem/tmem.h"
 
+#include "bench_util.h"
+
 #ifndef TMEMD_BIN
 #define TMEMD_BIN "tmemd"
 #endif
@@ -80,14 +81,12 @@
 #define PAGE        ((size_t)TMEM_PAGE_SIZE)
 #define NSRC        1024u       /* source / destination pages (4 MiB each) */
 #define MAX_ROUNDS  32
+_Static_assert(MAX_ROUNDS <= BENCH_MAX_ROUNDS, "bench_util.h: room for the rounds");
 #define MAX_CLIENTS 4
-#define QUIET_CPUS  0.35
 
 /* ------------------------------------------------------------------------
  * Small helpers
  * ---------------------------------------------------------------------- */
-static pid_t g_main_pid;
-
 static void cleanup(void);
 
 /* In a forked child: die with the parent (a spinning raw server or a
@@ -97,53 +96,6 @@ static void die_with_parent(pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1);
-}
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tmem-daemon-bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    if (getpid() != g_main_pid)
-        _exit(1);
-    exit(1);
-}
-
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  .. ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 static inline void cpu_relax(void)
@@ -173,62 +125,6 @@ static void *map_shared(size_t len)
         die("mmap shared %zu: %s", len, strerror(errno));
     memset(p, 0, len);
     return p;
-}
-
-static void *map_private(size_t len)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        die("mmap %zu: %s", len, strerror(errno));
-    memset(p, 0, len);
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double tmp[MAX_ROUNDS * 2];
-    if (n <= 0)
-        return 0.0;
-    memcpy(tmp, v, (size_t)n * sizeof(*v));
-    qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2.0;
-}
-
-static double vmin(const double *v, int n)
-{
-    double m = v[0];
-    for (int i = 1; i < n; i++)
-        m = v[i] < m ? v[i] : m;
-    return m;
-}
-
-static double vmax(const double *v, int n)
-{
-    double m = v[0];
-    for (int i = 1; i < n; i++)
-        m = v[i] > m ? v[i] : m;
-    return m;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Percentile p (0..100) of sorted ns samples, in microseconds. */
-static double pct_us(const uint32_t *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0.0;
-    size_t k = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return sorted[k] / 1000.0;
 }
 
 static const char *fmt_rate(double per_s, char *buf, size_t size)
@@ -267,51 +163,13 @@ static struct opts O;
 /* ------------------------------------------------------------------------
  * Results: the table of ratios, and free-form detail sections
  * ---------------------------------------------------------------------- */
-#define MAX_RESULTS 24
-struct result {
-    char id[16];
-    char what[240];
-    char tmem[40];
-    char limit[40];
-    double ratio;
-    double floor;           /* < 0: information only */
-    char spread[32];
-    double load;
-};
-static struct result g_res[MAX_RESULTS];
-static size_t g_nres;
-
-static void add_result(const char *id, const char *what, const char *tmem, const char *limit,
-                       const double *ratios, int n, double floor, double load)
+/* A row whose ratio is the median of the rounds' ratios[n]. */
+static void add_rounds_result(const char *id, const char *what, const char *tmem,
+                              const char *limit, const double *ratios, int n, double floor,
+                              double load)
 {
-    if (g_nres == MAX_RESULTS)
-        die("too many results");
-    struct result *r = &g_res[g_nres++];
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    snprintf(r->what, sizeof(r->what), "%s", what);
-    snprintf(r->tmem, sizeof(r->tmem), "%s", tmem);
-    snprintf(r->limit, sizeof(r->limit), "%s", limit);
-    r->ratio = median(ratios, n);
-    r->floor = floor;
-    if (n > 1)
-        snprintf(r->spread, sizeof(r->spread), "%.2f..%.2f", vmin(ratios, n), vmax(ratios, n));
-    else
-        snprintf(r->spread, sizeof(r->spread), "-");
-    r->load = load;
-}
-
-static const char *verdict(const struct result *r, char *buf, size_t size)
-{
-    char busy[48] = "";
-    if (r->load > QUIET_CPUS)
-        snprintf(busy, sizeof(busy), " (busy: others used %.1f CPUs)", r->load);
-    if (r->floor < 0)
-        snprintf(buf, size, "info%s", busy);
-    else if (r->ratio >= r->floor)
-        snprintf(buf, size, "PASS%s", busy);
-    else
-        snprintf(buf, size, "SHORT (-%.0f%%)%s", (r->floor - r->ratio) / r->floor * 100.0, busy);
-    return buf;
+    add_result(id, what, tmem, limit, median(ratios, n), floor, ratios, n);
+    result_load(load);
 }
 
 /* Details are Markdown written to a memory stream and printed after the
@@ -331,38 +189,13 @@ static void det(const char *fmt, ...)
 
 static void print_results(void)
 {
-    printf("\n| # | figure | tmem | limit | ratio | rounds min..max | floor | verdict |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
-    size_t pass = 0, floored = 0;
-    for (size_t i = 0; i < g_nres; i++) {
-        struct result *r = &g_res[i];
-        char vb[96], fb[16];
-        if (r->floor < 0)
-            snprintf(fb, sizeof(fb), "-");
-        else
-            snprintf(fb, sizeof(fb), "%.2f", r->floor);
-        printf("| %s | %s | %s | %s | %.3f | %s | %s | %s |\n", r->id, r->what, r->tmem,
-               r->limit, r->ratio, r->spread, fb, verdict(r, vb, sizeof(vb)));
-        if (r->floor >= 0) {
-            floored++;
-            pass += r->ratio >= r->floor;
-        }
-    }
+    print_table("tmem");
     fflush(g_detf);
     if (g_detlen)
         fwrite(g_det, 1, g_detlen, stdout);
-    printf("\n%zu of %zu floored figures pass.\n", pass, floored);
+    print_passes();
     if (O.tsv) {
-        FILE *f = fopen(O.tsv, "w");
-        if (!f)
-            die("%s: %s", O.tsv, strerror(errno));
-        fprintf(f, "id\tfigure\ttmem\tlimit\tratio\tspread\tfloor\tverdict\n");
-        for (size_t i = 0; i < g_nres; i++) {
-            struct result *r = &g_res[i];
-            char vb[96];
-            fprintf(f, "%s\t%s\t%s\t%s\t%.4f\t%s\t%.2f\t%s\n", r->id, r->what, r->tmem,
-                    r->limit, r->ratio, r->spread, r->floor, verdict(r, vb, sizeof(vb)));
-        }
+        FILE *f = tsv_open(O.tsv, "tmem");
         /* the detail tables, line by line */
         const char *p = g_det, *end = g_det + g_detlen;
         while (p < end) {
@@ -424,7 +257,7 @@ static void server_stop(struct server *s)
 
 static void cleanup(void)
 {
-    if (getpid() != g_main_pid)
+    if (getpid() != bench_main_pid)
         return;
     for (int i = 0; i < S_N; i++)
         server_stop(&g_srv[i]);
@@ -433,7 +266,7 @@ static void cleanup(void)
 static void on_signal(int sig)
 {
     (void)sig;
-    if (getpid() == g_main_pid) {
+    if (getpid() == bench_main_pid) {
         /* async-signal-safe calls only: kill, wait, unlink the files we
          * know of, remove the directories */
         static const char *const files[] = { "log", "c.sock", "ctl.sock" };
@@ -570,12 +403,18 @@ static void start_tmemd(struct server *s, const char *compress)
         die("could not start %s (%s)", s->name, O.tmemd);
 }
 
+/* A TCP peer's temporary directory and free loopback port (also as text). */
+static void tcp_prepare(struct server *s, const char *tag, char *port, size_t size)
+{
+    mkdir_tmp(s, tag);
+    s->port = free_port();
+    snprintf(port, size, "%d", s->port);
+}
+
 static bool start_memcached(struct server *s)
 {
-    mkdir_tmp(s, "memcached");
-    s->port = free_port();
     char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
+    tcp_prepare(s, "memcached", port, sizeof(port));
     /* the defaults otherwise (4 threads); -U 0: no UDP; as root it wants -u */
     const char *argv[] = { O.memcached, "-l", "127.0.0.1", "-p", port, "-U", "0",
                            "-m", "256", "-u", "root", NULL };
@@ -587,10 +426,8 @@ static bool start_memcached(struct server *s)
 
 static bool start_redis(struct server *s)
 {
-    mkdir_tmp(s, "redis");
-    s->port = free_port();
     char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
+    tcp_prepare(s, "redis", port, sizeof(port));
     const char *argv[] = { O.redis, "--bind", "127.0.0.1", "--port", port, "--save", "",
                            "--appendonly", "no", "--dir", s->dir, "--daemonize", "no",
                            "--logfile", "", NULL };
@@ -601,12 +438,6 @@ static bool start_redis(struct server *s)
 /* ------------------------------------------------------------------------
  * Background load: the machine's busy time minus our own process tree's
  * ---------------------------------------------------------------------- */
-struct load_mark {
-    uint64_t busy_ticks;
-    double own_secs;
-    uint64_t t;
-};
-
 static double proc_cpu_secs(pid_t pid)
 {
     char path[64], buf[1024];
@@ -627,129 +458,22 @@ static double proc_cpu_secs(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static void load_mark(struct load_mark *m)
+/* Our own CPU time beyond this process's: the reaped children's, and the
+ * servers'. */
+static double own_extra_secs(void)
 {
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) != 8)
-            memset(v, 0, sizeof(v));
-        fclose(f);
-    }
-    m->busy_ticks = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    double own = 0.0;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    own += (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    own += (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    double own = rusage_secs(RUSAGE_CHILDREN);
     for (int i = 0; i < S_N; i++)
         if (g_srv[i].pid > 0)
             own += proc_cpu_secs(g_srv[i].pid);
-    m->own_secs = own;
-    m->t = now_ns();
-}
-
-static double foreign_cpus(const struct load_mark *a, const struct load_mark *b)
-{
-    double wall = (double)(b->t - a->t) / 1e9;
-    if (wall <= 0 || b->busy_ticks < a->busy_ticks)
-        return 0.0;
-    double busy = (double)(b->busy_ticks - a->busy_ticks) / (double)sysconf(_SC_CLK_TCK);
-    double f = (busy - (b->own_secs - a->own_secs)) / wall;
-    return f < 0 ? 0.0 : f;
-}
-
-static bool wait_quiet(double max_secs, double *last)
-{
-    uint64_t t0 = now_ns();
-    double f = 0.0;
-    bool quiet = false;
-    while (!quiet && (double)(now_ns() - t0) / 1e9 < max_secs) {
-        struct load_mark m0, m1;
-        load_mark(&m0);
-        sleep_ns(500000000u);
-        load_mark(&m1);
-        f = foreign_cpus(&m0, &m1);
-        quiet = f <= QUIET_CPUS;
-    }
-    if (last)
-        *last = f;
-    return quiet;
+    return own;
 }
 
 static void settle(const char *what)
 {
-    if (O.settle <= 0)
-        return;
-    uint64_t t0 = now_ns();
-    double f = 0.0;
-    bool quiet = wait_quiet(O.settle, &f);
-    progress("before %s: %s after %.1f s (others used %.2f CPUs in the last half second)", what,
-             quiet ? "quiet" : "still busy", (double)(now_ns() - t0) / 1e9, f);
-}
-
-/* Rounds: fn fills vals[0..MAX_VALS); loaded rounds are set aside and rerun
- * (at most twice --rounds in all), the least loaded fill in if needed. */
-#define MAX_VALS 16
-_Static_assert(MAX_VALS >= 3 * 4, "scaling: 3 kinds x 4 counts");
-typedef void (*round_fn)(void *ctx, int attempt, double *vals);
-
-struct round_set {
-    int n;
-    double v[MAX_VALS][MAX_ROUNDS];
-    int attempts, loaded;
-    double load_kept, load_max;
-};
-
-static void run_rounds(round_fn fn, void *ctx, struct round_set *rs)
-{
-    double av[2 * MAX_ROUNDS][MAX_VALS], load[2 * MAX_ROUNDS];
-    bool keep[2 * MAX_ROUNDS] = { false };
-    int kept = 0, a;
-    uint64_t t_start = now_ns();
-    double run_secs = 0.0;
-    memset(rs, 0, sizeof(*rs));
-    memset(av, 0, sizeof(av));
-    for (a = 0; a < 2 * O.rounds && kept < O.rounds; a++) {
-        struct load_mark m0, m1;
-        load_mark(&m0);
-        fn(ctx, a, av[a]);
-        load_mark(&m1);
-        load[a] = foreign_cpus(&m0, &m1);
-        run_secs += (double)(m1.t - m0.t) / 1e9;
-        rs->load_max = load[a] > rs->load_max ? load[a] : rs->load_max;
-        if (load[a] <= QUIET_CPUS) {
-            keep[a] = true;
-            kept++;
-        } else {
-            rs->loaded++;
-            double budget = O.settle / 3.0 - (double)(now_ns() - t_start) / 1e9 + run_secs;
-            if (budget > 0)
-                wait_quiet(budget < 3.0 ? budget : 3.0, NULL);
-        }
-    }
-    rs->attempts = a;
-    while (kept < O.rounds) {
-        int best = -1;
-        for (int i = 0; i < a; i++)
-            if (!keep[i] && (best < 0 || load[i] < load[best]))
-                best = i;
-        keep[best] = true;
-        kept++;
-    }
-    for (int i = 0; i < a; i++) {
-        if (!keep[i])
-            continue;
-        for (int v = 0; v < MAX_VALS; v++)
-            rs->v[v][rs->n] = av[i][v];
-        rs->load_kept += load[i];
-        rs->n++;
-    }
-    rs->load_kept /= rs->n;
+    char text[200];
+    if (settle_text(O.settle, what, text, sizeof(text)))
+        progress("%s", text);
 }
 
 static void det_load(const char *what, const struct round_set *rs)
@@ -853,7 +577,7 @@ static const struct trdef TR[] = {
     { K_RD, PL_CROSS, "redis, other CPU", "redis2" },
 };
 #define T_N ((int)(sizeof(TR) / sizeof(TR[0])))
-_Static_assert(T_N <= MAX_VALS, "one value per transport per round");
+_Static_assert(T_N <= BENCH_MAX_VALS, "one value per transport per round");
 enum { T_SPIN_FREE, T_SPIN, T_FUTEX1, T_FUTEX2, T_TMEM_NONE, T_TMEM_LZ4, T_TMEM_SAME,
        T_TMEM_CROSS, T_MC_FREE, T_MC_SAME, T_MC_CROSS, T_RD_FREE, T_RD_SAME, T_RD_CROSS };
 static bool g_have[T_N];
@@ -1254,7 +978,7 @@ static void fig_rates(void)
     settle("the rates");
     progress("rates: %d rounds of %.2f s per transport", O.rounds, O.secs);
     struct round_set *rs = &g_rates;
-    run_rounds(rate_round, NULL, rs);
+    run_rounds(O.rounds, O.settle, rate_round, NULL, rs);
     int n = rs->n;
     double med[T_N] = { 0 };
     for (int t = 0; t < T_N; t++)
@@ -1284,16 +1008,16 @@ static void fig_rates(void)
                  "(fastest per round: spinning unpinned %d, spinning on 2 CPUs %d, futex on 1 CPU "
                  "%d, futex on 2 CPUs %d, of %d rounds)",
                  wins[0], wins[1], wins[2], wins[3], n);
-        add_result("D1", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
+        add_rounds_result("D1", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
                    fmt_rate(median(best, n), b, sizeof(b)), ratio, n, 0.5, rs->load_kept);
-        add_result("D1p", "the same per put+get pair (two tmem round trips against one raw)",
+        add_rounds_result("D1p", "the same per put+get pair (two tmem round trips against one raw)",
                    fmt_rate(med[T_TMEM_NONE] / 2, a, sizeof(a)),
                    fmt_rate(median(best, n), b, sizeof(b)), ratio2, n, -1, rs->load_kept);
     }
     if (any_raw && g_have[T_TMEM_LZ4]) {
         for (int k = 0; k < n; k++)
             ratio[k] = tz[k] / best[k];
-        add_result("D1z", "round trips/s: tmem with LZ4 (text pages) / the faster raw ping-pong",
+        add_rounds_result("D1z", "round trips/s: tmem with LZ4 (text pages) / the faster raw ping-pong",
                    fmt_rate(med[T_TMEM_LZ4], a, sizeof(a)),
                    fmt_rate(median(best, n), b, sizeof(b)), ratio, n, -1, rs->load_kept);
     }
@@ -1318,7 +1042,7 @@ static void fig_rates(void)
                  "placement (fastest per round: unpinned %d, client's CPU %d, other CPU %d, of %d "
                  "rounds)",
                  pn, w[0], w[1], w[2], n);
-        add_result(peer ? "D2r" : "D2", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
+        add_rounds_result(peer ? "D2r" : "D2", what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
                    fmt_rate(median(best, n), b, sizeof(b)), ratio, n, peer ? -1 : 20.0,
                    rs->load_kept);
         static const char *const pl[3] = { "unpinned", "on the client's CPU", "on the other CPU" };
@@ -1330,7 +1054,7 @@ static void fig_rates(void)
             for (int k = 0; k < n; k++)
                 ratio[k] = tm[k] / rs->v[ts[j]][k];
             snprintf(what, sizeof(what), "the same against %s %s", pn, pl[j]);
-            add_result(id, what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
+            add_rounds_result(id, what, fmt_rate(med[T_TMEM_NONE], a, sizeof(a)),
                        fmt_rate(med[ts[j]], b, sizeof(b)), ratio, n, -1, rs->load_kept);
         }
         if (!peer && any_raw) {
@@ -1338,7 +1062,7 @@ static void fig_rates(void)
              * hands a request to another process */
             for (int k = 0; k < n; k++)
                 ratio[k] = rawbest[k] / best[k];
-            add_result("D2lim", "the faster raw ping-pong (round trips/s) / memcached at its best "
+            add_rounds_result("D2lim", "the faster raw ping-pong (round trips/s) / memcached at its best "
                        "placement: the ceiling of a cross-process design",
                        fmt_rate(median(rawbest, n), a, sizeof(a)),
                        fmt_rate(median(best, n), b, sizeof(b)), ratio, n, -1, rs->load_kept);
@@ -1346,7 +1070,7 @@ static void fig_rates(void)
         if (!peer && g_have[T_TMEM_LZ4]) {
             for (int k = 0; k < n; k++)
                 ratio[k] = tz[k] / best[k];
-            add_result("D2z", "tmem with LZ4 (text pages) / memcached at its best placement",
+            add_rounds_result("D2z", "tmem with LZ4 (text pages) / memcached at its best placement",
                        fmt_rate(med[T_TMEM_LZ4], a, sizeof(a)),
                        fmt_rate(median(best, n), b, sizeof(b)), ratio, n, -1, rs->load_kept);
         }
@@ -1488,6 +1212,7 @@ static void fig_latency(void)
  * D3: N client processes at once (tmem on one tmemd; raw: N pairs)
  * ---------------------------------------------------------------------- */
 enum { SK_TMEM, SK_SPIN, SK_FUTEX, SK_N };
+_Static_assert(SK_N * MAX_CLIENTS <= BENCH_MAX_VALS, "scaling: one value per kind and count");
 
 struct scal_shm {
     _Alignas(64) _Atomic uint32_t ready;
@@ -1554,7 +1279,7 @@ static double scal_run(int kind, int n)
         if (pids[c] < 0)
             die("fork: %s", strerror(errno));
         if (pids[c] == 0) {
-            die_with_parent(g_main_pid);
+            die_with_parent(bench_main_pid);
             scal_child(kind, c);
         }
     }
@@ -1599,7 +1324,7 @@ static void fig_scaling(void)
              O.rounds, O.secs);
     g_sc = map_shared(sizeof(*g_sc));
     struct round_set rs;
-    run_rounds(scal_round, NULL, &rs);
+    run_rounds(O.rounds, O.settle, scal_round, NULL, &rs);
     int n = rs.n;
     char a[40], b[40];
     det("\n### Scaling: N client processes at once, total ops/s (median of %d rounds of %.2f s)\n\n",
@@ -1621,7 +1346,7 @@ static void fig_scaling(void)
             snprintf(id, sizeof(id), "D3.%u", c);
             snprintf(what, sizeof(what), "%u client processes / 1, total tmem ops/s (compress=none)",
                      c);
-            add_result(id, what, fmt_rate(median(v, n), a, sizeof(a)),
+            add_rounds_result(id, what, fmt_rate(median(v, n), a, sizeof(a)),
                        fmt_rate(median(one, n), b, sizeof(b)), ratio, n, -1, rs.load_kept);
         }
     }
@@ -1693,32 +1418,11 @@ static bool on_path(const char *prog)
     return false;
 }
 
-static void cpu_model(char *buf, size_t size)
-{
-    snprintf(buf, size, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ')
-                    p++;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, size, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 int main(int argc, char **argv)
 {
-    g_main_pid = getpid();
+    bench_prog = "tmem-daemon-bench";
+    bench_main_pid = getpid();
+    bench_own_extra_secs = own_extra_secs;
     O = (struct opts){ .only = PART_ALL, .peers = 1, .idle_ms = 5, .settle = -1, .secs = -1,
                        .max_clients = MAX_CLIENTS, .memcached = "memcached",
                        .redis = "redis-server" };
@@ -1783,16 +1487,7 @@ int main(int argc, char **argv)
     if (!g_detf)
         die("open_memstream: %s", strerror(errno));
 
-    char cpu[128];
-    cpu_model(cpu, sizeof(cpu));
-    struct utsname un;
-    uname(&un);
-    time_t now = time(NULL);
-    char date[32];
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    printf("## tmem-daemon-bench %s\n\n", O.quick ? "(quick)" : "(full)");
-    printf("- date: %s\n- machine: %s, %ld CPUs online, Linux %s\n", date, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN), un.release);
+    print_header(O.quick);
 
     make_pages();
     g_dst = map_private(NSRC * PAGE);

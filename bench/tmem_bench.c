@@ -44,7 +44,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,11 +52,13 @@
 
 #include "tmem/tmem.h"
 
+#include "bench_util.h"
+
 #define PAGE       ((size_t)TMEM_PAGE_SIZE)
 #define OBJ_PAGES  256u         /* pages per object (a 1 MiB "file") */
 #define MAX_ROUNDS 64
+_Static_assert(MAX_ROUNDS <= BENCH_MAX_ROUNDS, "bench_util.h: room for the rounds");
 #define MIB        (1024u * 1024u)
-#define QUIET_CPUS 0.35         /* rounds in which others used more are set aside */
 /* a compressed slot of the baselines: room for the worst case of either
  * codec, rounded up to a cache line */
 #define CBOUND     (LZ4_COMPRESSBOUND(4096) > ZSTD_COMPRESSBOUND(4096) ? LZ4_COMPRESSBOUND(4096) \
@@ -87,56 +88,10 @@ struct opts {
 /* ------------------------------------------------------------------------
  * Small helpers
  * ---------------------------------------------------------------------- */
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tmem-bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  .. ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* splitmix64: a small, good, seedable generator */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Anonymous memory, touched (so no first-touch fault lands in a timed pass). */
 static uint8_t *map_pages(size_t npages)
 {
-    size_t len = npages * PAGE;
-    if (len == 0)
-        len = PAGE;
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        die("mmap %zu bytes: %s", len, strerror(errno));
-    memset(p, 0, len);
-    return p;
+    return map_private(npages ? npages * PAGE : PAGE);
 }
 
 static void unmap_pages(void *p, size_t npages)
@@ -174,105 +129,18 @@ static void fill_random(uint8_t *p, size_t len, uint64_t *rng)
         w[i] = rng_next(rng);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double tmp[MAX_ROUNDS];
-    if (n <= 0)
-        return 0.0;
-    memcpy(tmp, v, (size_t)n * sizeof(*v));
-    qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2.0;
-}
-
-static double vmin(const double *v, int n)
-{
-    double m = v[0];
-    for (int i = 1; i < n; i++)
-        m = v[i] < m ? v[i] : m;
-    return m;
-}
-
-static double vmax(const double *v, int n)
-{
-    double m = v[0];
-    for (int i = 1; i < n; i++)
-        m = v[i] > m ? v[i] : m;
-    return m;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Percentile p (0..100) of sorted v[n], in microseconds. */
-static double pct_us(const uint32_t *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0.0;
-    size_t k = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return sorted[k] / 1000.0;
-}
-
 /* ------------------------------------------------------------------------
- * Results: the table (ratios with floors) and the details (notes)
+ * Results: the table (ratios with floors, bench_util.c) and the details (notes)
  * ---------------------------------------------------------------------- */
-#define MAX_RESULTS 48
 #define MAX_NOTES   160
-
-struct result {
-    char id[8];
-    char what[112];
-    char engine[40];
-    char limit[40];
-    double ratio;
-    double floor;       /* < 0: information only */
-    char spread[40];    /* min..max of the per-round ratios */
-    double load;        /* CPUs others used during the kept rounds (< 0: not measured) */
-};
 
 struct note {
     char section[80];
     char text[200];
 };
 
-static struct result g_res[MAX_RESULTS];
-static size_t g_nres;
 static struct note g_notes[MAX_NOTES];
 static size_t g_nnotes;
-
-static void add_result(const char *id, const char *what, const char *engine, const char *limit,
-                       double ratio, double floor, const double *ratios, int nratios)
-{
-    if (g_nres == MAX_RESULTS)
-        die("too many results");
-    struct result *r = &g_res[g_nres++];
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    snprintf(r->what, sizeof(r->what), "%s", what);
-    snprintf(r->engine, sizeof(r->engine), "%s", engine);
-    snprintf(r->limit, sizeof(r->limit), "%s", limit);
-    r->ratio = ratio;
-    r->floor = floor;
-    if (ratios && nratios > 1)
-        snprintf(r->spread, sizeof(r->spread), "%.2f..%.2f", vmin(ratios, nratios),
-                 vmax(ratios, nratios));
-    else
-        snprintf(r->spread, sizeof(r->spread), "-");
-    r->load = -1.0;
-}
-
-/* Marks the last result as measured under load (see run_rounds). */
-static void result_load(double load)
-{
-    g_res[g_nres - 1].load = load;
-}
 
 static void add_note(const char *section, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_note(const char *section, const char *fmt, ...)
@@ -287,34 +155,9 @@ static void add_note(const char *section, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *verdict(const struct result *r, char *buf, size_t size)
-{
-    char busy[48] = "";
-    if (r->load > QUIET_CPUS)
-        snprintf(busy, sizeof(busy), " (busy: others used %.1f CPUs)", r->load);
-    if (r->floor < 0)
-        snprintf(buf, size, "info%s", busy);
-    else if (r->ratio >= r->floor)
-        snprintf(buf, size, "PASS%s", busy);
-    else
-        snprintf(buf, size, "SHORT (-%.0f%%)%s", (r->floor - r->ratio) / r->floor * 100.0, busy);
-    return buf;
-}
-
 static void print_results(const struct opts *o)
 {
-    printf("\n| # | figure | engine | limit | ratio | rounds min..max | floor | verdict |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
-    for (size_t i = 0; i < g_nres; i++) {
-        struct result *r = &g_res[i];
-        char vb[96], fb[16];
-        if (r->floor < 0)
-            snprintf(fb, sizeof(fb), "-");
-        else
-            snprintf(fb, sizeof(fb), "%.2f", r->floor);
-        printf("| %s | %s | %s | %s | %.3f | %s | %s | %s |\n", r->id, r->what, r->engine,
-               r->limit, r->ratio, r->spread, fb, verdict(r, vb, sizeof(vb)));
-    }
+    print_table("engine");
     /* details, grouped by section in the order sections first appeared */
     for (size_t i = 0; i < g_nnotes; i++) {
         bool seen = false;
@@ -327,25 +170,9 @@ static void print_results(const struct opts *o)
             if (strcmp(g_notes[j].section, g_notes[i].section) == 0)
                 printf("- %s\n", g_notes[j].text);
     }
-    size_t pass = 0, floored = 0;
-    for (size_t i = 0; i < g_nres; i++) {
-        if (g_res[i].floor >= 0) {
-            floored++;
-            pass += g_res[i].ratio >= g_res[i].floor;
-        }
-    }
-    printf("\n%zu of %zu floored figures pass.\n", pass, floored);
+    print_passes();
     if (o->tsv) {
-        FILE *f = fopen(o->tsv, "w");
-        if (!f)
-            die("%s: %s", o->tsv, strerror(errno));
-        fprintf(f, "id\tfigure\tengine\tlimit\tratio\tspread\tfloor\tverdict\n");
-        for (size_t i = 0; i < g_nres; i++) {
-            struct result *r = &g_res[i];
-            char vb[96];
-            fprintf(f, "%s\t%s\t%s\t%s\t%.4f\t%s\t%.2f\t%s\n", r->id, r->what, r->engine,
-                    r->limit, r->ratio, r->spread, r->floor, verdict(r, vb, sizeof(vb)));
-        }
+        FILE *f = tsv_open(o->tsv, "engine");
         for (size_t i = 0; i < g_nnotes; i++)
             fprintf(f, "note\t%s\t%s\n", g_notes[i].section, g_notes[i].text);
         fclose(f);
@@ -789,149 +616,19 @@ static double jobs_parallel(struct job *jobs, int nj)
 }
 
 /* ------------------------------------------------------------------------
- * Rounds, and the background load during each
- *
- * The machines are shared: other processes (in other containers, invisible
- * to us) take whole CPUs for seconds at a time, which halves a two-thread
- * figure.  Each round measures the CPU time others used meanwhile
- * (/proc/stat busy time minus our own rusage); a round during which others
- * used more than QUIET_CPUS is set aside, and more rounds are run (at most
- * twice --rounds in all), after waiting a little for the machine to calm
- * down (at most --settle / 3 seconds of waiting per figure).  If too few rounds
- * were quiet, the least loaded of those set aside fill in.  The median is
- * taken over the rounds kept.
+ * Rounds, and the background load during each: rounds during which other
+ * processes used more than QUIET_CPUS are set aside and rerun (at most twice
+ * --rounds in all, at most --settle / 3 seconds of waiting per figure);
+ * bench_util.c (run_rounds) says how.
  * ---------------------------------------------------------------------- */
 #define MAX_VALS   4
-
-struct load_mark {
-    uint64_t busy_ticks;
-    double own_secs;
-    uint64_t t;
-};
-
-static void load_mark(struct load_mark *m)
-{
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) != 8)
-            memset(v, 0, sizeof(v));
-        fclose(f);
-    }
-    /* user nice system idle iowait irq softirq steal: busy excludes idle, iowait */
-    m->busy_ticks = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    m->own_secs = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    m->t = now_ns();
-}
-
-/* CPUs' worth of time used by others between a and b (0 if unknown). */
-static double foreign_cpus(const struct load_mark *a, const struct load_mark *b)
-{
-    double wall = (double)(b->t - a->t) / 1e9;
-    if (wall <= 0 || b->busy_ticks < a->busy_ticks)
-        return 0.0;
-    double busy = (double)(b->busy_ticks - a->busy_ticks) / (double)sysconf(_SC_CLK_TCK);
-    double f = (busy - (b->own_secs - a->own_secs)) / wall;
-    return f < 0 ? 0.0 : f;
-}
-
-/* Waits (at most max_secs) until a half second passes in which other
- * processes used less than QUIET_CPUS; notes how long it took. */
-/* Sleeps in half seconds until one is quiet or max_secs passed; true if
- * quiet.  *last: the load of the last half second. */
-static bool wait_quiet(double max_secs, double *last)
-{
-    uint64_t t0 = now_ns();
-    double f = 0.0;
-    bool quiet = false;
-    while (!quiet && (double)(now_ns() - t0) / 1e9 < max_secs) {
-        struct load_mark m0, m1;
-        struct timespec half = { 0, 500000000L };
-        load_mark(&m0);
-        nanosleep(&half, NULL);
-        load_mark(&m1);
-        f = foreign_cpus(&m0, &m1);
-        quiet = f <= QUIET_CPUS;
-    }
-    if (last)
-        *last = f;
-    return quiet;
-}
+_Static_assert(MAX_VALS <= BENCH_MAX_VALS, "bench_util.h: room for the values");
 
 static void settle(const struct opts *o, const char *what)
 {
-    if (o->settle <= 0)
-        return;
-    uint64_t t0 = now_ns();
-    double f = 0.0;
-    bool quiet = wait_quiet(o->settle, &f);
-    add_note("Background load (CPUs used by other processes during the rounds)",
-             "before %s: %s after %.1f s (others used %.2f CPUs in the last half second)", what,
-             quiet ? "quiet" : "still busy", (double)(now_ns() - t0) / 1e9, f);
-}
-
-/* One round: fills vals[0..MAX_VALS); attempt is its sequence number. */
-typedef void (*round_fn)(void *ctx, int attempt, double *vals);
-
-struct round_set {
-    int n;                          /* rounds kept (== opts.rounds) */
-    double v[MAX_VALS][MAX_ROUNDS]; /* the kept rounds' values */
-    int attempts, loaded;           /* rounds run; of those, over QUIET_CPUS */
-    double load_kept, load_max;     /* mean foreign load of the kept rounds; max of all */
-};
-
-static void run_rounds(const struct opts *o, round_fn fn, void *ctx, struct round_set *rs)
-{
-    double av[2 * MAX_ROUNDS][MAX_VALS], load[2 * MAX_ROUNDS];
-    bool keep[2 * MAX_ROUNDS] = { false };
-    int kept = 0, a;
-    uint64_t t_start = now_ns();
-    double run_secs = 0.0;              /* time spent in rounds, not waiting */
-    memset(rs, 0, sizeof(*rs));
-    memset(av, 0, sizeof(av));
-    for (a = 0; a < 2 * o->rounds && kept < o->rounds; a++) {
-        struct load_mark m0, m1;
-        load_mark(&m0);
-        fn(ctx, a, av[a]);
-        load_mark(&m1);
-        load[a] = foreign_cpus(&m0, &m1);
-        run_secs += (double)(m1.t - m0.t) / 1e9;
-        rs->load_max = load[a] > rs->load_max ? load[a] : rs->load_max;
-        if (load[a] <= QUIET_CPUS) {
-            keep[a] = true;
-            kept++;
-        } else {
-            rs->loaded++;
-            /* give the others a moment before the next round (at most a
-             * third of --settle in all per figure: the full run must stay
-             * within a few minutes on a busy machine) */
-            double budget = o->settle / 3.0 - (double)(now_ns() - t_start) / 1e9 + run_secs;
-            if (budget > 0)
-                wait_quiet(budget < 3.0 ? budget : 3.0, NULL);
-        }
-    }
-    rs->attempts = a;
-    while (kept < o->rounds) {          /* fill in with the least loaded */
-        int best = -1;
-        for (int i = 0; i < a; i++)
-            if (!keep[i] && (best < 0 || load[i] < load[best]))
-                best = i;
-        keep[best] = true;
-        kept++;
-    }
-    for (int i = 0; i < a; i++) {
-        if (!keep[i])
-            continue;
-        for (int v = 0; v < MAX_VALS; v++)
-            rs->v[v][rs->n] = av[i][v];
-        rs->load_kept += load[i];
-        rs->n++;
-    }
-    rs->load_kept /= rs->n;
+    char text[200];
+    if (settle_text(o->settle, what, text, sizeof(text)))
+        add_note("Background load (CPUs used by other processes during the rounds)", "%s", text);
 }
 
 static void note_load(const char *id, const struct round_set *rs)
@@ -1099,7 +796,7 @@ static void engine_vs(const struct opts *o, const char *id, const char *what, in
 
     struct round_set rs;
     struct pair_ctx pc = { &eng, &base };
-    run_rounds(o, pair_round, &pc, &rs);
+    run_rounds(o->rounds, o->settle, pair_round, &pc, &rs);
     double *te = rs.v[0], *tb = rs.v[1], ratio[MAX_ROUNDS];
     note_load(id, &rs);
     if (eng.faults || base.faults)
@@ -1342,7 +1039,7 @@ static void threads_codec(const struct opts *o, int codec, struct work w[2],
 
         struct round_set rs;
         struct threads_ctx tc = { e, b };
-        run_rounds(o, threads_round, &tc, &rs);
+        run_rounds(o->rounds, o->settle, threads_round, &tc, &rs);
         double *e1 = rs.v[0], *e2 = rs.v[1], *b1 = rs.v[2], *b2 = rs.v[3];
         double re[MAX_ROUNDS], rb[MAX_ROUNDS], rv[MAX_ROUNDS];
         for (int r = 0; r < o->rounds; r++) {
@@ -1546,31 +1243,9 @@ static unsigned parse_only(const char *s)
     return m;
 }
 
-static void cpu_model(char *buf, size_t size)
-{
-    snprintf(buf, size, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ')
-                    p++;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, size, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 int main(int argc, char **argv)
 {
+    bench_prog = "tmem-bench";
     struct opts o = { .rounds = 0, .ws_mib = 0, .corpus_mib = 0, .only = F_ALL, .seed = 42,
                       .settle = -1 };
     static const struct option longopts[] = {
@@ -1617,16 +1292,7 @@ int main(int argc, char **argv)
         o.lz4_mib < 1)
         die("bad sizes (rounds 1..%d, ws-mib >= 2, corpus-mib >= 1, lz4-mib >= 1)", MAX_ROUNDS);
 
-    char cpu[128];
-    cpu_model(cpu, sizeof(cpu));
-    struct utsname un;
-    uname(&un);
-    time_t now = time(NULL);
-    char date[32];
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    printf("## tmem-bench %s\n\n", o.quick ? "(quick)" : "(full)");
-    printf("- date: %s\n- machine: %s, %ld CPUs online, Linux %s\n", date, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN), un.release);
+    print_header(o.quick);
     printf("- tmem %d.%d.%d, lz4 %s, zstd %s\n", TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR,
            TMEM_VERSION_PATCH, LZ4_versionString(), ZSTD_versionString());
     printf("- rounds %d (median of per-round ratios; engine and baseline alternate; rounds in "
