@@ -109,7 +109,7 @@ static int raw_call(struct raw *r, unsigned i, uint32_t op, uint32_t pool, tmem_
     s->index = index;
     s->arg = arg;
     memcpy(s->oid, oid.oid, sizeof(s->oid));
-    if (op == TMW_OP_PUT)
+    if (op == TMW_OP_PUT && page)
         memcpy(pg, page, PG);
     atomic_store(&s->state, TMW_POSTED);
     atomic_fetch_or(&h->pending, 1u << i);
@@ -120,7 +120,7 @@ static int raw_call(struct raw *r, unsigned i, uint32_t op, uint32_t pool, tmem_
             usleep(10);
     }
     int rc = s->result;
-    if (op == TMW_OP_GET && rc == 0)
+    if (op == TMW_OP_GET && rc == 0 && page)
         memcpy(page, pg, PG);
     atomic_store(&s->state, TMW_FREE);
     return rc;
@@ -518,7 +518,8 @@ static void other_clients_pool_ids(void **state)
  * ---------------------------------------------------------------------- */
 static void write_file(const char *path, const char *text)
 {
-    char tmp[300];
+    char tmp[320];
+    assert_true(strlen(path) < 300);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     assert_non_null(f);
