@@ -24,25 +24,8 @@
 #include <string.h>
 
 #include "daemon/daemon.h"
+#define FUZZ_NAME "fuzz_ctl"
 #include "fuzz.h"
-
-#define CHECK(cond, ...)                                                           \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "fuzz_ctl: invariant broken (%s:%d): `%s`: ",          \
-                    __FILE__, __LINE__, #cond);                                    \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    return 0;
-}
 
 static bool frame_ok(const uint8_t *buf, size_t n)
 {

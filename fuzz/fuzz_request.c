@@ -59,23 +59,8 @@
 
 #include "core/testing.h"
 #include "daemon/daemon.h"
+#define FUZZ_NAME "fuzz_request"
 #include "fuzz.h"
-
-#define FAIL(...)                                                                  \
-    do {                                                                           \
-        fprintf(stderr, "fuzz_request: invariant broken (%s:%d): ", __FILE__,      \
-                __LINE__);                                                         \
-        fprintf(stderr, __VA_ARGS__);                                              \
-        fputc('\n', stderr);                                                       \
-        abort();                                                                   \
-    } while (0)
-#define CHECK(cond, ...)                                                           \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "fuzz_request: `%s` is false\n", #cond);               \
-            FAIL(__VA_ARGS__);                                                     \
-        }                                                                          \
-    } while (0)
 
 #define ENGINE_BYTES  (1u << 20)    /* small: eviction and refusals are reachable */
 #define MAX_CALLS     1024u         /* per input: bounds the time of one input */

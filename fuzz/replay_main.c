@@ -81,7 +81,8 @@ int main(int argc, char **argv)
         return 2;
     }
     setenv(TMEM_FUZZ_CHECK_ENV, "1", 0);
-    LLVMFuzzerInitialize(&argc, &argv);
+    if (LLVMFuzzerInitialize)
+        LLVMFuzzerInitialize(&argc, &argv);
     unsigned long inputs = 0, failed = 0;
     for (int i = first; i < argc; i++) {
         struct stat st;
