@@ -92,10 +92,20 @@ static int hello(int sock, const char *name, struct tmw_hello_reply *rep, int *f
     if (n < 0)
         return errno == EAGAIN ? -ETIMEDOUT : -errno;
     *fd = -1;
-    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch))
-        if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS &&
-            ch->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(fd, CMSG_DATA(ch), sizeof(int));
+    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
+        if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+            continue;
+        /* keep exactly one descriptor; close any other a peer sent */
+        size_t nfd = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < nfd; k++) {
+            int got;
+            memcpy(&got, CMSG_DATA(ch) + k * sizeof(int), sizeof(int));
+            if (*fd < 0 && nfd == 1)
+                *fd = got;
+            else
+                close(got);
+        }
+    }
     if (n == 0)
         return -ECONNRESET;
     if ((size_t)n != sizeof(*rep) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
@@ -222,7 +232,7 @@ static int claim_slot(struct tmr_client *r)
 
 static void free_slot(struct tmr_client *r, int i)
 {
-    atomic_fetch_or_explicit(&r->free_mask, 1u << i, memory_order_release);
+    atomic_fetch_or(&r->free_mask, 1u << i);    /* seq_cst: then the waiters load */
     if (atomic_load(&r->slot_waiters))
         tm_futex_wake(&r->free_mask, 1);
 }
@@ -246,10 +256,17 @@ static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
             break;
     }
     atomic_store(&s->waiter, 1);    /* seq_cst: the daemon's DONE then waiter load */
+    uint64_t checked = tm_now_ns();
     while (atomic_load(&s->state) != TMW_DONE) {
-        int rc = tm_futex_wait(&s->state, TMW_POSTED, TMR_CHECK_NS);
-        if (rc == -ETIMEDOUT && atomic_load(&s->state) != TMW_DONE && daemon_gone(r))
-            return -ENOTCONN;
+        tm_futex_wait(&s->state, TMW_POSTED, TMR_CHECK_NS);
+        /* by the clock, not the wait's result: signals (EINTR) may keep
+         * the wait from ever timing out */
+        uint64_t t = tm_now_ns();
+        if (t - checked >= TMR_CHECK_NS) {
+            checked = t;
+            if (atomic_load(&s->state) != TMW_DONE && daemon_gone(r))
+                return -ENOTCONN;
+        }
     }
     return 0;
 }

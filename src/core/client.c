@@ -307,16 +307,18 @@ int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
     out->compressed_pages = tm_load(c->st.compressed_pages);
     out->compressed_bytes = tm_load(c->st.compressed_bytes);
     out->compress_poor = tm_load(c->st.compress_poor);
-    pthread_rwlock_unlock(&t->clients_lock);
     /* pool count needs the client's own lock (taken after clients_lock is
-     * dropped: the lock order is client -> clients_lock); the handle
-     * outlives the client, so c stays valid memory. */
+     * dropped: the lock order is client -> clients_lock); the pin keeps c
+     * valid memory against tmem_client_release meanwhile. */
+    atomic_fetch_add(&c->pins, 1);
+    pthread_rwlock_unlock(&t->clients_lock);
     tm_brlock_read(&c->lock);
     for (unsigned i = 0; i < TMEM_MAX_POOLS; i++)
         out->nr_pools += c->pools[i] != NULL;
     struct tm_client_stats sum;
     tm_client_totals(c, &sum);
     tm_brlock_read_unlock(&c->lock);
+    atomic_fetch_sub(&c->pins, 1);
     out->puts = tm_load(sum.puts);
     out->puts_ok = tm_load(sum.puts_ok);
     out->gets = tm_load(sum.gets);

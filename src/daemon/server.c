@@ -70,13 +70,14 @@ uint64_t tmd_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The engine's rule for names: printable ASCII but , : = (tmem.h). */
+/* The engine's rule for names (client.c): printable ASCII but space and
+ * , : = become '_'. */
 static void sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
 {
     size_t n = strnlen(in, max < TMW_NAME_MAX - 1 ? max : TMW_NAME_MAX - 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)in[i];
-        out[i] = (ch < 0x20 || ch > 0x7e || ch == ',' || ch == ':' || ch == '=') ? '_'
+        out[i] = (ch < 0x21 || ch > 0x7e || ch == ',' || ch == ':' || ch == '=') ? '_'
                                                                                  : (char)ch;
     }
     out[n] = '\0';
@@ -343,6 +344,18 @@ static tmem_client_t *adopt_parked(struct tmd *d, uid_t uid, const char *name)
     return c;
 }
 
+/* A client the handshake could not serve: a restored one goes back to
+ * waiting for its owner (its pages must not be lost to a passing error),
+ * a new one is released. */
+static void give_back(struct tmd *d, struct tmd_conn *k, tmem_client_t *c, bool adopted,
+                      const char *name)
+{
+    if (adopted)
+        tmd_park_client(d, c, k->uid, k->gid, name);
+    else
+        tmem_client_release(c);
+}
+
 /* The HELLO of connection k; false drops it. */
 static bool handle_hello(struct tmd *d, struct tmd_conn *k)
 {
@@ -372,7 +385,7 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
                 (unsigned)k->uid, strerror(errno));
         send_refusal(k->fd, -ENOMEM);
         if (c)
-            tmem_client_release(c);
+            give_back(d, k, c, adopted, name);
         return false;
     }
     struct tmd_worker *w;
@@ -381,7 +394,7 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         send_refusal(k->fd, rc);
         munmap(win, TMW_WINDOW_SIZE);
         close(wfd);
-        tmem_client_release(c);
+        give_back(d, k, c, adopted, name);
         return false;
     }
     pthread_mutex_lock(&d->conns_lock);
@@ -464,9 +477,14 @@ static void *listener_main(void *arg)
     struct epoll_event evs[32];
     for (;;) {
         int n = epoll_wait(epfd, evs, 32, 1000);
-        if (n < 0 && errno != EINTR) {
-            tmd_log(LOG_ERR, "epoll_wait: %s", strerror(errno));
-            break;
+        if (n < 0) {
+            /* never leave: a listener gone would strand every client */
+            if (errno != EINTR) {
+                tmd_log(LOG_ERR, "epoll_wait: %s; retrying", strerror(errno));
+                struct timespec ts = { 0, 100000000 };
+                nanosleep(&ts, NULL);
+            }
+            n = 0;
         }
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;
@@ -512,8 +530,13 @@ int tmd_server_start(struct tmd *d)
     epoll_add(d->control_fd, TAG_CONTROL, EPOLLIN);
     epoll_add(stop_fd, TAG_STOP, EPOLLIN);
     int rc = pthread_create(&d->listener, NULL, listener_main, d);
-    if (rc)
+    if (rc) {
+        unlink(d->cfg.socket_path);
+        unlink(d->cfg.control_path);
+        close(d->listen_fd);
+        close(d->control_fd);
         return -rc;
+    }
     tmd_log(LOG_INFO, "listening on %s (clients) and %s (control)", d->cfg.socket_path,
             d->cfg.control_path);
     return 0;

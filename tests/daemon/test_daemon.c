@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -258,6 +259,48 @@ static void daemon_killed_under_client(void **state)
     /* the next calls notice within the client's check interval */
     assert_int_equal(tmem_get_page(c, (uint32_t)p, tt_oid(1, 0, 0), 0, page), -ENOTCONN);
     assert_int_equal(tmem_put_page(c, (uint32_t)p, tt_oid(1, 0, 0), 0, page), -ENOTCONN);
+    tmem_client_close(c);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The same with a signal every 20 ms in the client: a wait interrupted
+ * over and over must still notice the daemon's death. */
+static void on_alarm(int sig) { (void)sig; }
+
+static void daemon_killed_under_signals(void **state)
+{
+    (void)state;
+    td_t d;
+    assert_int_equal(td_start(&d, NULL), 0);
+    tmem_client_t *c = tmem_connect(d.sock, "signalled");
+    assert_non_null(c);
+    int p = tmem_new_pool(c, NOUUID, 0);
+    struct sigaction sa = { .sa_handler = on_alarm };   /* no SA_RESTART */
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = { { 0, 20000 }, { 0, 20000 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    kill(d.pid, SIGSTOP);       /* a call now waits; then the daemon dies */
+    pid_t killer = fork();
+    if (killer == 0) {
+        usleep(300000);
+        kill(d.pid, SIGKILL);
+        _exit(0);
+    }
+    uint8_t page[PG];
+    tt_fill(page, TT_TEXT, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = tmem_put_page(c, (uint32_t)p, tt_oid(1, 0, 0), 0, page);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    struct itimerval off = { { 0, 0 }, { 0, 0 } };
+    setitimer(ITIMER_REAL, &off, NULL);
+    waitpid(killer, NULL, 0);
+    waitpid(d.pid, NULL, 0);
+    d.pid = 0;
+    assert_int_equal(rc, -ENOTCONN);
+    assert_true(t1.tv_sec - t0.tv_sec < 5);
     tmem_client_close(c);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", d.dir);
@@ -644,6 +687,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(many_threads_one_client),
         cmocka_unit_test(client_killed_mid_request),
         cmocka_unit_test(daemon_killed_under_client),
+        cmocka_unit_test(daemon_killed_under_signals),
         cmocka_unit_test(garbage_messages),
         cmocka_unit_test(hostile_window),
         cmocka_unit_test(other_clients_pool_ids),

@@ -337,9 +337,10 @@ static void stress(void **state)
 }
 
 /* tmem_client_release() frees a handle at once (tmemd drops clients that
- * way); statistics, tmem-list and the self-check walk a snapshot of the
- * clients meanwhile.  The snapshot pins each client and release waits for
- * the pin (a use after free before that: found by test_model_daemon). */
+ * way); statistics, tmem-list, client info and the self-check look at
+ * clients meanwhile.  They pin what they look at and release waits for
+ * the pins (use after free before that: found by test_model_daemon and by
+ * review). */
 struct walker_arg {
     tmem_t *t;
     atomic_int stop;
@@ -354,6 +355,13 @@ static void *walker_main(void *arg)
         tmem_stats_t s;
         assert_int_equal(tmem_stats_get(w->t, &s), 0);
         tmem_list(w->t, TMEM_CLIENT_ALL, 1, buf, sizeof(buf));
+        uint32_t ids[4];
+        size_t n = tmem_client_ids(w->t, ids, 4);
+        for (size_t i = 0; i < n && i < 4; i++) {
+            tmem_client_info_t info;
+            int rc = tmem_client_info(w->t, ids[i], &info);    /* may race a release */
+            assert_true(rc == 0 || rc == -ENOENT);
+        }
         atomic_fetch_add(&w->walks, 1);
     }
     return NULL;
