@@ -52,9 +52,9 @@ static void one(const uint8_t *buf, ssize_t n)
     CHECK(len == sent, "name of %zu bytes from a sent name of %zu", len, sent);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i], s = (unsigned char)h->name[i];
-        CHECK(c >= 0x20 && c <= 0x7e && c != ',' && c != ':' && c != '=',
+        CHECK(c > 0x20 && c <= 0x7e && c != ',' && c != ':' && c != '=',
               "name byte %zu is %#x", i, c);
-        bool keep = s >= 0x20 && s <= 0x7e && s != ',' && s != ':' && s != '=';
+        bool keep = s > 0x20 && s <= 0x7e && s != ',' && s != ':' && s != '=';
         CHECK(c == (keep ? s : '_'), "name byte %zu: %#x from %#x", i, c, s);
     }
 }

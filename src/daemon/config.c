@@ -35,6 +35,7 @@ const char tmd_default_config[] =
     "control_socket_mode = 0660\n"
     "admin_group =\n"
     "max_clients = 256\n"
+    "max_clients_per_uid = 64\n"
     "spin_us = 50\n"
     "log_level = info\n"
     "\n"
@@ -160,6 +161,7 @@ static const struct key keys[] = {
     { "daemon", "control_socket_mode",  K_MODE,     F(control_mode), 0, 07777, 0 },
     { "daemon", "admin_group",          K_STR,      F(admin_group), 0, 0, 0 },
     { "daemon", "max_clients",          K_UINT,     F(max_clients), 1, 65536, 0 },
+    { "daemon", "max_clients_per_uid",  K_UINT,     F(max_clients_per_uid), 0, 65536, 0 },
     { "daemon", "spin_us",              K_UINT,     F(spin_us), 0, 1000000, 0 },
     { "daemon", "log_level",            K_LOGLEVEL, F(log_level), 0, 0, 0 },
     { "memory", "max_memory",           K_SIZE,     F(max_memory), 0, 0,

@@ -37,6 +37,7 @@ struct tmd_config {
     unsigned socket_mode, control_mode; /* file modes of the two sockets */
     char     admin_group[64];           /* members may use the control socket ("" none) */
     uint32_t max_clients;               /* connections beyond are refused */
+    uint32_t max_clients_per_uid;       /* the same per uid (0: none) */
     unsigned spin_us;                   /* a worker spins this long idle before sleeping */
     int      log_level;                 /* LOG_ERR .. LOG_DEBUG (syslog.h) */
     /* the engine */

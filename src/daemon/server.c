@@ -236,11 +236,16 @@ static void accept_client(struct tmd *d)
             continue;
         pthread_mutex_lock(&d->conns_lock);
         bool full = d->nconns >= d->cfg.max_clients;
+        uint32_t mine = 0;
+        for (struct tmd_conn *k = d->conns; k; k = k->next)
+            mine += !k->parked && k->uid == cr.uid;
         pthread_mutex_unlock(&d->conns_lock);
-        if (full) {
+        bool full_uid = d->cfg.max_clients_per_uid && mine >= d->cfg.max_clients_per_uid;
+        if (full || full_uid) {
             atomic_fetch_add(&d->n.refused_conn, 1);
-            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (max_clients)",
-                    (int)cr.pid, (unsigned)cr.uid, d->cfg.max_clients);
+            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (%s)", (int)cr.pid,
+                    (unsigned)cr.uid, full ? d->nconns : mine,
+                    full ? "max_clients" : "max_clients_per_uid");
             send_refusal(fd, -EAGAIN);
             close(fd);
             continue;

@@ -111,6 +111,7 @@ static void defaults(void **state)
     assert_int_equal(c.control_mode, 0660);
     assert_string_equal(c.admin_group, "");
     assert_int_equal(c.max_clients, 256);
+    assert_int_equal(c.max_clients_per_uid, 64);
     assert_int_equal(c.spin_us, 50);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.max_memory, 0);
@@ -147,6 +148,7 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
     assert_int_equal(a->control_mode, b->control_mode);
     assert_memory_equal(a->admin_group, b->admin_group, sizeof(a->admin_group));
     assert_int_equal(a->max_clients, b->max_clients);
+    assert_int_equal(a->max_clients_per_uid, b->max_clients_per_uid);
     assert_int_equal(a->spin_us, b->spin_us);
     assert_int_equal(a->log_level, b->log_level);
     assert_int_equal(a->max_memory, b->max_memory);

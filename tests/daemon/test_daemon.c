@@ -307,6 +307,29 @@ static void daemon_killed_under_signals(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* One uid cannot take every connection: max_clients_per_uid. */
+static void connections_per_uid(void **state)
+{
+    (void)state;
+    td_t d;
+    const char *args[] = { "--set", "daemon.max_clients_per_uid=2", NULL };
+    assert_int_equal(td_start(&d, args), 0);
+    tmem_client_t *a = tmem_connect(d.sock, "a"), *b = tmem_connect(d.sock, "b");
+    assert_non_null(a);
+    assert_non_null(b);
+    errno = 0;
+    assert_null(tmem_connect(d.sock, "c"));
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(stats(&d).refused_conn, 1);
+    tmem_client_close(a);
+    assert_int_equal(td_wait_connections(&d, 1), 0);
+    tmem_client_t *c = tmem_connect(d.sock, "c");     /* room again */
+    assert_non_null(c);
+    tmem_client_close(b);
+    tmem_client_close(c);
+    assert_int_equal(td_stop(&d), 0);
+}
+
 /* ------------------------------------------------------------------------
  * Garbage on the socket
  * ---------------------------------------------------------------------- */
@@ -688,6 +711,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(client_killed_mid_request),
         cmocka_unit_test(daemon_killed_under_client),
         cmocka_unit_test(daemon_killed_under_signals),
+        cmocka_unit_test(connections_per_uid),
         cmocka_unit_test(garbage_messages),
         cmocka_unit_test(hostile_window),
         cmocka_unit_test(other_clients_pool_ids),
