@@ -78,8 +78,10 @@ static int hello(int sock, const char *name, struct tmw_hello_reply *rep, int *f
     h.m.len = sizeof(h);
     if (name)       /* need not be terminated */
         memcpy(h.name, name, strnlen(name, sizeof(h.name)));
-    if (send(sock, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h))
-        return -errno;
+    /* a daemon that refuses (too many clients) answers and closes at once,
+     * maybe before this send: read its answer whatever the send says */
+    ssize_t sent = send(sock, &h, sizeof(h), MSG_NOSIGNAL);
+    int send_err = sent == (ssize_t)sizeof(h) ? 0 : sent < 0 ? -errno : -EIO;
 
     union {
         struct cmsghdr align;
@@ -90,7 +92,7 @@ static int hello(int sock, const char *name, struct tmw_hello_reply *rep, int *f
                          .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
     ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     if (n < 0)
-        return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        return send_err ? send_err : errno == EAGAIN ? -ETIMEDOUT : -errno;
     *fd = -1;
     for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
         if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
@@ -107,7 +109,7 @@ static int hello(int sock, const char *name, struct tmw_hello_reply *rep, int *f
         }
     }
     if (n == 0)
-        return -ECONNRESET;
+        return send_err ? send_err : -ECONNRESET;
     if ((size_t)n != sizeof(*rep) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
         rep->m.magic != TMW_MAGIC || rep->m.version != TMW_VERSION ||
         rep->m.type != TMW_MSG_HELLO_REPLY || rep->m.len != sizeof(*rep))

@@ -42,6 +42,7 @@
 #include "daemon/daemon.h"
 
 #define HELLO_TIMEOUT_MS 5000u
+#define MAX_HANDSHAKES   64u        /* connections beyond max_clients still in their HELLO */
 #define TAG_LISTEN  ((uint64_t)1)
 #define TAG_CONTROL ((uint64_t)2)
 #define TAG_STOP    ((uint64_t)3)
@@ -234,18 +235,15 @@ static void accept_client(struct tmd *d)
             return;
         if (fd < 0)
             continue;
+        /* the limits are applied to the HELLO (handle_hello), so that the
+         * refusal is an answer; here only a bound on handshakes under way */
         pthread_mutex_lock(&d->conns_lock);
-        bool full = d->nconns >= d->cfg.max_clients;
-        uint32_t mine = 0;
-        for (struct tmd_conn *k = d->conns; k; k = k->next)
-            mine += !k->parked && k->uid == cr.uid;
+        bool full = d->nconns >= d->cfg.max_clients + MAX_HANDSHAKES;
         pthread_mutex_unlock(&d->conns_lock);
-        bool full_uid = d->cfg.max_clients_per_uid && mine >= d->cfg.max_clients_per_uid;
-        if (full || full_uid) {
+        if (full) {
             atomic_fetch_add(&d->n.refused_conn, 1);
-            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (%s)", (int)cr.pid,
-                    (unsigned)cr.uid, full ? d->nconns : mine,
-                    full ? "max_clients" : "max_clients_per_uid");
+            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u connections already", (int)cr.pid,
+                    (unsigned)cr.uid, d->nconns);
             send_refusal(fd, -EAGAIN);
             close(fd);
             continue;
@@ -377,6 +375,22 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         tmd_log(LOG_WARNING, "pid %d uid %u: malformed HELLO (%zd bytes): dropped",
                 (int)k->pid, (unsigned)k->uid, n);
         send_refusal(k->fd, bad);
+        return false;
+    }
+    uint32_t all = 0, mine = 0;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn *o = d->conns; o; o = o->next) {
+        all += o->ready;
+        mine += o->ready && o->uid == k->uid;
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    bool full_uid = d->cfg.max_clients_per_uid && mine >= d->cfg.max_clients_per_uid;
+    if (all >= d->cfg.max_clients || full_uid) {
+        atomic_fetch_add(&d->n.refused_conn, 1);
+        tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (%s)", (int)k->pid,
+                (unsigned)k->uid, full_uid ? mine : all,
+                full_uid ? "max_clients_per_uid" : "max_clients");
+        send_refusal(k->fd, -EAGAIN);
         return false;
     }
     tmem_client_t *c = adopt_parked(d, k->uid, name);
