@@ -89,11 +89,7 @@ tt_host *th_open_cfg(const tmem_config_t *cfg)
 tt_host *th_open(uint64_t max_bytes, int codec, int dedup)
 {
     tmem_config_t cfg;
-    tmem_config_init(&cfg);
-    if (max_bytes)
-        cfg.max_bytes = max_bytes;
-    cfg.compress = codec;
-    cfg.dedup = dedup;
+    tt_config(&cfg, max_bytes, codec, dedup);
     return th_open_cfg(&cfg);
 }
 

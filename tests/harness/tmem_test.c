@@ -64,14 +64,19 @@ void tt_fill(void *page, enum tt_kind kind, uint64_t tag)
     }
 }
 
+void tt_config(tmem_config_t *cfg, uint64_t max_bytes, int codec, int dedup)
+{
+    tmem_config_init(cfg);
+    if (max_bytes)
+        cfg->max_bytes = max_bytes;
+    cfg->compress = codec;
+    cfg->dedup = dedup;
+}
+
 tmem_t *tt_open(uint64_t max_bytes, int codec, int dedup)
 {
     tmem_config_t cfg;
-    tmem_config_init(&cfg);
-    if (max_bytes)
-        cfg.max_bytes = max_bytes;
-    cfg.compress = codec;
-    cfg.dedup = dedup;
+    tt_config(&cfg, max_bytes, codec, dedup);
     tmem_t *t = tmem_open(&cfg);
     assert_non_null(t);
     return t;

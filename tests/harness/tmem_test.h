@@ -29,6 +29,8 @@
 enum tt_kind { TT_RANDOM, TT_TEXT, TT_ZERO, TT_WORD, TT_HALF, TT_KINDS };
 void tt_fill(void *page, enum tt_kind kind, uint64_t tag);
 
+/* The default configuration with max_bytes (0: default), codec, dedup. */
+void tt_config(tmem_config_t *cfg, uint64_t max_bytes, int codec, int dedup);
 /* An engine with max_bytes (0: default), codec, dedup on/off. */
 tmem_t *tt_open(uint64_t max_bytes, int codec, int dedup);
 /* tmem_check() must be 0, then close. */
