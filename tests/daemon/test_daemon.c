@@ -11,9 +11,11 @@
  * seed; TMEM_SEED=N replays them.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -265,6 +267,41 @@ static void daemon_killed_under_client(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Waits until every thread of pid is stopped (SIGSTOP acts asynchronously:
+ * a thread woken at the wrong moment could still serve one request). */
+static bool wait_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    for (int n = 0; n < 500; n++) {
+        DIR *dp = opendir(dir);
+        if (!dp)
+            return false;
+        bool all = true;
+        struct dirent *e;
+        while ((e = readdir(dp))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[400], buf[256];
+            snprintf(path, sizeof(path), "%s/%s/stat", dir, e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+            fclose(f);
+            buf[len] = '\0';
+            const char *paren = strrchr(buf, ')');   /* "pid (comm) S ..." */
+            if (!paren || (paren[2] != 'T' && paren[2] != 't'))
+                all = false;
+        }
+        closedir(dp);
+        if (all)
+            return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
 /* The same with a signal every 20 ms in the client: a wait interrupted
  * over and over must still notice the daemon's death. */
 static void on_alarm(int sig) { (void)sig; }
@@ -282,6 +319,7 @@ static void daemon_killed_under_signals(void **state)
     struct itimerval it = { { 0, 20000 }, { 0, 20000 } };
     setitimer(ITIMER_REAL, &it, NULL);
     kill(d.pid, SIGSTOP);       /* a call now waits; then the daemon dies */
+    assert_true(wait_stopped(d.pid));
     pid_t killer = fork();
     if (killer == 0) {
         usleep(300000);
@@ -582,17 +620,6 @@ static void other_clients_pool_ids(void **state)
 /* ------------------------------------------------------------------------
  * The governor under a simulated pressure signal
  * ---------------------------------------------------------------------- */
-static void write_file(const char *path, const char *text)
-{
-    char tmp[320];
-    assert_true(strlen(path) < 300);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, path), 0);
-}
 
 static void governor_relinquishes_under_pressure(void **state)
 {
@@ -603,9 +630,9 @@ static void governor_relinquishes_under_pressure(void **state)
     snprintf(meminfo, sizeof(meminfo), "%s/meminfo", dir);
     snprintf(psi, sizeof(psi), "%s/pressure", dir);
     /* 8 GiB host, 6 GiB available: room for the whole 64 MiB ceiling */
-    write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:         6291456 kB\n"
+    tt_write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:         6291456 kB\n"
                         "MemAvailable:    6291456 kB\n");
-    write_file(psi, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    tt_write_file(psi, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
                     "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
     snprintf(o1, sizeof(o1), "governor.meminfo=%s", meminfo);
     snprintf(o2, sizeof(o2), "governor.psi=%s", psi);
@@ -628,9 +655,9 @@ static void governor_relinquishes_under_pressure(void **state)
     assert_true(before > 8000);
 
     /* pressure: PSI far above the threshold, little memory available */
-    write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:          262144 kB\n"
+    tt_write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:          262144 kB\n"
                         "MemAvailable:     524288 kB\n");
-    write_file(psi, "some avg10=45.00 avg60=20.00 avg300=5.00 total=123456\n"
+    tt_write_file(psi, "some avg10=45.00 avg60=20.00 avg300=5.00 total=123456\n"
                     "full avg10=10.00 avg60=5.00 avg300=1.00 total=23456\n");
     for (int n = 0;; n++) {
         s = stats(&d);
@@ -644,9 +671,9 @@ static void governor_relinquishes_under_pressure(void **state)
     assert_true(s.engine.bytes_held <= s.gov_limit + (1u << 20));
 
     /* relief: the limit grows back */
-    write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:         6291456 kB\n"
+    tt_write_file(meminfo, "MemTotal:        8388608 kB\nMemFree:         6291456 kB\n"
                         "MemAvailable:    6291456 kB\n");
-    write_file(psi, "some avg10=0.00 avg60=0.00 avg300=0.00 total=123456\n"
+    tt_write_file(psi, "some avg10=0.00 avg60=0.00 avg300=0.00 total=123456\n"
                     "full avg10=0.00 avg60=0.00 avg300=0.00 total=23456\n");
     uint64_t low = s.gov_limit;
     for (int n = 0;; n++) {

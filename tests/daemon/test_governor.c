@@ -21,6 +21,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/governor.h"
+#include "tmem_test.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -254,27 +255,17 @@ static void first_limit(void **state)
 static char dir[] = "/tmp/tmem-gov-unit.XXXXXX";
 static char meminfo[300], psi[300];
 
-static void write_file(const char *path, const char *text)
-{
-    char tmp[320];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, path), 0);
-}
 
 static void set_host(unsigned avail_mib, const char *avg10)
 {
     char text[300];
     snprintf(text, sizeof(text), "MemTotal:  8388608 kB\nMemFree:  %u kB\nMemAvailable:  %u kB\n",
              avail_mib * 1024, avail_mib * 1024);
-    write_file(meminfo, text);
+    tt_write_file(meminfo, text);
     if (avg10) {
         snprintf(text, sizeof(text), "some avg10=%s avg60=0.00 avg300=0.00 total=1\n"
                  "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", avg10);
-        write_file(psi, text);
+        tt_write_file(psi, text);
     } else {
         unlink(psi);
     }

@@ -150,3 +150,15 @@ void tt_buf_free(tt_buf *b)
     b->p = NULL;
     b->len = b->cap = b->pos = 0;
 }
+
+void tt_write_file(const char *path, const char *text)
+{
+    char tmp[320];
+    assert_true(strlen(path) < 300);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0);
+}

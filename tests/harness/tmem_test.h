@@ -51,6 +51,10 @@ static inline uint64_t tt_below(tt_rng *r, uint64_t n) { return n ? tt_next(r) %
  * else the clock; printed so that a failure can be replayed. */
 uint64_t tt_seed_from_args(int argc, char **argv, const char *test);
 
+/* Replaces path's contents with text at once (written aside, then renamed:
+ * a reader never sees half a file). */
+void tt_write_file(const char *path, const char *text);
+
 /* A growable buffer for save streams, with tmem_write_fn / tmem_read_fn
  * callbacks.  Reads stop at min(len, limit) (-EIO past it: a truncated
  * stream); writes fail with -EIO once len would pass fail_at (if non-zero). */
