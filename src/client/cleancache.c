@@ -1,0 +1,296 @@
+/*
+ * cleancache.c - a victim cache for clean file pages over tmem
+ * (include/tmem/cleancache.h).
+ *
+ * A filesystem is an fs id, the caller's stable handle; behind it is the tmem
+ * pool it runs on now, which changes when an owned connection is replaced
+ * (the pools are recreated on the new client by rebuild()).  Shared
+ * filesystems ask for a shared pool again with their uuid.
+ *
+ * Locking: the fs table is read under the link's read lock (every call) and
+ * changed under its write lock (init_fs, invalidate_fs, rebuild); counters
+ * are atomics.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/link.h"
+#include "tmem/cleancache.h"
+
+#define CC_RECONNECT_MS 1000u
+
+struct cc_fs {
+    int used;                   /* the fs id is taken */
+    int shared;                 /* init_shared_fs: ask for a shared pool */
+    tmem_uuid_t uuid;
+    int pool;                   /* the tmem pool on the current client, -1 none */
+};
+
+struct tmem_cleancache {
+    tl_link_t link;
+    struct cc_fs fs[TMEM_CLEANCACHE_MAX_FS];   /* link lock */
+    _Atomic uint64_t succ_gets, failed_gets, puts, invalidates;
+    _Atomic uint64_t puts_refused, disconnected;
+};
+
+static tmem_oid_t key_oid(const tmem_cleancache_filekey_t *k)
+{
+    tmem_oid_t o;
+    for (int i = 0; i < 3; i++)
+        o.oid[i] = (uint64_t)k->fh[2 * i] | (uint64_t)k->fh[2 * i + 1] << 32;
+    return o;
+}
+
+static int new_pool(tmem_client_t *c, const struct cc_fs *f)
+{
+    tmem_uuid_t none = { 0, 0 };
+    if (!c)
+        return -ENOTCONN;
+    return tmem_new_pool(c, f->shared ? f->uuid : none, f->shared ? TMEM_POOL_SHARED : 0);
+}
+
+/* After a reconnection: every filesystem gets a pool on the new client
+ * (empty: ephemeral pages do not outlive their daemon). */
+static void rebuild(void *arg, tmem_client_t *c)
+{
+    tmem_cleancache_t *cc = arg;
+    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
+        if (cc->fs[i].used) {
+            int p = new_pool(c, &cc->fs[i]);
+            cc->fs[i].pool = p >= 0 ? p : -1;
+        }
+}
+
+static tmem_cleancache_t *cc_alloc(void)
+{
+    tmem_cleancache_t *cc = calloc(1, sizeof(*cc));
+    if (cc)
+        for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
+            cc->fs[i].pool = -1;
+    return cc;
+}
+
+tmem_cleancache_t *tmem_cleancache_open(tmem_client_t *c)
+{
+    tmem_cleancache_t *cc = cc_alloc();
+    if (!cc)
+        return NULL;
+    int r = tl_init_borrowed(&cc->link, c);
+    if (r) {
+        free(cc);
+        errno = -r;
+        return NULL;
+    }
+    tl_set_rebuild(&cc->link, rebuild, cc);
+    return cc;
+}
+
+tmem_cleancache_t *tmem_cleancache_connect(const char *socket_path, const char *name)
+{
+    tmem_cleancache_t *cc = cc_alloc();
+    if (!cc)
+        return NULL;
+    int r = tl_init_owned(&cc->link, socket_path, name, CC_RECONNECT_MS);
+    if (r) {
+        free(cc);
+        errno = -r;
+        return NULL;
+    }
+    tl_set_rebuild(&cc->link, rebuild, cc);
+    return cc;
+}
+
+void tmem_cleancache_close(tmem_cleancache_t *cc)
+{
+    if (!cc)
+        return;
+    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
+        if (cc->fs[i].used)
+            tmem_cleancache_invalidate_fs(cc, i);
+    tl_destroy(&cc->link);
+    free(cc);
+}
+
+static int init_fs(tmem_cleancache_t *cc, int shared, tmem_uuid_t uuid)
+{
+    tl_write_lock(&cc->link);
+    int id = -ENOSPC;
+    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
+        if (!cc->fs[i].used) {
+            id = i;
+            break;
+        }
+    if (id >= 0) {
+        struct cc_fs *f = &cc->fs[id];
+        f->shared = shared;
+        f->uuid = uuid;
+        int p = new_pool(cc->link.c, f);
+        if (p >= 0 || p == -ENOTCONN) {
+            /* while disconnected the fs exists without a pool; the next
+             * reconnection gives it one */
+            f->used = 1;
+            f->pool = p >= 0 ? p : -1;
+        } else {
+            id = p;                     /* tmem refused the pool */
+        }
+    }
+    tl_write_unlock(&cc->link);
+    return id;
+}
+
+int tmem_cleancache_init_fs(tmem_cleancache_t *cc)
+{
+    tmem_uuid_t none = { 0, 0 };
+    return cc ? init_fs(cc, 0, none) : -EINVAL;
+}
+
+int tmem_cleancache_init_shared_fs(tmem_cleancache_t *cc, tmem_uuid_t uuid)
+{
+    return cc ? init_fs(cc, 1, uuid) : -EINVAL;
+}
+
+static bool fs_ok(const tmem_cleancache_t *cc, int fs)
+{
+    return cc && fs >= 0 && fs < (int)TMEM_CLEANCACHE_MAX_FS;
+}
+
+int tmem_cleancache_fs_is_shared(tmem_cleancache_t *cc, int fs)
+{
+    if (!fs_ok(cc, fs))
+        return -ENODEV;
+    uint64_t gen;
+    tmem_client_t *c = tl_get(&cc->link, &gen);
+    const struct cc_fs *f = &cc->fs[fs];
+    int r = -ENODEV;
+    if (f->used)
+        r = c && f->pool >= 0 && tmem_pool_is_shared(c, (uint32_t)f->pool) == 1;
+    tl_put(&cc->link);
+    return r;
+}
+
+/* Runs op on fs's pool under the read lock; -ENODEV for an unknown fs,
+ * -ENOTCONN without a client or pool.  A lost daemon asks for repair. */
+enum cc_op { CC_GET, CC_PUT, CC_FLUSH_PAGE, CC_FLUSH_OBJ };
+
+static int cc_call(tmem_cleancache_t *cc, int fs, enum cc_op op,
+                   const tmem_cleancache_filekey_t *key, uint32_t index, void *page)
+{
+    if (!fs_ok(cc, fs) || !key)
+        return -EINVAL;
+    uint64_t gen;
+    tmem_client_t *c = tl_get(&cc->link, &gen);
+    const struct cc_fs *f = &cc->fs[fs];
+    int r;
+    if (!f->used) {
+        r = -ENODEV;
+    } else if (!c || f->pool < 0) {
+        r = -ENOTCONN;
+    } else {
+        tmem_oid_t oid = key_oid(key);
+        uint32_t pool = (uint32_t)f->pool;
+        switch (op) {
+        case CC_GET:        r = tmem_get_page(c, pool, oid, index, page); break;
+        case CC_PUT:        r = tmem_put_page(c, pool, oid, index, page); break;
+        case CC_FLUSH_PAGE: r = tmem_flush_page(c, pool, oid, index); break;
+        default:            r = tmem_flush_object(c, pool, oid); break;
+        }
+    }
+    tl_put(&cc->link);
+    if (r == -ENOTCONN) {
+        cc->disconnected++;
+        tl_repair(&cc->link, gen, 0);
+    }
+    return r;
+}
+
+int tmem_cleancache_get_page(tmem_cleancache_t *cc, int fs, const tmem_cleancache_filekey_t *key,
+                             uint32_t index, void *page)
+{
+    if (!page)
+        return -EINVAL;
+    int r = cc_call(cc, fs, CC_GET, key, index, page);
+    if (cc) {
+        if (r == 0)
+            cc->succ_gets++;
+        else
+            cc->failed_gets++;
+    }
+    return r;
+}
+
+int tmem_cleancache_put_page(tmem_cleancache_t *cc, int fs, const tmem_cleancache_filekey_t *key,
+                             uint32_t index, const void *page)
+{
+    if (!page)
+        return -EINVAL;
+    int r = cc_call(cc, fs, CC_PUT, key, index, (void *)page);
+    if (cc) {
+        cc->puts++;
+        if (r != 0)
+            cc->puts_refused++;
+    }
+    return r;
+}
+
+void tmem_cleancache_invalidate_page(tmem_cleancache_t *cc, int fs,
+                                     const tmem_cleancache_filekey_t *key, uint32_t index)
+{
+    if (cc_call(cc, fs, CC_FLUSH_PAGE, key, index, NULL) != -EINVAL)
+        cc->invalidates++;
+}
+
+void tmem_cleancache_invalidate_inode(tmem_cleancache_t *cc, int fs,
+                                      const tmem_cleancache_filekey_t *key)
+{
+    if (cc_call(cc, fs, CC_FLUSH_OBJ, key, 0, NULL) != -EINVAL)
+        cc->invalidates++;
+}
+
+void tmem_cleancache_invalidate_fs(tmem_cleancache_t *cc, int fs)
+{
+    if (!fs_ok(cc, fs))
+        return;
+    tl_write_lock(&cc->link);
+    struct cc_fs *f = &cc->fs[fs];
+    if (f->used) {
+        if (cc->link.c && f->pool >= 0)
+            tmem_destroy_pool(cc->link.c, (uint32_t)f->pool);
+        memset(f, 0, sizeof(*f));
+        f->pool = -1;
+        cc->invalidates++;
+    }
+    tl_write_unlock(&cc->link);
+}
+
+void tmem_cleancache_stats(tmem_cleancache_t *cc, tmem_cleancache_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cc)
+        return;
+    out->succ_gets = cc->succ_gets;
+    out->failed_gets = cc->failed_gets;
+    out->puts = cc->puts;
+    out->invalidates = cc->invalidates;
+    out->puts_refused = cc->puts_refused;
+    out->reconnects = cc->link.reconnects;
+    out->disconnected = cc->disconnected;
+}
+
+tmem_client_t *tmem_cleancache_client(tmem_cleancache_t *cc)
+{
+    if (!cc)
+        return NULL;
+    uint64_t gen;
+    tmem_client_t *c = tl_get(&cc->link, &gen);
+    tl_put(&cc->link);
+    return c;
+}
+
+void tmem_cleancache_set_reconnect_ms(tmem_cleancache_t *cc, unsigned ms)
+{
+    if (cc)
+        cc->link.interval_ms = ms;
+}
