@@ -172,7 +172,8 @@ int tmem_cleancache_fs_is_shared(tmem_cleancache_t *cc, int fs)
 }
 
 /* Runs op on fs's pool under the read lock; -ENODEV for an unknown fs,
- * -ENOTCONN without a client or pool.  A lost daemon asks for repair. */
+ * -ENOTCONN without a client, -ENOMEM for an fs tmem refused a pool (it
+ * runs without cleancache, as in Linux).  A lost daemon asks for repair. */
 enum cc_op { CC_GET, CC_PUT, CC_FLUSH_PAGE, CC_FLUSH_OBJ };
 
 static int cc_call(tmem_cleancache_t *cc, int fs, enum cc_op op,
@@ -186,8 +187,10 @@ static int cc_call(tmem_cleancache_t *cc, int fs, enum cc_op op,
     int r;
     if (!f->used) {
         r = -ENODEV;
-    } else if (!c || f->pool < 0) {
+    } else if (!c) {
         r = -ENOTCONN;
+    } else if (f->pool < 0) {
+        r = -ENOMEM;                    /* tmem refused this fs a pool: no cleancache */
     } else {
         tmem_oid_t oid = key_oid(key);
         uint32_t pool = (uint32_t)f->pool;

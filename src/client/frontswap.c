@@ -222,8 +222,10 @@ static int fs_call(tmem_frontswap_t *fs, enum fs_op op, unsigned type, uint64_t 
 {
     tmem_client_t *c = tl_get(&fs->link, gen);
     int r;
-    if (!c || fs->pool < 0) {
+    if (!c) {
         r = -ENOTCONN;
+    } else if (fs->pool < 0) {
+        r = -ENOMEM;            /* the new daemon refused a pool: refuse, do not reconnect */
     } else {
         tmem_oid_t oid = slot_oid(type, offset);
         uint32_t idx = slot_index(offset), pool = (uint32_t)fs->pool;
