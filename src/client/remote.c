@@ -266,8 +266,12 @@ static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
         uint64_t t = tm_now_ns();
         if (t - checked >= TMR_CHECK_NS) {
             checked = t;
+            /* the daemon stops the worker (which completes and publishes
+             * the request it took) before it closes the connection: after
+             * seeing it gone, one last look at the slot, so that a request
+             * carried out (an exclusive get) is never reported failed */
             if (atomic_load(&s->state) != TMW_DONE && daemon_gone(r))
-                return -ENOTCONN;
+                return atomic_load(&s->state) == TMW_DONE ? 0 : -ENOTCONN;
         }
     }
     return 0;

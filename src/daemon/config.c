@@ -38,6 +38,8 @@ const char tmd_default_config[] =
     "max_clients_per_uid = 64\n"
     "spin_us = 50\n"
     "log_level = info\n"
+    "state_file =\n"
+    "park_timeout = 0\n"
     "\n"
     "[memory]\n"
     "max_memory = 50%\n"
@@ -164,6 +166,8 @@ static const struct key keys[] = {
     { "daemon", "max_clients_per_uid",  K_UINT,     F(max_clients_per_uid), 0, 65536, 0 },
     { "daemon", "spin_us",              K_UINT,     F(spin_us), 0, 1000000, 0 },
     { "daemon", "log_level",            K_LOGLEVEL, F(log_level), 0, 0, 0 },
+    { "daemon", "state_file",           K_STR,      F(state_file), 0, 0, 0 },
+    { "daemon", "park_timeout",         K_UINT,     F(park_timeout), 0, 31536000, 0 },
     { "memory", "max_memory",           K_SIZE,     F(max_memory), 0, 0,
       offsetof(struct tmd_config, max_memory_pct) },
     { "memory", "compress",             K_CODEC,    F(engine.compress), 0, 0, 0 },
@@ -603,6 +607,17 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
     if (strcmp(cfg->socket_path, cfg->control_path) == 0) {
         snprintf(err, errlen, "daemon.control_socket: the same path as daemon.socket (%s)",
                  cfg->socket_path);
+        return -1;
+    }
+    if (cfg->state_file[0] && cfg->state_file[0] != '/') {
+        snprintf(err, errlen, "daemon.state_file: '%s' is not an absolute path",
+                 cfg->state_file);
+        return -1;
+    }
+    if (cfg->state_file[0] && (strcmp(cfg->state_file, cfg->socket_path) == 0 ||
+                               strcmp(cfg->state_file, cfg->control_path) == 0)) {
+        snprintf(err, errlen, "daemon.state_file: the same path as a socket (%s)",
+                 cfg->state_file);
         return -1;
     }
     if (cfg->engine.compress_max == 0 || cfg->engine.compress_max >= TMEM_PAGE_SIZE) {

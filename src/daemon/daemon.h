@@ -8,6 +8,7 @@
  *               (restored, unclaimed) clients
  *   worker.c    one worker per client serving its window's requests
  *   control.c   the control socket (administrators only)
+ *   state.c     the state file: persistent pages across a clean restart
  *   governor.c  the memory governor (MemAvailable, PSI)
  *   metrics.c   Prometheus text on a localhost HTTP endpoint
  *
@@ -40,6 +41,8 @@ struct tmd_config {
     uint32_t max_clients_per_uid;       /* the same per uid (0: none) */
     unsigned spin_us;                   /* a worker spins this long idle before sleeping */
     int      log_level;                 /* LOG_ERR .. LOG_DEBUG (syslog.h) */
+    char     state_file[256];           /* persistent pages kept across a clean stop ("" off) */
+    uint32_t park_timeout;              /* seconds a parked client waits for its owner (0 ever) */
     /* the engine */
     uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
     double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
@@ -106,6 +109,8 @@ struct tmd {
     struct tmd_governor *governor;
     struct tmd_metrics *metrics;
     pthread_t listener;
+    bool quiesced;                      /* tmd_server_quiesce has run (main thread) */
+    bool state_loaded;                  /* the state file was loaded, not yet removed */
 };
 
 uint64_t tmd_now_ms(void);
@@ -116,7 +121,13 @@ int  tmd_server_start(struct tmd *d);
 /* Checks a received HELLO of n bytes (n as recv reported it with MSG_TRUNC)
  * and copies out its sanitised name.  0, -EPROTO, or -EPROTONOSUPPORT. */
 int  tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX]);
-void tmd_server_stop(struct tmd *d);        /* stops the listener, drops every client */
+/* Stops the listener and the control socket, then every worker (each
+ * completes the request it took and publishes its result) and only then
+ * closes each connection: from here on clients get -ENOTCONN.  The engine
+ * clients, connected and parked, stay for tmd_state_save.  Main thread. */
+void tmd_server_quiesce(struct tmd *d);
+/* Quiesces (if not done) and releases every client. */
+void tmd_server_stop(struct tmd *d);
 /* The daemon-wide figures (engine stats included) for control and metrics. */
 void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *out);
 /* Every client, connected or parked; *out is malloc'ed.  0 or -ENOMEM. */
@@ -129,6 +140,20 @@ int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint3
  * fails (-ENOMEM: c is released). */
 int  tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
                      const char *name);
+
+/* ---- state.c: the state file (cfg.state_file) ---- */
+/* At start-up, before the sockets appear: restores each client of the file
+ * into a new engine client and parks it.  A damaged file keeps the clients
+ * restored before the damage, is renamed to PATH.bad, and the daemon starts
+ * anyway.  Never fails the start. */
+void tmd_state_load(struct tmd *d);
+/* Once the daemon serves (its sockets are up): removes the file loaded, so
+ * that a later crash cannot bring its pages back.  A start that fails
+ * before this leaves the file for the next start. */
+void tmd_state_loaded(struct tmd *d);
+/* After tmd_server_quiesce: writes every client with persistent pages to
+ * the state file (temporary file, fsync, rename).  0 or -errno (logged). */
+int  tmd_state_save(struct tmd *d);
 
 /* ---- worker.c (one per connected client) ---- */
 struct tmd_worker;

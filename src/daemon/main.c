@@ -2,11 +2,14 @@
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *
  * Start-up: configuration (embedded default, then --config FILE, then the
- * command line), the engine, the governor (the first limit), the metrics
- * endpoint, the sockets (their paths appear only once they listen: ready),
- * then READY=1 to systemd.  SIGTERM or SIGINT stop it: every client is dropped, the engine
- * checks itself (tmem_check) and closes; the exit status is 1 if the check
- * found anything wrong.
+ * command line), the engine, the state file's clients (restored and parked
+ * before any connection can come), the governor (the first limit), the
+ * metrics endpoint, the sockets (their paths appear only once they listen:
+ * ready), then READY=1 to systemd.  SIGTERM or SIGINT stop it: the
+ * listener and every worker stop and the connections close, the clients
+ * with persistent pages are written to the state file (if configured),
+ * every client is dropped, the engine checks itself (tmem_check) and
+ * closes; the exit status is 1 if the check found anything wrong.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +34,8 @@ static void usage(FILE *f)
 "  -f, --config FILE          configuration file (INI; default: the embedded one)\n"
 "  -m, --max-memory SIZE      most memory to hold: 512M, 4G, 25%% (of MemTotal)\n"
 "  -o, --set SECTION.KEY=VAL  set one configuration key (repeatable)\n"
+"      --state-file PATH      keep clients' persistent pages in PATH across a\n"
+"                             clean restart (daemon.state_file; default: off)\n"
 "  -v, --verbose              log at debug level\n"
 "      --print-config         print the embedded default configuration and exit\n"
 "  -h, --help                 this help\n"
@@ -75,6 +80,7 @@ int main(int argc, char **argv)
         { "set", required_argument, NULL, 'o' },
         { "verbose", no_argument, NULL, 'v' },
         { "print-config", no_argument, NULL, 'P' },
+        { "state-file", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -113,6 +119,12 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'S':
+            if (tmd_config_set(&d.cfg, "daemon", "state_file", optarg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "tmemd: --state-file %s: %s\n", optarg, err);
+                return 2;
+            }
+            break;
         case 'f':
             break;      /* loaded above */
         case 'o':
@@ -165,6 +177,9 @@ int main(int argc, char **argv)
                 (unsigned long long)d.cfg.max_memory, strerror(errno));
         return 1;
     }
+    /* the state file's clients are parked before any connection can come,
+     * with the limit at max_memory (the governor may lower it later) */
+    tmd_state_load(&d);
     /* the governor sets the first limit and the metrics bind before the
      * sockets appear: a client that sees them sees a daemon in full */
     if (tmd_governor_start(&d) != 0) {
@@ -186,14 +201,18 @@ int main(int argc, char **argv)
         tmem_close(d.engine);
         return 1;
     }
+    tmd_state_loaded(&d);       /* serving: the file's pages live here now */
     static const char *const codecs[] = { "none", "lz4", "zstd" };
+    char metrics[40] = "off";
+    if (tmd_metrics_port(&d))
+        snprintf(metrics, sizeof(metrics), "http://127.0.0.1:%u", tmd_metrics_port(&d));
     tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
-            "dedup %s, governor %s, metrics %s%u",
+            "dedup %s, governor %s, metrics %s, state file %s",
             (unsigned long long)(d.cfg.max_memory >> 20),
             (unsigned long long)(atomic_load(&d.gov.limit) >> 20),
             codecs[d.cfg.engine.compress % 3], d.cfg.engine.dedup ? "on" : "off",
-            d.cfg.governor ? "on" : "off", tmd_metrics_port(&d) ? "http://127.0.0.1:" : "off",
-            tmd_metrics_port(&d));
+            d.cfg.governor ? "on" : "off", metrics,
+            d.cfg.state_file[0] ? d.cfg.state_file : "off");
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d.cfg.socket_path);
 
     for (;;) {
@@ -209,6 +228,13 @@ int main(int argc, char **argv)
     }
     sd_notify(0, "STOPPING=1");
     atomic_store(&d.stopping, 1);
+    /* no request is left half-done: each worker completes what it took
+     * before its connection closes; then the persistent pages are saved */
+    tmd_server_quiesce(&d);
+    if (d.cfg.state_file[0]) {
+        sd_notify(0, "STATUS=saving the state file");
+        tmd_state_save(&d);
+    }
     tmd_server_stop(&d);        /* control threads read the metrics port: first */
     tmd_metrics_stop(&d);
     tmd_governor_stop(&d);

@@ -17,6 +17,16 @@
  * Identity is SO_PEERCRED's pid, uid and gid, never what the client says;
  * the name in the HELLO is a label.
  *
+ * Parked clients (restored by tmemctl or from the state file, state.c)
+ * wait for a connection from their uid with their name; with
+ * cfg.park_timeout the listener releases those nobody adopted in time.
+ *
+ * Stopping: the listener and the control threads first, then each worker,
+ * and only then each connection's socket (close_conn), so that a request a
+ * worker took is completed and published before its client can see the
+ * daemon gone; the engine clients stay until tmd_server_stop, for the
+ * state file.
+ *
  * Locking: d->conns_lock guards the connection list and each connection's
  * fields but its worker's counters (atomics).  Only the listener thread
  * adds and removes connections, except tmd_park_client (control threads),
@@ -173,6 +183,22 @@ static void fold_stats(struct tmd *d, struct tmd_conn *k)
     atomic_fetch_add(&d->n.worker_sleeps, atomic_load(&k->st.sleeps));
 }
 
+/* Stops k's worker, then closes its socket.  In this order: the worker
+ * completes the request it took and publishes the result before it stops,
+ * and a client that sees the socket closed looks at its slot once more
+ * (remote.c), so a request that was carried out (an exclusive get that
+ * removed its page) is never reported to the client as failed. */
+static void close_conn(struct tmd_conn *k)
+{
+    tmd_worker_stop(k->w);      /* joins; before the client goes: the worker uses it */
+    k->w = NULL;
+    if (k->fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
 /* Ends connection k (listener thread; k is on the list). */
 static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
 {
@@ -188,11 +214,7 @@ static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
     else
         d->nconns--;
     pthread_mutex_unlock(&d->conns_lock);
-    if (k->fd >= 0) {
-        epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
-        close(k->fd);
-    }
-    tmd_worker_stop(k->w);      /* before the client goes: the worker uses it */
+    close_conn(k);              /* the worker first: see there */
     if (k->c) {
         tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
                 tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, why,
@@ -490,6 +512,40 @@ static void drop_stale_hellos(struct tmd *d)
     }
 }
 
+/* Releases the parked clients nobody adopted within cfg.park_timeout
+ * seconds.  Each is unlinked under the lock: a control thread's
+ * tmd_park_client may replace (and free) a parked entry at any time. */
+static void drop_expired_parked(struct tmd *d)
+{
+    if (!d->cfg.park_timeout)
+        return;
+    uint64_t now = tmd_now_ms(), limit = (uint64_t)d->cfg.park_timeout * 1000u;
+    for (;;) {
+        struct tmd_conn *old = NULL;
+        pthread_mutex_lock(&d->conns_lock);
+        for (struct tmd_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+            if ((*pp)->parked && now - (*pp)->since_ms > limit) {
+                old = *pp;
+                *pp = old->next;
+                d->nparked--;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&d->conns_lock);
+        if (!old)
+            return;
+        tmem_client_info_t info;
+        uint64_t pages = tmem_client_info(d->engine, tmem_client_id(old->c), &info) == 0
+                             ? info.persistent_pages : 0;
+        tmd_log(LOG_NOTICE, "parked client %u (uid %u \"%s\") unclaimed for %u s "
+                "(park_timeout): released with its %llu persistent pages",
+                tmem_client_id(old->c), (unsigned)old->uid, old->name, d->cfg.park_timeout,
+                (unsigned long long)pages);
+        tmem_client_release(old->c);
+        free(old);
+    }
+}
+
 static void *listener_main(void *arg)
 {
     struct tmd *d = arg;
@@ -517,6 +573,7 @@ static void *listener_main(void *arg)
                 conn_event(d, (struct tmd_conn *)(uintptr_t)tag, evs[i].events);
         }
         drop_stale_hellos(d);
+        drop_expired_parked(d);
     }
     return NULL;
 }
@@ -532,6 +589,7 @@ int tmd_server_start(struct tmd *d)
         }
         admin = g->gr_gid;
     }
+    d->quiesced = false;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (epfd < 0 || stop_fd < 0)
@@ -561,8 +619,11 @@ int tmd_server_start(struct tmd *d)
     return 0;
 }
 
-void tmd_server_stop(struct tmd *d)
+void tmd_server_quiesce(struct tmd *d)
 {
+    if (d->quiesced)
+        return;
+    d->quiesced = true;
     uint64_t one = 1;
     if (write(stop_fd, &one, sizeof(one)) != sizeof(one))
         tmd_log(LOG_ERR, "cannot stop the listener: %s", strerror(errno));
@@ -572,6 +633,16 @@ void tmd_server_stop(struct tmd *d)
     close(d->listen_fd);
     close(d->control_fd);
     tmd_control_stop(d);
+    /* No other thread touches the list from here on (the listener and the
+     * control threads are gone).  Every worker stops before its socket
+     * closes (close_conn). */
+    for (struct tmd_conn *k = d->conns; k; k = k->next)
+        close_conn(k);
+}
+
+void tmd_server_stop(struct tmd *d)
+{
+    tmd_server_quiesce(d);
     while (d->conns)
         drop_conn(d, d->conns, "the daemon stops");
     close(stop_fd);

@@ -26,16 +26,12 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-int td_start(td_t *d, const char *const *extra)
+/* Starts the daemon on d's paths and waits until it is ready. */
+static int spawn(td_t *d, const char *const *extra)
 {
-    memset(d, 0, sizeof(*d));
-    snprintf(d->dir, sizeof(d->dir), "/tmp/tmemd-test.XXXXXX");
-    if (!mkdtemp(d->dir)) {
-        perror("td_start: mkdtemp");
-        return -1;
-    }
-    snprintf(d->sock, sizeof(d->sock), "%s/c.sock", d->dir);
-    snprintf(d->ctl, sizeof(d->ctl), "%s/ctl.sock", d->dir);
+    /* a killed daemon's sockets would look like a ready one's */
+    unlink(d->sock);
+    unlink(d->ctl);
     const char *bin = getenv("TMEMD_BIN");
     if (!bin)
         bin = TMEMD_BIN;
@@ -55,6 +51,7 @@ int td_start(td_t *d, const char *const *extra)
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
+    fflush(NULL);               /* the child must not write our buffers again */
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -67,7 +64,7 @@ int td_start(td_t *d, const char *const *extra)
         if (!getenv("TD_VERBOSE")) {
             char log[300];
             snprintf(log, sizeof(log), "%s/tmemd.log", d->dir);
-            if (!freopen(log, "w", stderr))
+            if (!freopen(log, "a", stderr))     /* a restart adds to it */
                 _exit(126);
         }
         execv(bin, (char *const *)argv);
@@ -99,6 +96,19 @@ int td_start(td_t *d, const char *const *extra)
     return -1;
 }
 
+int td_start(td_t *d, const char *const *extra)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "/tmp/tmemd-test.XXXXXX");
+    if (!mkdtemp(d->dir)) {
+        perror("td_start: mkdtemp");
+        return -1;
+    }
+    snprintf(d->sock, sizeof(d->sock), "%s/c.sock", d->dir);
+    snprintf(d->ctl, sizeof(d->ctl), "%s/ctl.sock", d->dir);
+    return spawn(d, extra);
+}
+
 int td_wait_connections(const td_t *d, unsigned n)
 {
     for (int i = 0; i < 1000; i++) {
@@ -110,7 +120,9 @@ int td_wait_connections(const td_t *d, unsigned n)
     return -1;
 }
 
-int td_stop(td_t *d)
+/* SIGTERM, then waits: the exit status, or -1 (killed after 30 s, or
+ * died of a signal); the log's tail on stderr unless 0. */
+static int terminate(td_t *d)
 {
     if (d->pid <= 0)
         return -1;
@@ -135,10 +147,36 @@ int td_stop(td_t *d)
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
+    d->pid = 0;
+    return rc;
+}
+
+int td_restart(td_t *d, const char *const *extra)
+{
+    int rc = d->pid > 0 ? terminate(d) : 0;     /* none after td_kill */
+    if (rc != 0) {
+        fprintf(stderr, "td_restart: tmemd exited with %d\n", rc);
+        return -1;
+    }
+    return spawn(d, extra);
+}
+
+int td_kill(td_t *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = 0;
+    return 0;
+}
+
+int td_stop(td_t *d)
+{
+    int rc = terminate(d);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "td_stop: could not remove %s\n", d->dir);
-    d->pid = 0;
     return rc;
 }

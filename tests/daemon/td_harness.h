@@ -24,6 +24,14 @@ int td_start(td_t *d, const char *const *extra_args);
  * the daemon's exit status (0 clean), or -1 if it had to be killed or
  * died of a signal. */
 int td_stop(td_t *d);
+/* Stops the daemon (SIGTERM; it must exit 0), unless none runs (after
+ * td_kill), and starts it again with extra_args (td_start's defaults
+ * first) on the same sockets and directory; the log goes on in
+ * DIR/tmemd.log.  0, or -1 (a message on stderr). */
+int td_restart(td_t *d, const char *const *extra_args);
+/* SIGKILL, as a crash: no clean stop (td_restart starts it again).  0, or
+ * -1 if none runs. */
+int td_kill(td_t *d);
 /* Waits until the daemon reports n connected clients (its connection list
  * catches up with closes asynchronously).  0, or -1 after 10 s. */
 int td_wait_connections(const td_t *d, unsigned n);

@@ -151,6 +151,8 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
     assert_int_equal(a->max_clients_per_uid, b->max_clients_per_uid);
     assert_int_equal(a->spin_us, b->spin_us);
     assert_int_equal(a->log_level, b->log_level);
+    assert_memory_equal(a->state_file, b->state_file, sizeof(a->state_file));
+    assert_int_equal(a->park_timeout, b->park_timeout);
     assert_int_equal(a->max_memory, b->max_memory);
     assert_true(a->max_memory_pct == b->max_memory_pct);
     assert_int_equal(a->engine.compress, b->engine.compress);
