@@ -25,7 +25,7 @@
  *
  * A lost daemon: stores are refused (the caller writes the swap file).  A load
  * of a slot whose bit is set reconnects (for up to the reconnect wait,
- * default 10 s) and retries, because a tmemd restarted with its state file
+ * default 30 s: a restart saves and loads about 6 s per GiB) and retries, because a tmemd restarted with its state file
  * gives a reconnecting client its pages back (docs/protocol.md).  If the page
  * is gone and the mode is not writethrough, load returns -EIO: the data is
  * lost, and the caller must treat that as fatal.  Writethrough never loses.
@@ -125,7 +125,7 @@ TMEM_API void tmem_frontswap_stats(tmem_frontswap_t *fs, tmem_frontswap_stats_t 
 /* The client the layer runs on now (changes when it reconnects); NULL while
  * disconnected. */
 TMEM_API tmem_client_t *tmem_frontswap_client(tmem_frontswap_t *fs);
-/* A load of a set bit waits up to ms for tmemd to come back (default 10000). */
+/* A load of a set bit waits up to ms for tmemd to come back (default 30000). */
 TMEM_API void tmem_frontswap_set_reconnect_wait_ms(tmem_frontswap_t *fs, unsigned ms);
 
 #ifdef __cplusplus

@@ -36,7 +36,7 @@
 #include "tmem/frontswap.h"
 
 #define FS_RECONNECT_MS   200u
-#define FS_WAIT_MS        10000u
+#define FS_WAIT_MS        30000u
 #define FS_OBJS_PER_AREA  16u          /* 1 << FS_SWIZ_BITS */
 #define FS_SWIZ_BITS      4u
 

@@ -369,6 +369,42 @@ static void daemon_killed(void **state)
     }
 }
 
+/* A clean restart of a daemon with a state file: the layer reconnects under
+ * the same name, the daemon hands it its old client, and every page tmem
+ * held comes back, in the default (not writethrough) mode: nothing lost. */
+static void daemon_restart_keeps_pages(void **state)
+{
+    (void)state;
+    char statefile[300];
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    snprintf(statefile, sizeof(statefile), "%s/tmemd.state", g_d.dir);
+    const char *args[] = { "--state-file", statefile, NULL };
+    assert_int_equal(td_restart(&g_d, args), 0);
+    tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "restarted", 0);
+    assert_non_null(fs);
+    struct pager p;
+    pager_init(&p, fs, false, false);
+    for (unsigned s = 0; s < 300; s++)
+        pager_store(&p, s % AREAS, s, s + 1);
+    assert_int_equal(p.stores_ok, 300);
+    for (unsigned s = 0; s < 50; s++)
+        pager_load(&p, s % AREAS, s);           /* some come back before */
+    assert_int_equal(td_restart(&g_d, args), 0);
+    /* a store while the new daemon is up but not yet reconnected */
+    pager_store(&p, 0, 999, 5000);
+    for (unsigned s = 0; s < 300; s++)
+        pager_load(&p, s % AREAS, s);
+    pager_load(&p, 0, 999);
+    tmem_frontswap_stats_t st;
+    tmem_frontswap_stats(fs, &st);
+    assert_int_equal(st.lost, 0);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(p.loads_tmem, 300);        /* every page from tmem, none lost */
+    assert_int_equal(tmem_frontswap_curr_pages(fs), 0);
+    pager_free(&p);
+    tmem_frontswap_close(fs);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -381,6 +417,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(shrink_brings_back),
         cmocka_unit_test_teardown(daemon_model, stop_daemon),
         cmocka_unit_test_teardown(daemon_killed, stop_daemon),
+        cmocka_unit_test_teardown(daemon_restart_keeps_pages, stop_daemon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
