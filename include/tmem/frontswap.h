@@ -25,8 +25,10 @@
  *
  * A lost daemon: stores are refused (the caller writes the swap file).  A load
  * of a slot whose bit is set reconnects (for up to the reconnect wait,
- * default 30 s: a restart saves and loads about 6 s per GiB) and retries, because a tmemd restarted with its state file
- * gives a reconnecting client its pages back (docs/protocol.md).  If the page
+ * default 30 s: a restart saves and loads about 6 s per GiB) and retries,
+ * because a tmemd restarted with its state file gives a reconnecting client
+ * its pages back (docs/protocol.md).  The name must be unique for its uid:
+ * that is how the daemon finds the pages again.  If the page
  * is gone and the mode is not writethrough, load returns -EIO: the data is
  * lost, and the caller must treat that as fatal.  Writethrough never loses.
  *
