@@ -49,6 +49,7 @@ const char tmd_default_config[] =
     "dedup = true\n"
     "dedup_across_clients = false\n"
     "shared_auth_required = true\n"
+    "shared_allow =\n"
     "default_weight = 100\n"
     "default_cap = 0\n"
     "\n"
@@ -144,6 +145,7 @@ enum ktype {
     K_CODEC,
     K_DOUBLE,   /* decimal number in [min, max] */
     K_SIZE,     /* size or percentage: the bytes field at off, the pct field at off2 */
+    K_SHARED,   /* shared-pool rules: "UUID:UID" or "UUID:*", separated by blanks or commas */
 };
 
 struct key {
@@ -177,6 +179,7 @@ static const struct key keys[] = {
     { "memory", "dedup",                K_BOOL,     F(engine.dedup), 0, 0, 0 },
     { "memory", "dedup_across_clients", K_BOOL,     F(engine.dedup_across_clients), 0, 0, 0 },
     { "memory", "shared_auth_required", K_BOOL,     F(engine.shared_auth_required), 0, 0, 0 },
+    { "memory", "shared_allow",         K_SHARED,   F(shared_allow), 0, 0, 0 },
     { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0, 1000000, 0 },
     { "memory", "default_cap",          K_UINT,     F(engine.default_cap), 0,
       (double)(1ull << 40), 0 },
@@ -283,6 +286,50 @@ static void put_text(struct tmd_config *cfg, const struct key *k, const char *v)
     memcpy(dst, v, strlen(v));
 }
 
+/* [memory] shared_allow: "UUID:UID" or "UUID:*" rules, separated by blanks
+ * or commas; the list replaces the previous one (empty: none). */
+static int parse_shared(struct tmd_config *cfg, const char *v, char *why, size_t whylen)
+{
+    struct tmd_shared_rule rules[TMD_SHARED_RULES];
+    uint32_t n = 0;
+    while (*v) {
+        size_t len = strcspn(v, " \t,");
+        if (len == 0) {
+            v++;
+            continue;
+        }
+        char item[128];
+        if (len >= sizeof(item) || n == TMD_SHARED_RULES) {
+            snprintf(why, whylen, len >= sizeof(item) ? "a rule is too long"
+                                                      : "more than %d rules", TMD_SHARED_RULES);
+            return -1;
+        }
+        memcpy(item, v, len);
+        item[len] = 0;
+        v += len;
+        char *colon = strchr(item, ':');
+        if (!colon) {
+            snprintf(why, whylen, "'%s': expected UUID:UID or UUID:*", item);
+            return -1;
+        }
+        *colon = 0;
+        long long uid = -1;
+        if (tmem_uuid_parse(item, &rules[n].uuid) != 0) {
+            snprintf(why, whylen, "'%s' is not a uuid (8-4-4-4-12 hex digits)", item);
+            return -1;
+        }
+        if (strcmp(colon + 1, "*") != 0 &&
+            (parse_int(colon + 1, false, 10, &uid) != 0 || uid > UINT32_MAX - 1ll)) {
+            snprintf(why, whylen, "'%s' is not a uid or *", colon + 1);
+            return -1;
+        }
+        rules[n++].uid = uid;
+    }
+    memcpy(cfg->shared_allow, rules, n * sizeof(rules[0]));
+    cfg->nshared_allow = n;
+    return 0;
+}
+
 /* Applies value to key k; on error writes the reason to why. */
 static int apply(struct tmd_config *cfg, const struct key *k, const char *v, char *why,
                  size_t whylen)
@@ -381,6 +428,8 @@ static int apply(struct tmd_config *cfg, const struct key *k, const char *v, cha
         *(double *)((char *)cfg + k->off2) = pct;
         return 0;
     }
+    case K_SHARED:
+        return parse_shared(cfg, v, why, whylen);
     }
     snprintf(why, whylen, "internal error: key type");
     return -1;

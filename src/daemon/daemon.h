@@ -32,6 +32,8 @@
 
 #define TMD_PATH_MAX 108                /* sun_path */
 
+#define TMD_SHARED_RULES 16
+
 struct tmd_config {
     char     socket_path[TMD_PATH_MAX];
     char     control_path[TMD_PATH_MAX];
@@ -58,6 +60,13 @@ struct tmd_config {
     char     psi_path[256];             /* /proc/pressure/memory */
     /* metrics */
     int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
+    /* standing shared-pool authorisations, applied to every client at its
+     * HELLO (a tmemctl shared-auth lasts only as long as its client) */
+    struct tmd_shared_rule {
+        tmem_uuid_t uuid;
+        int64_t uid;                    /* -1: any uid */
+    } shared_allow[TMD_SHARED_RULES];
+    uint32_t nshared_allow;
 };
 
 /* Fills cfg with the embedded default configuration. */

@@ -381,6 +381,25 @@ static void give_back(struct tmd *d, struct tmd_conn *k, tmem_client_t *c, bool 
         tmem_client_release(c);
 }
 
+/* The standing authorisations of [memory] shared_allow for this uid. */
+static void apply_shared_rules(struct tmd *d, tmem_client_t *c, uid_t uid, const char *name)
+{
+    for (uint32_t i = 0; i < d->cfg.nshared_allow; i++) {
+        const struct tmd_shared_rule *r = &d->cfg.shared_allow[i];
+        if (r->uid >= 0 && (uid_t)r->uid != uid)
+            continue;
+        char u[37];
+        tmem_uuid_format(r->uuid, u);
+        int rc = tmem_admin_shared_auth(d->engine, tmem_client_id(c), r->uuid, 1);
+        if (rc)
+            tmd_log(LOG_WARNING, "client %u (%s, uid %u): shared_allow %s: %s",
+                    tmem_client_id(c), name, (unsigned)uid, u, tmem_strerror(rc));
+        else
+            tmd_log(LOG_DEBUG, "client %u (%s, uid %u): may join shared pools of %s",
+                    tmem_client_id(c), name, (unsigned)uid, u);
+    }
+}
+
 /* The HELLO of connection k; false drops it. */
 static bool handle_hello(struct tmd *d, struct tmd_conn *k)
 {
@@ -429,6 +448,7 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
             give_back(d, k, c, adopted, name);
         return false;
     }
+    apply_shared_rules(d, c, k->uid, name);
     struct tmd_worker *w;
     int rc = tmd_worker_start(d, &w, c, win, &k->st);
     if (rc) {

@@ -161,6 +161,9 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
     assert_int_equal(a->engine.dedup, b->engine.dedup);
     assert_int_equal(a->engine.dedup_across_clients, b->engine.dedup_across_clients);
     assert_int_equal(a->engine.shared_auth_required, b->engine.shared_auth_required);
+    assert_int_equal(a->nshared_allow, b->nshared_allow);
+    assert_memory_equal(a->shared_allow, b->shared_allow,
+                        a->nshared_allow * sizeof(a->shared_allow[0]));
     assert_int_equal(a->engine.default_weight, b->engine.default_weight);
     assert_int_equal(a->engine.default_cap, b->engine.default_cap);
     assert_int_equal(a->governor, b->governor);
@@ -409,6 +412,35 @@ static void set_keys(void **state)
     assert_string_equal(err, "nowhere.port: unknown section");
     assert_int_equal(tmd_config_set(&c, "", "port", "-3", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "metrics.port: '-3' is not an integer from -1 to 65535"));
+
+    /* standing shared-pool authorisations */
+    assert_int_equal(c.nshared_allow, 0);
+    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow",
+                                    "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:1000, "
+                                    "00000000-0000-0000-0000-000000000001:*",
+                                    err, sizeof(err)), 0);
+    assert_int_equal(c.nshared_allow, 2);
+    assert_int_equal(c.shared_allow[0].uid, 1000);
+    assert_int_equal(c.shared_allow[1].uid, -1);
+    tmem_uuid_t u;
+    assert_int_equal(tmem_uuid_parse("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", &u), 0);
+    assert_memory_equal(&c.shared_allow[0].uuid, &u, sizeof(u));
+    const char *bad[] = { "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",      /* no uid */
+                          "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f:1",     /* short uuid */
+                          "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:-1",
+                          "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:1x" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", bad[i], err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "memory.shared_allow: '"));
+        assert_int_equal(c.nshared_allow, 2);                   /* unchanged */
+    }
+    char many[2000] = "";
+    for (int i = 0; i < TMD_SHARED_RULES + 1; i++)
+        strcat(many, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:* ");
+    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", many, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "more than 16 rules"));
+    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", "", err, sizeof(err)), 0);
+    assert_int_equal(c.nshared_allow, 0);
 }
 
 /* ------------------------------------------------------------------------

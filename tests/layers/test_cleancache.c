@@ -282,6 +282,53 @@ static void shared_fs_two_tenants(void **state)
     tmem_cleancache_close(x);
 }
 
+/* A standing authorisation in the daemon's configuration ([memory]
+ * shared_allow): tenants of the uid share the pool without an
+ * administrator's call, and again after the daemon was restarted under
+ * them (the layers reconnect to fresh clients). */
+static void shared_fs_standing_rule(void **state)
+{
+    (void)state;
+    const char *uuid = "11111111-2222-3333-4444-555555555555";
+    char rule[128];
+    snprintf(rule, sizeof(rule), "memory.shared_allow=%s:%u", uuid, (unsigned)geteuid());
+    const char *args[] = { "--set", rule, NULL };
+    assert_int_equal(td_start(&g_d, args), 0);
+    tmem_uuid_t u;
+    assert_int_equal(tmem_uuid_parse(uuid, &u), 0);
+    tmem_cleancache_t *a = tmem_cleancache_connect(g_d.sock, "rule-a");
+    tmem_cleancache_t *b = tmem_cleancache_connect(g_d.sock, "rule-b");
+    assert_non_null(a);
+    assert_non_null(b);
+    tmem_cleancache_set_reconnect_ms(a, 0);
+    tmem_cleancache_set_reconnect_ms(b, 0);
+    int fa = tmem_cleancache_init_shared_fs(a, u), fb = tmem_cleancache_init_shared_fs(b, u);
+    tmem_uuid_t other = { 7, 7 };
+    int fo = tmem_cleancache_init_shared_fs(a, other);          /* no rule for it */
+    assert_int_equal(tmem_cleancache_fs_is_shared(a, fo), 0);
+    uint8_t page[PG], got[PG];
+    tmem_cleancache_filekey_t k = tmem_cleancache_key_ino(3);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(tmem_cleancache_fs_is_shared(a, fa), 1);
+        assert_int_equal(tmem_cleancache_fs_is_shared(b, fb), 1);
+        content(page, 3, 0, 10 + (uint64_t)round);
+        assert_int_equal(tmem_cleancache_put_page(a, fa, &k, 0, page), 0);
+        assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 0, got), 0);
+        assert_memory_equal(got, page, PG);
+        if (round == 0) {
+            assert_int_equal(td_restart(&g_d, args), 0);
+            /* the first call after finds the daemon gone and reconnects */
+            assert_true(tmem_cleancache_get_page(a, fa, &k, 0, got) < 0);
+            assert_true(tmem_cleancache_get_page(b, fb, &k, 0, got) < 0);
+        }
+    }
+    tmem_cleancache_stats_t st;
+    tmem_cleancache_stats(a, &st);
+    assert_int_equal(st.reconnects, 1);
+    tmem_cleancache_close(a);
+    tmem_cleancache_close(b);
+}
+
 /* The daemon goes away and another one comes up on the same path: while it
  * is away gets miss and puts are dropped (the backing store serves); then
  * the layer reconnects by itself, with its fs ids unchanged. */
@@ -336,6 +383,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(bad_input),
         cmocka_unit_test_teardown(model_daemon, stop_daemons),
         cmocka_unit_test_teardown(shared_fs_two_tenants, stop_daemons),
+        cmocka_unit_test_teardown(shared_fs_standing_rule, stop_daemons),
         cmocka_unit_test_teardown(daemon_restart, stop_daemons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
