@@ -139,6 +139,7 @@ struct cfs_tier {
     uint64_t next_connect_ns, next_rejoin_ns, next_check_ns;
     uint32_t announced_id;      /* the client id last printed */
     int announced_shared;       /* -1 not yet */
+    bool said_away;             /* the first failed connect was reported */
     _Atomic int is_shared;      /* for the statistics */
     _Atomic uint32_t client_id; /* 0 while disconnected */
     struct cfs_stats *st;

@@ -134,7 +134,7 @@ static int write_file(int dirfd, const char *ident, bool replace)
 int cfs_dirid_get(int dirfd, tmem_uuid_t *out, char *err, size_t errlen)
 {
     char ident[128];
-    uint64_t fsid, ino;
+    uint64_t fsid = 0, ino = 0;
     int r = identity(dirfd, ident, sizeof(ident), &fsid, &ino);
     if (r) {
         snprintf(err, errlen, "cannot stat the backing directory: %s", strerror(-r));

@@ -89,17 +89,32 @@ static int neg_errno(int r)
     return r == 0 ? 0 : -errno;
 }
 
-/* Running as root: give a new node to the caller. */
-static void own(int dirfd, const char *rel, int fd)
+/* Running as root, a new node is given to the caller (a descriptor, or a
+ * path when fd < 0): best effort, as a setgid directory would. */
+static bool foreign_caller(uid_t *uid, gid_t *gid)
 {
     if (geteuid() != 0)
-        return;
+        return false;
     const struct fuse_context *cx = fuse_get_context();
-    if (cx->uid == 0 && cx->gid == 0)
+    *uid = cx->uid;
+    *gid = cx->gid;
+    return cx->uid != 0 || cx->gid != 0;
+}
+
+static void own_at(int dirfd, const char *rel)
+{
+    uid_t uid;
+    gid_t gid;
+    if (foreign_caller(&uid, &gid) && fchownat(dirfd, rel, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
         return;
-    int r = fd >= 0 ? fchown(fd, cx->uid, cx->gid)
-                    : fchownat(dirfd, rel, cx->uid, cx->gid, AT_SYMLINK_NOFOLLOW);
-    (void)r;                            /* best effort, like a setgid dir would */
+}
+
+static void own_fd(int fd)
+{
+    uid_t uid;
+    gid_t gid;
+    if (foreign_caller(&uid, &gid) && fchown(fd, uid, gid) != 0)
+        return;
 }
 
 static void stats_attr(struct stat *st)
@@ -171,7 +186,7 @@ static int cfs_mknod(const char *path, mode_t mode, dev_t rdev)
     const char *rel = cfs_rel(path);
     if (mknodat(dfd, rel, mode, rdev) != 0)
         return -errno;
-    own(dfd, rel, -1);
+    own_at(dfd, rel);
     return 0;
 }
 
@@ -184,7 +199,7 @@ static int cfs_mkdir(const char *path, mode_t mode)
     const char *rel = cfs_rel(path);
     if (mkdirat(dfd, rel, mode) != 0)
         return -errno;
-    own(dfd, rel, -1);
+    own_at(dfd, rel);
     return 0;
 }
 
@@ -233,7 +248,7 @@ static int cfs_symlink(const char *target, const char *path)
     const char *rel = cfs_rel(path);
     if (symlinkat(target, dfd, rel) != 0)
         return -errno;
-    own(dfd, rel, -1);
+    own_at(dfd, rel);
     return 0;
 }
 
@@ -403,7 +418,7 @@ static int cfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     int fd = openat(fs->backing.dirfd, cfs_rel(path), backing_flags(fi->flags) | O_CREAT, mode);
     if (fd < 0)
         return -errno;
-    own(-1, NULL, fd);
+    own_fd(fd);
     return attach(fs, fd, fi);
 }
 

@@ -215,7 +215,7 @@ static int stat_version(struct cfs_cache *c, int fd, struct stat *s, bool *racy)
 int cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode **out)
 {
     struct stat s;
-    bool racy;
+    bool racy = true;
     int r = stat_version(c, fd, &s, &racy);
     if (r)
         return r;

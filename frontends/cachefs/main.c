@@ -488,6 +488,7 @@ static int serve(struct cfs_fs *fs)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_usr;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
@@ -503,6 +504,13 @@ static int serve(struct cfs_fs *fs)
         fprintf(stderr, CFS_PROG ": cannot start the housekeeping thread\n");
         goto out_signals;
     }
+    /* SIGUSR1/2 go to the housekeeping thread only (the FUSE threads,
+     * started below, inherit this mask): no EINTR in the data path */
+    sigset_t usr;
+    sigemptyset(&usr);
+    sigaddset(&usr, SIGUSR1);
+    sigaddset(&usr, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr, NULL);
     fprintf(stderr, CFS_PROG ": %s mounted on %s (%lu cache pages, delay %lu us, %s)\n",
             fs->backing.path, o->mountpoint, o->cache_pages, o->delay_us,
             o->no_tmem ? "no tmem" : o->shared ? "shared cleancache" : "private cleancache");

@@ -62,7 +62,7 @@ size_t cfs_stats_format(struct cfs_fs *fs, char *buf, size_t size)
     put(&o, "tmem %s\n", fs->opt->no_tmem ? "off" : have_cc ? "on" : "waiting");
     U("client_id", atomic_load(&fs->tier.client_id));
     U("connected", atomic_load(&fs->tier.client_id) != 0);
-    put(&o, "uuid %s\n", fs->tier.uuid_text);
+    put(&o, "uuid %s\n", fs->opt->shared ? fs->tier.uuid_text : "-");
     U("shared_wanted", fs->opt->shared);
     U("shared", atomic_load(&fs->tier.is_shared));
     C(tier_joins);

@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -81,11 +82,14 @@ static void try_connect(struct cfs_tier *t)
 {
     tmem_cleancache_t *cc = tmem_cleancache_connect(t->socket, t->name);
     if (!cc) {
-        static int said;
-        if (!said++)
+        int e = errno;
+        if (!t->said_away) {
+            t->said_away = true;
+            const char *path = t->socket ? t->socket : getenv("TMEM_SOCKET");
             fprintf(stderr, CFS_PROG ": tmemd at %s: %s; the local cache serves alone "
-                    "until it answers\n", t->socket ? t->socket : "(default socket)",
-                    strerror(errno));
+                    "until it answers\n", path && *path ? path : "the default socket",
+                    strerror(e));
+        }
         return;
     }
     tmem_cleancache_set_reconnect_ms(cc, (unsigned)t->reconnect_ms);
