@@ -43,12 +43,9 @@ static void announce(struct cfs_tier *t, bool force)
     if (id && id != t->announced_id) {
         t->announced_id = id;
         force = true;
-        if (t->shared)
-            fprintf(stderr, CFS_PROG ": tmemd client %u (%s); shared pool uuid %s; "
-                    "to share: tmemctl shared-auth %u %s allow\n",
-                    id, t->name, t->uuid_text, id, t->uuid_text);
-        else
-            fprintf(stderr, CFS_PROG ": tmemd client %u (%s); private pool\n", id, t->name);
+        fprintf(stderr, CFS_PROG ": tmemd client %u (%s)%s\n", id, t->name,
+                t->shared ? "" : "; private pool");
+        t->announced_shared = -1;       /* a new client: say it again */
     }
     if (!t->shared)
         return;                         /* private: nothing more to say */
@@ -67,8 +64,12 @@ static void announce(struct cfs_tier *t, bool force)
         return;                         /* disconnected: nothing to say */
     if (sh != t->announced_shared) {
         t->announced_shared = sh;
-        fprintf(stderr, CFS_PROG ": %s pool for uuid %s\n",
-                sh ? "joined the shared" : "not authorised yet: a private", t->uuid_text);
+        if (sh)
+            fprintf(stderr, CFS_PROG ": joined the shared pool of uuid %s\n", t->uuid_text);
+        else
+            fprintf(stderr, CFS_PROG ": not authorised for the shared pool of uuid %s yet "
+                    "(a private pool until then); to share: tmemctl shared-auth %u %s allow\n",
+                    t->uuid_text, id, t->uuid_text);
     }
 }
 

@@ -15,9 +15,10 @@
  *   kill     one of two mounts is SIGKILLed while it serves reads: the
  *            daemon frees its client, the other mount reads on correctly,
  *            the daemon's self-check passes.
- *   restart  tmemd is stopped and started again on the same socket path
- *            while a thread reads through the mount: every read is right,
- *            and cleancache serves again after the reconnection.
+ *   restart  tmemd crashes (SIGKILL) and comes back, then restarts cleanly,
+ *            on the same socket path (td_restart) while a thread reads
+ *            through the mount: every read is right, and cleancache serves
+ *            again after each reconnection.
  *
  * Usage: test_cachefs [--test NAME] [--seed N] [-n OPS]
  * Every test is skipped (with a message) if /dev/fuse is absent.
@@ -817,14 +818,12 @@ static void *load(void *arg)
     return NULL;
 }
 
-/* Points the symlink link at target (atomically, by rename). */
-static void point(const char *link, const char *target)
+/* Waits (at most 10 s) until the statistic key passes above. */
+static uint64_t wait_above(const struct mount *m, const char *key, uint64_t above)
 {
-    char tmp[300];
-    snprintf(tmp, sizeof(tmp), "%s.new", link);
-    unlink(tmp);
-    assert_int_equal(symlink(target, tmp), 0);
-    assert_int_equal(rename(tmp, link), 0);
+    for (int i = 0; i < 1000 && stat_of(m, key) <= above; i++)
+        sleep_ms(10);
+    return stat_of(m, key);
 }
 
 static void test_restart(void **state)
@@ -833,13 +832,8 @@ static void test_restart(void **state)
     NEED_FUSE();
     struct scratch s;
     scratch_make(&s);
-    /* the mount connects through a symlink that stays put while the daemon
-     * behind it is replaced: one socket path for both daemons */
-    char sock[200];
-    snprintf(sock, sizeof(sock), "%s/tmemd.sock", s.dir);
     td_t d;
     assert_int_equal(td_start(&d, NULL), 0);
-    point(sock, d.sock);
 
     tt_rng r;
     tt_seed(&r, g_seed);
@@ -856,7 +850,7 @@ static void test_restart(void **state)
     }
     sleep_ms(50);
     static struct mount m;
-    const char *args[] = { "--socket", sock, "--cache-pages", "16", "--reconnect-ms", "100",
+    const char *args[] = { "--socket", d.sock, "--cache-pages", "16", "--reconnect-ms", "100",
                            "--name", "cachefs:restart", NULL };
     mount_start(&m, &s, "mnt", args);
 
@@ -868,42 +862,46 @@ static void test_restart(void **state)
     l.size = size;
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, load, &l), 0);
-    for (int i = 0; i < 1000 && stat_of(&m, "cc_succ_gets") == 0; i++)
-        sleep_ms(10);
-    uint64_t hits_before = stat_of(&m, "cc_succ_gets");
+    uint64_t hits_before = wait_above(&m, "cc_succ_gets", 0);
     assert_true(hits_before > 0);
 
-    /* the daemon goes: reads go on from the backing store */
-    assert_int_equal(td_stop(&d), 0);
+    /* 1. the daemon crashes: reads go on from the backing store */
+    assert_int_equal(td_kill(&d), 0);
     long reads0 = atomic_load(&l.reads);
     for (int i = 0; i < 1000 && atomic_load(&l.reads) < reads0 + 4; i++)
         sleep_ms(10);
     for (int i = 0; i < 1000 && stat_of(&m, "connected") != 0; i++)
         sleep_ms(10);
     assert_int_equal(stat_of(&m, "connected"), 0);
+    long reads_away = atomic_load(&l.reads) - reads0;
     uint64_t hits_away = stat_of(&m, "cc_succ_gets");
 
-    /* a new daemon on the same path: the mount reconnects and uses it */
-    td_t d2;
-    assert_int_equal(td_start(&d2, NULL), 0);
-    point(sock, d2.sock);
-    for (int i = 0; i < 1000 && stat_of(&m, "cc_reconnects") == 0; i++)
-        sleep_ms(10);
-    assert_true(stat_of(&m, "cc_reconnects") >= 1);
-    for (int i = 0; i < 1000 && stat_of(&m, "cc_succ_gets") <= hits_away; i++)
-        sleep_ms(10);
-    uint64_t hits_after = stat_of(&m, "cc_succ_gets");
+    /* it comes back on the same socket: the mount reconnects and uses it */
+    assert_int_equal(td_restart(&d, NULL), 0);
+    assert_true(wait_above(&m, "cc_reconnects", 0) >= 1);
+    uint64_t hits_back = wait_above(&m, "cc_succ_gets", hits_away);
+    assert_true(hits_back > hits_away);
+
+    /* 2. a clean restart under load (td_restart: the old daemon's exit
+     * status, its self-check, must be 0) */
+    uint64_t rec = stat_of(&m, "cc_reconnects");
+    assert_int_equal(td_restart(&d, NULL), 0);
+    assert_true(wait_above(&m, "cc_reconnects", rec) > rec);
+    uint64_t hits_after = wait_above(&m, "cc_succ_gets", stat_of(&m, "cc_succ_gets"));
+
     atomic_store(&l.stop, true);
     pthread_join(th, NULL);
-    printf("restart: %ld whole-file reads, %ld wrong; cleancache hits %llu before, %llu while "
-           "away, %llu after\n", atomic_load(&l.reads), atomic_load(&l.errors),
-           (unsigned long long)hits_before, (unsigned long long)hits_away,
+    printf("restart: %ld whole-file reads (%ld while the daemon was away), %ld wrong; "
+           "cleancache hits %llu before the crash, %llu while away, %llu after the restart, "
+           "%llu after the clean restart\n", atomic_load(&l.reads), reads_away,
+           atomic_load(&l.errors), (unsigned long long)hits_before,
+           (unsigned long long)hits_away, (unsigned long long)hits_back,
            (unsigned long long)hits_after);
     if (atomic_load(&l.errors))
         fail_msg("a read through the mount was wrong: %s", l.err);
-    assert_true(hits_after > hits_away);    /* cleancache serves again */
+    assert_true(hits_after > hits_back);    /* cleancache serves again */
     assert_int_equal(mount_stop(&m), 0);
-    assert_int_equal(td_stop(&d2), 0);
+    assert_int_equal(td_stop(&d), 0);
     for (int i = 0; i < NF; i++)
         free(data[i]);
     scratch_remove(&s);
