@@ -19,6 +19,9 @@
  *            on the same socket path (td_restart) while a thread reads
  *            through the mount: every read is right, and cleancache serves
  *            again after each reconnection.
+ *   cli      usage and errors: exit codes 0/1/2 and their messages,
+ *            --print-uuid (stable; a copy of the directory gets its own),
+ *            a busy mountpoint.
  *
  * Usage: test_cachefs [--test NAME] [--seed N] [-n OPS]
  * Every test is skipped (with a message) if /dev/fuse is absent.
@@ -216,6 +219,14 @@ static void stat_text(const struct mount *m, const char *key, char *out, size_t 
     assert_true(l < len);
     memcpy(out, p, l);
     out[l] = '\0';
+}
+
+/* The mount's "tmem" state (on, off, waiting). */
+static const char *stat_of_text_tmem(const struct mount *m)
+{
+    static char v[32];
+    stat_text(m, "tmem", v, sizeof(v));
+    return v;
 }
 
 static bool fuse_available(void)
@@ -907,6 +918,89 @@ static void test_restart(void **state)
     scratch_remove(&s);
 }
 
+/* =========================================================================
+ * 5. cli: usage, errors and exit codes
+ * ========================================================================= */
+/* Runs tmem-cachefs with args (a shell fragment); its exit status, and its
+ * stderr (and stdout) in out. */
+static int run_cli(const char *args, char *out, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", CACHEFS_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define EXPECT_CLI(args, status, text) do { \
+        char out_[8192]; \
+        int st_ = run_cli(args, out_, sizeof(out_)); \
+        if (st_ != (status) || !strstr(out_, text)) \
+            fail_msg("tmem-cachefs %s: status %d (expected %d), output:\n%s\n(expected '%s')", \
+                     args, st_, status, out_, text); \
+    } while (0)
+
+static void test_cli(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s);
+    char args[600];
+    EXPECT_CLI("--help", 0, "usage: tmem-cachefs");
+    EXPECT_CLI("--version", 0, "tmem-cachefs");
+    EXPECT_CLI("", 2, "expected BACKING_DIR and MOUNTPOINT");
+    EXPECT_CLI("a b c", 2, "too many arguments");
+    EXPECT_CLI("--bogus a b", 2, "--help");
+    EXPECT_CLI("--cache-pages 0 a b", 2, "--cache-pages '0'");
+    EXPECT_CLI("--delay-us x a b", 2, "--delay-us 'x'");
+    snprintf(args, sizeof(args), "%s/missing %s", s.dir, s.dir);
+    EXPECT_CLI(args, 1, "backing directory");
+    snprintf(args, sizeof(args), "%s %s/missing", s.back, s.dir);
+    EXPECT_CLI(args, 1, "No such file or directory");
+    snprintf(args, sizeof(args), "%s %s", s.back, s.back);
+    EXPECT_CLI(args, 1, "inside the backing directory");
+    /* --print-uuid: created once, the same every time, hidden file */
+    char a[1024], b[1024];
+    snprintf(args, sizeof(args), "--print-uuid %s", s.back);
+    assert_int_equal(run_cli(args, a, sizeof(a)), 0);
+    assert_int_equal(run_cli(args, b, sizeof(b)), 0);
+    assert_string_equal(a, b);
+    tmem_uuid_t u;
+    a[strcspn(a, "\n")] = '\0';
+    assert_int_equal(tmem_uuid_parse(a, &u), 0);
+    /* a copy of the directory gets a uuid of its own */
+    char cmd[600], copy[300];
+    snprintf(copy, sizeof(copy), "%s/copy", s.dir);
+    snprintf(cmd, sizeof(cmd), "cp -a %s %s", s.back, copy);
+    assert_int_equal(system(cmd), 0);
+    snprintf(args, sizeof(args), "--print-uuid %s", copy);
+    assert_int_equal(run_cli(args, b, sizeof(b)), 0);
+    assert_non_null(strstr(b, "written for another directory"));
+    char *last = strrchr(b, '\n');
+    assert_non_null(last);
+    *last = '\0';                       /* the uuid is the last line */
+    last = strrchr(b, '\n');
+    assert_non_null(last);
+    assert_int_equal(tmem_uuid_parse(last + 1, &u), 0);
+    assert_string_not_equal(a, last + 1);
+    if (fuse_available()) {
+        /* a busy mountpoint */
+        struct mount m;
+        const char *margs[] = { "--no-tmem", NULL };
+        mount_start(&m, &s, "mnt", margs);
+        assert_string_equal(stat_of_text_tmem(&m), "off");
+        snprintf(args, sizeof(args), "--no-tmem %s %s", s.back, m.mnt);
+        EXPECT_CLI(args, 1, "busy");
+        assert_int_equal(mount_stop(&m), 0);
+    } else {
+        fprintf(stderr, "busy mountpoint not checked: no /dev/fuse\n");
+    }
+    scratch_remove(&s);
+}
+
 int main(int argc, char **argv)
 {
     const char *only = NULL;
@@ -924,6 +1018,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shared),
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
