@@ -24,6 +24,7 @@
  *            a busy mountpoint.
  *
  * Usage: test_cachefs [--test NAME] [--seed N] [-n OPS]
+ * $TMEM_CACHEFS_BIN runs another build of tmem-cachefs (e.g. under TSan).
  * Every test is skipped (with a message) if /dev/fuse is absent.
  */
 #define _GNU_SOURCE
@@ -47,6 +48,14 @@
 #ifndef CACHEFS_BIN
 #define CACHEFS_BIN "tmem-cachefs"
 #endif
+
+/* The binary under test: $TMEM_CACHEFS_BIN (another build of it, e.g. with
+ * ThreadSanitizer), else the build's. */
+static const char *cachefs_bin(void)
+{
+    const char *b = getenv("TMEM_CACHEFS_BIN");
+    return b && *b ? b : CACHEFS_BIN;
+}
 #ifndef TMEMCTL_BIN
 #define TMEMCTL_BIN "tmemctl"
 #endif
@@ -117,7 +126,7 @@ static void mount_start(struct mount *m, const struct scratch *s, const char *na
     assert_int_equal(mkdir(m->mnt, 0755), 0);
     const char *argv[40];
     int n = 0;
-    argv[n++] = CACHEFS_BIN;
+    argv[n++] = cachefs_bin();
     argv[n++] = "-f";
     for (int i = 0; args && args[i] && n < 36; i++)
         argv[n++] = args[i];
@@ -130,8 +139,8 @@ static void mount_start(struct mount *m, const struct scratch *s, const char *na
         prctl(PR_SET_PDEATHSIG, SIGTERM);   /* unmounts if the test dies */
         if (!freopen("/dev/null", "w", stdout) || !freopen(m->log, "w", stderr))
             _exit(126);
-        execv(CACHEFS_BIN, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", CACHEFS_BIN, strerror(errno));
+        execv(cachefs_bin(), (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", cachefs_bin(), strerror(errno));
         _exit(127);
     }
     m->pid = pid;
@@ -602,7 +611,7 @@ static void start_shared_pair(td_t *d, struct scratch *s, struct mount *a, struc
     assert_string_equal(ua, ub);            /* one directory, one uuid */
     /* --print-uuid agrees */
     char cmd[400];
-    snprintf(cmd, sizeof(cmd), "%s --print-uuid %s", CACHEFS_BIN, s->back);
+    snprintf(cmd, sizeof(cmd), "%s --print-uuid %s", cachefs_bin(), s->back);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     assert_non_null(fgets(up, sizeof(up), p));
@@ -926,7 +935,7 @@ static void test_restart(void **state)
 static int run_cli(const char *args, char *out, size_t len)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", CACHEFS_BIN, args);
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", cachefs_bin(), args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, len - 1, p);
