@@ -25,6 +25,8 @@
  *                                    once per reconnect interval and recreates
  *                                    its filesystems' pools (Linux's "lazy
  *                                    init": the caller's fs ids do not change).
+ *                                    Invalidates of a shared fs made while
+ *                                    away are replayed on reconnection.
  *
  * Thread safety: every call may be made from many threads at once, except
  * close.  Ordering between a put and an invalidate of the same page is the
@@ -72,7 +74,9 @@ typedef struct tmem_cleancache_stats {
 /* Over client c (not owned).  NULL with errno (EINVAL, ENOMEM). */
 TMEM_API tmem_cleancache_t *tmem_cleancache_open(tmem_client_t *c);
 /* Over its own connection to tmemd (socket_path NULL: $TMEM_SOCKET, else the
- * default; name: the client's label).  NULL with errno as tmem_connect(). */
+ * default; name: the client's label, which should differ from the names of
+ * the process's other connections of the same uid: a restarted tmemd hands
+ * saved pages back by uid and name).  NULL with errno as tmem_connect(). */
 TMEM_API tmem_cleancache_t *tmem_cleancache_connect(const char *socket_path,
                                                     const char *name);
 /* Invalidates every filesystem still initialised, closes its own connection
@@ -86,7 +90,8 @@ TMEM_API void tmem_cleancache_close(tmem_cleancache_t *cc);
 TMEM_API int  tmem_cleancache_init_fs(tmem_cleancache_t *cc);
 /* A filesystem shared by every tenant that mounts the same uuid: its pool is
  * shared once an administrator has authorised this client for uuid
- * (tmemctl shared-auth), else private (tmem's rule). */
+ * (tmemctl shared-auth, or tmemd's standing [memory] shared_allow), else
+ * private (tmem's rule).  -EBUSY if this cleancache has uuid already. */
 TMEM_API int  tmem_cleancache_init_shared_fs(tmem_cleancache_t *cc, tmem_uuid_t uuid);
 /* 1 if fs is backed by a shared pool now, 0 if private, -ENODEV. */
 TMEM_API int  tmem_cleancache_fs_is_shared(tmem_cleancache_t *cc, int fs);

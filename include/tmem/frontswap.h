@@ -21,7 +21,9 @@
  *
  * Writethrough mode: a store that tmem kept still returns 1, "write it to
  * the swap file too"; loads are still served from tmem, and tmem may then
- * lose pages (a daemon crash) without losing data.
+ * lose pages (a daemon crash) without losing data.  What counts is the mode
+ * when the page was stored: a page stored with 0 is not on the swap file,
+ * whatever the mode is now.
  *
  * A lost daemon: stores are refused (the caller writes the swap file).  A load
  * of a slot whose bit is set reconnects (for up to the reconnect wait,
@@ -69,7 +71,8 @@ typedef struct tmem_frontswap_stats {
 /* Over client c (not owned).  NULL with errno (EINVAL, ENOMEM, or the
  * pool's refusal as a positive errno). */
 TMEM_API tmem_frontswap_t *tmem_frontswap_open(tmem_client_t *c, unsigned flags);
-/* Over its own connection to tmemd; NULL with errno as tmem_connect(). */
+/* Over its own connection to tmemd; NULL with errno as tmem_connect(), or
+ * the pool's refusal as a positive errno. */
 TMEM_API tmem_frontswap_t *tmem_frontswap_connect(const char *socket_path,
                                                   const char *name, unsigned flags);
 /* Invalidates every area, closes its own connection (if any), frees fs.
@@ -115,9 +118,11 @@ TMEM_API void tmem_frontswap_writethrough(tmem_frontswap_t *fs, int on);
  * Each page is loaded and handed to take(arg, type, offset, page); take
  * returns 0 when it has the page safe (written to the swap file, or back in
  * memory), and the slot then leaves tmem.  A nonzero return stops the shrink
- * (that page stays in tmem).  Returns the pages brought back, or the first
- * error (negative) if none were.  Must not run concurrently with other calls
- * on the slots it visits. */
+ * (that page stays in tmem, put back if the load took it).  Returns the
+ * pages brought back, or the first error (negative) if none were; -EIO
+ * always if a page had to be put back and tmem refused it (it is lost: its
+ * load says -EIO, unless it was written through).  Must not run
+ * concurrently with other calls on the slots it visits. */
 typedef int (*tmem_frontswap_take_fn)(void *arg, unsigned type, uint64_t offset,
                                       const void *page);
 TMEM_API int64_t tmem_frontswap_shrink(tmem_frontswap_t *fs, uint64_t target_pages,

@@ -7,9 +7,19 @@
  * (the pools are recreated on the new client by rebuild()).  Shared
  * filesystems ask for a shared pool again with their uuid.
  *
+ * Invalidates of a shared fs that cannot reach tmemd are not dropped: the
+ * other tenants of the pool would go on reading the old page.  They are
+ * kept (at most CC_PENDING_MAX) and replayed by the rebuild, on the new
+ * shared pool, before any call can use it.  If more were lost, the fs
+ * rejoins with a private pool instead, and the other tenants may still
+ * read pages this one invalidated while away: callers that share pools
+ * should also version their keys (tmem-cachefs keys a file by inode,
+ * ctime and size).
+ *
  * Locking: the fs table is read under the link's read lock (every call) and
- * changed under its write lock (init_fs, invalidate_fs, rebuild); counters
- * are atomics.
+ * changed under its write lock (init_fs, invalidate_fs, rebuild); the
+ * pending invalidates under pend_lock (taken inside the write lock by the
+ * rebuild, alone by the callers); counters are atomics.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,17 +31,31 @@
 #include "tmem/cleancache.h"
 
 #define CC_RECONNECT_MS 1000u
+#define CC_PENDING_MAX  256u
+#define CC_POOL_NONE    (-1)        /* tmem refused a pool: no cleancache for the fs */
+#define CC_POOL_UNKNOWN (-2)        /* the connection broke before the pool was made */
 
 struct cc_fs {
     int used;                   /* the fs id is taken */
     int shared;                 /* init_shared_fs: ask for a shared pool */
     tmem_uuid_t uuid;
-    int pool;                   /* the tmem pool on the current client, -1 none */
+    int pool;                   /* the tmem pool on the current client, or CC_POOL_* */
+};
+
+struct cc_pending {             /* an invalidate of a shared fs that could not be sent */
+    int fs;
+    int whole;                  /* 1: the inode, 0: one page */
+    tmem_oid_t oid;
+    uint32_t index;
 };
 
 struct tmem_cleancache {
     tl_link_t link;
     struct cc_fs fs[TMEM_CLEANCACHE_MAX_FS];   /* link lock */
+    pthread_mutex_t pend_lock;
+    struct cc_pending pend[CC_PENDING_MAX];    /* pend_lock */
+    unsigned npend;
+    uint32_t pend_overflow;                    /* bit per fs id: some were lost */
     _Atomic uint64_t succ_gets, failed_gets, puts, invalidates;
     _Atomic uint64_t puts_refused, disconnected;
 };
@@ -52,24 +76,64 @@ static int new_pool(tmem_client_t *c, const struct cc_fs *f)
     return tmem_new_pool(c, f->shared ? f->uuid : none, f->shared ? TMEM_POOL_SHARED : 0);
 }
 
+static int pool_state(int p)
+{
+    return p >= 0 ? p : p == -ENOTCONN ? CC_POOL_UNKNOWN : CC_POOL_NONE;
+}
+
+/* Replays fs's pending invalidates on its new shared pool p of client c.
+ * Write lock held.  Returns the pool to use: p, or a private pool if some
+ * invalidates were lost (see the top of the file). */
+static int replay_pending(tmem_cleancache_t *cc, tmem_client_t *c, int fs, int p)
+{
+    pthread_mutex_lock(&cc->pend_lock);
+    unsigned keep = 0;
+    for (unsigned i = 0; i < cc->npend; i++) {
+        struct cc_pending *e = &cc->pend[i];
+        if (e->fs != fs) {
+            cc->pend[keep++] = *e;
+            continue;
+        }
+        if (e->whole)
+            tmem_flush_object(c, (uint32_t)p, e->oid);
+        else
+            tmem_flush_page(c, (uint32_t)p, e->oid, e->index);
+    }
+    cc->npend = keep;
+    bool lost = cc->pend_overflow & (1u << fs);
+    cc->pend_overflow &= ~(1u << fs);
+    pthread_mutex_unlock(&cc->pend_lock);
+    if (lost) {
+        tmem_destroy_pool(c, (uint32_t)p);     /* leaves the shared pool */
+        tmem_uuid_t none = { 0, 0 };
+        p = pool_state(tmem_new_pool(c, none, 0));
+    }
+    return p;
+}
+
 /* After a reconnection: every filesystem gets a pool on the new client
- * (empty: ephemeral pages do not outlive their daemon). */
+ * (empty: ephemeral pages do not outlive their daemon); shared ones first
+ * replay the invalidates they could not send. */
 static void rebuild(void *arg, tmem_client_t *c)
 {
     tmem_cleancache_t *cc = arg;
     for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
         if (cc->fs[i].used) {
-            int p = new_pool(c, &cc->fs[i]);
-            cc->fs[i].pool = p >= 0 ? p : -1;
+            int p = pool_state(new_pool(c, &cc->fs[i]));
+            if (p >= 0 && cc->fs[i].shared)
+                p = replay_pending(cc, c, i, p);
+            cc->fs[i].pool = p;
         }
 }
 
 static tmem_cleancache_t *cc_alloc(void)
 {
     tmem_cleancache_t *cc = calloc(1, sizeof(*cc));
-    if (cc)
-        for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
-            cc->fs[i].pool = -1;
+    if (!cc)
+        return NULL;
+    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
+        cc->fs[i].pool = CC_POOL_NONE;
+    pthread_mutex_init(&cc->pend_lock, NULL);
     return cc;
 }
 
@@ -111,6 +175,7 @@ void tmem_cleancache_close(tmem_cleancache_t *cc)
         if (cc->fs[i].used)
             tmem_cleancache_invalidate_fs(cc, i);
     tl_destroy(&cc->link);
+    pthread_mutex_destroy(&cc->pend_lock);
     free(cc);
 }
 
@@ -118,21 +183,25 @@ static int init_fs(tmem_cleancache_t *cc, int shared, tmem_uuid_t uuid)
 {
     tl_write_lock(&cc->link);
     int id = -ENOSPC;
-    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
-        if (!cc->fs[i].used) {
-            id = i;
+    for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++) {
+        const struct cc_fs *f = &cc->fs[i];
+        if (shared && f->used && f->shared && f->uuid.lo == uuid.lo && f->uuid.hi == uuid.hi) {
+            id = -EBUSY;        /* tmem would hand back the same pool: one fs per uuid */
             break;
         }
+        if (!f->used && id == -ENOSPC)
+            id = i;
+    }
     if (id >= 0) {
         struct cc_fs *f = &cc->fs[id];
         f->shared = shared;
         f->uuid = uuid;
         int p = new_pool(cc->link.c, f);
         if (p >= 0 || p == -ENOTCONN) {
-            /* while disconnected the fs exists without a pool; the next
-             * reconnection gives it one */
+            /* while disconnected the fs exists without a pool; its calls
+             * answer -ENOTCONN, and the reconnection gives it one */
             f->used = 1;
-            f->pool = p >= 0 ? p : -1;
+            f->pool = pool_state(p);
         } else {
             id = p;                     /* tmem refused the pool */
         }
@@ -187,7 +256,7 @@ static int cc_call(tmem_cleancache_t *cc, int fs, enum cc_op op,
     int r;
     if (!f->used) {
         r = -ENODEV;
-    } else if (!c) {
+    } else if (!c || f->pool == CC_POOL_UNKNOWN) {
         r = -ENOTCONN;
     } else if (f->pool < 0) {
         r = -ENOMEM;                    /* tmem refused this fs a pool: no cleancache */
@@ -238,18 +307,54 @@ int tmem_cleancache_put_page(tmem_cleancache_t *cc, int fs, const tmem_cleancach
     return r;
 }
 
+/* An invalidate that found no daemon: a shared fs must not lose it (see the
+ * top of the file).  Tries to reconnect at once; else keeps it for the
+ * rebuild. */
+static void invalidate_away(tmem_cleancache_t *cc, int fs, enum cc_op op,
+                            const tmem_cleancache_filekey_t *key, uint32_t index)
+{
+    uint64_t gen;
+    tl_get(&cc->link, &gen);
+    bool shared = cc->fs[fs].used && cc->fs[fs].shared;
+    tl_put(&cc->link);
+    if (!shared)
+        return;                         /* a private pool starts empty again */
+    if (tl_repair(&cc->link, gen, 1) && cc_call(cc, fs, op, key, index, NULL) == 0)
+        return;
+    pthread_mutex_lock(&cc->pend_lock);
+    if (cc->npend < CC_PENDING_MAX)
+        cc->pend[cc->npend++] = (struct cc_pending){ fs, op == CC_FLUSH_OBJ, key_oid(key), index };
+    else
+        cc->pend_overflow |= 1u << fs;
+    pthread_mutex_unlock(&cc->pend_lock);
+    /* a rebuild that ran meanwhile did not see it: send it now */
+    uint64_t now_gen;
+    tl_get(&cc->link, &now_gen);
+    tl_put(&cc->link);
+    if (now_gen != gen)
+        cc_call(cc, fs, op, key, index, NULL);
+}
+
 void tmem_cleancache_invalidate_page(tmem_cleancache_t *cc, int fs,
                                      const tmem_cleancache_filekey_t *key, uint32_t index)
 {
-    if (cc_call(cc, fs, CC_FLUSH_PAGE, key, index, NULL) != -EINVAL)
-        cc->invalidates++;
+    int r = cc_call(cc, fs, CC_FLUSH_PAGE, key, index, NULL);
+    if (r == -EINVAL)
+        return;
+    cc->invalidates++;
+    if (r == -ENOTCONN)
+        invalidate_away(cc, fs, CC_FLUSH_PAGE, key, index);
 }
 
 void tmem_cleancache_invalidate_inode(tmem_cleancache_t *cc, int fs,
                                       const tmem_cleancache_filekey_t *key)
 {
-    if (cc_call(cc, fs, CC_FLUSH_OBJ, key, 0, NULL) != -EINVAL)
-        cc->invalidates++;
+    int r = cc_call(cc, fs, CC_FLUSH_OBJ, key, 0, NULL);
+    if (r == -EINVAL)
+        return;
+    cc->invalidates++;
+    if (r == -ENOTCONN)
+        invalidate_away(cc, fs, CC_FLUSH_OBJ, key, 0);
 }
 
 void tmem_cleancache_invalidate_fs(tmem_cleancache_t *cc, int fs)
@@ -262,8 +367,16 @@ void tmem_cleancache_invalidate_fs(tmem_cleancache_t *cc, int fs)
         if (cc->link.c && f->pool >= 0)
             tmem_destroy_pool(cc->link.c, (uint32_t)f->pool);
         memset(f, 0, sizeof(*f));
-        f->pool = -1;
+        f->pool = CC_POOL_NONE;
         cc->invalidates++;
+        pthread_mutex_lock(&cc->pend_lock);
+        unsigned keep = 0;
+        for (unsigned i = 0; i < cc->npend; i++)
+            if (cc->pend[i].fs != fs)
+                cc->pend[keep++] = cc->pend[i];
+        cc->npend = keep;
+        cc->pend_overflow &= ~(1u << fs);
+        pthread_mutex_unlock(&cc->pend_lock);
     }
     tl_write_unlock(&cc->link);
 }

@@ -8,21 +8,33 @@
  * the engine's private-pool gets; KEEP_ON_LOAD creates the pool with
  * TMEM_POOL_KEEP_ON_GET.
  *
- * The bitmap of an area is the truth the caller relies on: a bit is set only
- * after tmem kept the page, and cleared before (or whenever) tmem's copy
- * stops being the newest.  A stale copy tmem may still hold behind a clear
- * bit (a put that completed in a daemon that died before answering) is never
- * read, and goes when the slot is stored or invalidated again.
+ * Three bits per slot:
+ *   map    tmem holds the slot's newest page.  Set only after tmem kept it;
+ *          cleared as soon as tmem's copy stops being the newest.  The
+ *          caller relies on it.
+ *   wt     the swap file has that page too (the store answered 1, in
+ *          writethrough mode).  If tmem loses the page, the load says
+ *          -ENOENT (read the swap file) instead of -EIO.  It is the mode at
+ *          the time of the store that counts, not the mode now.
+ *   stale  tmem may hold an old copy behind a clear map bit (a flush that
+ *          could not be sent, or a refused put-back).  It is flushed when
+ *          the slot is invalidated, and by the rebuild after a reconnection
+ *          to a daemon that kept the pool.  It is never read.
  *
  * Reconnection (owned connections): a daemon restarted with its state file
  * hands the reconnecting client its old client, pools at their ids; rebuild()
  * keeps the pool if it is there, else creates a new one (and then every set
- * bit names a lost page, unless writethrough: those bits are cleared).
+ * map bit names a page that is gone: written-through ones are cleared, the
+ * others stay set so that their load reports -EIO).  If the new client broke
+ * before rebuild could tell, the pool is "unknown" and calls answer
+ * -ENOTCONN, which repairs again.
  *
- * Locking: areas are set up and torn down by init/invalidate_area, which the
- * caller must not run concurrently with other calls on that area (swapon,
- * swapoff); bits are atomics; the pool id is read under the link's read lock
- * and changed under its write lock; counters are atomics.
+ * Locking: the link's rwlock (link.h).  Calls read the pool id and the area
+ * table under its read lock; rebuild, and publishing or detaching an area's
+ * bitmaps (init, invalidate_area), hold its write lock.  Calls on one area
+ * must not overlap init or invalidate_area of that area (swapon, swapoff),
+ * nor calls on the same slot (the caller's page lock).  Bits and counters
+ * are atomics.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,14 +52,17 @@
 #define FS_OBJS_PER_AREA  16u          /* 1 << FS_SWIZ_BITS */
 #define FS_SWIZ_BITS      4u
 
+enum { B_MAP, B_WT, B_STALE, B_KINDS };
+
 struct fs_area {
-    _Atomic uint64_t *map;      /* one bit per slot; NULL while off */
+    _Atomic uint64_t *bits[B_KINDS];    /* NULL while off (all three, one allocation) */
     uint64_t slots;
 };
 
 struct tmem_frontswap {
     tl_link_t link;
-    int pool;                   /* link lock; -1 none */
+    int pool;                   /* link lock; -1 none (tmem refused one) */
+    bool pool_unknown;          /* link lock; rebuild could not tell: repair again */
     unsigned flags;             /* TMEM_FRONTSWAP_* (immutable but WRITETHROUGH) */
     _Atomic int writethrough;
     _Atomic unsigned wait_ms;
@@ -66,28 +81,30 @@ static inline uint32_t slot_index(uint64_t offset) { return (uint32_t)(offset >>
 
 static bool slot_ok(const tmem_frontswap_t *fs, unsigned type, uint64_t offset)
 {
-    return fs && type < TMEM_FRONTSWAP_MAX_TYPES && fs->area[type].map &&
+    return fs && type < TMEM_FRONTSWAP_MAX_TYPES && fs->area[type].bits[B_MAP] &&
            offset < fs->area[type].slots;
 }
 
-/* Sets (on) or clears the slot's bit; returns its old value and keeps
- * curr_pages in step. */
-static bool set_bit(tmem_frontswap_t *fs, unsigned type, uint64_t offset, bool on)
+/* Sets (on) or clears bit kind of the slot; returns its old value.  The map
+ * bit keeps curr_pages in step. */
+static bool set_bit(tmem_frontswap_t *fs, int kind, unsigned type, uint64_t offset, bool on)
 {
-    _Atomic uint64_t *w = &fs->area[type].map[offset / 64];
+    _Atomic uint64_t *w = &fs->area[type].bits[kind][offset / 64];
     uint64_t m = 1ull << (offset % 64);
     uint64_t old = on ? atomic_fetch_or(w, m) : atomic_fetch_and(w, ~m);
     bool was = (old & m) != 0;
-    if (on && !was)
-        fs->curr_pages++;
-    else if (!on && was)
-        fs->curr_pages--;
+    if (kind == B_MAP) {
+        if (on && !was)
+            fs->curr_pages++;
+        else if (!on && was)
+            fs->curr_pages--;
+    }
     return was;
 }
 
-static bool test_bit(const tmem_frontswap_t *fs, unsigned type, uint64_t offset)
+static bool test_bit(const tmem_frontswap_t *fs, int kind, unsigned type, uint64_t offset)
 {
-    return (atomic_load(&fs->area[type].map[offset / 64]) >> (offset % 64)) & 1;
+    return (atomic_load(&fs->area[type].bits[kind][offset / 64]) >> (offset % 64)) & 1;
 }
 
 static int new_pool(tmem_client_t *c, unsigned flags)
@@ -97,16 +114,39 @@ static int new_pool(tmem_client_t *c, unsigned flags)
     return tmem_new_pool(c, none, f);
 }
 
-/* Clears every bit of every area (the pages are on the swap file). */
-static void clear_all(tmem_frontswap_t *fs)
+/* The pool is new and empty: written-through pages are on the swap file
+ * (their bits are cleared); the others are lost (their bits stay set, so
+ * that their loads say -EIO); no stale copy remains.  Write lock held. */
+static void pool_lost(tmem_frontswap_t *fs)
 {
     for (unsigned t = 0; t < TMEM_FRONTSWAP_MAX_TYPES; t++) {
         struct fs_area *a = &fs->area[t];
-        if (!a->map)
+        if (!a->bits[B_MAP])
             continue;
         for (uint64_t w = 0; w < (a->slots + 63) / 64; w++) {
-            uint64_t old = atomic_exchange(&a->map[w], 0);
-            fs->curr_pages -= (uint64_t)__builtin_popcountll(old);
+            uint64_t safe = atomic_load(&a->bits[B_WT][w]);
+            uint64_t old = atomic_fetch_and(&a->bits[B_MAP][w], ~safe);
+            fs->curr_pages -= (uint64_t)__builtin_popcountll(old & safe);
+            atomic_store(&a->bits[B_STALE][w], 0);
+        }
+    }
+}
+
+/* The pool survived (an adopted client): flushes the stale copies behind
+ * clear map bits.  Write lock held; stops at a broken connection. */
+static void flush_stale(tmem_frontswap_t *fs, tmem_client_t *c)
+{
+    for (unsigned t = 0; t < TMEM_FRONTSWAP_MAX_TYPES; t++) {
+        struct fs_area *a = &fs->area[t];
+        for (uint64_t w = 0; a->bits[B_MAP] && w < (a->slots + 63) / 64; w++) {
+            uint64_t st = atomic_load(&a->bits[B_STALE][w]) & ~atomic_load(&a->bits[B_MAP][w]);
+            while (st) {
+                uint64_t off = w * 64 + (uint64_t)__builtin_ctzll(st);
+                st &= st - 1;
+                if (tmem_flush_page(c, (uint32_t)fs->pool, slot_oid(t, off), slot_index(off)) < 0)
+                    return;
+                set_bit(fs, B_STALE, t, off, false);
+            }
         }
     }
 }
@@ -114,18 +154,36 @@ static void clear_all(tmem_frontswap_t *fs)
 static void rebuild(void *arg, tmem_client_t *c)
 {
     tmem_frontswap_t *fs = arg;
-    /* an adopted client (restored from the daemon's state file) still has
-     * the pool, with its pages */
-    if (fs->pool >= 0 && tmem_pool_is_shared(c, (uint32_t)fs->pool) == 0)
-        return;
+    if (fs->pool >= 0) {
+        /* an adopted client (restored from the daemon's state file) still
+         * has the pool, with its pages */
+        int r = tmem_pool_is_shared(c, (uint32_t)fs->pool);
+        if (r == -ENOTCONN) {
+            fs->pool_unknown = true;
+            return;
+        }
+        if (r == 0) {
+            fs->pool_unknown = false;
+            flush_stale(fs, c);
+            return;
+        }
+    }
     int p = new_pool(c, fs->flags);
+    if (p == -ENOTCONN) {
+        fs->pool_unknown = true;
+        return;
+    }
+    fs->pool_unknown = false;
     fs->pool = p >= 0 ? p : -1;
-    if (fs->writethrough)
-        clear_all(fs);          /* nothing lost: the swap file has every page */
+    pool_lost(fs);
 }
 
 static tmem_frontswap_t *fs_alloc(unsigned flags)
 {
+    if (flags & ~(TMEM_FRONTSWAP_KEEP_ON_LOAD | TMEM_FRONTSWAP_WRITETHROUGH)) {
+        errno = EINVAL;
+        return NULL;
+    }
     tmem_frontswap_t *fs = calloc(1, sizeof(*fs));
     if (!fs)
         return NULL;
@@ -152,10 +210,6 @@ static tmem_frontswap_t *fs_finish(tmem_frontswap_t *fs)
 
 tmem_frontswap_t *tmem_frontswap_open(tmem_client_t *c, unsigned flags)
 {
-    if (flags & ~(TMEM_FRONTSWAP_KEEP_ON_LOAD | TMEM_FRONTSWAP_WRITETHROUGH)) {
-        errno = EINVAL;
-        return NULL;
-    }
     tmem_frontswap_t *fs = fs_alloc(flags);
     if (!fs)
         return NULL;
@@ -171,10 +225,6 @@ tmem_frontswap_t *tmem_frontswap_open(tmem_client_t *c, unsigned flags)
 tmem_frontswap_t *tmem_frontswap_connect(const char *socket_path, const char *name,
                                          unsigned flags)
 {
-    if (flags & ~(TMEM_FRONTSWAP_KEEP_ON_LOAD | TMEM_FRONTSWAP_WRITETHROUGH)) {
-        errno = EINVAL;
-        return NULL;
-    }
     tmem_frontswap_t *fs = fs_alloc(flags);
     if (!fs)
         return NULL;
@@ -192,7 +242,7 @@ void tmem_frontswap_close(tmem_frontswap_t *fs)
     if (!fs)
         return;
     for (unsigned t = 0; t < TMEM_FRONTSWAP_MAX_TYPES; t++)
-        if (fs->area[t].map)
+        if (fs->area[t].bits[B_MAP])
             tmem_frontswap_invalidate_area(fs, t);
     if (fs->link.c && fs->pool >= 0)
         tmem_destroy_pool(fs->link.c, (uint32_t)fs->pool);
@@ -204,14 +254,24 @@ int tmem_frontswap_init(tmem_frontswap_t *fs, unsigned type, uint64_t slots)
 {
     if (!fs || type >= TMEM_FRONTSWAP_MAX_TYPES || slots == 0 || slots > TMEM_FRONTSWAP_MAX_SLOTS)
         return -EINVAL;
-    if (fs->area[type].map)
-        return -EBUSY;
-    _Atomic uint64_t *m = calloc((size_t)((slots + 63) / 64), sizeof(*m));
+    size_t words = (size_t)((slots + 63) / 64);
+    _Atomic uint64_t *m = calloc(words * B_KINDS, sizeof(*m));
     if (!m)
         return -ENOMEM;
-    fs->area[type].slots = slots;
-    fs->area[type].map = m;
-    return 0;
+    int r = 0;
+    tl_write_lock(&fs->link);           /* rebuild walks the areas */
+    struct fs_area *a = &fs->area[type];
+    if (a->bits[B_MAP]) {
+        r = -EBUSY;
+    } else {
+        for (int k = 0; k < B_KINDS; k++)
+            a->bits[k] = m + (size_t)k * words;
+        a->slots = slots;
+        m = NULL;
+    }
+    tl_write_unlock(&fs->link);
+    free((void *)m);
+    return r;
 }
 
 /* One call on the pool under the read lock. */
@@ -222,7 +282,7 @@ static int fs_call(tmem_frontswap_t *fs, enum fs_op op, unsigned type, uint64_t 
 {
     tmem_client_t *c = tl_get(&fs->link, gen);
     int r;
-    if (!c) {
+    if (!c || fs->pool_unknown) {
         r = -ENOTCONN;
     } else if (fs->pool < 0) {
         r = -ENOMEM;            /* the new daemon refused a pool: refuse, do not reconnect */
@@ -239,6 +299,17 @@ static int fs_call(tmem_frontswap_t *fs, enum fs_op op, unsigned type, uint64_t 
     return r;
 }
 
+/* Flushes tmem's copy of a slot whose map bit is clear; if that cannot be
+ * done now, the copy is marked stale. */
+static void flush_slot(tmem_frontswap_t *fs, unsigned type, uint64_t offset)
+{
+    uint64_t gen;
+    int r = fs_call(fs, FS_FLUSH, type, offset, NULL, &gen);
+    set_bit(fs, B_STALE, type, offset, r < 0);
+    if (r == -ENOTCONN)
+        tl_repair(&fs->link, gen, 0);
+}
+
 int tmem_frontswap_store(tmem_frontswap_t *fs, unsigned type, uint64_t offset, const void *page)
 {
     if (!slot_ok(fs, type, offset) || !page)
@@ -246,13 +317,19 @@ int tmem_frontswap_store(tmem_frontswap_t *fs, unsigned type, uint64_t offset, c
     uint64_t gen;
     int r = fs_call(fs, FS_PUT, type, offset, (void *)page, &gen);
     if (r == 0) {
-        set_bit(fs, type, offset, true);
+        bool wt = fs->writethrough;
+        set_bit(fs, B_WT, type, offset, wt);
+        set_bit(fs, B_STALE, type, offset, false);
+        set_bit(fs, B_MAP, type, offset, true);
         fs->succ_stores++;
-        return fs->writethrough ? 1 : 0;
+        return wt ? 1 : 0;
     }
-    /* refused: if tmem had the slot, its copy is stale or already gone */
-    if (set_bit(fs, type, offset, false) && r != -ENOTCONN)
-        fs_call(fs, FS_FLUSH, type, offset, NULL, &gen);
+    /* refused: if tmem had the slot, its copy is old (or already gone) */
+    bool was = set_bit(fs, B_MAP, type, offset, false);
+    if (was && r == -ENOTCONN)
+        set_bit(fs, B_STALE, type, offset, true);   /* a restarted daemon may keep it */
+    else if (was)
+        flush_slot(fs, type, offset);
     fs->failed_stores++;
     if (r == -ENOTCONN)
         tl_repair(&fs->link, gen, 0);
@@ -265,23 +342,37 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* The load of a set map bit failed with r: the page is not in tmem. */
+static int load_failed(tmem_frontswap_t *fs, unsigned type, uint64_t offset, int r)
+{
+    fs->failed_loads++;
+    set_bit(fs, B_MAP, type, offset, false);
+    if (r == -ENOTCONN)
+        set_bit(fs, B_STALE, type, offset, true);
+    if (test_bit(fs, B_WT, type, offset))
+        return -ENOENT;         /* the swap file has it */
+    fs->lost++;
+    return -EIO;
+}
+
 int tmem_frontswap_load(tmem_frontswap_t *fs, unsigned type, uint64_t offset, void *page)
 {
     if (!slot_ok(fs, type, offset) || !page)
         return -EINVAL;
-    if (!test_bit(fs, type, offset))
+    if (!test_bit(fs, B_MAP, type, offset))
         return -ENOENT;
+    bool wt = test_bit(fs, B_WT, type, offset);
     uint64_t deadline = tl_now_ns() + (uint64_t)fs->wait_ms * 1000000u;
     for (;;) {
         uint64_t gen;
         int r = fs_call(fs, FS_GET, type, offset, page, &gen);
         if (r == 0) {
             if (!(fs->flags & TMEM_FRONTSWAP_KEEP_ON_LOAD))
-                set_bit(fs, type, offset, false);
+                set_bit(fs, B_MAP, type, offset, false);
             fs->loads++;
             return 0;
         }
-        if (r == -ENOTCONN && !fs->writethrough && tl_now_ns() < deadline) {
+        if (r == -ENOTCONN && !wt && fs->link.owned && tl_now_ns() < deadline) {
             /* a restarting daemon gives the page back: wait for it */
             if (!tl_repair(&fs->link, gen, 1))
                 sleep_ms(FS_RECONNECT_MS / 4);
@@ -289,12 +380,7 @@ int tmem_frontswap_load(tmem_frontswap_t *fs, unsigned type, uint64_t offset, vo
         }
         if (r == -ENOTCONN)
             tl_repair(&fs->link, gen, 0);
-        fs->failed_loads++;
-        set_bit(fs, type, offset, false);
-        if (fs->writethrough)
-            return -ENOENT;     /* the swap file has it */
-        fs->lost++;
-        return -EIO;
+        return load_failed(fs, type, offset, r);
     }
 }
 
@@ -302,47 +388,51 @@ void tmem_frontswap_invalidate_page(tmem_frontswap_t *fs, unsigned type, uint64_
 {
     if (!slot_ok(fs, type, offset))
         return;
-    if (set_bit(fs, type, offset, false)) {
-        uint64_t gen;
-        fs_call(fs, FS_FLUSH, type, offset, NULL, &gen);  /* if it fails, the copy is stale */
+    bool was = set_bit(fs, B_MAP, type, offset, false);
+    if (was || test_bit(fs, B_STALE, type, offset))
+        flush_slot(fs, type, offset);
+    if (was)
         fs->invalidates++;
-    }
 }
 
 void tmem_frontswap_invalidate_area(tmem_frontswap_t *fs, unsigned type)
 {
-    if (!fs || type >= TMEM_FRONTSWAP_MAX_TYPES || !fs->area[type].map)
+    if (!fs || type >= TMEM_FRONTSWAP_MAX_TYPES || !fs->area[type].bits[B_MAP])
         return;
     uint64_t gen;
     tmem_client_t *c = tl_get(&fs->link, &gen);
-    if (c && fs->pool >= 0)
+    if (c && !fs->pool_unknown && fs->pool >= 0)
         for (uint64_t o = 0; o < FS_OBJS_PER_AREA; o++)
             tmem_flush_object(c, (uint32_t)fs->pool, slot_oid(type, o));
     tl_put(&fs->link);
+    /* pages a lost connection kept from the flush are never read: a slot's
+     * map bit is only set again by a store, which replaces its copy */
+    tl_write_lock(&fs->link);           /* rebuild walks the areas */
     struct fs_area *a = &fs->area[type];
+    _Atomic uint64_t *m = a->bits[B_MAP];
     for (uint64_t w = 0; w < (a->slots + 63) / 64; w++)
-        fs->curr_pages -= (uint64_t)__builtin_popcountll(atomic_load(&a->map[w]));
-    free((void *)a->map);
-    a->map = NULL;
-    a->slots = 0;
+        fs->curr_pages -= (uint64_t)__builtin_popcountll(atomic_load(&m[w]));
+    memset(a, 0, sizeof(*a));
+    tl_write_unlock(&fs->link);
+    free((void *)m);
     fs->invalidates++;
 }
 
 int tmem_frontswap_test(tmem_frontswap_t *fs, unsigned type, uint64_t offset)
 {
-    return slot_ok(fs, type, offset) && test_bit(fs, type, offset);
+    return slot_ok(fs, type, offset) && test_bit(fs, B_MAP, type, offset);
 }
 
 const uint64_t *tmem_frontswap_map(tmem_frontswap_t *fs, unsigned type, uint64_t *slots)
 {
-    if (!fs || type >= TMEM_FRONTSWAP_MAX_TYPES || !fs->area[type].map) {
+    if (!fs || type >= TMEM_FRONTSWAP_MAX_TYPES || !fs->area[type].bits[B_MAP]) {
         if (slots)
             *slots = 0;
         return NULL;
     }
     if (slots)
         *slots = fs->area[type].slots;
-    return (const uint64_t *)fs->area[type].map;
+    return (const uint64_t *)fs->area[type].bits[B_MAP];
 }
 
 uint64_t tmem_frontswap_curr_pages(tmem_frontswap_t *fs)
@@ -356,46 +446,65 @@ void tmem_frontswap_writethrough(tmem_frontswap_t *fs, int on)
         fs->writethrough = on != 0;
 }
 
+/* shrink's take refused a page that an exclusive load took out of tmem:
+ * put it back.  If tmem refuses, the page exists nowhere but in our buffer
+ * (and in the swap file if it was written through): the map bit is set
+ * again without a copy, so that its load reports the loss. */
+static int put_back(tmem_frontswap_t *fs, unsigned t, uint64_t off, const void *page)
+{
+    uint64_t gen;
+    int r = fs_call(fs, FS_PUT, t, off, (void *)page, &gen);
+    set_bit(fs, B_MAP, t, off, true);
+    if (r == 0)
+        return 0;
+    if (r == -ENOTCONN)
+        tl_repair(&fs->link, gen, 0);
+    return -EIO;
+}
+
 int64_t tmem_frontswap_shrink(tmem_frontswap_t *fs, uint64_t target_pages,
                               tmem_frontswap_take_fn take, void *arg)
 {
     if (!fs || !take)
         return -EINVAL;
     static _Thread_local unsigned char page[TMEM_PAGE_SIZE] __attribute__((aligned(64)));
+    bool keep = fs->flags & TMEM_FRONTSWAP_KEEP_ON_LOAD;
     int64_t done = 0;
     int err = 0;
+    bool lost = false;
     for (unsigned t = 0; t < TMEM_FRONTSWAP_MAX_TYPES && fs->curr_pages > target_pages; t++) {
         struct fs_area *a = &fs->area[t];
-        for (uint64_t w = 0; a->map && w < (a->slots + 63) / 64; w++) {
-            uint64_t bits = atomic_load(&a->map[w]);
+        for (uint64_t w = 0; a->bits[B_MAP] && w < (a->slots + 63) / 64; w++) {
+            uint64_t bits = atomic_load(&a->bits[B_MAP][w]);
             while (bits && fs->curr_pages > target_pages) {
                 uint64_t off = w * 64 + (uint64_t)__builtin_ctzll(bits);
                 bits &= bits - 1;
                 int r = tmem_frontswap_load(fs, t, off, page);
                 if (r == -ENOENT)
-                    continue;               /* went meanwhile */
+                    continue;               /* went meanwhile, or is on the swap file */
                 if (r < 0) {
                     err = r;
                     goto out;
                 }
                 int tr = take(arg, t, off, page);
                 if (tr != 0) {
-                    /* the caller could not take it: put it back */
-                    if (tmem_frontswap_store(fs, t, off, page) < 0) {
+                    /* keep-on-load: tmem still has it; else put it back */
+                    err = tr < 0 ? tr : -ECANCELED;
+                    if (!keep && put_back(fs, t, off, page) != 0) {
                         fs->lost++;
-                        err = -EIO;
-                    } else {
-                        err = tr < 0 ? tr : -ECANCELED;
+                        lost = true;
                     }
                     goto out;
                 }
-                if (fs->flags & TMEM_FRONTSWAP_KEEP_ON_LOAD)
+                if (keep)
                     tmem_frontswap_invalidate_page(fs, t, off);
                 done++;
             }
         }
     }
 out:
+    if (lost)
+        return -EIO;                        /* a page was lost: never hidden by a count */
     return done > 0 || err == 0 ? done : err;
 }
 

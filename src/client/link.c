@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -98,34 +99,31 @@ int tl_repair(tl_link_t *l, uint64_t gen, int force)
     uint64_t now = tl_now_ns();
     if (!force && now < l->next_try_ns)
         return 0;                       /* the common case while the daemon is away */
-    pthread_rwlock_wrlock(&l->lock);
-    if (l->gen != gen) {                /* another thread reconnected meanwhile */
-        int ok = l->c != NULL;
-        pthread_rwlock_unlock(&l->lock);
-        return ok;
-    }
-    now = tl_now_ns();
-    if (!force && now < l->next_try_ns) {
-        pthread_rwlock_unlock(&l->lock);
-        return 0;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&l->connecting, &idle, 1))
+        return 0;                       /* another thread is at it */
+    pthread_rwlock_rdlock(&l->lock);
+    uint64_t cur = l->gen;
+    int have = l->c != NULL;
+    pthread_rwlock_unlock(&l->lock);
+    if (cur != gen) {                   /* reconnected since the caller's call */
+        l->connecting = 0;
+        return have;
     }
     l->next_try_ns = now + (uint64_t)l->interval_ms * 1000000u;
-    if (l->c) {                         /* broken: every call on it says -ENOTCONN */
-        tmem_client_close(l->c);
-        l->c = NULL;
-    }
-    int ok = 0;
-    tmem_client_t *c = tmem_connect(l->path, l->name);
-    if (c) {
-        l->c = c;
-        l->gen++;
+    tmem_client_t *nc = tmem_connect(l->path, l->name);   /* outside the lock */
+    pthread_rwlock_wrlock(&l->lock);
+    tmem_client_t *old = l->c;          /* broken: every call on it says -ENOTCONN */
+    l->c = nc;
+    l->gen++;                           /* callers of the old generation retry */
+    if (nc) {
         l->reconnects++;
         if (l->rebuild)
-            l->rebuild(l->rebuild_arg, c);
-        ok = 1;
-    } else {
-        l->gen++;                       /* callers of the old generation retry later */
+            l->rebuild(l->rebuild_arg, nc);
     }
     pthread_rwlock_unlock(&l->lock);
-    return ok;
+    if (old)                            /* no call is on it: they hold the lock */
+        tmem_client_close(old);
+    l->connecting = 0;
+    return nc != NULL;
 }

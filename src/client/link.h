@@ -13,7 +13,10 @@
  * Locking: `lock` is a writer-preferring rwlock.  Every call on the client
  * holds it for reading (tl_get .. tl_put); replacing the client, rebuilding
  * the layer's pools and the layer's own rare table changes hold it for
- * writing (tl_write_lock).  Nothing else is held while waiting for it.
+ * writing (tl_write_lock).  Nothing else is held while waiting for it.  The
+ * connection itself (up to the HELLO timeout) is made outside the lock, by
+ * one thread at a time (`connecting`), so a daemon that accepts and never
+ * answers does not stall the callers.
  */
 #ifndef TMEM_CLIENT_LINK_H
 #define TMEM_CLIENT_LINK_H
@@ -24,7 +27,8 @@
 #include "tmem/tmem.h"
 
 /* Recreates the layer's state on a fresh client c; runs with the write
- * lock held.  Its result is ignored: a layer without pools just misses. */
+ * lock held.  A layer that cannot tell (c broke meanwhile: -ENOTCONN)
+ * marks its state unknown and answers -ENOTCONN, which repairs again. */
 typedef void (*tl_rebuild_fn)(void *arg, tmem_client_t *c);
 
 typedef struct tl_link {
@@ -34,6 +38,7 @@ typedef struct tl_link {
     int owned;                  /* 1: c is ours, reconnects (immutable) */
     char *path, *name;          /* for tmem_connect (immutable; path may be NULL) */
     _Atomic uint64_t next_try_ns; /* no reconnection attempt before this */
+    _Atomic int connecting;     /* one thread connects at a time, outside the lock */
     _Atomic unsigned interval_ms;
     _Atomic uint64_t reconnects;
     tl_rebuild_fn rebuild;      /* (immutable after init) */

@@ -287,11 +287,16 @@ static void put_text(struct tmd_config *cfg, const struct key *k, const char *v)
 }
 
 /* [memory] shared_allow: "UUID:UID" or "UUID:*" rules, separated by blanks
- * or commas; the list replaces the previous one (empty: none). */
+ * or commas.  Each line adds its rules to those before (a line holds only a
+ * few: inih reads 200 characters); an empty value clears the list. */
 static int parse_shared(struct tmd_config *cfg, const char *v, char *why, size_t whylen)
 {
     struct tmd_shared_rule rules[TMD_SHARED_RULES];
     uint32_t n = 0;
+    if (v[strspn(v, " \t,")] != 0 && cfg->nshared_allow <= TMD_SHARED_RULES) {
+        n = cfg->nshared_allow;         /* not empty: add to the rules before */
+        memcpy(rules, cfg->shared_allow, n * sizeof(rules[0]));
+    }
     while (*v) {
         size_t len = strcspn(v, " \t,");
         if (len == 0) {

@@ -434,13 +434,34 @@ static void set_keys(void **state)
         assert_non_null(strstr(err, "memory.shared_allow: '"));
         assert_int_equal(c.nshared_allow, 2);                   /* unchanged */
     }
+    /* another line adds to the list; an empty one clears it */
+    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow",
+                                    "00000000-0000-0000-0000-000000000002:7", err, sizeof(err)), 0);
+    assert_int_equal(c.nshared_allow, 3);
+    assert_int_equal(c.shared_allow[2].uid, 7);
+    assert_int_equal(c.shared_allow[0].uid, 1000);
+    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", "", err, sizeof(err)), 0);
+    assert_int_equal(c.nshared_allow, 0);
     char many[2000] = "";
     for (int i = 0; i < TMD_SHARED_RULES + 1; i++)
         strcat(many, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:* ");
     assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", many, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "more than 16 rules"));
-    assert_int_equal(tmd_config_set(&c, "memory", "shared_allow", "", err, sizeof(err)), 0);
     assert_int_equal(c.nshared_allow, 0);
+    /* 16 rules over several lines of a file */
+    const char *path = write_tmp("rules.conf",
+        "[memory]\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:1 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:2\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:3 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:4\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:5 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:6\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:7 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:8\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:9 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:10\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:11 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:12\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:13 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:14\n"
+        "shared_allow = 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:15 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:16\n");
+    assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), 0);
+    assert_int_equal(c.nshared_allow, 16);
+    assert_int_equal(c.shared_allow[15].uid, 16);
 }
 
 /* ------------------------------------------------------------------------
@@ -533,7 +554,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    static const char *const names[] = { "good.conf", "more.conf", "bad.conf", "meminfo" };
+    static const char *const names[] = { "good.conf", "more.conf", "bad.conf", "meminfo",
+                                         "rules.conf" };
     char path[300];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]);

@@ -191,6 +191,9 @@ static void bad_input(void **state)
     tmem_uuid_t u = { 1, 2 };
     assert_int_equal(tmem_cleancache_init_shared_fs(cc, u), 4);
     assert_int_equal(tmem_cleancache_fs_is_shared(cc, 4), 0);
+    /* one fs per uuid: tmem would hand the second the first one's pool */
+    tmem_cleancache_invalidate_fs(cc, 5);
+    assert_int_equal(tmem_cleancache_init_shared_fs(cc, u), -EBUSY);
     tmem_cleancache_close(cc);
     tmem_client_close(c);
     tt_close(t);
@@ -329,6 +332,85 @@ static void shared_fs_standing_rule(void **state)
     tmem_cleancache_close(b);
 }
 
+/* An fs made after the daemon went away, before any call noticed: the
+ * first call finds out, reconnects, and the fs gets its pool. */
+static void init_while_away(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    snprintf(g_link, sizeof(g_link), "%s.link", g_d.dir);
+    assert_int_equal(symlink(g_d.sock, g_link), 0);
+    tmem_cleancache_t *cc = tmem_cleancache_connect(g_link, "away");
+    assert_non_null(cc);
+    tmem_cleancache_set_reconnect_ms(cc, 0);
+    assert_int_equal(td_stop(&g_d), 0);
+    g_d.pid = 0;
+    assert_int_equal(td_start(&g_d2, NULL), 0);
+    unlink(g_link);
+    assert_int_equal(symlink(g_d2.sock, g_link), 0);
+    int fs = tmem_cleancache_init_fs(cc);
+    assert_true(fs >= 0);
+    uint8_t page[PG], got[PG];
+    tmem_cleancache_filekey_t k = tmem_cleancache_key_ino(1);
+    content(page, 1, 0, 1);
+    assert_int_equal(tmem_cleancache_put_page(cc, fs, &k, 0, page), -ENOTCONN);
+    assert_int_equal(tmem_cleancache_put_page(cc, fs, &k, 0, page), 0);
+    assert_int_equal(tmem_cleancache_get_page(cc, fs, &k, 0, got), 0);
+    assert_memory_equal(got, page, PG);
+    tmem_cleancache_close(cc);
+}
+
+/* Tenant a invalidates a page of a shared fs while it cannot reach the
+ * (restarted) daemon, and tenant b, already back, holds the old page in the
+ * shared pool: the invalidate is kept and replayed when a reconnects, so
+ * that b stops reading the old page. */
+static void shared_invalidate_replayed(void **state)
+{
+    (void)state;
+    const char *uuid = "99999999-2222-3333-4444-555555555555";
+    char rule[128];
+    snprintf(rule, sizeof(rule), "memory.shared_allow=%s:%u", uuid, (unsigned)geteuid());
+    const char *args[] = { "--set", rule, NULL };
+    assert_int_equal(td_start(&g_d, args), 0);
+    tmem_uuid_t u;
+    assert_int_equal(tmem_uuid_parse(uuid, &u), 0);
+    snprintf(g_link, sizeof(g_link), "%s.link", g_d.dir);
+    assert_int_equal(symlink(g_d.sock, g_link), 0);
+    tmem_cleancache_t *a = tmem_cleancache_connect(g_link, "replay-a");
+    tmem_cleancache_t *b = tmem_cleancache_connect(g_d.sock, "replay-b");
+    assert_non_null(a);
+    assert_non_null(b);
+    tmem_cleancache_set_reconnect_ms(a, 0);
+    tmem_cleancache_set_reconnect_ms(b, 0);
+    int fa = tmem_cleancache_init_shared_fs(a, u), fb = tmem_cleancache_init_shared_fs(b, u);
+    assert_int_equal(tmem_cleancache_fs_is_shared(a, fa), 1);
+    /* a crash and a restart; a cannot reach the new daemon yet */
+    assert_int_equal(td_kill(&g_d), 0);
+    unlink(g_link);
+    assert_int_equal(symlink("/nonexistent/tmemd.sock", g_link), 0);
+    assert_int_equal(td_restart(&g_d, args), 0);
+    uint8_t page[PG], got[PG];
+    tmem_cleancache_filekey_t k = tmem_cleancache_key_ino(8);
+    content(page, 8, 0, 1);
+    assert_true(tmem_cleancache_get_page(b, fb, &k, 0, got) < 0);   /* b reconnects */
+    assert_int_equal(tmem_cleancache_fs_is_shared(b, fb), 1);
+    assert_int_equal(tmem_cleancache_put_page(b, fb, &k, 0, page), 0);
+    assert_int_equal(tmem_cleancache_put_page(b, fb, &k, 1, page), 0);
+    /* a's invalidates cannot be sent: kept */
+    tmem_cleancache_invalidate_page(a, fa, &k, 0);
+    tmem_cleancache_invalidate_inode(a, fa, &k);
+    assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 0, got), 0);  /* still there */
+    /* a gets through: its invalidates are replayed before it uses the pool */
+    unlink(g_link);
+    assert_int_equal(symlink(g_d.sock, g_link), 0);
+    assert_true(tmem_cleancache_get_page(a, fa, &k, 5, got) < 0);
+    assert_int_equal(tmem_cleancache_fs_is_shared(a, fa), 1);
+    assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 0, got), -ENOENT);
+    assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 1, got), -ENOENT);
+    tmem_cleancache_close(a);
+    tmem_cleancache_close(b);
+}
+
 /* The daemon goes away and another one comes up on the same path: while it
  * is away gets miss and puts are dropped (the backing store serves); then
  * the layer reconnects by itself, with its fs ids unchanged. */
@@ -385,6 +467,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(shared_fs_two_tenants, stop_daemons),
         cmocka_unit_test_teardown(shared_fs_standing_rule, stop_daemons),
         cmocka_unit_test_teardown(daemon_restart, stop_daemons),
+        cmocka_unit_test_teardown(init_while_away, stop_daemons),
+        cmocka_unit_test_teardown(shared_invalidate_replayed, stop_daemons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

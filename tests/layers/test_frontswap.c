@@ -17,8 +17,10 @@
 #include <stdbool.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ctl/ctl_client.h"
 #include "td_harness.h"
 #include "tmem/frontswap.h"
 #include "tmem_test.h"
@@ -292,6 +294,47 @@ static void shrink_brings_back(void **state)
     }
 }
 
+/* shrink's take refuses a page and tmem refuses to take it back (the client
+ * is frozen): exclusive mode cannot hide that the page is lost (-EIO from
+ * shrink and from its load); keep-on-load never took it out. */
+static int take_never(void *arg, unsigned type, uint64_t offset, const void *page)
+{
+    (void)arg; (void)type; (void)offset; (void)page;
+    return -ENOSPC;
+}
+
+static void shrink_put_back_refused(void **state)
+{
+    (void)state;
+    for (int keep = 0; keep < 2; keep++) {
+        tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+        tmem_client_t *c = tmem_client_open(t, "frozen");
+        tmem_frontswap_t *fs = tmem_frontswap_open(c, keep ? TMEM_FRONTSWAP_KEEP_ON_LOAD : 0);
+        assert_int_equal(tmem_frontswap_init(fs, 0, 8), 0);
+        uint8_t page[PG], want[PG];
+        tt_fill(want, TT_RANDOM, 99);
+        assert_int_equal(tmem_frontswap_store(fs, 0, 3, want), 0);
+        assert_int_equal(tmem_admin_freeze(t, tmem_client_id(c)), 0);
+        int64_t r = tmem_frontswap_shrink(fs, 0, take_never, NULL);
+        tmem_frontswap_stats_t st;
+        tmem_frontswap_stats(fs, &st);
+        assert_true(tmem_frontswap_test(fs, 0, 3));
+        if (keep) {
+            assert_int_equal(r, -ENOSPC);
+            assert_int_equal(st.lost, 0);
+            assert_int_equal(tmem_frontswap_load(fs, 0, 3, page), 0);
+            assert_memory_equal(page, want, PG);
+        } else {
+            assert_int_equal(r, -EIO);
+            assert_int_equal(st.lost, 1);
+            assert_int_equal(tmem_frontswap_load(fs, 0, 3, page), -EIO);
+        }
+        tmem_frontswap_close(fs);
+        tmem_client_close(c);
+        tt_close(t);
+    }
+}
+
 /* ---- through tmemd ------------------------------------------------------ */
 static td_t g_d;
 
@@ -405,6 +448,100 @@ static void daemon_restart_keeps_pages(void **state)
     tmem_frontswap_close(fs);
 }
 
+/* Writethrough counts per store: a page stored with 0 is only in tmem even
+ * if writethrough is turned on later (its loss is -EIO), and a page stored
+ * with 1 is on the swap file even if writethrough is turned off later (its
+ * loss is -ENOENT: read the swap file). */
+static void writethrough_per_store(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "wt-toggle", 0);
+    assert_non_null(fs);
+    tmem_frontswap_set_reconnect_wait_ms(fs, 200);
+    assert_int_equal(tmem_frontswap_init(fs, 0, 16), 0);
+    uint8_t page[PG];
+    tt_fill(page, TT_RANDOM, 1);
+    assert_int_equal(tmem_frontswap_store(fs, 0, 0, page), 0);
+    tmem_frontswap_writethrough(fs, 1);
+    assert_int_equal(tmem_frontswap_store(fs, 0, 1, page), 1);
+    tmem_frontswap_writethrough(fs, 0);
+    assert_int_equal(td_kill(&g_d), 0);
+    assert_int_equal(tmem_frontswap_load(fs, 0, 1, page), -ENOENT);
+    assert_int_equal(tmem_frontswap_load(fs, 0, 0, page), -EIO);
+    tmem_frontswap_stats_t st;
+    tmem_frontswap_stats(fs, &st);
+    assert_int_equal(st.lost, 1);
+    assert_int_equal(st.failed_loads, 2);
+    tmem_frontswap_close(fs);
+}
+
+/* A borrowed client cannot reconnect: a load that finds its daemon gone
+ * answers at once instead of waiting for a reconnection that never comes
+ * (a hang check: the bound is far above any honest answer). */
+static void borrowed_client_does_not_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    tmem_client_t *c = tmem_connect(g_d.sock, "borrowed");
+    assert_non_null(c);
+    tmem_frontswap_t *fs = tmem_frontswap_open(c, 0);
+    assert_non_null(fs);
+    assert_int_equal(tmem_frontswap_init(fs, 0, 16), 0);
+    uint8_t page[PG];
+    tt_fill(page, TT_RANDOM, 2);
+    for (unsigned s = 0; s < 3; s++)
+        assert_int_equal(tmem_frontswap_store(fs, 0, s, page), 0);
+    assert_int_equal(td_kill(&g_d), 0);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (unsigned s = 0; s < 3; s++)
+        assert_int_equal(tmem_frontswap_load(fs, 0, s, page), -EIO);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_true(b.tv_sec - a.tv_sec < 10);      /* the default wait is 30 s per load */
+    tmem_frontswap_close(fs);
+    tmem_client_close(c);
+}
+
+/* Copies left behind clear bits by calls that could not reach the daemon
+ * (here: invalidates made before the layer noticed the restart) are flushed
+ * once it is back: the daemon ends up holding exactly curr_pages pages. */
+static void stale_copies_flushed(void **state)
+{
+    (void)state;
+    char statefile[300];
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    snprintf(statefile, sizeof(statefile), "%s/tmemd.state", g_d.dir);
+    const char *args[] = { "--state-file", statefile, NULL };
+    assert_int_equal(td_restart(&g_d, args), 0);
+    tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "stale", 0);
+    assert_non_null(fs);
+    assert_int_equal(tmem_frontswap_init(fs, 0, 64), 0);
+    uint8_t page[PG];
+    for (unsigned s = 0; s < 32; s++) {
+        tt_fill(page, TT_RANDOM, s);
+        assert_int_equal(tmem_frontswap_store(fs, 0, s, page), 0);
+    }
+    assert_int_equal(td_restart(&g_d, args), 0);
+    /* the first invalidate finds the old connection dead: its flush is not
+     * sent, the copy is marked stale, and the layer reconnects */
+    for (unsigned s = 0; s < 16; s++)
+        tmem_frontswap_invalidate_page(fs, 0, s);
+    struct tmw_ctl_stats st;
+    assert_int_equal(tmc_stats(g_d.ctl, &st), 0);
+    assert_int_equal(tmem_frontswap_curr_pages(fs), 16);
+    assert_int_equal(st.engine.persistent_pages, 16);
+    for (unsigned s = 16; s < 32; s++) {
+        uint8_t want[PG];
+        tt_fill(want, TT_RANDOM, s);
+        assert_int_equal(tmem_frontswap_load(fs, 0, s, page), 0);
+        assert_memory_equal(page, want, PG);
+    }
+    assert_int_equal(tmc_stats(g_d.ctl, &st), 0);
+    assert_int_equal(st.engine.persistent_pages, 0);
+    tmem_frontswap_close(fs);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -418,6 +555,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(daemon_model, stop_daemon),
         cmocka_unit_test_teardown(daemon_killed, stop_daemon),
         cmocka_unit_test_teardown(daemon_restart_keeps_pages, stop_daemon),
+        cmocka_unit_test_teardown(writethrough_per_store, stop_daemon),
+        cmocka_unit_test_teardown(borrowed_client_does_not_wait, stop_daemon),
+        cmocka_unit_test_teardown(stale_copies_flushed, stop_daemon),
+        cmocka_unit_test(shrink_put_back_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,9 @@
  *
  * Several threads share one frontswap (writethrough: a restart without a
  * state file must lose nothing) and one cleancache, each on its own slots
- * and files, checking every page it gets back, while the main thread
- * replaces the daemon under them (a new tmemd on the same path).  The link
+ * and files, checking every page it gets back, and one more thread swaps
+ * another area on and off, while the main thread replaces the daemon under
+ * them (a new tmemd on the same path).  The link
  * must reconnect once for all of them; no call may crash, hang or return
  * wrong data.  Run under ThreadSanitizer in CI (label "thread").
  *
@@ -94,6 +95,24 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* swapon and swapoff of area 1 over and over, next to the workers' area 0
+ * and the reconnection (whose rebuild walks every area) */
+static void *swapper_main(void *arg)
+{
+    uint64_t *cycles = arg;
+    uint8_t page[PG];
+    tt_fill(page, TT_TEXT, 7);
+    while (!atomic_load(&g_stop)) {
+        if (tmem_frontswap_init(g_fs, 1, 256) != 0)
+            break;
+        for (uint64_t s = 0; s < 8; s++)
+            tmem_frontswap_store(g_fs, 1, s * 31, page);
+        tmem_frontswap_invalidate_area(g_fs, 1);
+        (*cycles)++;
+    }
+    return NULL;
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -138,6 +157,9 @@ static void restart_under_threads(void **state)
         ws[i].id = i;
         assert_int_equal(pthread_create(&ws[i].th, NULL, worker_main, &ws[i]), 0);
     }
+    pthread_t swapper;
+    uint64_t swap_cycles = 0;
+    assert_int_equal(pthread_create(&swapper, NULL, swapper_main, &swap_cycles), 0);
     sleep_ms(300);
     /* the daemon goes; a new one comes up on the same path */
     assert_int_equal(td_stop(&g_d1), 0);
@@ -158,6 +180,9 @@ static void restart_under_threads(void **state)
     }
     sleep_ms(300);
     atomic_store(&g_stop, 1);
+    pthread_join(swapper, NULL);
+    assert_true(swap_cycles > 0);
+    assert_null(tmem_frontswap_map(g_fs, 1, NULL));     /* the swapper ends swapped off */
     uint64_t ops = 0, tl = 0, sl = 0, errors = 0;
     for (unsigned i = 0; i < THREADS; i++) {
         pthread_join(ws[i].th, NULL);
