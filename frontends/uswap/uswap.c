@@ -1,0 +1,1020 @@
+/*
+ * uswap.c - paging a region of process memory through frontswap with
+ * userfaultfd (frontends/uswap/uswap.h).
+ *
+ * One handler thread per region reads the userfaultfd and serves each fault
+ * under u->lock: a missing fault brings a page in (after evicting one if the
+ * budget is full), a write-protect fault marks a clean page dirty.  All page
+ * state is changed by the handler or, for uswap_free/uswap_discard, by a
+ * caller holding the same lock; only the handler calls the frontswap layer
+ * on the region's slots, so calls on one slot never overlap (the layer's
+ * rule).
+ *
+ * Per-page state (flags[], under lock):
+ *   RES    resident (mapped).  Not RES: the content is in tmem if TMEM, in
+ *          the swap file if FILE (both in writethrough), else zeros.
+ *   DIRTY  resident and newer than every kept copy.  A resident page that
+ *          is not DIRTY is write-protected (WP) and its content equals the
+ *          copy TMEM/FILE name, or zeros if neither: evicting it is a
+ *          MADV_DONTNEED alone.  A write to it is a write-protect fault,
+ *          which sets DIRTY and forgets the copies (the frontswap bit stays
+ *          set until the next store or invalidate replaces the stale copy).
+ *   WP     we hold uffd write-protection on the page.  Always set on a clean
+ *          resident page; the clock also sets it on dirty pages it passes.
+ *   REF    referenced since the hand last passed.
+ *   LOST   tmem lost the page's only copy (poisoned: SIGBUS on access).
+ * Invariants: resident == number of RES pages <= budget; a RES page sits
+ * in exactly one ring slot (slot[p]) and ring[slot[p]] == p.
+ *
+ * Eviction order inside evict(): write-protect (a writer now blocks in a
+ * write-protect fault), copy out (store / pwrite straight from the page),
+ * MADV_DONTNEED (on anonymous memory this also drops the protection), then
+ * UFFDIO_WAKE: a blocked writer retries, takes a missing fault and gets the
+ * page back through the handler, with its write applied after.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uswap.h"
+
+/* Debian 12's headers predate some of what the running kernel has. */
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON 0x08
+struct uffdio_poison {
+    struct uffdio_range range;
+    __u64 mode;
+    __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+#define PG        4096u
+#define PG_SHIFT  12u
+#define NO_SLOT   UINT32_MAX
+#define MAX_EXTENTS (1u << 20)     /* free ranges of the region heap */
+#define MSG_BATCH 32
+
+enum {
+    F_RES = 0x01, F_WP = 0x02, F_DIRTY = 0x04, F_TMEM = 0x08,
+    F_FILE = 0x10, F_REF = 0x20, F_LOST = 0x80,
+};
+
+struct extent { uint64_t start, len; };   /* pages */
+
+struct uswap {
+    uint8_t *base;
+    size_t size;
+    uint64_t npages;
+    uint32_t budget;
+    int uffd, stopfd, swapfd;
+    bool have_poison, writethrough;
+    int policy;
+    tmem_frontswap_t *fs;
+    unsigned fs_type;
+    void (*on_lost)(void *, void *);
+    void *on_lost_arg;
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t lock;       /* everything below */
+    uint8_t *flags;             /* per page */
+    uint32_t *slot;             /* per page: its ring slot while RES */
+    uint32_t *alloc_len;        /* per page: pages of the allocation starting there */
+    uint32_t *ring;             /* budget slots: a page or NO_SLOT */
+    uint32_t *free_slots;       /* stack of empty ring slots */
+    uint32_t nfree, hand;
+    uint64_t resident;
+    struct extent *ext;         /* free ranges, sorted, disjoint, not adjacent */
+    size_t next;
+    uint8_t *bounce, *zero;     /* page buffers of the handler */
+
+    /* counters: written by the handler only, read by anyone */
+    _Atomic uint64_t faults, wp_faults, zero_fills, tmem_loads, tmem_ok, tmem_refused,
+                     swap_reads, swap_writes, evictions, clean_evictions, zero_evictions, lost;
+};
+
+/* The kernel's, never an interposed one: the LD_PRELOAD shim (preload.c)
+ * replaces mmap, munmap and madvise for the program, and this file is
+ * linked into it. */
+static void *sys_mmap(size_t len)
+{
+    return (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, (off_t)0);
+}
+static int sys_munmap(void *a, size_t len)
+{
+    return (int)syscall(SYS_munmap, a, len);
+}
+static int sys_madvise(void *a, size_t len, int advice)
+{
+    return (int)syscall(SYS_madvise, a, len, advice);
+}
+#define munmap  sys_munmap
+#define madvise sys_madvise
+
+static _Thread_local char last_err[256];
+static _Thread_local int in_handler;
+
+static void set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_err, sizeof last_err, fmt, ap);
+    va_end(ap);
+}
+
+const char *uswap_last_error(void) { return last_err; }
+int uswap_in_handler(void) { return in_handler; }
+
+static inline void bump(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Something that cannot happen without losing the program's data. */
+static void die(const char *what, int err) __attribute__((noreturn));
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "uswap: FATAL: %s: %s\n", what, strerror(err));
+    abort();
+}
+
+void uswap_config_init(uswap_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->policy = USWAP_CLOCK;
+}
+
+/* ---- userfaultfd ----------------------------------------------------------- */
+
+static int uffd_new(void)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0)
+        return fd;
+    int err = errno;
+    /* /dev/userfaultfd is the other door (kernel >= 6.1), for its owner */
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+        close(dev);
+        if (fd >= 0)
+            return fd;
+    }
+    errno = err;
+    return -1;
+}
+
+static int unpriv_uffd_sysctl(void)
+{
+    FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+    int v = -1;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Opens a userfaultfd with the write-protect feature; *features gets what
+ * the kernel offers.  -errno with a message. */
+static int uffd_open_api(uint64_t *features, char *msg, size_t msglen)
+{
+    int fd = uffd_new();
+    if (fd < 0) {
+        int err = errno;
+        if (err == EPERM || err == EACCES)
+            snprintf(msg, msglen, "userfaultfd is not allowed: uswap needs root here "
+                     "(/proc/sys/vm/unprivileged_userfaultfd = %d, euid %u)",
+                     unpriv_uffd_sysctl(), (unsigned)geteuid());
+        else if (err == ENOSYS)
+            snprintf(msg, msglen, "userfaultfd: the kernel has no userfaultfd (ENOSYS)");
+        else
+            snprintf(msg, msglen, "userfaultfd: %s", strerror(err));
+        return -err;
+    }
+    /* one UFFDIO_API per descriptor: ask with 0 to learn what there is */
+    struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        int err = errno;
+        snprintf(msg, msglen, "UFFDIO_API: %s", strerror(err));
+        close(fd);
+        return -err;
+    }
+    uint64_t have = api.features;
+    close(fd);
+    if (!(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
+        snprintf(msg, msglen, "userfaultfd: this kernel has no write-protect faults "
+                 "on anonymous memory (features 0x%llx)", (unsigned long long)have);
+        return -ENOTSUP;
+    }
+    fd = uffd_new();
+    if (fd < 0) {
+        int err = errno;
+        snprintf(msg, msglen, "userfaultfd: %s", strerror(err));
+        return -err;
+    }
+    api.api = UFFD_API;
+    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | (have & UFFD_FEATURE_POISON);
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        int err = errno;
+        snprintf(msg, msglen, "UFFDIO_API (write-protect): %s", strerror(err));
+        close(fd);
+        return -err;
+    }
+    *features = api.features;
+    return fd;
+}
+
+static int uffd_register(int fd, void *base, size_t len, char *msg, size_t msglen)
+{
+    struct uffdio_register reg = {
+        .range = { .start = (uintptr_t)base, .len = len },
+        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+    };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+        int err = errno;
+        snprintf(msg, msglen, "UFFDIO_REGISTER (missing + write-protect): %s", strerror(err));
+        return -err;
+    }
+    uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_WAKE) |
+                    (1ull << _UFFDIO_WRITEPROTECT);
+    if ((reg.ioctls & need) != need) {
+        snprintf(msg, msglen, "userfaultfd: the region lacks COPY/WAKE/WRITEPROTECT "
+                 "(ioctls 0x%llx)", (unsigned long long)reg.ioctls);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+int uswap_probe(char *msg, size_t msglen)
+{
+    char dummy[8];
+    if (!msg) {
+        msg = dummy;
+        msglen = sizeof dummy;
+    }
+    uint64_t features;
+    int fd = uffd_open_api(&features, msg, msglen);
+    if (fd < 0)
+        return fd;
+    void *p = sys_mmap(PG);
+    int r = 0;
+    if (p == MAP_FAILED) {
+        r = -errno;
+        snprintf(msg, msglen, "mmap: %s", strerror(errno));
+    } else {
+        r = uffd_register(fd, p, PG, msg, msglen);
+        munmap(p, PG);
+    }
+    close(fd);
+    if (r == 0 && msglen)
+        msg[0] = '\0';
+    return r;
+}
+
+static void uffd_wake(uswap_t *u, uint64_t p)
+{
+    struct uffdio_range r = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)), .len = PG };
+    if (ioctl(u->uffd, UFFDIO_WAKE, &r) < 0 && errno != ENOENT && errno != ESRCH)
+        die("UFFDIO_WAKE", errno);
+}
+
+/* Write-protects (wp) or releases the page; releasing wakes its waiters. */
+static void uffd_protect(uswap_t *u, uint64_t p, bool wp)
+{
+    struct uffdio_writeprotect w = {
+        .range = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)), .len = PG },
+        .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+    };
+    while (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
+        if (errno == EAGAIN)
+            continue;
+        if (errno == ENOENT || errno == ESRCH)   /* the process is exiting */
+            return;
+        die("UFFDIO_WRITEPROTECT", errno);
+    }
+}
+
+/* Maps a copy of src at page p, write-protected if wp.  0, or -EEXIST if
+ * a page is already there. */
+static int uffd_copy(uswap_t *u, uint64_t p, const void *src, bool wp)
+{
+    struct uffdio_copy c = {
+        .dst = (uintptr_t)(u->base + (p << PG_SHIFT)), .src = (uintptr_t)src, .len = PG,
+        .mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+    };
+    for (;;) {
+        if (ioctl(u->uffd, UFFDIO_COPY, &c) == 0)
+            return 0;
+        if (errno == EAGAIN) {      /* the mapping changed under the copy: again */
+            if (c.copy > 0)
+                return 0;
+            c.copy = 0;
+            continue;
+        }
+        if (errno == EEXIST)
+            return -EEXIST;
+        if (errno == ENOENT || errno == ESRCH)   /* the process is exiting */
+            return 0;
+        die("UFFDIO_COPY", errno);
+    }
+}
+
+/* ---- the swap file ----------------------------------------------------------- */
+
+static void swap_write(uswap_t *u, uint64_t p, const void *page)
+{
+    off_t off = (off_t)(p << PG_SHIFT);
+    size_t done = 0;
+    while (done < PG) {
+        ssize_t n = pwrite(u->swapfd, (const char *)page + done, PG - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("writing the swap file (the page cannot be kept)", n < 0 ? errno : EIO);
+        done += (size_t)n;
+    }
+    bump(&u->swap_writes);
+}
+
+static void swap_read(uswap_t *u, uint64_t p, void *page)
+{
+    off_t off = (off_t)(p << PG_SHIFT);
+    size_t done = 0;
+    while (done < PG) {
+        ssize_t n = pread(u->swapfd, (char *)page + done, PG - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("reading the swap file", n < 0 ? errno : EIO);
+        done += (size_t)n;
+    }
+    bump(&u->swap_reads);
+}
+
+/* ---- the clock ----------------------------------------------------------------- */
+
+static void ring_insert(uswap_t *u, uint64_t p)
+{
+    uint32_t s = u->free_slots[--u->nfree];
+    u->ring[s] = (uint32_t)p;
+    u->slot[p] = s;
+    u->resident++;
+}
+
+static void ring_remove(uswap_t *u, uint64_t p)
+{
+    uint32_t s = u->slot[p];
+    u->ring[s] = NO_SLOT;
+    u->slot[p] = NO_SLOT;
+    u->free_slots[u->nfree++] = s;
+    u->resident--;
+}
+
+/* The next victim.  Clock: a referenced page loses its bit and, if dirty,
+ * is write-protected so that its next write tells us (its second chance);
+ * FIFO: the next page in ring order.  Ends within two turns: nothing sets
+ * REF while the lock is held. */
+static uint64_t pick_victim(uswap_t *u)
+{
+    for (;;) {
+        uint32_t s = u->hand;
+        u->hand = (u->hand + 1) % u->budget;
+        uint32_t p = u->ring[s];
+        if (p == NO_SLOT)
+            continue;
+        uint8_t f = u->flags[p];
+        if (u->policy == USWAP_CLOCK && (f & F_REF)) {
+            f &= (uint8_t)~F_REF;
+            if ((f & F_DIRTY) && !(f & F_WP)) {
+                uffd_protect(u, p, true);
+                f |= F_WP;
+            }
+            u->flags[p] = f;
+            continue;
+        }
+        return p;
+    }
+}
+
+static bool page_is_zero(const uint8_t *pg)
+{
+    const uint64_t *w = (const uint64_t *)pg;
+    for (size_t i = 0; i < PG / 8; i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* Evicts resident page p (see the top of the file for the order). */
+static void evict(uswap_t *u, uint64_t p)
+{
+    uint8_t f = u->flags[p];
+    uint8_t *addr = u->base + (p << PG_SHIFT);
+    if (!(f & F_DIRTY)) {
+        bump(&u->clean_evictions);      /* a copy is kept already (or zeros) */
+    } else {
+        if (!(f & F_WP))
+            uffd_protect(u, p, true);
+        f &= (uint8_t)~(F_TMEM | F_FILE);
+        if (page_is_zero(addr)) {
+            if (u->fs && tmem_frontswap_test(u->fs, u->fs_type, p))
+                tmem_frontswap_invalidate_page(u->fs, u->fs_type, p);
+            bump(&u->zero_evictions);
+        } else {
+            bool to_file = true;
+            if (u->fs) {
+                int r = tmem_frontswap_store(u->fs, u->fs_type, p, addr);
+                if (r >= 0) {
+                    f |= F_TMEM;
+                    bump(&u->tmem_ok);
+                    to_file = r == 1 || u->writethrough;
+                } else {
+                    bump(&u->tmem_refused);
+                }
+            }
+            if (to_file) {
+                swap_write(u, p, addr);
+                f |= F_FILE;
+            }
+        }
+    }
+    if (madvise(addr, PG, MADV_DONTNEED) < 0)
+        die("madvise(MADV_DONTNEED)", errno);
+    u->flags[p] = f & (uint8_t)(F_TMEM | F_FILE);
+    ring_remove(u, p);
+    bump(&u->evictions);
+    uffd_wake(u, p);            /* writers blocked on the protection retry */
+}
+
+static void lost_page(uswap_t *u, uint64_t p)
+{
+    void *addr = u->base + (p << PG_SHIFT);
+    bump(&u->lost);
+    fprintf(stderr, "uswap: FATAL: page %p (slot %llu) is lost: only tmem held it and "
+            "tmem lost it (-EIO; a daemon died or restarted without its state file, "
+            "and writethrough was off)\n", addr, (unsigned long long)p);
+    if (!u->on_lost)
+        abort();
+    u->on_lost(u->on_lost_arg, addr);
+    if (!u->have_poison)
+        abort();
+    struct uffdio_poison ps = { .range = { .start = (uintptr_t)addr, .len = PG } };
+    while (ioctl(u->uffd, UFFDIO_POISON, &ps) < 0) {
+        if (errno == EAGAIN)
+            continue;
+        if (errno == EEXIST || errno == ENOENT || errno == ESRCH)
+            break;
+        die("UFFDIO_POISON", errno);
+    }
+    u->flags[p] = F_LOST;
+}
+
+/* Forgets resident page p without saving it (the program dropped it). */
+static void forget_resident(uswap_t *u, uint64_t p)
+{
+    ring_remove(u, p);
+    if (u->fs && tmem_frontswap_test(u->fs, u->fs_type, p))
+        tmem_frontswap_invalidate_page(u->fs, u->fs_type, p);
+    u->flags[p] = 0;
+}
+
+static bool mapped(uswap_t *u, uint64_t p)
+{
+    unsigned char v = 0;
+    if (mincore(u->base + (p << PG_SHIFT), PG, &v) < 0)
+        return true;
+    return v & 1;
+}
+
+static void missing_fault(uswap_t *u, uint64_t p, bool write)
+{
+    uint8_t f = u->flags[p];
+    if (f & F_RES) {
+        /* Another thread's fault on the same page, read in the same batch and
+         * already served: wake it.  Unless the program dropped the page behind
+         * our back (madvise), which reads back as zeros. */
+        if (mapped(u, p)) {
+            uffd_wake(u, p);
+            return;
+        }
+        forget_resident(u, p);
+        f = 0;
+    }
+    if (f & F_LOST) {
+        lost_page(u, p);
+        return;
+    }
+    while (u->resident >= u->budget)
+        evict(u, pick_victim(u));
+
+    const void *src = u->zero;
+    bool clean = true;          /* a copy stays valid: map it write-protected */
+    if (f & F_TMEM) {
+        int r = tmem_frontswap_load(u->fs, u->fs_type, p, u->bounce);
+        if (r == 0) {
+            bump(&u->tmem_loads);
+            src = u->bounce;
+            if (!tmem_frontswap_test(u->fs, u->fs_type, p)) {
+                f &= (uint8_t)~F_TMEM;          /* an exclusive load */
+                clean = (f & F_FILE) != 0;
+            }
+        } else {
+            f &= (uint8_t)~F_TMEM;
+            if (!(f & F_FILE)) {
+                lost_page(u, p);
+                return;
+            }
+        }
+    }
+    if (src == u->zero && (f & F_FILE)) {
+        swap_read(u, p, u->bounce);
+        src = u->bounce;
+    }
+    if (src == u->zero)
+        bump(&u->zero_fills);
+    bool wp = clean && !write;
+    if (uffd_copy(u, p, src, wp) == -EEXIST) {
+        /* mapped behind our back: what is there is what the program sees */
+        fprintf(stderr, "uswap: page %p was mapped behind uswap's back; kept as it is\n",
+                (void *)(u->base + (p << PG_SHIFT)));
+        wp = false;
+        uffd_wake(u, p);
+    }
+    if (!wp)
+        f = F_DIRTY;            /* the kept copies are stale from now on */
+    u->flags[p] = (uint8_t)(f | F_RES | F_REF | (wp ? F_WP : 0));
+    ring_insert(u, p);
+    bump(&u->faults);
+}
+
+static void wp_fault(uswap_t *u, uint64_t p)
+{
+    uint8_t f = u->flags[p];
+    if ((f & (F_RES | F_WP)) != (F_RES | F_WP)) {
+        uffd_wake(u, p);        /* stale: it was evicted or released already */
+        return;
+    }
+    /* Clean becomes dirty: TMEM/FILE no longer hold the content.  A stale
+     * tmem copy stays until the next store replaces it (or invalidate). */
+    u->flags[p] = (uint8_t)((f & (uint8_t)~(F_WP | F_TMEM | F_FILE)) | F_DIRTY | F_REF);
+    uffd_protect(u, p, false);
+    bump(&u->wp_faults);
+}
+
+static void *handler_main(void *arg)
+{
+    uswap_t *u = arg;
+    in_handler = 1;
+    struct uffd_msg msg[MSG_BATCH];
+    for (;;) {
+        struct pollfd pfd[2] = { { u->uffd, POLLIN, 0 }, { u->stopfd, POLLIN, 0 } };
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll on the userfaultfd", errno);
+        }
+        if (pfd[1].revents)
+            break;
+        ssize_t n = read(u->uffd, msg, sizeof msg);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            die("reading the userfaultfd", errno);
+        }
+        pthread_mutex_lock(&u->lock);
+        for (size_t i = 0; i < (size_t)n / sizeof msg[0]; i++) {
+            if (msg[i].event != UFFD_EVENT_PAGEFAULT)
+                continue;
+            uintptr_t a = (uintptr_t)msg[i].arg.pagefault.address;
+            if (a < (uintptr_t)u->base || a >= (uintptr_t)u->base + u->size)
+                continue;
+            uint64_t p = (a - (uintptr_t)u->base) >> PG_SHIFT;
+            uint64_t fl = msg[i].arg.pagefault.flags;
+            if (fl & UFFD_PAGEFAULT_FLAG_WP)
+                wp_fault(u, p);
+            else
+                missing_fault(u, p, (fl & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+        }
+        pthread_mutex_unlock(&u->lock);
+    }
+    return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------------- */
+
+static void *map_zeroed(size_t bytes)
+{
+    void *p = sys_mmap(bytes);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static int open_swap(uswap_t *u, const uswap_config_t *cfg)
+{
+    int oflags = O_RDWR | O_CLOEXEC | (cfg->swap_direct ? O_DIRECT : 0);
+    int fd;
+    char path[4096];
+    if (cfg->swap_path && cfg->swap_path[0]) {
+        fd = open(cfg->swap_path, oflags | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0) {
+            set_err("swap file %s: %s", cfg->swap_path, strerror(errno));
+            return -1;
+        }
+        if (!cfg->keep_swap_file)
+            unlink(cfg->swap_path);
+    } else {
+        const char *dir = getenv("TMPDIR");
+        if (!dir || !dir[0])
+            dir = "/var/tmp";
+        if ((size_t)snprintf(path, sizeof path, "%s/uswap-XXXXXX", dir) >= sizeof path) {
+            set_err("swap file: $TMPDIR is too long");
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        fd = mkostemp(path, O_CLOEXEC | (cfg->swap_direct ? O_DIRECT : 0));
+        if (fd < 0) {
+            set_err("swap file in %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        if (!cfg->keep_swap_file)
+            unlink(path);
+    }
+    if (ftruncate(fd, (off_t)u->size) < 0) {
+        int err = errno;
+        set_err("swap file: sizing it to %zu bytes: %s", u->size, strerror(err));
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+static void free_all(uswap_t *u)
+{
+    if (u->base)
+        munmap(u->base, u->size);
+    if (u->flags)
+        munmap(u->flags, u->npages);
+    if (u->slot)
+        munmap(u->slot, u->npages * sizeof(uint32_t));
+    if (u->alloc_len)
+        munmap(u->alloc_len, u->npages * sizeof(uint32_t));
+    if (u->ring)
+        munmap(u->ring, (size_t)u->budget * sizeof(uint32_t) * 2);
+    if (u->ext)
+        munmap(u->ext, MAX_EXTENTS * sizeof(struct extent));
+    if (u->bounce)
+        munmap(u->bounce, 2 * PG);
+    if (u->uffd >= 0)
+        close(u->uffd);
+    if (u->stopfd >= 0)
+        close(u->stopfd);
+    if (u->swapfd >= 0)
+        close(u->swapfd);
+    pthread_mutex_destroy(&u->lock);
+    free(u);
+}
+
+uswap_t *uswap_open(const uswap_config_t *cfg)
+{
+    if (!cfg || cfg->size == 0 || cfg->budget_pages == 0 ||
+        (cfg->policy != USWAP_CLOCK && cfg->policy != USWAP_FIFO)) {
+        set_err("uswap_open: size and budget must be > 0, policy clock or fifo");
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t npages = ((uint64_t)cfg->size + PG - 1) >> PG_SHIFT;
+    if (npages >= NO_SLOT || npages > TMEM_FRONTSWAP_MAX_SLOTS) {
+        set_err("uswap_open: region of %zu bytes is too large", cfg->size);
+        errno = EINVAL;
+        return NULL;
+    }
+    uswap_t *u = calloc(1, sizeof *u);
+    if (!u) {
+        set_err("uswap_open: out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&u->lock, NULL);
+    u->uffd = u->stopfd = u->swapfd = -1;
+    u->npages = npages;
+    u->size = (size_t)(npages << PG_SHIFT);
+    u->budget = (uint32_t)(cfg->budget_pages < npages ? cfg->budget_pages : npages);
+    u->policy = cfg->policy;
+    u->writethrough = cfg->writethrough != 0;
+    u->fs = cfg->fs;
+    u->fs_type = cfg->fs_type;
+    u->on_lost = cfg->on_lost;
+    u->on_lost_arg = cfg->on_lost_arg;
+    int err = ENOMEM;
+
+    char msg[256];
+    uint64_t features = 0;
+    int fd = uffd_open_api(&features, msg, sizeof msg);
+    if (fd < 0) {
+        set_err("%s", msg);
+        err = -fd;
+        goto fail;
+    }
+    u->uffd = fd;
+    u->have_poison = (features & UFFD_FEATURE_POISON) != 0;
+
+    u->flags = map_zeroed(npages);
+    u->slot = map_zeroed(npages * sizeof(uint32_t));
+    u->alloc_len = map_zeroed(npages * sizeof(uint32_t));
+    u->ring = map_zeroed((size_t)u->budget * sizeof(uint32_t) * 2);
+    u->ext = map_zeroed(MAX_EXTENTS * sizeof(struct extent));
+    u->bounce = map_zeroed(2 * PG);
+    if (!u->flags || !u->slot || !u->alloc_len || !u->ring || !u->ext || !u->bounce) {
+        set_err("uswap_open: out of memory for the page tables");
+        goto fail;
+    }
+    u->zero = u->bounce + PG;
+    u->free_slots = u->ring + u->budget;
+    for (uint32_t s = 0; s < u->budget; s++) {
+        u->ring[s] = NO_SLOT;
+        u->free_slots[s] = u->budget - 1 - s;
+    }
+    u->nfree = u->budget;
+    u->ext[0] = (struct extent){ 0, npages };
+    u->next = 1;
+
+    u->base = sys_mmap(u->size);
+    if (u->base == MAP_FAILED) {
+        u->base = NULL;
+        err = errno;
+        set_err("uswap_open: mapping %zu bytes: %s", u->size, strerror(err));
+        goto fail;
+    }
+    /* 4 KiB pages only (the fault unit), and no copy in a child */
+    madvise(u->base, u->size, MADV_NOHUGEPAGE);
+    if (madvise(u->base, u->size, MADV_DONTFORK) < 0) {
+        err = errno;
+        set_err("uswap_open: MADV_DONTFORK: %s", strerror(err));
+        goto fail;
+    }
+    int r = uffd_register(u->uffd, u->base, u->size, msg, sizeof msg);
+    if (r < 0) {
+        set_err("%s", msg);
+        err = -r;
+        goto fail;
+    }
+    u->swapfd = open_swap(u, cfg);
+    if (u->swapfd < 0) {
+        err = errno;
+        goto fail;
+    }
+    if (u->fs) {
+        r = tmem_frontswap_init(u->fs, u->fs_type, npages);
+        if (r < 0) {
+            set_err("uswap_open: frontswap area %u: %s", u->fs_type, strerror(-r));
+            err = -r;
+            u->fs = NULL;
+            goto fail;
+        }
+        if (u->writethrough)
+            tmem_frontswap_writethrough(u->fs, 1);
+    }
+    u->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->stopfd < 0) {
+        err = errno;
+        set_err("uswap_open: eventfd: %s", strerror(err));
+        goto fail;
+    }
+    /* the handler takes no signal: a handler touching the region there
+     * would wait for itself */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&u->thread, NULL, handler_main, u);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        err = r;
+        set_err("uswap_open: starting the handler thread: %s", strerror(r));
+        goto fail;
+    }
+    u->thread_started = true;
+    return u;
+fail:
+    if (u->fs)
+        tmem_frontswap_invalidate_area(u->fs, u->fs_type);
+    free_all(u);
+    errno = err;
+    return NULL;
+}
+
+void uswap_close(uswap_t *u)
+{
+    if (!u)
+        return;
+    if (u->thread_started) {
+        uint64_t one = 1;
+        if (write(u->stopfd, &one, sizeof one) < 0)
+            die("stopping the handler", errno);
+        pthread_join(u->thread, NULL);
+    }
+    struct uffdio_range range = { .start = (uintptr_t)u->base, .len = u->size };
+    ioctl(u->uffd, UFFDIO_UNREGISTER, &range);
+    if (u->fs)
+        tmem_frontswap_invalidate_area(u->fs, u->fs_type);
+    free_all(u);
+}
+
+void *uswap_base(const uswap_t *u) { return u->base; }
+size_t uswap_size(const uswap_t *u) { return u->size; }
+
+int uswap_contains(const uswap_t *u, const void *p)
+{
+    return u && (uintptr_t)p >= (uintptr_t)u->base &&
+           (uintptr_t)p < (uintptr_t)u->base + u->size;
+}
+
+void uswap_stats(uswap_t *u, uswap_stats_t *o)
+{
+#define LD(x) atomic_load_explicit(&u->x, memory_order_relaxed)
+    o->faults = LD(faults);
+    o->wp_faults = LD(wp_faults);
+    o->zero_fills = LD(zero_fills);
+    o->tmem_loads = LD(tmem_loads);
+    o->tmem_stores_ok = LD(tmem_ok);
+    o->tmem_stores_refused = LD(tmem_refused);
+    o->swap_reads = LD(swap_reads);
+    o->swap_writes = LD(swap_writes);
+    o->evictions = LD(evictions);
+    o->clean_evictions = LD(clean_evictions);
+    o->zero_evictions = LD(zero_evictions);
+    o->lost = LD(lost);
+#undef LD
+    pthread_mutex_lock(&u->lock);
+    o->resident = u->resident;
+    pthread_mutex_unlock(&u->lock);
+    o->budget = u->budget;
+}
+
+/* ---- discard and the region heap ------------------------------------------------ */
+
+/* Under lock: pages [first, first + n) read back as zeros. */
+static void discard_locked(uswap_t *u, uint64_t first, uint64_t n)
+{
+    for (uint64_t p = first; p < first + n; p++) {
+        uint8_t f = u->flags[p];
+        if (f & F_RES)
+            ring_remove(u, p);
+        if (u->fs && tmem_frontswap_test(u->fs, u->fs_type, p))
+            tmem_frontswap_invalidate_page(u->fs, u->fs_type, p);
+        if (f)
+            u->flags[p] = 0;
+    }
+    if (madvise(u->base + (first << PG_SHIFT), (size_t)(n << PG_SHIFT), MADV_DONTNEED) < 0)
+        die("madvise(MADV_DONTNEED)", errno);
+}
+
+/* The whole pages inside [p, p + len): *first, *n. */
+static int page_span(const uswap_t *u, const void *p, size_t len, uint64_t *first, uint64_t *n)
+{
+    uintptr_t a = (uintptr_t)p, b = a + len, lo = (uintptr_t)u->base;
+    if (len == 0 || b < a || a < lo || b > lo + u->size)
+        return -EINVAL;
+    uint64_t f = (a - lo + PG - 1) >> PG_SHIFT, e = (b - lo) >> PG_SHIFT;
+    *first = f;
+    *n = e > f ? e - f : 0;
+    return 0;
+}
+
+int uswap_discard(uswap_t *u, void *p, size_t len)
+{
+    uint64_t first, n;
+    if (!u || page_span(u, p, len, &first, &n) < 0)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    pthread_mutex_lock(&u->lock);
+    discard_locked(u, first, n);
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+void *uswap_alloc(uswap_t *u, size_t len, size_t align)
+{
+    if (!u || len == 0 || (align & (align - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t npg = ((uint64_t)len + PG - 1) >> PG_SHIFT;
+    uint64_t apg = align > PG ? align >> PG_SHIFT : 1;
+    if (npg >= NO_SLOT) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&u->lock);
+    for (size_t i = 0; i < u->next; i++) {
+        struct extent e = u->ext[i];
+        uint64_t s = (e.start + apg - 1) / apg * apg;
+        if (s + npg > e.start + e.len)
+            continue;
+        uint64_t head = s - e.start, tail = e.start + e.len - (s + npg);
+        if (head && tail) {
+            if (u->next == MAX_EXTENTS)
+                continue;       /* no room to split: try further on */
+            memmove(&u->ext[i + 2], &u->ext[i + 1], (u->next - i - 1) * sizeof e);
+            u->ext[i] = (struct extent){ e.start, head };
+            u->ext[i + 1] = (struct extent){ s + npg, tail };
+            u->next++;
+        } else if (head) {
+            u->ext[i].len = head;
+        } else if (tail) {
+            u->ext[i] = (struct extent){ s + npg, tail };
+        } else {
+            memmove(&u->ext[i], &u->ext[i + 1], (u->next - i - 1) * sizeof e);
+            u->next--;
+        }
+        u->alloc_len[s] = (uint32_t)npg;
+        pthread_mutex_unlock(&u->lock);
+        return u->base + (s << PG_SHIFT);
+    }
+    pthread_mutex_unlock(&u->lock);
+    errno = ENOMEM;
+    return NULL;
+}
+
+size_t uswap_alloc_size(uswap_t *u, const void *p)
+{
+    if (!uswap_contains(u, p) || ((uintptr_t)p & (PG - 1)))
+        return 0;
+    uint64_t s = ((uintptr_t)p - (uintptr_t)u->base) >> PG_SHIFT;
+    pthread_mutex_lock(&u->lock);
+    size_t n = (size_t)u->alloc_len[s] << PG_SHIFT;
+    pthread_mutex_unlock(&u->lock);
+    return n;
+}
+
+int uswap_free(uswap_t *u, void *p, size_t len)
+{
+    if (!uswap_contains(u, p) || ((uintptr_t)p & (PG - 1)))
+        return -EINVAL;
+    uint64_t s = ((uintptr_t)p - (uintptr_t)u->base) >> PG_SHIFT;
+    pthread_mutex_lock(&u->lock);
+    uint64_t n = len ? ((uint64_t)len + PG - 1) >> PG_SHIFT : u->alloc_len[s];
+    if (n == 0 || s + n > u->npages) {
+        pthread_mutex_unlock(&u->lock);
+        return -EINVAL;
+    }
+    /* the free list must not overlap the range: find where it goes */
+    size_t i = 0;
+    while (i < u->next && u->ext[i].start < s)
+        i++;
+    if ((i > 0 && u->ext[i - 1].start + u->ext[i - 1].len > s) ||
+        (i < u->next && u->ext[i].start < s + n)) {
+        pthread_mutex_unlock(&u->lock);
+        return -EINVAL;         /* part of it is free already */
+    }
+    discard_locked(u, s, n);
+    u->alloc_len[s] = 0;
+    bool left = i > 0 && u->ext[i - 1].start + u->ext[i - 1].len == s;
+    bool right = i < u->next && u->ext[i].start == s + n;
+    if (left && right) {
+        u->ext[i - 1].len += n + u->ext[i].len;
+        memmove(&u->ext[i], &u->ext[i + 1], (u->next - i - 1) * sizeof u->ext[0]);
+        u->next--;
+    } else if (left) {
+        u->ext[i - 1].len += n;
+    } else if (right) {
+        u->ext[i].start = s;
+        u->ext[i].len += n;
+    } else if (u->next < MAX_EXTENTS) {
+        memmove(&u->ext[i + 1], &u->ext[i], (u->next - i) * sizeof u->ext[0]);
+        u->ext[i] = (struct extent){ s, n };
+        u->next++;
+    } else {
+        fprintf(stderr, "uswap: the free list is full: %llu pages leak\n",
+                (unsigned long long)n);
+    }
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
