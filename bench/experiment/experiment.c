@@ -598,10 +598,13 @@ static void print_results(struct summary *sums, int nsum)
             printf("%.2fx as fast as static; ", s->speedup);
         printf("mean backing I/O %.0f us (delay %u us); others used %.2f CPUs meanwhile",
                s->io_wait_per_io_us, p->io_delay_us, s->others);
-        if (s->cfg->kind == XP_TMEM)
-            printf("; a tmem call took %.1f us on average; the tenants spent %.0f us in tmem "
-                   "calls per I/O avoided (tmem shortens the run only when a backing I/O costs "
-                   "more than that)", s->tmem_call_us, s->breakeven_us);
+        if (s->cfg->kind == XP_TMEM) {
+            printf("; a tmem call took %.1f us on average", s->tmem_call_us);
+            if (s->breakeven_us > 0)
+                printf("; the tenants spent %.0f us in tmem calls per I/O avoided (tmem "
+                       "shortens the run only when a backing I/O costs more than that)",
+                       s->breakeven_us);
+        }
         if (s->cfg->kind == XP_TMEM && s->runs[0].have_dstats)
             printf("; at the end tmemd held %.1f MiB for %" PRIu64 " ephemeral + %" PRIu64
                    " persistent pages (stored %.2fx denser than whole pages), %" PRIu64
