@@ -13,7 +13,11 @@
  *                a first touch); static partitioning is deterministic (two
  *                runs, the same I/O); the upper bound, and tmem with
  *                compression, do less backing I/O than static; tmem served
- *                pages.
+ *                pages.  Uncompressed tmem is not held to less I/O than
+ *                static: its metadata counts against max_memory and equal
+ *                weights cap the hot tenant, so its margin is a few percent
+ *                and a benchmark's result, not an invariant
+ *                (docs/experiment.md).
  *   bad_options  bad input is refused with a one-line error naming it.
  *   cleanup      a tmemd that cannot start fails the run, and the driver
  *                leaves no process and no temporary file behind.
