@@ -44,7 +44,7 @@ static const char usage[] =
 "  --writethrough       every evicted page also goes to the swap file\n"
 "  --exclusive          loads take the page out of tmem (default: tmem keeps\n"
 "                       it, so a clean page is dropped again for free)\n"
-"  --policy clock|fifo  replacement (default clock)\n"
+"  --policy fifo|clock  replacement (default fifo; docs/uswap.md)\n"
 "  --stats              print the counters at exit (stderr)\n"
 "  --stats-file PATH    append the counters at exit to PATH\n"
 "  -h, --help           this text\n"
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         case O_EXCL:    setenv("TMEM_USWAP_EXCLUSIVE", "1", 1); break;
         case O_POLICY:
             if (strcmp(optarg, "clock") && strcmp(optarg, "fifo"))
-                return bad_usage("--policy %s: clock or fifo", optarg);
+                return bad_usage("--policy %s: fifo or clock", optarg);
             setenv("TMEM_USWAP_POLICY", optarg, 1);
             break;
         case O_STATS:     setenv("TMEM_USWAP_STATS", "-", 1); break;

@@ -181,8 +181,8 @@ __attribute__((constructor)) static void shim_init(void)
     cfg.keep_swap_file = env_flag("TMEM_USWAP_KEEP_SWAP_FILE");
     cfg.swap_direct = env_flag("TMEM_USWAP_SWAP_DIRECT");
     const char *pol = getenv("TMEM_USWAP_POLICY");
-    if (pol && strcmp(pol, "fifo") == 0)
-        cfg.policy = USWAP_FIFO;
+    if (pol && strcmp(pol, "clock") == 0)
+        cfg.policy = USWAP_CLOCK;
     static char swap_path[4096];
     const char *sp = getenv("TMEM_USWAP_SWAP_FILE");
     if (sp && *sp) {

@@ -105,7 +105,7 @@ struct uswap {
     uint32_t *alloc_len;        /* per page: pages of the allocation starting there */
     uint32_t *ring;             /* budget slots: a page or NO_SLOT */
     uint32_t *free_slots;       /* stack of empty ring slots */
-    uint32_t nfree, hand;
+    uint32_t nfree, hand;       /* hand: the next ring slot to look at */
     uint64_t resident;
     struct extent *ext;         /* free ranges, sorted, disjoint, not adjacent */
     size_t next;
@@ -166,7 +166,7 @@ static void die(const char *what, int err)
 void uswap_config_init(uswap_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->policy = USWAP_CLOCK;
+    cfg->policy = USWAP_FIFO;
 }
 
 /* ---- userfaultfd ----------------------------------------------------------- */

@@ -15,15 +15,19 @@
  * that only tmem held and tmem lost (a load returning -EIO) is fatal and
  * reported loudly (uswap_config.on_lost).
  *
- * Replacement: a clock over the resident pages.  A page's referenced bit is
- * set when it faults in and when the program writes it while it is write-
- * protected; the hand clears it and write-protects dirty pages it passes,
- * so that a page the program keeps writing gets its second chance from the
- * write-protect fault.  Reads of a resident page cannot be seen from user
- * space (no accessed bits), so a page only read is evicted after one turn
- * of the hand.  Pages brought back are mapped write-protected and clean:
- * if a valid copy still exists (tmem kept it, or the swap file has it) and
- * the program does not write the page, evicting it costs no copy at all.
+ * Replacement: FIFO by default, a clock on request.  User space cannot read
+ * accessed bits, so the only references uswap sees are faults.  FIFO evicts
+ * pages in the order they came in.  The clock (USWAP_CLOCK) sets a page's
+ * referenced bit when it faults in and when the program writes it while it
+ * is write-protected; the hand clears the bit and write-protects dirty
+ * pages it passes, so that a page the program keeps writing gets a second
+ * chance from its write-protect fault; a page only read is evicted after
+ * one turn of the hand.  Measured on the examples and GNU sort
+ * (docs/uswap.md), the clock's extra write-protect faults cost more than
+ * the missing faults it saves, hence FIFO.  Pages brought back are mapped
+ * write-protected and clean: if a valid copy still exists (tmem kept it,
+ * or the swap file has it) and the program does not write the page,
+ * evicting it costs no copy at all.
  *
  * Needs root here: userfaultfd for unprivileged users is off
  * (/proc/sys/vm/unprivileged_userfaultfd = 0); uswap_open() fails with
@@ -48,7 +52,7 @@ extern "C" {
 
 typedef struct uswap uswap_t;
 
-enum { USWAP_CLOCK = 0, USWAP_FIFO = 1 };
+enum { USWAP_FIFO = 0, USWAP_CLOCK = 1 };
 
 typedef struct uswap_config {
     size_t size;              /* region bytes, rounded up to pages (> 0) */
@@ -68,7 +72,7 @@ typedef struct uswap_config {
     tmem_frontswap_t *fs;
     unsigned fs_type;
     int writethrough;         /* every evicted page also goes to the swap file */
-    int policy;               /* USWAP_CLOCK (default) or USWAP_FIFO */
+    int policy;               /* USWAP_FIFO (default) or USWAP_CLOCK */
     /* A page only tmem held is gone (-EIO).  Called on the handler thread;
      * if it returns, the faulting access gets SIGBUS (UFFDIO_POISON) where
      * the kernel can, else the process aborts.  NULL: a message on stderr

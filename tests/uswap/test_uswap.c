@@ -6,7 +6,7 @@
  *   random_*           random writes, reads, zero pages and discards over a
  *                      region 4x the budget: tmem that refuses (small
  *                      daemon), the swap file alone, writethrough, exclusive
- *                      loads, FIFO; each asserts which paths were taken
+ *                      loads, the clock; each asserts which paths were taken
  *   threads            several threads faulting at once
  *   tenant_killed      a tenant SIGKILLed mid-run: the daemon and another
  *                      tenant go on, their data right
@@ -204,7 +204,7 @@ static void print_stats(const char *what, uswap_t *u)
 #define R_BUDGET 1024u          /* a quarter */
 #define R_OPS    30000u
 
-enum { M_TMEM, M_NOTMEM, M_WRITETHROUGH, M_EXCLUSIVE, M_FIFO };
+enum { M_TMEM, M_NOTMEM, M_WRITETHROUGH, M_EXCLUSIVE, M_CLOCK };
 
 static void random_mode(int mode)
 {
@@ -226,7 +226,7 @@ static void random_mode(int mode)
     cfg.budget_pages = R_BUDGET;
     cfg.fs = fs;
     cfg.writethrough = mode == M_WRITETHROUGH;
-    cfg.policy = mode == M_FIFO ? USWAP_FIFO : USWAP_CLOCK;
+    cfg.policy = mode == M_CLOCK ? USWAP_CLOCK : USWAP_FIFO;
     uswap_t *u = uswap_open(&cfg);
     if (!u)
         fail_msg("uswap_open: %s", uswap_last_error());
@@ -238,7 +238,7 @@ static void random_mode(int mode)
     work_ops(&w, R_OPS);
     work_verify(&w);
 
-    static const char *names[] = { "tmem", "no-tmem", "writethrough", "exclusive", "fifo" };
+    static const char *names[] = { "tmem", "no-tmem", "writethrough", "exclusive", "clock" };
     print_stats(names[mode], u);
     uswap_stats_t s;
     uswap_stats(u, &s);
@@ -278,7 +278,7 @@ static void random_tmem(void **state) { (void)state; random_mode(M_TMEM); }
 static void random_no_tmem(void **state) { (void)state; random_mode(M_NOTMEM); }
 static void random_writethrough(void **state) { (void)state; random_mode(M_WRITETHROUGH); }
 static void random_exclusive(void **state) { (void)state; random_mode(M_EXCLUSIVE); }
-static void random_fifo(void **state) { (void)state; random_mode(M_FIFO); }
+static void random_clock(void **state) { (void)state; random_mode(M_CLOCK); }
 
 /* ---- threads ------------------------------------------------------------------------ */
 
@@ -787,7 +787,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(random_no_tmem, stop_daemon),
         cmocka_unit_test_teardown(random_writethrough, stop_daemon),
         cmocka_unit_test_teardown(random_exclusive, stop_daemon),
-        cmocka_unit_test_teardown(random_fifo, stop_daemon),
+        cmocka_unit_test_teardown(random_clock, stop_daemon),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
         cmocka_unit_test_teardown(restart_state_file, stop_daemon),
