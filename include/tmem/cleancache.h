@@ -91,7 +91,10 @@ TMEM_API int  tmem_cleancache_init_fs(tmem_cleancache_t *cc);
 /* A filesystem shared by every tenant that mounts the same uuid: its pool is
  * shared once an administrator has authorised this client for uuid
  * (tmemctl shared-auth, or tmemd's standing [memory] shared_allow), else
- * private (tmem's rule).  -EBUSY if this cleancache has uuid already. */
+ * private (tmem's rule).  -EBUSY if an fs of this cleancache is in that
+ * shared pool already (a second one would get the same pool); asking again
+ * while the first fs is still private is how a caller rejoins once it is
+ * authorised (open the new fs, keep it if shared, else invalidate it). */
 TMEM_API int  tmem_cleancache_init_shared_fs(tmem_cleancache_t *cc, tmem_uuid_t uuid);
 /* 1 if fs is backed by a shared pool now, 0 if private, -ENODEV. */
 TMEM_API int  tmem_cleancache_fs_is_shared(tmem_cleancache_t *cc, int fs);

@@ -120,6 +120,13 @@ static void rebuild(void *arg, tmem_client_t *c)
     for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++)
         if (cc->fs[i].used) {
             int p = pool_state(new_pool(c, &cc->fs[i]));
+            for (int j = 0; j < i && p >= 0; j++)
+                if (cc->fs[j].used && cc->fs[j].pool == p) {
+                    /* a second fs of one uuid (it was private before): it
+                     * must not share the first one's pool */
+                    tmem_uuid_t none = { 0, 0 };
+                    p = pool_state(tmem_new_pool(c, none, 0));
+                }
             if (p >= 0 && cc->fs[i].shared)
                 p = replay_pending(cc, c, i, p);
             cc->fs[i].pool = p;
@@ -179,14 +186,22 @@ void tmem_cleancache_close(tmem_cleancache_t *cc)
     free(cc);
 }
 
+/* fs f is in the shared pool of uuid now (a second fs of this client asking
+ * for it would get that very pool).  Link lock held. */
+static bool same_shared_pool(const tmem_cleancache_t *cc, const struct cc_fs *f, tmem_uuid_t uuid)
+{
+    return f->used && f->shared && f->uuid.lo == uuid.lo && f->uuid.hi == uuid.hi &&
+           f->pool >= 0 && cc->link.c && tmem_pool_is_shared(cc->link.c, (uint32_t)f->pool) == 1;
+}
+
 static int init_fs(tmem_cleancache_t *cc, int shared, tmem_uuid_t uuid)
 {
     tl_write_lock(&cc->link);
     int id = -ENOSPC;
     for (int i = 0; i < TMEM_CLEANCACHE_MAX_FS; i++) {
         const struct cc_fs *f = &cc->fs[i];
-        if (shared && f->used && f->shared && f->uuid.lo == uuid.lo && f->uuid.hi == uuid.hi) {
-            id = -EBUSY;        /* tmem would hand back the same pool: one fs per uuid */
+        if (shared && same_shared_pool(cc, f, uuid)) {
+            id = -EBUSY;        /* tmem would hand back the same pool: one fs per pool */
             break;
         }
         if (!f->used && id == -ENOSPC)
