@@ -468,6 +468,7 @@ struct summary {
     double tmem_gets, tmem_hits, tmem_puts, tmem_kept;
     double daemon_cpu, tenant_cpu, others;
     double avoided, avoided_per_s, daemon_pct, us_per_avoided, total_us_per_avoided;
+    double reads_avoided_per_s, writes_avoided_per_s;
     double speedup, io_wait_per_io_us;
     double tmem_call_us;        /* mean time of a tmem call, as the tenant sees it */
     double breakeven_us;        /* tenants' time in tmem per I/O avoided */
@@ -518,6 +519,9 @@ static void summarise(struct summary *s, const struct summary *base)
     double b_ios = base->ios, b_rt = base->runtime, b_cpu = base->tenant_cpu;
     s->avoided = MED(b_ios - (double)ios_of(r));
     s->avoided_per_s = MED((b_ios - (double)ios_of(r)) / r->runtime_s);
+    double b_reads = base->file_reads + base->swap_reads, b_writes = base->swap_writes;
+    s->reads_avoided_per_s = MED((b_reads - (double)reads_of(r)) / r->runtime_s);
+    s->writes_avoided_per_s = MED((b_writes - (double)r->swap_writes) / r->runtime_s);
     s->speedup = MED(b_rt / r->runtime_s);
     if (s->cfg->kind == XP_TMEM) {
         s->breakeven_us = MED(b_ios - (double)ios_of(r) > 0
@@ -595,7 +599,8 @@ static void print_results(struct summary *sums, int nsum)
         const struct summary *s = &sums[i];
         printf("- %s: ", s->cfg->name);
         if (s->cfg->kind != XP_STATIC)
-            printf("%.2fx as fast as static; ", s->speedup);
+            printf("%.2fx as fast as static; reads avoided %.0f/s, writes avoided %.0f/s; ",
+                   s->speedup, s->reads_avoided_per_s, s->writes_avoided_per_s);
         printf("mean backing I/O %.0f us (delay %u us); others used %.2f CPUs meanwhile",
                s->io_wait_per_io_us, p->io_delay_us, s->others);
         if (s->cfg->kind == XP_TMEM) {
@@ -628,6 +633,7 @@ static void write_tsv(struct summary *sums, int nsum)
         static const char *const cols[] = {
             "runtime_s", "runtime_min", "runtime_max", "file_reads", "swap_reads",
             "swap_writes", "shrink_writes", "io_total", "io_avoided", "avoided_per_s",
+            "reads_avoided_per_s", "writes_avoided_per_s",
             "tmem_gets", "tmem_hits", "tmem_puts", "tmem_kept", "daemon_cpu_s",
             "daemon_cpu_pct", "us_per_avoided", "total_us_per_avoided", "tenant_cpu_s",
             "others_cpus", "speedup", "density", "tmem_call_us", "breakeven_us",
@@ -642,6 +648,7 @@ static void write_tsv(struct summary *sums, int nsum)
             const double v[] = {
                 s->runtime, s->runtime_min, s->runtime_max, s->file_reads, s->swap_reads,
                 s->swap_writes, s->shrink_writes, s->ios, s->avoided, s->avoided_per_s,
+                s->reads_avoided_per_s, s->writes_avoided_per_s,
                 s->tmem_gets, s->tmem_hits, s->tmem_puts, s->tmem_kept, s->daemon_cpu,
                 s->daemon_pct, s->us_per_avoided, s->total_us_per_avoided, s->tenant_cpu,
                 s->others, s->speedup, s->ratio, s->tmem_call_us, s->breakeven_us,
