@@ -27,10 +27,12 @@
  * daemon gone; the engine clients stay until tmd_server_stop, for the
  * state file.
  *
- * Locking: d->conns_lock guards the connection list and each connection's
- * fields but its worker's counters (atomics).  Only the listener thread
- * adds and removes connections, except tmd_park_client (control threads),
- * which adds parked entries.
+ * Locking: d->conns_lock guards the connection list, nconns/nparked and
+ * each connection's fields but its worker's counters (atomics).  Only the
+ * listener thread adds and removes connections, except tmd_park_client
+ * (control threads), which adds parked entries.  A removed connection
+ * belongs to the reaper thread (reap_lock guards its queue), which stops
+ * its worker, closes its socket and releases its client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,6 +72,7 @@ struct tmd_conn {
     void *win;
     struct tmd_worker *w;
     struct tmd_worker_stats st;
+    const char *why;                /* why it ended (a literal), for the reaper's log */
 };
 
 static int stop_fd = -1, epfd = -1;
@@ -199,7 +202,75 @@ static void close_conn(struct tmd_conn *k)
     }
 }
 
-/* Ends connection k (listener thread; k is on the list). */
+/* The reaper thread ends connections the listener has dropped: stopping a
+ * worker can wait for its sleep's timeout, and releasing a client frees
+ * every page it held and waits for a save of it to finish.  Off the
+ * listener's thread, one client's end never delays another's HELLO.  A
+ * dropped connection is off the list and out of epoll; it counts in
+ * nconns until the reaper has released its client, so that a connection
+ * count that drops means the client is gone.  reap_lock guards the queue. */
+static pthread_mutex_t reap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reap_cond = PTHREAD_COND_INITIALIZER;
+static struct tmd_conn *reap_head, **reap_tail = &reap_head;
+static bool reap_quit;
+static pthread_t reaper;
+
+static void finish_conn(struct tmd *d, struct tmd_conn *k, bool counted)
+{
+    close_conn(k);              /* the worker first: see there */
+    if (k->c) {
+        tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
+                tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, k->why,
+                (unsigned long long)atomic_load(&k->st.requests));
+        tmem_client_release(k->c);
+    } else {
+        tmd_log(LOG_DEBUG, "connection from pid %d uid %u ended before its HELLO: %s",
+                (int)k->pid, (unsigned)k->uid, k->why);
+    }
+    if (k->win)
+        munmap(k->win, TMW_WINDOW_SIZE);
+    fold_stats(d, k);
+    if (counted) {
+        pthread_mutex_lock(&d->conns_lock);
+        d->nconns--;
+        pthread_mutex_unlock(&d->conns_lock);
+    }
+    free(k);
+}
+
+static void *reaper_main(void *arg)
+{
+    struct tmd *d = arg;
+    pthread_mutex_lock(&reap_lock);
+    for (;;) {
+        while (!reap_head && !reap_quit)
+            pthread_cond_wait(&reap_cond, &reap_lock);
+        struct tmd_conn *k = reap_head;
+        if (!k)
+            break;                      /* quit, and the queue is empty */
+        reap_head = k->next;
+        if (!reap_head)
+            reap_tail = &reap_head;
+        pthread_mutex_unlock(&reap_lock);
+        finish_conn(d, k, true);
+        pthread_mutex_lock(&reap_lock);
+    }
+    pthread_mutex_unlock(&reap_lock);
+    return NULL;
+}
+
+/* Ends the reaper once it has ended every connection queued. */
+static void stop_reaper(void)
+{
+    pthread_mutex_lock(&reap_lock);
+    reap_quit = true;
+    pthread_cond_signal(&reap_cond);
+    pthread_mutex_unlock(&reap_lock);
+    pthread_join(reaper, NULL);
+}
+
+/* Ends connection k (listener thread, or the main thread at the stop; k is
+ * on the list): off the list and out of epoll now, the rest by the reaper. */
 static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
 {
     pthread_mutex_lock(&d->conns_lock);
@@ -209,25 +280,23 @@ static void drop_conn(struct tmd *d, struct tmd_conn *k, const char *why)
             break;
         }
     }
-    if (k->parked)
+    bool parked = k->parked;
+    if (parked)
         d->nparked--;
-    else
-        d->nconns--;
     pthread_mutex_unlock(&d->conns_lock);
-    close_conn(k);              /* the worker first: see there */
-    if (k->c) {
-        tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
-                tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, why,
-                (unsigned long long)atomic_load(&k->st.requests));
-        tmem_client_release(k->c);
-    } else {
-        tmd_log(LOG_DEBUG, "connection from pid %d uid %u ended before its HELLO: %s",
-                (int)k->pid, (unsigned)k->uid, why);
+    if (k->fd >= 0)
+        epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
+    k->why = why;
+    if (parked) {               /* no worker, no socket; not in nconns */
+        finish_conn(d, k, false);
+        return;
     }
-    if (k->win)
-        munmap(k->win, TMW_WINDOW_SIZE);
-    fold_stats(d, k);
-    free(k);
+    k->next = NULL;
+    pthread_mutex_lock(&reap_lock);
+    *reap_tail = k;
+    reap_tail = &k->next;
+    pthread_cond_signal(&reap_cond);
+    pthread_mutex_unlock(&reap_lock);
 }
 
 /* Accepts one connection on lfd with its peer's credentials.  The fd, -1
@@ -626,7 +695,13 @@ int tmd_server_start(struct tmd *d)
     epoll_add(d->listen_fd, TAG_LISTEN, EPOLLIN);
     epoll_add(d->control_fd, TAG_CONTROL, EPOLLIN);
     epoll_add(stop_fd, TAG_STOP, EPOLLIN);
-    int rc = pthread_create(&d->listener, NULL, listener_main, d);
+    reap_quit = false;
+    int rc = pthread_create(&reaper, NULL, reaper_main, d);
+    if (rc == 0) {
+        rc = pthread_create(&d->listener, NULL, listener_main, d);
+        if (rc)
+            stop_reaper();
+    }
     if (rc) {
         unlink(d->cfg.socket_path);
         unlink(d->cfg.control_path);
@@ -665,6 +740,7 @@ void tmd_server_stop(struct tmd *d)
     tmd_server_quiesce(d);
     while (d->conns)
         drop_conn(d, d->conns, "the daemon stops");
+    stop_reaper();              /* it ends every connection queued first */
     close(stop_fd);
     close(epfd);
 }
