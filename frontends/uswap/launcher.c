@@ -187,6 +187,7 @@ int main(int argc, char **argv)
     }
     snprintf(pre, len, "%s%s%s", shim, old && *old ? ":" : "", old ? old : "");
     setenv("LD_PRELOAD", pre, 1);
+    free(pre);
     execvp(argv[optind], &argv[optind]);
     fprintf(stderr, "tmem-uswap: cannot run %s: %s\n", argv[optind], strerror(errno));
     return 127;

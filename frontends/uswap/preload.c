@@ -4,8 +4,8 @@
  *
  * At load time one region is opened from the environment the launcher
  * (tmem-uswap) sets.  From then on:
- *   - malloc, calloc, realloc, memalign, aligned_alloc, posix_memalign,
- *     valloc, pvalloc of at least the threshold come from the region (page
+ *   - malloc, calloc, realloc, reallocarray, memalign, aligned_alloc,
+ *     posix_memalign, valloc, pvalloc of at least the threshold come from the region (page
  *     aligned, zeroed), smaller ones from glibc (__libc_*).  glibc's own
  *     big allocations are its internal mmap calls, which no preload sees:
  *     that is why malloc itself is replaced, not only mmap;
@@ -335,6 +335,16 @@ EXPORT void *realloc(void *p, size_t n)
         }
     }
     return __libc_realloc(p, n);
+}
+
+EXPORT void *reallocarray(void *p, size_t a, size_t b)
+{
+    size_t n;
+    if (__builtin_mul_overflow(a, b, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, n);
 }
 
 static void *aligned(size_t align, size_t n)

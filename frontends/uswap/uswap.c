@@ -150,6 +150,20 @@ static void set_err(const char *fmt, ...)
 const char *uswap_last_error(void) { return last_err; }
 int uswap_in_handler(void) { return in_handler; }
 
+/* A message on stderr with one write(2): the handler must not take stdio's
+ * lock, which a program thread may hold while it faults on the region. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        (void)!write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
 static inline void bump(_Atomic uint64_t *c)
 {
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
@@ -159,7 +173,7 @@ static inline void bump(_Atomic uint64_t *c)
 static void die(const char *what, int err) __attribute__((noreturn));
 static void die(const char *what, int err)
 {
-    fprintf(stderr, "uswap: FATAL: %s: %s\n", what, strerror(err));
+    say("uswap: FATAL: %s: %s\n", what, strerror(err));
     abort();
 }
 
@@ -477,7 +491,7 @@ static void lost_page(uswap_t *u, uint64_t p)
 {
     void *addr = u->base + (p << PG_SHIFT);
     bump(&u->lost);
-    fprintf(stderr, "uswap: FATAL: page %p (slot %llu) is lost: only tmem held it and "
+    say("uswap: FATAL: page %p (slot %llu) is lost: only tmem held it and "
             "tmem lost it (-EIO; a daemon died or restarted without its state file, "
             "and writethrough was off)\n", addr, (unsigned long long)p);
     if (!u->on_lost)
@@ -562,7 +576,7 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
     bool wp = clean && !write;
     if (uffd_copy(u, p, src, wp) == -EEXIST) {
         /* mapped behind our back: what is there is what the program sees */
-        fprintf(stderr, "uswap: page %p was mapped behind uswap's back; kept as it is\n",
+        say("uswap: page %p was mapped behind uswap's back; kept as it is\n",
                 (void *)(u->base + (p << PG_SHIFT)));
         wp = false;
         uffd_wake(u, p);
@@ -1012,7 +1026,7 @@ int uswap_free(uswap_t *u, void *p, size_t len)
         u->ext[i] = (struct extent){ s, n };
         u->next++;
     } else {
-        fprintf(stderr, "uswap: the free list is full: %llu pages leak\n",
+        say("uswap: the free list is full: %llu pages leak\n",
                 (unsigned long long)n);
     }
     pthread_mutex_unlock(&u->lock);
