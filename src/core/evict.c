@@ -1,19 +1,23 @@
 /*
  * evict.c - choosing and evicting ephemeral pages.
  *
- * Policy.  Ephemeral memory is shared by weight: client i's share of the
- * ephemeral pages is weight_i / sum(weights) (clients with no ephemeral
- * pages still count: their share is theirs to grow into).  When a put needs
- * room:
+ * Policy: a weighted LRU.  Every client's ephemeral pages age at a rate of
+ * 1 / weight: the victim is the client whose oldest page has the largest
+ * age / weight (weight 0: first, always); within it, the pool whose oldest
+ * page is oldest (pages carry a coarse millisecond age; within a pool the
+ * LRU list is exact); within that pool, the oldest page whose bucket lock
+ * can be taken.
  *
- *   - if the requesting client holds more than its share, it loses its own
- *     oldest page (the documented intent of Xen's client_over_quota, whose
- *     code had the test inverted);
- *   - otherwise the victim is the client furthest over its share, i.e. with
- *     the largest eph_pages / weight (weight 0: no share at all);
- *   - within the victim, the pool whose oldest page is oldest (pages carry a
- *     coarse millisecond age; within a pool the LRU list is exact);
- *   - within that pool, the oldest page whose bucket lock can be taken.
+ * This is work-conserving: memory a client does not use (its pages get old)
+ * goes to the clients that do, whatever their shares, which is what a
+ * victim cache of idle tenants' memory is for.  Between clients that put
+ * equally hard, memory ends up in proportion to their weights (tests/unit/
+ * test_evict.c); a client that puts faster takes more, as in any LRU, and
+ * weights are the administrator's knob against that.  (Earlier versions
+ * followed Xen's client_over_quota: a client over weight / sum(weights)
+ * evicted its own pages, with idle clients counted in the sum, so a busy
+ * client could never take an idle one's memory: docs/experiment.md measured
+ * what that cost.)
  *
  * Locking.  The put path holds no bucket lock when it evicts.  Eviction
  * walks up from an LRU list, against the lock order (bucket -> lru), so it
@@ -121,37 +125,54 @@ static bool try_client(tmem_t *t, struct tmem_client *cl)
     return ok;
 }
 
+/* The age (ms, + 1) of client cl's oldest ephemeral page; 0 if it has
+ * none, or if it is busy (being closed, or creating or destroying a pool). */
+static uint64_t oldest_age(struct tmem_client *cl, uint32_t now)
+{
+    if (!tm_brlock_tryread(&cl->lock))
+        return 0;
+    uint64_t best = 0;
+    for (unsigned i = 0; !cl->dead && i < TMEM_MAX_POOLS; i++) {
+        struct tm_pool *p = cl->pools[i];
+        if (!p || p->persistent)
+            continue;
+        pthread_mutex_lock(&p->lru_lock);
+        if (p->owner == cl && p->lru_count > 0) {
+            uint64_t age = (uint64_t)(uint32_t)(now - p->lru.next->age) + 1;
+            if (age > best)
+                best = age;
+        }
+        pthread_mutex_unlock(&p->lru_lock);
+    }
+    tm_brlock_read_unlock(&cl->lock);
+    return best;
+}
+
+/* a's pages should go before b's: a larger age / weight (weight 0 first),
+ * ties to the larger pages / weight */
+static bool goes_first(uint64_t age_a, uint64_t w_a, uint64_t pages_a,
+                       uint64_t age_b, uint64_t w_b, uint64_t pages_b)
+{
+    if ((w_a == 0) != (w_b == 0))
+        return w_a == 0;
+    unsigned __int128 x = (unsigned __int128)age_a * w_b, y = (unsigned __int128)age_b * w_a;
+    if (x != y)
+        return x > y;
+    return (unsigned __int128)pages_a * w_b > (unsigned __int128)pages_b * w_a;
+}
+
 bool tm_evict_one(tmem_t *t, struct tmem_client *requester)
 {
+    (void)requester;            /* the victim is chosen by age and weight alone */
     tm_inc(t->st.evict_attempts);
     pthread_rwlock_rdlock(&t->clients_lock);
-    uint64_t total_pages = 0, total_weight = 0;
-    for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
-        total_pages += tm_load(c->eph_pages);
-        total_weight += tm_load(c->weight);
-    }
-    if (total_pages == 0) {
-        pthread_rwlock_unlock(&t->clients_lock);
-        return false;
-    }
-    /* 1. the requester, if it is over its weighted share */
-    if (requester && !requester->dead) {
-        uint64_t mine = tm_load(requester->eph_pages), w = tm_load(requester->weight);
-        /* over share: mine / total_pages > w / total_weight */
-        if (mine > 0 && (unsigned __int128)mine * total_weight >
-                            (unsigned __int128)total_pages * w) {
-            if (try_client(t, requester)) {
-                pthread_rwlock_unlock(&t->clients_lock);
-                return true;
-            }
-        }
-    }
-    /* 2. the client furthest over its share, then any client in that order
-     * of preference (a few passes skip clients that were busy) */
+    uint32_t now = tm_now_ms(t);
     bool done = false;
     struct tmem_client *skip[4] = { NULL };
+    /* a few passes skip clients that were busy */
     for (int pass = 0; pass < 4 && !done; pass++) {
         struct tmem_client *best = NULL;
+        uint64_t best_age = 0, best_w = 0, best_pages = 0;
         for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
             uint64_t pages = tm_load(c->eph_pages);
             if (pages == 0)
@@ -161,15 +182,15 @@ bool tm_evict_one(tmem_t *t, struct tmem_client *requester)
                 skipped |= skip[k] == c;
             if (skipped)
                 continue;
-            if (!best) {
+            uint64_t age = oldest_age(c, now), w = tm_load(c->weight);
+            if (age == 0)
+                continue;               /* busy, or only shared pages it does not own */
+            if (!best || goes_first(age, w, pages, best_age, best_w, best_pages)) {
                 best = c;
-                continue;
+                best_age = age;
+                best_w = w;
+                best_pages = pages;
             }
-            /* pages/weight > best_pages/best_weight, weight 0 as infinite */
-            uint64_t w = tm_load(c->weight), bw = tm_load(best->weight);
-            uint64_t bp = tm_load(best->eph_pages);
-            if ((unsigned __int128)pages * bw > (unsigned __int128)bp * w)
-                best = c;
         }
         if (!best)
             break;

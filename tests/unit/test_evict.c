@@ -1,9 +1,11 @@
 /*
  * test_evict.c - eviction: the limit holds, LRU order within a pool, shared
- * hits refresh recency, weights share ephemeral memory, and the host's calls
- * (freeable, evict_npages, set_max_bytes) free what they say.
+ * hits refresh recency, weights share ephemeral memory, an idle client's
+ * memory goes to a busy one, and the host's calls (freeable, evict_npages,
+ * set_max_bytes) free what they say.
  */
 #include <errno.h>
+#include <time.h>
 
 #include "tmem_test.h"
 
@@ -118,6 +120,41 @@ static void weights_share_memory(void **state)
     tt_close(t);
 }
 
+/* Work-conserving: a client that stopped putting loses its old pages to
+ * one that is busy, whatever the weights say about shares (with shares
+ * computed over idle clients too, the busy one would stop at half). */
+static void idle_memory_goes_to_the_busy(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(2 << 20, TMEM_COMPRESS_NONE, 0);
+    tmem_client_t *idle = tmem_client_open(t, "idle"), *busy = tmem_client_open(t, "busy");
+    int pi = tmem_new_pool(idle, NOUUID, 0), pb = tmem_new_pool(busy, NOUUID, 0);
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < 1000; i++) {          /* more than the engine holds */
+        tt_fill(page, TT_RANDOM, i);
+        tmem_put_page(idle, (uint32_t)pi, tt_oid(1, 0, 0), i, page);
+    }
+    struct timespec ts = { 0, 20 * 1000000L };     /* the idle pages are older */
+    nanosleep(&ts, NULL);
+    for (uint32_t i = 0; i < 1000; i++) {
+        tt_fill(page, TT_RANDOM, 1000000 + i);
+        tmem_put_page(busy, (uint32_t)pb, tt_oid(1, 0, 0), i, page);
+    }
+    tmem_client_info_t ii, ib;
+    tmem_client_info(t, tmem_client_id(idle), &ii);
+    tmem_client_info(t, tmem_client_id(busy), &ib);
+    print_message("idle %llu pages, busy %llu pages\n", (unsigned long long)ii.ephemeral_pages,
+                  (unsigned long long)ib.ephemeral_pages);
+    assert_int_equal(ii.ephemeral_pages, 0);
+    assert_true(ib.ephemeral_pages > 300);
+    /* and the busy client's newest pages are there */
+    uint8_t got[PG];
+    tt_fill(page, TT_RANDOM, 1000000 + 999);
+    assert_int_equal(tmem_get_page(busy, (uint32_t)pb, tt_oid(1, 0, 0), 999, got), 0);
+    assert_memory_equal(got, page, PG);
+    tt_close(t);
+}
+
 /* A client with weight 0 has no share: it loses its pages first. */
 static void weight_zero_goes_first(void **state)
 {
@@ -224,6 +261,7 @@ int main(void)
         cmocka_unit_test(shared_hit_refreshes),
         cmocka_unit_test(weights_share_memory),
         cmocka_unit_test(weight_zero_goes_first),
+        cmocka_unit_test(idle_memory_goes_to_the_busy),
         cmocka_unit_test(host_calls),
         cmocka_unit_test(gets_free_memory),
     };
