@@ -57,7 +57,7 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
     memset(t, 0, sizeof(*t));
     t->cfg = *cfg;
     atomic_init(&t->max_bytes, cfg->max_bytes);
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t->t0);
+    clock_gettime(CLOCK_MONOTONIC, &t->t0);
     pthread_rwlock_init(&t->clients_lock, NULL);
     t->clients.next = t->clients.prev = &t->clients;
     t->next_id = 1;

@@ -4,8 +4,8 @@
  * Policy: a weighted LRU.  Every client's ephemeral pages age at a rate of
  * 1 / weight: the victim is the client whose oldest page has the largest
  * age / weight (weight 0: first, always); within it, the pool whose oldest
- * page is oldest (pages carry a coarse millisecond age; within a pool the
- * LRU list is exact); within that pool, the oldest page whose bucket lock
+ * page is oldest (pages carry their put time in 65.5 us ticks; within a
+ * pool the LRU list is exact); within that pool, the oldest page whose bucket lock
  * can be taken.
  *
  * This is work-conserving: memory a client does not use (its pages get old)
@@ -92,7 +92,7 @@ static bool evict_from_client(tmem_t *t, struct tmem_client *cl)
         struct tm_pool *best = NULL;
         unsigned best_i = 0;
         int32_t best_age = 0;
-        uint32_t now = tm_now_ms(t);
+        uint32_t now = tm_now_tick(t);
         for (unsigned i = 0; i < TMEM_MAX_POOLS; i++) {
             struct tm_pool *p = cl->pools[i];
             if (!p || p->persistent || tried[i])
@@ -125,7 +125,7 @@ static bool try_client(tmem_t *t, struct tmem_client *cl)
     return ok;
 }
 
-/* The age (ms, + 1) of client cl's oldest ephemeral page; 0 if it has
+/* The age (ticks, + 1) of client cl's oldest ephemeral page; 0 if it has
  * none, or if it is busy (being closed, or creating or destroying a pool). */
 static uint64_t oldest_age(struct tmem_client *cl, uint32_t now)
 {
@@ -166,7 +166,7 @@ bool tm_evict_one(tmem_t *t, struct tmem_client *requester)
     (void)requester;            /* the victim is chosen by age and weight alone */
     tm_inc(t->st.evict_attempts);
     pthread_rwlock_rdlock(&t->clients_lock);
-    uint32_t now = tm_now_ms(t);
+    uint32_t now = tm_now_tick(t);
     bool done = false;
     struct tmem_client *skip[4] = { NULL };
     /* a few passes skip clients that were busy */

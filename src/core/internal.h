@@ -189,7 +189,13 @@ void   tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd);
  * object (or NULL) through objp if not NULL.  Bucket lock held. */
 struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oid_t *oid,
                                   uint32_t index, struct tm_obj **objp);
-uint32_t tm_now_ms(tmem_t *t);
+/* The clock of ephemeral pages' ages: ticks of 2^TM_TICK_SHIFT ns (65.5 us)
+ * since tmem_open.  Fine enough that the weighted LRU compares ages of
+ * pages that live a few milliseconds; 32 bits wrap after 78 hours, so an
+ * age is taken modulo that (a page idle for more than 39 hours may look
+ * young: it is then evicted later than it should be, never wrongly). */
+#define TM_TICK_SHIFT 16
+uint32_t tm_now_tick(tmem_t *t);
 
 /* ---- evict.c ---------------------------------------------------------- */
 /* Evicts one ephemeral page, choosing the victim client by weighted share

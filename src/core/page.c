@@ -223,7 +223,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             pgd->obj = o;
             pgd->index = index;
             pgd->loc = loc;
-            pgd->age = tm_now_ms(t);
+            pgd->age = tm_now_tick(t);
             rc = tm_table_insert(t, &o->pages, TM_TABLE_PAGES, pgd);
             if (rc != 0 && new_obj) {
                 tm_table_remove(&b->objs, TM_TABLE_OBJS, o);

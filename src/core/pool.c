@@ -20,11 +20,12 @@
  */
 #include "internal.h"
 
-uint32_t tm_now_ms(tmem_t *t)
+uint32_t tm_now_tick(tmem_t *t)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((ts.tv_sec - t->t0.tv_sec) * 1000 + (ts.tv_nsec - t->t0.tv_nsec) / 1000000);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)(ts.tv_sec - t->t0.tv_sec) * 1000000000 + (ts.tv_nsec - t->t0.tv_nsec);
+    return (uint32_t)((uint64_t)ns >> TM_TICK_SHIFT);
 }
 
 struct tm_bucket *tm_pool_bucket(struct tm_pool *p, uint64_t oid_hash)
@@ -84,7 +85,7 @@ void tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
     pgd->next = &p->lru;
     p->lru.prev->next = pgd;
     p->lru.prev = pgd;
-    pgd->age = tm_now_ms(t);
+    pgd->age = tm_now_tick(t);
     pthread_mutex_unlock(&p->lru_lock);
 }
 

@@ -272,7 +272,7 @@ struct tm_pgd {
     struct tm_obj *obj;             /* immutable while linked */
     struct tm_loc loc;              /* (bucket lock) */
     uint32_t index;                 /* immutable */
-    uint32_t age;                   /* ms clock at put / last shared hit (lru_lock) */
+    uint32_t age;                   /* tm_now_tick at put / last shared hit (lru_lock) */
     uint64_t hash;                  /* its data's hash while in the dedup index as
                                        the data's only holder, else 0 (bucket lock
                                        and shard lock to change) */
@@ -401,7 +401,7 @@ struct tmem {
     _Alignas(64) atomic_i64 meta_approx;    /* sum of published (read-mostly) */
     struct tm_meta_stripe meta[TM_STRIPES];
     _Alignas(64) struct tm_frames frames;
-    struct timespec t0;             /* for the ms clock of LRU ages */
+    struct timespec t0;             /* for the clock of LRU ages (tm_now_tick) */
 
     /* clients_lock guards: the client lists, next_id, shared[], each
      * client's auth list, shared pools' sharer counts and ownership moves. */
