@@ -13,7 +13,8 @@
 #
 # usage: frontends/uswap/run-demo.sh [BUILD_DIR]   (default: build-h3rel)
 # environment: BUDGET_MB (64), RUNS (3), MODES ("plain tmem file file-direct"),
-#              PROGS ("sort hashjoin gnusort")
+#              PROGS ("sort hashjoin gnusort"), TMEMD_ARGS (more tmemd options,
+#              e.g. "--set memory.compress=none")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/build-h3rel}
@@ -36,7 +37,7 @@ trap cleanup EXIT
 sock=$dir/tmemd.sock
 # room for every page the programs evict: tmem never refuses here
 "$bin/tmemd" --socket "$sock" --control-socket "$dir/ctl.sock" --max-memory $((4 * data))M \
-    --set metrics.port=0 --set governor.enabled=false 2>"$dir/tmemd.log" &
+    --set metrics.port=0 --set governor.enabled=false ${TMEMD_ARGS:-} 2>"$dir/tmemd.log" &
 pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { cat "$dir/tmemd.log" >&2; echo "run-demo: tmemd did not start" >&2; exit 1; }

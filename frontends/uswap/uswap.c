@@ -90,6 +90,7 @@ struct uswap {
     uint64_t npages;
     uint32_t budget;
     int uffd, stopfd, swapfd;
+    int pagemap;                /* /proc/self/pagemap, or -1 */
     bool have_poison, writethrough;
     int policy;
     tmem_frontswap_t *fs;
@@ -519,10 +520,19 @@ static void forget_resident(uswap_t *u, uint64_t p)
     u->flags[p] = 0;
 }
 
+/* Is page p there for the program: present, or in the kernel's swap (a
+ * swapped page comes back by an ordinary fault, never a missing one)?
+ * /proc/self/pagemap says both (bits 63 and 62); mincore, the fallback,
+ * knows only present pages. */
 static bool mapped(uswap_t *u, uint64_t p)
 {
+    uintptr_t a = (uintptr_t)(u->base + (p << PG_SHIFT));
+    uint64_t e;
+    if (u->pagemap >= 0 &&
+        pread(u->pagemap, &e, sizeof e, (off_t)((a >> PG_SHIFT) * sizeof e)) == sizeof e)
+        return (e >> 62) != 0;
     unsigned char v = 0;
-    if (mincore(u->base + (p << PG_SHIFT), PG, &v) < 0)
+    if (mincore((void *)a, PG, &v) < 0)
         return true;
     return v & 1;
 }
@@ -591,8 +601,12 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
 static void wp_fault(uswap_t *u, uint64_t p)
 {
     uint8_t f = u->flags[p];
-    if ((f & (F_RES | F_WP)) != (F_RES | F_WP)) {
-        uffd_wake(u, p);        /* stale: it was evicted or released already */
+    if (!(f & F_RES)) {
+        uffd_wake(u, p);        /* stale: evicted since; it will take a missing fault */
+        return;
+    }
+    if (!(f & F_WP)) {
+        uffd_protect(u, p, false);  /* stale (released already): release and wake */
         return;
     }
     /* Clean becomes dirty: TMEM/FILE no longer hold the content.  A stale
@@ -711,6 +725,8 @@ static void free_all(uswap_t *u)
         close(u->stopfd);
     if (u->swapfd >= 0)
         close(u->swapfd);
+    if (u->pagemap >= 0)
+        close(u->pagemap);
     pthread_mutex_destroy(&u->lock);
     free(u);
 }
@@ -737,6 +753,7 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     }
     pthread_mutex_init(&u->lock, NULL);
     u->uffd = u->stopfd = u->swapfd = -1;
+    u->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     u->npages = npages;
     u->size = (size_t)(npages << PG_SHIFT);
     u->budget = (uint32_t)(cfg->budget_pages < npages ? cfg->budget_pages : npages);
