@@ -144,13 +144,11 @@ static tmem_cleancache_t *cc_alloc(void)
     return cc;
 }
 
-tmem_cleancache_t *tmem_cleancache_open(tmem_client_t *c)
+/* cc with its link set up (r: tl_init_*'s result), or NULL with errno. */
+static tmem_cleancache_t *cc_finish(tmem_cleancache_t *cc, int r)
 {
-    tmem_cleancache_t *cc = cc_alloc();
-    if (!cc)
-        return NULL;
-    int r = tl_init_borrowed(&cc->link, c);
     if (r) {
+        pthread_mutex_destroy(&cc->pend_lock);
         free(cc);
         errno = -r;
         return NULL;
@@ -159,19 +157,17 @@ tmem_cleancache_t *tmem_cleancache_open(tmem_client_t *c)
     return cc;
 }
 
+tmem_cleancache_t *tmem_cleancache_open(tmem_client_t *c)
+{
+    tmem_cleancache_t *cc = cc_alloc();
+    return cc ? cc_finish(cc, tl_init_borrowed(&cc->link, c)) : NULL;
+}
+
 tmem_cleancache_t *tmem_cleancache_connect(const char *socket_path, const char *name)
 {
     tmem_cleancache_t *cc = cc_alloc();
-    if (!cc)
-        return NULL;
-    int r = tl_init_owned(&cc->link, socket_path, name, CC_RECONNECT_MS);
-    if (r) {
-        free(cc);
-        errno = -r;
-        return NULL;
-    }
-    tl_set_rebuild(&cc->link, rebuild, cc);
-    return cc;
+    return cc ? cc_finish(cc, tl_init_owned(&cc->link, socket_path, name, CC_RECONNECT_MS))
+              : NULL;
 }
 
 void tmem_cleancache_close(tmem_cleancache_t *cc)

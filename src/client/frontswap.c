@@ -194,8 +194,15 @@ static tmem_frontswap_t *fs_alloc(unsigned flags)
     return fs;
 }
 
-static tmem_frontswap_t *fs_finish(tmem_frontswap_t *fs)
+/* fs with its link set up (r: tl_init_*'s result) and its pool made, or
+ * NULL with errno. */
+static tmem_frontswap_t *fs_finish(tmem_frontswap_t *fs, int r)
 {
+    if (r) {
+        free(fs);
+        errno = -r;
+        return NULL;
+    }
     tl_set_rebuild(&fs->link, rebuild, fs);
     int p = new_pool(fs->link.c, fs->flags);
     if (p < 0) {
@@ -211,30 +218,15 @@ static tmem_frontswap_t *fs_finish(tmem_frontswap_t *fs)
 tmem_frontswap_t *tmem_frontswap_open(tmem_client_t *c, unsigned flags)
 {
     tmem_frontswap_t *fs = fs_alloc(flags);
-    if (!fs)
-        return NULL;
-    int r = tl_init_borrowed(&fs->link, c);
-    if (r) {
-        free(fs);
-        errno = -r;
-        return NULL;
-    }
-    return fs_finish(fs);
+    return fs ? fs_finish(fs, tl_init_borrowed(&fs->link, c)) : NULL;
 }
 
 tmem_frontswap_t *tmem_frontswap_connect(const char *socket_path, const char *name,
                                          unsigned flags)
 {
     tmem_frontswap_t *fs = fs_alloc(flags);
-    if (!fs)
-        return NULL;
-    int r = tl_init_owned(&fs->link, socket_path, name, FS_RECONNECT_MS);
-    if (r) {
-        free(fs);
-        errno = -r;
-        return NULL;
-    }
-    return fs_finish(fs);
+    return fs ? fs_finish(fs, tl_init_owned(&fs->link, socket_path, name, FS_RECONNECT_MS))
+              : NULL;
 }
 
 void tmem_frontswap_close(tmem_frontswap_t *fs)

@@ -288,6 +288,26 @@ static void shared_fs_two_tenants(void **state)
     tmem_cleancache_close(x);
 }
 
+/* Starts g_d with a standing authorisation of this uid for uuid text u
+ * ([memory] shared_allow); *uuid receives it parsed.  args must hold 3. */
+static void start_with_rule(const char *u, tmem_uuid_t *uuid, char *rule, size_t rulelen,
+                            const char **args)
+{
+    snprintf(rule, rulelen, "memory.shared_allow=%s:%u", u, (unsigned)geteuid());
+    args[0] = "--set";
+    args[1] = rule;
+    args[2] = NULL;
+    assert_int_equal(td_start(&g_d, args), 0);
+    assert_int_equal(tmem_uuid_parse(u, uuid), 0);
+}
+
+/* Points the symlink g_link at target (a daemon's socket, or nowhere). */
+static void relink(const char *target)
+{
+    unlink(g_link);
+    assert_int_equal(symlink(target, g_link), 0);
+}
+
 /* A standing authorisation in the daemon's configuration ([memory]
  * shared_allow): tenants of the uid share the pool without an
  * administrator's call, and again after the daemon was restarted under
@@ -295,13 +315,10 @@ static void shared_fs_two_tenants(void **state)
 static void shared_fs_standing_rule(void **state)
 {
     (void)state;
-    const char *uuid = "11111111-2222-3333-4444-555555555555";
     char rule[128];
-    snprintf(rule, sizeof(rule), "memory.shared_allow=%s:%u", uuid, (unsigned)geteuid());
-    const char *args[] = { "--set", rule, NULL };
-    assert_int_equal(td_start(&g_d, args), 0);
+    const char *args[3];
     tmem_uuid_t u;
-    assert_int_equal(tmem_uuid_parse(uuid, &u), 0);
+    start_with_rule("11111111-2222-3333-4444-555555555555", &u, rule, sizeof(rule), args);
     tmem_cleancache_t *a = tmem_cleancache_connect(g_d.sock, "rule-a");
     tmem_cleancache_t *b = tmem_cleancache_connect(g_d.sock, "rule-b");
     assert_non_null(a);
@@ -349,8 +366,7 @@ static void init_while_away(void **state)
     assert_int_equal(td_stop(&g_d), 0);
     g_d.pid = 0;
     assert_int_equal(td_start(&g_d2, NULL), 0);
-    unlink(g_link);
-    assert_int_equal(symlink(g_d2.sock, g_link), 0);
+    relink(g_d2.sock);
     int fs = tmem_cleancache_init_fs(cc);
     assert_true(fs >= 0);
     uint8_t page[PG], got[PG];
@@ -370,15 +386,12 @@ static void init_while_away(void **state)
 static void shared_invalidate_replayed(void **state)
 {
     (void)state;
-    const char *uuid = "99999999-2222-3333-4444-555555555555";
     char rule[128];
-    snprintf(rule, sizeof(rule), "memory.shared_allow=%s:%u", uuid, (unsigned)geteuid());
-    const char *args[] = { "--set", rule, NULL };
-    assert_int_equal(td_start(&g_d, args), 0);
+    const char *args[3];
     tmem_uuid_t u;
-    assert_int_equal(tmem_uuid_parse(uuid, &u), 0);
+    start_with_rule("99999999-2222-3333-4444-555555555555", &u, rule, sizeof(rule), args);
     snprintf(g_link, sizeof(g_link), "%s.link", g_d.dir);
-    assert_int_equal(symlink(g_d.sock, g_link), 0);
+    relink(g_d.sock);
     tmem_cleancache_t *a = tmem_cleancache_connect(g_link, "replay-a");
     tmem_cleancache_t *b = tmem_cleancache_connect(g_d.sock, "replay-b");
     assert_non_null(a);
@@ -389,8 +402,7 @@ static void shared_invalidate_replayed(void **state)
     assert_int_equal(tmem_cleancache_fs_is_shared(a, fa), 1);
     /* a crash and a restart; a cannot reach the new daemon yet */
     assert_int_equal(td_kill(&g_d), 0);
-    unlink(g_link);
-    assert_int_equal(symlink("/nonexistent/tmemd.sock", g_link), 0);
+    relink("/nonexistent/tmemd.sock");
     assert_int_equal(td_restart(&g_d, args), 0);
     uint8_t page[PG], got[PG];
     tmem_cleancache_filekey_t k = tmem_cleancache_key_ino(8);
@@ -404,8 +416,7 @@ static void shared_invalidate_replayed(void **state)
     tmem_cleancache_invalidate_inode(a, fa, &k);
     assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 0, got), 0);  /* still there */
     /* a gets through: its invalidates are replayed before it uses the pool */
-    unlink(g_link);
-    assert_int_equal(symlink(g_d.sock, g_link), 0);
+    relink(g_d.sock);
     assert_true(tmem_cleancache_get_page(a, fa, &k, 5, got) < 0);
     assert_int_equal(tmem_cleancache_fs_is_shared(a, fa), 1);
     assert_int_equal(tmem_cleancache_get_page(b, fb, &k, 0, got), -ENOENT);
@@ -444,8 +455,7 @@ static void daemon_restart(void **state)
     assert_int_equal(st.reconnects, 0);
     /* back */
     assert_int_equal(td_start(&g_d2, NULL), 0);
-    unlink(g_link);
-    assert_int_equal(symlink(g_d2.sock, g_link), 0);
+    relink(g_d2.sock);
     int r = tmem_cleancache_get_page(cc, fs, &k, 0, got);   /* fails, and reconnects */
     assert_true(r < 0);
     for (int i = 0; i < 2; i++) {
