@@ -4,7 +4,8 @@
 # and shows what it does: tenant processes put and get real file pages,
 # one is killed mid-stream, tmemctl lists clients and figures, the metrics
 # endpoint answers; a caching filesystem (tmem-cachefs, FUSE) reads a slow
-# directory through cleancache; an administrator takes memory back; then
+# directory through cleancache; a sort runs in twice its memory budget,
+# paged through frontswap (tmem-uswap); an administrator takes memory back; then
 # tmemd stops (its exit status says whether its engine passed its
 # self-check).
 # Extra arguments go to tmem-client-demo (try --help).
@@ -13,7 +14,8 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build-run -DCMAKE_BUILD_TYPE=Release -DTMEM_BUILD_TESTS=OFF \
       -DTMEM_BUILD_BENCH=OFF >/dev/null
-cmake --build build-run -j"$(nproc)" --target tmemd tmemctl tmem-client-demo tmem-cachefs >/dev/null
+cmake --build build-run -j"$(nproc)" --target tmemd tmemctl tmem-client-demo tmem-cachefs \
+      tmem-uswap tmem-uswap-preload uswap-sort >/dev/null
 bin=build-run
 dir=$(mktemp -d /tmp/tmemd-run.XXXXXX)
 sock=$dir/tmemd.sock ctl=$dir/control.sock
@@ -79,6 +81,15 @@ if [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
     cachefs_demo
 else
     echo "== tmem-cachefs skipped (needs root and /dev/fuse)"
+fi
+if [ "$(id -u)" = 0 ]; then
+    echo "== tmem-uswap: a merge sort of 16 MiB in an 8 MiB resident budget, paged through frontswap"
+    # the sort checks its own answer (exit status 1 if it is wrong)
+    $bin/frontends/uswap/tmem-uswap --budget 8M --socket "$sock" --stats-file "$dir/uswap.stats" \
+        -- $bin/frontends/uswap/uswap-sort -m 16 | sed 's/^/  | /'
+    sed 's/^/  | /' "$dir/uswap.stats"
+else
+    echo "== tmem-uswap skipped (userfaultfd needs root)"
 fi
 echo "== tmemctl freeable; tmemctl flush 16M (an administrator takes memory back)"
 $bin/tmemctl freeable
