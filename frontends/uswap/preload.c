@@ -193,7 +193,9 @@ __attribute__((constructor)) static void shim_init(void)
     const char *st = getenv("TMEM_USWAP_STATS");
     if (st && *st) {
         if (strcmp(st, "-") == 0 || strcmp(st, "1") == 0) {
-            stats_fd = 2;
+            /* a copy: programs close stderr at exit (GNU's close_stdout)
+             * before the destructors run */
+            stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
         } else {
             snprintf(stats_path, sizeof stats_path, "%s", st);
             stats_fd = open(stats_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
