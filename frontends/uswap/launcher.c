@@ -45,6 +45,8 @@ static const char usage[] =
 "  --exclusive          loads take the page out of tmem (default: tmem keeps\n"
 "                       it, so a clean page is dropped again for free)\n"
 "  --policy fifo|clock  replacement (default fifo; docs/uswap.md)\n"
+"  --readahead PAGES    most pages read ahead of a sequential fault\n"
+"                       (default 0: off)\n"
 "  --stats              print the counters at exit (stderr)\n"
 "  --stats-file PATH    append the counters at exit to PATH\n"
 "  -h, --help           this text\n"
@@ -109,7 +111,7 @@ static int find_shim(char *out, size_t len)
 int main(int argc, char **argv)
 {
     enum { O_BUDGET = 256, O_REGION, O_THRESHOLD, O_SWAP, O_DIRECT_, O_SOCKET, O_NOTMEM,
-           O_WT, O_EXCL, O_POLICY, O_STATS, O_STATSFILE };
+           O_WT, O_EXCL, O_POLICY, O_STATS, O_STATSFILE, O_RA };
     static const struct option opts[] = {
         { "budget", required_argument, NULL, O_BUDGET },
         { "region", required_argument, NULL, O_REGION },
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
         { "writethrough", no_argument, NULL, O_WT },
         { "exclusive", no_argument, NULL, O_EXCL },
         { "policy", required_argument, NULL, O_POLICY },
+        { "readahead", required_argument, NULL, O_RA },
         { "stats", no_argument, NULL, O_STATS },
         { "stats-file", required_argument, NULL, O_STATSFILE },
         { "help", no_argument, NULL, 'h' },
@@ -155,6 +158,15 @@ int main(int argc, char **argv)
                 return bad_usage("--policy %s: fifo or clock", optarg);
             setenv("TMEM_USWAP_POLICY", optarg, 1);
             break;
+        case O_RA: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || n > 1u << 20)
+                return bad_usage("--readahead %s: a number of pages", optarg);
+            setenv("TMEM_USWAP_READAHEAD", optarg, 1);
+            break;
+        }
         case O_STATS:     setenv("TMEM_USWAP_STATS", "-", 1); break;
         case O_STATSFILE: setenv("TMEM_USWAP_STATS", optarg, 1); break;
         case 'h':

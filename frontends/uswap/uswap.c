@@ -76,6 +76,7 @@ struct uffdio_poison {
 #define NO_SLOT   UINT32_MAX
 #define MAX_EXTENTS (1u << 20)     /* free ranges of the region heap */
 #define MSG_BATCH 32
+#define RA_STREAMS 8               /* sequential fault streams followed */
 
 enum {
     F_RES = 0x01, F_WP = 0x02, F_DIRTY = 0x04, F_TMEM = 0x08,
@@ -83,6 +84,7 @@ enum {
 };
 
 struct extent { uint64_t start, len; };   /* pages */
+struct ra_stream { uint64_t next; uint32_t win; };  /* expected page, window */
 
 struct uswap {
     uint8_t *base;
@@ -111,10 +113,13 @@ struct uswap {
     struct extent *ext;         /* free ranges, sorted, disjoint, not adjacent */
     size_t next;
     uint8_t *bounce, *zero;     /* page buffers of the handler */
+    struct ra_stream ra[RA_STREAMS];
+    unsigned ra_victim, ra_max;
 
     /* counters: written by the handler only, read by anyone */
     _Atomic uint64_t faults, wp_faults, zero_fills, tmem_loads, tmem_ok, tmem_refused,
-                     swap_reads, swap_writes, evictions, clean_evictions, zero_evictions, lost;
+                     swap_reads, swap_writes, evictions, clean_evictions, zero_evictions, lost,
+                     readaheads;
 };
 
 /* The kernel's, never an interposed one: the LD_PRELOAD shim (preload.c)
@@ -182,6 +187,7 @@ void uswap_config_init(uswap_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->policy = USWAP_FIFO;
+    cfg->readahead = 0;
 }
 
 /* ---- userfaultfd ----------------------------------------------------------- */
@@ -537,6 +543,9 @@ static bool mapped(uswap_t *u, uint64_t p)
     return v & 1;
 }
 
+static void fill(uswap_t *u, uint64_t p, uint8_t f, bool write);
+static void read_ahead(uswap_t *u, uint64_t p);
+
 static void missing_fault(uswap_t *u, uint64_t p, bool write)
 {
     uint8_t f = u->flags[p];
@@ -555,6 +564,15 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
         lost_page(u, p);
         return;
     }
+    fill(u, p, f, write);
+    bump(&u->faults);
+    read_ahead(u, p);
+}
+
+/* Brings non-resident page p (flags f) in: evicts first if the budget is
+ * full, then loads it from tmem or the file, or zeros, and maps it. */
+static void fill(uswap_t *u, uint64_t p, uint8_t f, bool write)
+{
     while (u->resident >= u->budget)
         evict(u, pick_victim(u));
 
@@ -595,7 +613,47 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
         f = F_DIRTY;            /* the kept copies are stale from now on */
     u->flags[p] = (uint8_t)(f | F_RES | F_REF | (wp ? F_WP : 0));
     ring_insert(u, p);
-    bump(&u->faults);
+}
+
+/* Sequential streams: a fault at the page a stream expects next doubles
+ * its window (up to u->ra_max) and brings that many following pages in,
+ * clean, before the program asks; any other fault starts a stream (the
+ * oldest is replaced).  Only pages with a kept copy are read ahead, never
+ * zeros (a fault on those costs no I/O), and only while the budget is
+ * large against the window. */
+static void read_ahead(uswap_t *u, uint64_t p)
+{
+    if (u->ra_max == 0)
+        return;
+    struct ra_stream *st = NULL;
+    for (unsigned i = 0; i < RA_STREAMS; i++)
+        if (u->ra[i].next == p && u->ra[i].next != 0) {
+            st = &u->ra[i];
+            break;
+        }
+    if (!st) {
+        st = &u->ra[u->ra_victim];
+        u->ra_victim = (u->ra_victim + 1) % RA_STREAMS;
+        st->next = p + 1;
+        st->win = 0;
+        return;
+    }
+    st->win = st->win ? st->win * 2 : 1;
+    if (st->win > u->ra_max)
+        st->win = u->ra_max;
+    uint64_t q = p + 1;
+    for (; q <= p + st->win && q < u->npages; q++) {
+        /* demand first: stop when a fault is waiting */
+        struct pollfd pf = { u->uffd, POLLIN, 0 };
+        if (poll(&pf, 1, 0) > 0)
+            break;
+        uint8_t g = u->flags[q];
+        if ((g & (F_RES | F_LOST)) || !(g & (F_TMEM | F_FILE)))
+            continue;
+        fill(u, q, g, false);
+        bump(&u->readaheads);
+    }
+    st->next = q;
 }
 
 static void wp_fault(uswap_t *u, uint64_t p)
@@ -763,6 +821,10 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     u->fs_type = cfg->fs_type;
     u->on_lost = cfg->on_lost;
     u->on_lost_arg = cfg->on_lost_arg;
+    /* a window must not push out what the program is using */
+    u->ra_max = cfg->readahead < 0 ? 0 : (unsigned)cfg->readahead;
+    if (u->ra_max > u->budget / 8)
+        u->ra_max = u->budget / 8;
     int err = ENOMEM;
 
     char msg[256];
@@ -901,6 +963,7 @@ void uswap_stats(uswap_t *u, uswap_stats_t *o)
     o->clean_evictions = LD(clean_evictions);
     o->zero_evictions = LD(zero_evictions);
     o->lost = LD(lost);
+    o->readaheads = LD(readaheads);
 #undef LD
     pthread_mutex_lock(&u->lock);
     o->resident = u->resident;

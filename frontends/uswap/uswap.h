@@ -73,6 +73,11 @@ typedef struct uswap_config {
     unsigned fs_type;
     int writethrough;         /* every evicted page also goes to the swap file */
     int policy;               /* USWAP_FIFO (default) or USWAP_CLOCK */
+    /* Read-ahead: a fault that continues a sequential stream brings up to
+     * this many following pages in (those with a kept copy), the window
+     * doubling from 1, at most budget / 8, stopping as soon as another
+     * fault waits.  0: off (the default: it gained little, docs/uswap.md). */
+    int readahead;
     /* A page only tmem held is gone (-EIO).  Called on the handler thread;
      * if it returns, the faulting access gets SIGBUS (UFFDIO_POISON) where
      * the kernel can, else the process aborts.  NULL: a message on stderr
@@ -94,6 +99,7 @@ typedef struct uswap_stats {
     uint64_t clean_evictions; /* of those, with a valid copy already kept (no I/O) */
     uint64_t zero_evictions;  /* of those, found all zeros (nothing stored) */
     uint64_t lost;            /* pages tmem lost (-EIO): each one is fatal */
+    uint64_t readaheads;      /* pages brought in ahead of a fault (not in faults) */
     uint64_t resident;        /* pages resident now */
     uint64_t budget;          /* the resident budget */
 } uswap_stats_t;

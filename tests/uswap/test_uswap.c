@@ -6,8 +6,8 @@
  *   random_*           random writes, reads, zero pages and discards over a
  *                      region 4x the budget: tmem that refuses (small
  *                      daemon), the swap file alone, writethrough, exclusive
- *                      loads, the clock; each asserts which paths were taken
- *   threads            several threads faulting at once
+ *                      loads, the clock, read-ahead; each asserts which paths were taken
+ *   threads            several threads faulting at once (with read-ahead)
  *   tenant_killed      a tenant SIGKILLed mid-run: the daemon and another
  *                      tenant go on, their data right
  *   restart_state_file a daemon restarted (with its state file) under load
@@ -204,7 +204,7 @@ static void print_stats(const char *what, uswap_t *u)
 #define R_BUDGET 1024u          /* a quarter */
 #define R_OPS    30000u
 
-enum { M_TMEM, M_NOTMEM, M_WRITETHROUGH, M_EXCLUSIVE, M_CLOCK };
+enum { M_TMEM, M_NOTMEM, M_WRITETHROUGH, M_EXCLUSIVE, M_CLOCK, M_READAHEAD };
 
 static void random_mode(int mode)
 {
@@ -227,6 +227,7 @@ static void random_mode(int mode)
     cfg.fs = fs;
     cfg.writethrough = mode == M_WRITETHROUGH;
     cfg.policy = mode == M_CLOCK ? USWAP_CLOCK : USWAP_FIFO;
+    cfg.readahead = mode == M_READAHEAD ? 16 : 0;
     uswap_t *u = uswap_open(&cfg);
     if (!u)
         fail_msg("uswap_open: %s", uswap_last_error());
@@ -235,10 +236,12 @@ static void random_mode(int mode)
     struct work w;
     work_init(&w, uswap_base(u), model, R_PAGES, u, g_seed + (uint64_t)mode, "random");
     work_fill(&w);
+    work_verify(&w);            /* a sequential pass: read-ahead's case */
     work_ops(&w, R_OPS);
     work_verify(&w);
 
-    static const char *names[] = { "tmem", "no-tmem", "writethrough", "exclusive", "clock" };
+    static const char *names[] = { "tmem", "no-tmem", "writethrough", "exclusive", "clock",
+                                   "readahead" };
     print_stats(names[mode], u);
     uswap_stats_t s;
     uswap_stats(u, &s);
@@ -248,6 +251,10 @@ static void random_mode(int mode)
     assert_int_equal(s.lost, 0);
     assert_true(s.zero_evictions > 0);          /* the zero pages written */
     assert_true(s.clean_evictions > 0);         /* pages read back and not written */
+    if (mode == M_READAHEAD)
+        assert_true(s.readaheads > 0);
+    else
+        assert_int_equal(s.readaheads, 0);
     if (mode == M_NOTMEM) {
         assert_int_equal(s.tmem_stores_ok + s.tmem_stores_refused + s.tmem_loads, 0);
         assert_true(s.swap_writes > 0 && s.swap_reads > 0);
@@ -279,6 +286,7 @@ static void random_no_tmem(void **state) { (void)state; random_mode(M_NOTMEM); }
 static void random_writethrough(void **state) { (void)state; random_mode(M_WRITETHROUGH); }
 static void random_exclusive(void **state) { (void)state; random_mode(M_EXCLUSIVE); }
 static void random_clock(void **state) { (void)state; random_mode(M_CLOCK); }
+static void random_readahead(void **state) { (void)state; random_mode(M_READAHEAD); }
 
 /* ---- threads ------------------------------------------------------------------------ */
 
@@ -341,6 +349,7 @@ static void threads(void **state)
     cfg.size = (size_t)T_PAGES * PGSZ;
     cfg.budget_pages = T_BUDGET;
     cfg.fs = fs;
+    cfg.readahead = 16;         /* read-ahead among concurrent faults */
     uswap_t *u = uswap_open(&cfg);
     assert_non_null(u);
     uint8_t *model = malloc((size_t)T_PAGES * PGSZ);
@@ -788,6 +797,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(random_writethrough, stop_daemon),
         cmocka_unit_test_teardown(random_exclusive, stop_daemon),
         cmocka_unit_test_teardown(random_clock, stop_daemon),
+        cmocka_unit_test_teardown(random_readahead, stop_daemon),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
         cmocka_unit_test_teardown(restart_state_file, stop_daemon),
