@@ -109,6 +109,18 @@ int td_start(td_t *d, const char *const *extra)
     return spawn(d, extra);
 }
 
+int td_stop_all(td_t *const *ds, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ds[i]->pid > 0) {
+            if (td_stop(ds[i]) != 0)
+                rc = -1;
+            ds[i]->pid = 0;
+        }
+    return rc;
+}
+
 int td_wait_connections(const td_t *d, unsigned n)
 {
     for (int i = 0; i < 1000; i++) {

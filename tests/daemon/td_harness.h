@@ -6,6 +6,7 @@
 #ifndef TMEM_TD_HARNESS_H
 #define TMEM_TD_HARNESS_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct td {
@@ -32,6 +33,10 @@ int td_restart(td_t *d, const char *const *extra_args);
 /* SIGKILL, as a crash: no clean stop (td_restart starts it again).  0, or
  * -1 if none runs. */
 int td_kill(td_t *d);
+/* A teardown's stop: td_stop on each of the n daemons still running (pid
+ * > 0; pid is then 0).  0 if every one exited 0 (its self-check passed),
+ * else -1. */
+int td_stop_all(td_t *const *ds, size_t n);
 /* Waits until the daemon reports n connected clients (its connection list
  * catches up with closes asynchronously).  0, or -1 after 10 s. */
 int td_wait_connections(const td_t *d, unsigned n);

@@ -341,12 +341,21 @@ static td_t g_d;
 static int stop_daemon(void **state)
 {
     (void)state;
-    if (g_d.pid > 0) {
-        int st = td_stop(&g_d);
-        g_d.pid = 0;
-        assert_int_equal(st, 0);        /* the daemon's self-check passed */
-    }
+    td_t *const ds[] = { &g_d };
+    assert_int_equal(td_stop_all(ds, 1), 0);    /* the daemon's self-check passed */
     return 0;
+}
+
+/* Starts g_d, then restarts it with a state file in its directory, so that
+ * later td_restart(&g_d, args) keep persistent pages.  args must hold 3. */
+static void start_with_state(char *statefile, size_t len, const char **args)
+{
+    assert_int_equal(td_start(&g_d, NULL), 0);
+    snprintf(statefile, len, "%s/tmemd.state", g_d.dir);
+    args[0] = "--state-file";
+    args[1] = statefile;
+    args[2] = NULL;
+    assert_int_equal(td_restart(&g_d, args), 0);
 }
 
 static void daemon_model(void **state)
@@ -419,10 +428,8 @@ static void daemon_restart_keeps_pages(void **state)
 {
     (void)state;
     char statefile[300];
-    assert_int_equal(td_start(&g_d, NULL), 0);
-    snprintf(statefile, sizeof(statefile), "%s/tmemd.state", g_d.dir);
-    const char *args[] = { "--state-file", statefile, NULL };
-    assert_int_equal(td_restart(&g_d, args), 0);
+    const char *args[3];
+    start_with_state(statefile, sizeof(statefile), args);
     tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "restarted", 0);
     assert_non_null(fs);
     struct pager p;
@@ -510,10 +517,8 @@ static void stale_copies_flushed(void **state)
 {
     (void)state;
     char statefile[300];
-    assert_int_equal(td_start(&g_d, NULL), 0);
-    snprintf(statefile, sizeof(statefile), "%s/tmemd.state", g_d.dir);
-    const char *args[] = { "--state-file", statefile, NULL };
-    assert_int_equal(td_restart(&g_d, args), 0);
+    const char *args[3];
+    start_with_state(statefile, sizeof(statefile), args);
     tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "stale", 0);
     assert_non_null(fs);
     assert_int_equal(tmem_frontswap_init(fs, 0, 64), 0);
