@@ -68,7 +68,7 @@ static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *ep
         pthread_mutex_lock(&b->lock);
         uint32_t nobj = 0;
         for (uint32_t s = 0; s < b->objs.cap; s++) {
-            struct tm_obj *o = b->objs.slots[s];
+            struct tm_obj *o = tm_table_at(&b->objs, s);
             if (!o)
                 continue;
             nobj++;
@@ -84,7 +84,7 @@ static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *ep
             }
             uint32_t npg = 0;
             for (uint32_t k = 0; k < o->pages.cap; k++) {
-                struct tm_pgd *pgd = o->pages.slots[k];
+                struct tm_pgd *pgd = tm_table_at(&o->pages, k);
                 if (!pgd)
                     continue;
                 npg++;

@@ -126,6 +126,9 @@ int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
  * (0: nothing to do), or takes it out; bucket lock held. */
 void   tm_dedup_index(tmem_t *t, struct tm_store *s, struct tm_pgd *pgd, uint64_t hash);
 void   tm_dedup_unindex(struct tm_store *s, struct tm_pgd *pgd);
+/* Starts loading the index slot where hash would be found (no lock): lets
+ * a caller overlap that cache miss with other work (a page copy). */
+void   tm_dedup_prefetch(struct tm_store *s, uint64_t hash);
 /* Copies the data at loc out to page; 0 or -EIO (corrupt: internal bug). */
 int    tm_loc_read(struct tm_store *s, const struct tm_loc *loc, void *page);
 /* Frees what loc refers to in store s (drops a body reference). */
@@ -149,13 +152,17 @@ uint32_t tm_table_grow_cap(const struct tm_table *tb);
 /* Moves tb into slots (cap entries from tm_meta_alloc; cap from
  * tm_table_grow_cap), freeing the old slots.  Lets a caller allocate the
  * new slots where it may evict, outside the bucket lock. */
-void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void **slots,
-                          uint32_t cap);
+void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, struct tm_slot *slots, uint32_t cap);
 /* Inserts e (key not present), growing if need be without eviction.
  * 0, or -ENOMEM (growth failed). */
 int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_free(tmem_t *t, struct tm_table *tb);
+/* The entry in slot i (i < tb->cap), or NULL: for walks over a table. */
+static inline void *tm_table_at(const struct tm_table *tb, uint32_t i)
+{
+    return tb->slots[i].e;
+}
 
 /* ---- pool.c ----------------------------------------------------------- */
 struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags,

@@ -123,7 +123,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     struct tm_loc oldloc = { .kind = TM_LOC_NONE };
     /* table growth found under the lock is allocated outside it (where
      * eviction may run), then the lookups are redone */
-    void **spare = NULL;
+    struct tm_slot *spare = NULL;
     uint32_t spare_cap = 0;
 
     pthread_mutex_lock(&b->lock);
@@ -155,7 +155,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             pthread_mutex_unlock(&b->lock);
             nobj = tm_meta_calloc(t, sizeof(*nobj), true);
             if (nobj) {         /* its first page table, so inserting needs no growth */
-                nobj->pages.slots = tm_meta_calloc(t, 4 * sizeof(void *), true);
+                nobj->pages.slots = tm_meta_calloc(t, 4 * sizeof(struct tm_slot), true);
                 nobj->pages.cap = 4;
                 if (!nobj->pages.slots) {
                     tm_meta_free(t, nobj);
@@ -177,7 +177,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         if (need && spare_cap != need) {
             pthread_mutex_unlock(&b->lock);
             tm_meta_free(t, spare);
-            spare = tm_meta_alloc(t, need * sizeof(void *), true);
+            spare = tm_meta_alloc(t, need * sizeof(*spare), true);
             spare_cap = spare ? need : 0;
             pthread_mutex_lock(&b->lock);
             if (!spare) {
@@ -188,7 +188,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             continue;
         }
         if (need) {
-            tm_table_grow_into(t, grow, o ? TM_TABLE_PAGES : TM_TABLE_OBJS, spare, spare_cap);
+            tm_table_grow_into(t, grow, spare, spare_cap);
             spare = NULL;
             spare_cap = 0;
             continue;       /* a new object may now need its page table grown */
@@ -299,6 +299,8 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
          * misses now, so that they overlap the copy */
         __builtin_prefetch(pgd->prev, 1);
         __builtin_prefetch(pgd->next, 1);
+        if (pgd->hash)                                  /* its dedup index entry */
+            tm_dedup_prefetch(p->store, pgd->hash);
     }
     if (!pgd) {
         rc = -ENOENT;

@@ -135,7 +135,7 @@ static uint32_t obj_unlink_pages_locked(struct tm_pool *p, struct tm_obj *o)
     if (!p->persistent)
         pthread_mutex_lock(&p->lru_lock);
     for (uint32_t k = 0; k < o->pages.cap; k++) {
-        struct tm_pgd *pgd = o->pages.slots[k];
+        struct tm_pgd *pgd = tm_table_at(&o->pages, k);
         if (!pgd)
             continue;
         tm_dedup_unindex(p->store, pgd);
@@ -162,8 +162,8 @@ uint32_t tm_obj_detach_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_
 void tm_obj_release(tmem_t *t, struct tm_pool *p, struct tm_obj *o)
 {
     for (uint32_t k = 0; k < o->pages.cap; k++)
-        if (o->pages.slots[k])
-            tm_pgd_release(t, p, o->pages.slots[k]);
+        if (tm_table_at(&o->pages, k))
+            tm_pgd_release(t, p, tm_table_at(&o->pages, k));
     tm_table_free(t, &o->pages);
     tm_meta_free(t, o);
 }
@@ -176,7 +176,7 @@ void tm_pool_free(tmem_t *t, struct tm_pool *p)
         /* one pass over the table, then drop it whole: removing objects one
          * by one would rescan a growing empty prefix (quadratic) */
         for (uint32_t s = 0; s < b->objs.cap; s++) {
-            struct tm_obj *o = b->objs.slots[s];
+            struct tm_obj *o = tm_table_at(&b->objs, s);
             if (o) {
                 obj_unlink_pages_locked(p, o);
                 tm_obj_release(t, p, o);

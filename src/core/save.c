@@ -76,15 +76,15 @@ static uint64_t save_pool_pages(tmem_t *t, struct tm_pool *p, struct wr *w)
         size_t want = 0;
         pthread_mutex_lock(&b->lock);
         for (uint32_t s = 0; s < b->objs.cap; s++)
-            if (b->objs.slots[s])
-                want += ((struct tm_obj *)b->objs.slots[s])->pages.count;
+            if (tm_table_at(&b->objs, s))
+                want += ((struct tm_obj *)tm_table_at(&b->objs, s))->pages.count;
         pthread_mutex_unlock(&b->lock);
         hs = want ? malloc(want * sizeof(*hs)) : NULL;
         pthread_mutex_lock(&b->lock);
         for (uint32_t s = 0; hs && s < b->objs.cap; s++) {
-            struct tm_obj *o = b->objs.slots[s];
+            struct tm_obj *o = tm_table_at(&b->objs, s);
             for (uint32_t k = 0; o && k < o->pages.cap; k++) {
-                struct tm_pgd *pgd = o->pages.slots[k];
+                struct tm_pgd *pgd = tm_table_at(&o->pages, k);
                 if (pgd && nh < want)
                     hs[nh++] = (struct handle){ o->oid, pgd->index };
             }

@@ -160,8 +160,9 @@ static bool dd_insert_locked(tmem_t *t, struct tm_dedup_shard *sh, uint64_t hash
         if (!ns)
             return false;
         struct tm_dedup_shard old = *sh;
-        sh->slots = ns;
-        sh->cap = ncap;
+        /* atomic stores: tm_dedup_prefetch reads both without the lock */
+        __atomic_store_n(&sh->slots, ns, __ATOMIC_RELAXED);
+        __atomic_store_n(&sh->cap, ncap, __ATOMIC_RELAXED);
         for (uint32_t i = 0; i < old.cap; i++)
             if (old.slots[i].ref)
                 dd_place(sh, old.slots[i]);
@@ -245,6 +246,17 @@ static struct tm_body *dedup_find(tmem_t *t, struct tm_store *s, uint64_t hash, 
     }
     pthread_mutex_unlock(&sh->lock);
     return found;
+}
+
+void tm_dedup_prefetch(struct tm_store *s, uint64_t hash)
+{
+    /* slots and cap may change under us (growth): a stale pair costs at
+     * most a useless prefetch, which never faults, and neither array is read */
+    struct tm_dedup_shard *sh = shard_of(s, hash);
+    struct tm_dedup_entry *slots = __atomic_load_n(&sh->slots, __ATOMIC_RELAXED);
+    uint32_t cap = __atomic_load_n(&sh->cap, __ATOMIC_RELAXED);
+    if (slots && cap)
+        __builtin_prefetch(&slots[(uint32_t)hash & (cap - 1)], 1);
 }
 
 void tm_dedup_index(tmem_t *t, struct tm_store *s, struct tm_pgd *pgd, uint64_t hash)

@@ -254,9 +254,18 @@ struct tm_store {
 /* ------------------------------------------------------------------------
  * Hash tables of pointers (table.c): open addressing, linear probing,
  * backward-shift deletion, load <= 3/4.  Guarded by the owning bucket lock.
+ * A slot keeps its entry's hash and key beside the pointer, so that probing,
+ * deleting and growing never dereference an entry that is not the one
+ * sought (each such dereference is a cache miss on a cold descriptor).
  * ---------------------------------------------------------------------- */
+struct tm_slot {
+    void    *e;                     /* the entry, or NULL: empty */
+    uint32_t hi;                    /* the entry's hash >> 32: home = hi & (cap - 1) */
+    uint32_t key;                   /* page index (pages), or the hash's low half (objects) */
+};
+
 struct tm_table {
-    void   **slots;
+    struct tm_slot *slots;
     uint32_t cap;                   /* 0 or a power of two */
     uint32_t count;
     uint64_t seed;                  /* page tables: the object's keyed hash */

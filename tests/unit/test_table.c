@@ -47,15 +47,20 @@ static void check_table(const struct tm_table *tb, enum tm_table_kind k)
     assert_true((uint64_t)tb->count * 4 <= (uint64_t)tb->cap * 3);
     uint32_t used = 0;
     for (uint32_t i = 0; i < tb->cap; i++) {
-        void *e = tb->slots[i];
+        void *e = tm_table_at(tb, i);
         if (!e)
             continue;
         used++;
+        /* the slot's copy of the key agrees with the entry (pages: the
+         * hash half is checked by findability, its mix being private) */
         if (k == TM_TABLE_PAGES) {
             const struct tm_pgd *p = e;
+            assert_int_equal(tb->slots[i].key, p->index);
             assert_ptr_equal(tm_table_find(tb, k, p->index, NULL), e);
         } else {
             const struct tm_obj *o = e;
+            assert_int_equal(tb->slots[i].key, (uint32_t)o->hash);
+            assert_int_equal(tb->slots[i].hi, (uint32_t)(o->hash >> 32));
             assert_ptr_equal(tm_table_find(tb, k, o->hash, &o->oid), e);
         }
     }
@@ -65,8 +70,8 @@ static void check_table(const struct tm_table *tb, enum tm_table_kind k)
     assert_non_null(v);
     uint32_t n = 0;
     for (uint32_t i = 0; i < tb->cap; i++)
-        if (tb->slots[i])
-            v[n++] = tb->slots[i];
+        if (tm_table_at(tb, i))
+            v[n++] = tm_table_at(tb, i);
     qsort(v, n, sizeof(void *), cmp_ptr);
     for (uint32_t i = 1; i < n; i++)
         if (v[i] == v[i - 1])
@@ -364,7 +369,7 @@ static void test_wraparound_delete(void **state)
             /* note whether some entry sits before its home (its run wrapped) */
             bool wrapped = false;
             for (uint32_t s = 0; s < CAP; s++) {
-                const struct tm_obj *x = tb.slots[s];
+                const struct tm_obj *x = tm_table_at(&tb, s);
                 if (x && s < home_of(&tb, x->hash))
                     wrapped = true;
             }
@@ -373,8 +378,8 @@ static void test_wraparound_delete(void **state)
             void *before[CAP];
             uint32_t victim_slot = CAP;
             for (uint32_t s = 0; s < CAP; s++) {
-                before[s] = tb.slots[s];
-                if (tb.slots[s] == victim)
+                before[s] = tm_table_at(&tb, s);
+                if (tm_table_at(&tb, s) == victim)
                     victim_slot = s;
             }
             assert_true(victim_slot < CAP);
@@ -385,7 +390,7 @@ static void test_wraparound_delete(void **state)
             /* did the shift pull an entry from the start of the array back
              * across the wrap into the hole at the end? */
             for (uint32_t s = 0; s < victim_slot; s++)
-                if (before[s] && tb.slots[victim_slot] == before[s])
+                if (before[s] && tm_table_at(&tb, victim_slot) == before[s])
                     shifted_across++;
             for (int i = 0; i < N; i++)
                 assert_ptr_equal(tm_table_find(&tb, TM_TABLE_OBJS, o[i].hash, &o[i].oid),
@@ -393,7 +398,7 @@ static void test_wraparound_delete(void **state)
             check_table(&tb, TM_TABLE_OBJS);
         }
         for (uint32_t s = 0; s < CAP; s++)
-            assert_null(tb.slots[s]);
+            assert_null(tm_table_at(&tb, s));
         tm_table_free(t, &tb);
     }
     /* the trials really produced wrapped runs and shifts into the end slots */
@@ -438,7 +443,7 @@ static void test_growth(void **state)
         assert_null(tm_table_find(&tb, TM_TABLE_PAGES, i * 3 + 1, NULL));
     }
     /* the slot array is charged to meta_bytes */
-    assert_true(meta_bytes(t) >= meta0 + (uint64_t)tb.cap * sizeof(void *));
+    assert_true(meta_bytes(t) >= meta0 + (uint64_t)tb.cap * sizeof(struct tm_slot));
     /* removing every other entry keeps the rest reachable */
     for (uint32_t i = 0; i < N; i += 2)
         tm_table_remove(&tb, TM_TABLE_PAGES, &e[i]);
@@ -489,11 +494,11 @@ static void fault_case(tmem_t *t, enum tm_table_kind k, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         assert_int_equal(tm_table_insert(t, &tb, k, ENTRY(i)), 0);
     assert_true((uint64_t)(n + 1) * 4 > (uint64_t)tb.cap * 3);
-    void **slots = tb.slots;
+    struct tm_slot *slots = tb.slots;
     uint32_t cap = tb.cap;
-    void **copy = malloc(cap * sizeof(void *));
+    struct tm_slot *copy = malloc(cap * sizeof(*copy));
     assert_non_null(copy);
-    memcpy(copy, slots, cap * sizeof(void *));
+    memcpy(copy, slots, cap * sizeof(*copy));
 
     for (int attempt = 0; attempt < 3; attempt++) {
         tmem__fault_inject(t, 1, attempt == 2);
@@ -502,7 +507,7 @@ static void fault_case(tmem_t *t, enum tm_table_kind k, uint32_t n)
         assert_ptr_equal(tb.slots, slots);
         assert_int_equal(tb.cap, cap);
         assert_int_equal(tb.count, n);
-        assert_memory_equal(tb.slots, copy, cap * sizeof(void *));
+        assert_memory_equal(tb.slots, copy, cap * sizeof(*copy));
         assert_null(FIND(n));
         for (uint32_t i = 0; i < n; i++)
             assert_ptr_equal(FIND(i), ENTRY(i));
