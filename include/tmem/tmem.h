@@ -213,6 +213,9 @@ typedef struct tmem_stats {
     uint64_t dup_puts_replaced, dup_puts_flushed;
     uint64_t compress_poor;     /* pages that did not compress below compress_max */
     uint64_t dedup_hits;        /* puts that found an identical body */
+    uint64_t dedup_skipped;     /* puts not looked up: their store's lookups had found
+                                   nothing for a long while, and it samples 1 in 16
+                                   (sparse dedup, docs/internals.md) */
     uint64_t evictions, evict_attempts, evict_skipped_busy;
     uint64_t relinquished_frames; /* frames given back to the OS */
     uint64_t lent_frames;       /* frames handed out by relinquish_page(block) */

@@ -1,8 +1,8 @@
 /*
  * alloc.c - counted metadata allocation and allocation-failure injection.
  *
- * Every structure the engine allocates besides frames (descriptors, objects,
- * tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
+ * Every structure the engine allocates besides frames (descriptor blocks,
+ * objects, tables, pools, clients, bodies) goes through tm_meta_alloc, which charges
  * malloc_usable_size() + 8 bytes (the allocator's header) to the metadata
  * count, so that bytes_held = frames_held * 4096 + metadata stays under
  * max_bytes.  The count is kept per frame stripe, so that threads do not
@@ -109,9 +109,41 @@ static bool meta_reserve(tmem_t *t, int64_t n)
 
 static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align);
 
+/* Makes room for want more bytes, by releasing free frames, then (if
+ * allowed) evicting; reserve: charge them now (large allocations), else
+ * only check.  Counts a failure. */
+static bool make_room(tmem_t *t, int64_t want, bool may_evict, bool reserve)
+{
+    int tries = 0;
+    while (reserve ? !meta_reserve(t, want) : !meta_fits(t, (uint64_t)want)) {
+        if (tm_frames_release(t, 16) > 0)   /* free frames go first */
+            continue;
+        if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
+            tm_inc(t->st.alloc_failed);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool tm_meta_room(tmem_t *t, uint64_t want, bool may_evict)
+{
+    return make_room(t, (int64_t)want, may_evict, false);
+}
+
+static bool make_room_reserved(tmem_t *t, int64_t want, bool may_evict)
+{
+    return make_room(t, want, may_evict, true);
+}
+
 void *tm_meta_alloc(tmem_t *t, size_t size, bool may_evict)
 {
     return meta_alloc(t, size, may_evict, 0);
+}
+
+void *tm_meta_alloc_aligned(tmem_t *t, size_t size, size_t align, bool may_evict)
+{
+    return meta_alloc(t, size, may_evict, align);
 }
 
 void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align)
@@ -132,15 +164,8 @@ static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align)
     }
     int64_t want = (int64_t)(size + TM_META_OVERHEAD + 16);    /* >= what malloc charges */
     bool small = size <= TM_META_SMALL;
-    int tries = 0;
-    while (small ? !meta_fits(t, (uint64_t)want) : !meta_reserve(t, want)) {
-        if (tm_frames_release(t, 16) > 0)   /* free frames go first */
-            continue;
-        if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {
-            tm_inc(t->st.alloc_failed);
-            return NULL;
-        }
-    }
+    if (small ? !tm_meta_room(t, (uint64_t)want, may_evict) : !make_room_reserved(t, want, may_evict))
+        return NULL;
     void *p = align ? aligned_alloc(align, (size + align - 1) / align * align) : malloc(size);
     if (!p) {
         if (!small)

@@ -158,7 +158,7 @@ int tmem_check(tmem_t *t)
         return 1;
     struct refs global_eph = { 0 }, global_pers = { 0 };
     struct frames_sum fs = { 0, 0 };
-    uint64_t eph_total = 0;
+    uint64_t eph_total = 0, pgds = 0;
     for (size_t i = 0; i < n; i++) {
         struct tmem_client *c = v[i];
         struct refs re = { 0 }, rp = { 0 };
@@ -182,6 +182,7 @@ int tmem_check(tmem_t *t)
                 uint64_t e = 0, q = 0;
                 bad += check_pool(t, p, &rs, &e, &q);
                 eph += e;
+                pgds += q;
                 bad += tm_store_check(p->store, rs.bodies, rs.indexed, rs.frags, rs.wholes);
                 add_store(&fs, p->store);
                 continue;
@@ -199,6 +200,7 @@ int tmem_check(tmem_t *t)
         add_store(&fs, c->eph_store);
         add_store(&fs, c->pers_store);
         eph_total += eph;
+        pgds += eph + pers;
         if (c->eph_store)
             bad += tm_store_check(c->eph_store, re.bodies, re.indexed, re.frags, re.wholes);
         if (c->pers_store)
@@ -236,6 +238,12 @@ int tmem_check(tmem_t *t)
     add_store(&fs, t->global_eph);
     add_store(&fs, t->global_pers);
     bad += tm_frames_check(t);
+    bad += tm_slab_check(t);
+    if (tm_slab_live(t) != pgds) {
+        tm_report("slab: %llu descriptors in use, pools hold %llu pages", L(tm_slab_live(t)),
+                  L(pgds));
+        bad++;
+    }
     uint64_t nfree, nwhole, nzalloc;
     tm_frames_count(t, &nfree, &nwhole, &nzalloc);
     if (fs.whole != nwhole || fs.zalloc != nzalloc) {

@@ -53,7 +53,8 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         errno = EINVAL;
         return NULL;
     }
-    struct tmem_client *c = tm_meta_calloc(t, sizeof(*c), true);
+    /* aligned: its hot lines are its own, not shared with a neighbour in the heap */
+    struct tmem_client *c = tm_meta_calloc_aligned(t, sizeof(*c), 64);
     if (!c) {
         errno = ENOMEM;
         return NULL;
@@ -352,6 +353,7 @@ void tm_pool_stats_fold(struct tm_client_stats *into, const struct tm_pool *p)
     tm_add(into->dup_replaced, tm_load(ps->dup_replaced));
     tm_add(into->dup_flushed, tm_load(ps->dup_flushed));
     tm_add(into->flushed_pages, tm_load(ps->flushed_pages));
+    tm_add(into->dedup_skipped, tm_load(ps->dedup_skipped));
 }
 
 void tm_client_totals(struct tmem_client *c, struct tm_client_stats *out)

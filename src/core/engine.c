@@ -72,6 +72,7 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
         reserve = reserve < TM_RESERVE_MIN ? TM_RESERVE_MIN : UINT64_MAX / 2;
     if (reserve > (1ull << 46))
         reserve = 1ull << 46;
+    tm_slab_init(t);
     if (tm_frames_init(t, reserve) != 0)
         goto fail;
     if (cfg->dedup_across_clients) {
@@ -84,6 +85,7 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
 fail:
     tm_store_free(t, t->global_eph);
     tm_store_free(t, t->global_pers);
+    tm_slab_fini(t);
     tm_frames_fini(t);
     pthread_rwlock_destroy(&t->clients_lock);
     free(t);
@@ -105,6 +107,7 @@ void tmem_close(tmem_t *t)
     }
     tm_store_free(t, t->global_eph);
     tm_store_free(t, t->global_pers);
+    tm_slab_fini(t);
     tm_frames_fini(t);
     pthread_rwlock_destroy(&t->clients_lock);
     free(t);

@@ -18,7 +18,7 @@
  * With one lock and one set of counters for all, two threads spent a third
  * of their time moving those cache lines between cores (bench/ figure 4).
  * So chunks are divided among TM_STRIPES stripes, each with its own lock,
- * free list and counters; a thread takes frames from its home stripe, then
+ * free list and counters; a thread takes frames from its CPU's stripe, then
  * steals from the others, and only then backs new frames; a frame is freed
  * to the stripe of its chunk.  The frames held (nheld) are reserved with one
  * atomic add before a frame is backed, so the limit stays exact, and that
@@ -27,6 +27,8 @@
  * Lock order: one stripe lock at a time, except tm_frames_check, which takes
  * them in index order; lent_lock after a stripe lock.
  */
+#define _GNU_SOURCE             /* sched_getcpu */
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -72,6 +74,20 @@ unsigned tm_home_stripe(void)
     if (home == UINT32_MAX)
         home = atomic_fetch_add_explicit(&next, 1, TM_RELAXED) % TM_STRIPES;
     return home;
+}
+
+/* The stripe of the CPU the caller runs on: where it takes frames and page
+ * descriptors.  A thread's home stripe stays with the thread, and threads
+ * come and go (a daemon's workers, a program's thread pool): a new thread
+ * found its home empty, the frames its predecessors freed sitting in other
+ * stripes, and two new threads stole from the same ones, on one lock
+ * (bench/ figure 4).  CPUs stay: two threads running at once run on two
+ * CPUs, and a thread finds the frames its CPU's last thread freed.
+ * sched_getcpu reads the rseq area: about 3 ns here. */
+unsigned tm_cpu_stripe(void)
+{
+    int cpu = sched_getcpu();
+    return cpu >= 0 ? (unsigned)cpu % TM_STRIPES : tm_home_stripe();
 }
 
 int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
@@ -165,10 +181,11 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
         struct tm_chunk *ch = fr->chunks[i];
         if (!ch) {
-            if (tm_fault_hit(t) || !(ch = calloc(1, sizeof(*ch)))) {
+            if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
                 tm_inc(t->st.alloc_failed);
                 return NULL;
             }
+            memset(ch, 0, sizeof(*ch));
             if (mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES,
                          PROT_READ | PROT_WRITE) != 0) {
                 free(ch);
@@ -210,7 +227,7 @@ static bool reserve_frame(tmem_t *t)
 uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
 {
     struct tm_frames *fr = &t->frames;
-    unsigned home = tm_home_stripe();
+    unsigned home = tm_cpu_stripe();
     uint8_t *f = NULL;
     /* a free frame: at home, then from the others */
     for (unsigned k = 0; k < TM_STRIPES && !f; k++) {

@@ -44,6 +44,21 @@ void *tm_meta_calloc(tmem_t *t, size_t size, bool may_evict);
  * cache-line-aligned members; freed with tm_meta_free. */
 void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align);
 void  tm_meta_free(tmem_t *t, void *p);
+/* Is there room under the limit for want more bytes?  Releases free
+ * frames, then (may_evict) evicts ephemeral pages to make it; false (and
+ * counted in alloc_failed) if it cannot.  For memory charged in advance
+ * (descriptor blocks) that must still be refused over the limit. */
+bool  tm_meta_room(tmem_t *t, uint64_t want, bool may_evict);
+/* Not zeroed; align a power of two; freed with tm_meta_free. */
+void *tm_meta_alloc_aligned(tmem_t *t, size_t size, size_t align, bool may_evict);
+
+/* ---- slab.c: page descriptors (64-byte slots) --------------------------- */
+void    *tm_slab_alloc(tmem_t *t, bool may_evict);  /* not zeroed; NULL: no room */
+void     tm_slab_free(tmem_t *t, void *p);
+void     tm_slab_init(tmem_t *t);
+void     tm_slab_fini(tmem_t *t);
+uint64_t tm_slab_live(tmem_t *t);      /* descriptors in use */
+int      tm_slab_check(tmem_t *t);     /* violations found */
 /* true if this internal allocation is to fail (failure injection). */
 bool  tm_fault_hit(tmem_t *t);
 uint64_t tm_bytes_held(tmem_t *t);
@@ -65,7 +80,8 @@ void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
 int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
 bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? (tests) */
 int    tm_frames_check(tmem_t *t);
-unsigned tm_home_stripe(void);     /* the calling thread's stripe */
+unsigned tm_home_stripe(void);     /* the calling thread's stripe (counters, brlock) */
+unsigned tm_cpu_stripe(void);      /* the caller's CPU's stripe (frames, descriptors) */
 /* Frames free, holding whole pages, holding zalloc spans (sums of stripes). */
 void   tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc);
 
@@ -119,9 +135,12 @@ void   tm_store_free(tmem_t *t, struct tm_store *s);
 /* Stores page into s: fills loc.  codec chooses compression.  May evict
  * (the caller holds no bucket lock).  0, or -ENOMEM.  Counts compression,
  * dedup and same-filled outcomes on client cl.  *index_hash is the hash to
- * enter the page under in the dedup index once it is linked (0: none). */
+ * enter the page under in the dedup index once it is linked (0: none);
+ * *dd_skipped is set when sparse dedup did not look the page up (for the
+ * caller to count on its pool). */
 int    tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl,
-                    const void *page, int codec, struct tm_loc *loc, uint64_t *index_hash);
+                    const void *page, int codec, struct tm_loc *loc, uint64_t *index_hash,
+                    bool *dd_skipped);
 /* Enters linked descriptor pgd (direct data) in the dedup index under hash
  * (0: nothing to do), or takes it out; bucket lock held. */
 void   tm_dedup_index(tmem_t *t, struct tm_store *s, struct tm_pgd *pgd, uint64_t hash);

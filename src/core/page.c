@@ -105,17 +105,20 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
 
     /* the descriptor before the data: its allocation then does not wait
      * behind the copy's writes to a cold frame */
-    struct tm_pgd *pgd = tm_meta_alloc(t, sizeof(*pgd), true);
+    struct tm_pgd *pgd = tm_slab_alloc(t, true);
     if (!pgd) {
         rc = put_failed(c, p, b, h, &oid, index, -ENOMEM);
         goto out;
     }
     struct tm_loc loc;
     uint64_t ihash;             /* enter the page in the dedup index under this */
+    bool dd_skipped;
     pgd->hash = 0;
-    rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc, &ihash);
+    rc = tm_store_put(t, p->store, c, page, atomic_load(&c->compress), &loc, &ihash, &dd_skipped);
+    if (dd_skipped)
+        TM_COUNT(c, p, dedup_skipped, dedup_skipped);
     if (rc) {
-        tm_meta_free(t, pgd);
+        tm_slab_free(t, pgd);
         rc = put_failed(c, p, b, h, &oid, index, rc);
         goto out;
     }
@@ -261,7 +264,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     if (oldloc.kind != TM_LOC_NONE)
         tm_loc_free(t, p->store, &oldloc);
     if (pgd)
-        tm_meta_free(t, pgd);
+        tm_slab_free(t, pgd);
     tm_meta_free(t, spare);
     if (nobj) {
         tm_table_free(t, &nobj->pages);

@@ -36,7 +36,8 @@ struct tm_bucket *tm_pool_bucket(struct tm_pool *p, uint64_t oid_hash)
 struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags,
                             tmem_uuid_t uuid, bool shared, struct tm_store *store)
 {
-    struct tm_pool *p = tm_meta_calloc(t, sizeof(*p), true);
+    /* aligned: another pool's hot lines never share a line with its own */
+    struct tm_pool *p = tm_meta_calloc_aligned(t, sizeof(*p), 64);
     if (!p)
         return NULL;
     p->t = t;
@@ -124,7 +125,7 @@ void tm_pgd_unlink_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_pgd 
 void tm_pgd_release(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
 {
     tm_loc_free(t, p->store, &pgd->loc);
-    tm_meta_free(t, pgd);
+    tm_slab_free(t, pgd);
 }
 
 /* Takes every page of o off the LRU and the counts (bucket lock held);

@@ -108,6 +108,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
     o->dup_puts_flushed = tm_load(sum.dup_flushed);
     o->compress_poor = tm_load(sum.compress_poor);
     o->dedup_hits = tm_load(sum.dedup_hits);
+    o->dedup_skipped = tm_load(sum.dedup_skipped);
     o->refused_nomem = tm_load(sum.refused_nomem);
     o->refused_quota = tm_load(sum.refused_quota);
     o->refused_frozen = tm_load(sum.refused_frozen);

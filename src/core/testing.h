@@ -22,4 +22,10 @@ uint64_t tmem__alloc_count(tmem_t *t);
  * over buckets, hence when tables grow).  Call before any client opens. */
 void     tmem__set_hash_key(tmem_t *t, uint64_t key);
 
+/* Sparse dedup (store.c): is page in the sample a sparse store still looks
+ * up, and after how many lookups in a row without a hit does a store go
+ * sparse. */
+int      tmem__dedup_sampled(const void *page);
+uint32_t tmem__dedup_sparse_after(void);
+
 #endif /* TMEM_CORE_TESTING_H */

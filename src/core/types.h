@@ -73,8 +73,9 @@ _Static_assert(sizeof(((struct tm_brlock *)0)->readers) /
                    sizeof(((struct tm_brlock *)0)->readers[0]) == TM_STRIPES,
                "brlock reader stripes must match TM_STRIPES");
 
-struct tm_chunk {
-    uint64_t free_map[TM_CHUNK_WORDS];
+struct tm_chunk {                   /* cache-line aligned: chunks of two stripes never
+                                       share a line (their maps change on every frame) */
+    _Alignas(64) uint64_t free_map[TM_CHUNK_WORDS];
     uint64_t backed_map[TM_CHUNK_WORDS];
     uint64_t lent_map[TM_CHUNK_WORDS];
     uint32_t nfree;                 /* popcount(free_map) */
@@ -241,6 +242,11 @@ struct tm_store_count {
     _Alignas(64) atomic_i64 whole_frames;   /* WHOLE locs (direct or in bodies) */
     atomic_i64 words;               /* WORD locs (same-filled pages) */
     atomic_i64 body_refs;           /* BODY locs: references to bodies */
+    /* sparse dedup (store.c), per stripe: lookups in a row that found
+     * nothing, and whether this stripe's puts now only sample the index.
+     * Plain loads and stores (no RMW): a lost update only shifts a guess. */
+    atomic_u32 dd_misses;
+    atomic_u32 dd_sparse;
 };
 enum tm_store_counter { TM_SC_WHOLE, TM_SC_WORDS, TM_SC_BODY_REFS };
 
@@ -310,7 +316,7 @@ struct tm_bucket {
 struct tm_pool_stats {
     atomic_u64 puts, puts_ok, dup_replaced, dup_flushed, refused;
     atomic_u64 gets, gets_hit, flushes, flushes_found, flush_objs, flush_objs_found;
-    atomic_u64 flushed_pages;
+    atomic_u64 flushed_pages, dedup_skipped;
 };
 
 struct tm_pool {
@@ -347,7 +353,8 @@ struct tm_client_stats {
     atomic_u64 puts, puts_ok, gets, gets_hit, flushes, flush_objs;
     atomic_u64 dup_replaced, dup_flushed, evicted;
     atomic_u64 refused_nomem, refused_quota, refused_frozen;
-    atomic_u64 compressed_pages, compressed_bytes, compress_poor, dedup_hits;
+    atomic_u64 compressed_pages, compressed_bytes, compress_poor, dedup_hits,
+               dedup_skipped;     /* dedup_skipped: shared pools only (else on the pool) */
     atomic_u64 same_filled, flushed_pages;
 };
 
@@ -404,12 +411,40 @@ struct tm_meta_stripe {
     atomic_i64 published;
 };
 
+/* ------------------------------------------------------------------------
+ * The page-descriptor allocator (slab.c): blocks of TM_SLAB_BYTES aligned
+ * to their size, cut into 64-byte slots; the first slot is the header.
+ * ---------------------------------------------------------------------- */
+#define TM_SLAB_BYTES (16u * 1024u)
+#define TM_SLAB_OBJ   64u
+#define TM_SLAB_SLOTS (TM_SLAB_BYTES / TM_SLAB_OBJ - 1u)
+
+struct tm_slab {                    /* a block's header; all fields: its stripe's lock */
+    struct tm_slab *prev, *next;    /* on the stripe's avail list */
+    void    *free;                  /* freed slots, linked through their first word */
+    uint16_t nfree;                 /* free slots, never-used ones included */
+    uint16_t fresh;                 /* slots [1 + fresh, ...) were never handed out */
+    uint16_t stripe;                /* whose lock guards the block (immutable) */
+    bool     listed;                /* on avail: 0 < nfree < TM_SLAB_SLOTS, or just made */
+};
+
+/* Invariants: a block is on avail iff it has a free slot and is not the
+ * spare; the spare is wholly free; live = slots handed out, not freed. */
+struct tm_slab_stripe {
+    _Alignas(64) pthread_mutex_t lock;
+    struct tm_slab *avail;          /* blocks with free slots (lock) */
+    struct tm_slab *spare;          /* one wholly free block, or NULL (lock) */
+    uint64_t blocks;                /* blocks of this stripe, spare included (lock) */
+    uint64_t live;                  /* descriptors in use from its blocks (lock) */
+};
+
 struct tmem {
     tmem_config_t cfg;              /* as opened (immutable) */
     atomic_u64 max_bytes;           /* the limit now (read-mostly) */
     _Alignas(64) atomic_i64 meta_approx;    /* sum of published (read-mostly) */
     struct tm_meta_stripe meta[TM_STRIPES];
     _Alignas(64) struct tm_frames frames;
+    struct tm_slab_stripe slab[TM_STRIPES];
     struct timespec t0;             /* for the clock of LRU ages (tm_now_tick) */
 
     /* clients_lock guards: the client lists, next_id, shared[], each

@@ -538,6 +538,7 @@ static json_t *stats_json(const struct tmw_ctl_stats *s)
     E(pages_deduped); E(bodies); E(clients); E(pools); E(objects); E(puts); E(puts_ok);
     E(gets); E(gets_hit); E(flushes); E(flush_objects); E(flushed_pages);
     E(dup_puts_replaced); E(dup_puts_flushed); E(compress_poor); E(dedup_hits);
+    E(dedup_skipped);
     E(evictions); E(evict_attempts); E(evict_skipped_busy); E(relinquished_frames);
     E(lent_frames); E(refused_nomem); E(refused_quota); E(refused_frozen); E(alloc_failed);
     E(bad_pool); E(bad_args); E(bad_closed);

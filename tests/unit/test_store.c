@@ -6,9 +6,11 @@
  * stores identical pages of one client's pools of one kind once, frees the
  * body with its last reference, keeps clients apart unless
  * dedup_across_clients is set, works within a shared pool, keeps ephemeral
- * and persistent data apart, and never merges pages that differ.
+ * and persistent data apart, never merges pages that differ, and goes sparse
+ * (samples) after a long run without duplicates, full again at a hit.
  */
 #include "tmem_test.h"
+#include "core/testing.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -382,6 +384,75 @@ static void test_dedup_compressed(void **state)
     dedup_within_client_case(TT_TEXT);
 }
 
+/* A random page with tag >= *tag that is (or is not) in the sparse sample;
+ * *tag moves past it. */
+static uint64_t random_tag(uint64_t *tag, bool sampled)
+{
+    uint8_t page[PG];
+    for (;; (*tag)++) {
+        tt_fill(page, TT_RANDOM, *tag);
+        if ((tmem__dedup_sampled(page) != 0) == sampled)
+            return (*tag)++;
+    }
+}
+
+/* Sparse dedup: after N lookups in a row without a hit a store looks up
+ * only the pages of its sample (content-chosen, so both copies of a
+ * duplicate agree); a hit makes it look up every page again. */
+static void test_dedup_sparse(void **state)
+{
+    (void)state;
+    const uint32_t n = tmem__dedup_sparse_after();
+    tmem_t *t = tt_open((uint64_t)(n + 64) * PG * 2, TMEM_COMPRESS_NONE, 1);
+    tmem_client_t *c = client(t, "sparse");
+    uint32_t a = pool(c, KEEP);
+    uint64_t tag = 1000;
+    /* n - 1 misses: still full; the nth (an unsampled page) is looked up */
+    for (uint32_t i = 0; i < n; i++)
+        put(c, a, 1, i, TT_RANDOM, random_tag(&tag, false));
+    tmem_stats_t s0 = stats(t);
+    assert_int_equal(s0.dedup_skipped, 0);
+    assert_int_equal(s0.dedup_hits, 0);
+    assert_int_equal(s0.bodies, n);
+
+    /* sparse: an unsampled duplicate pair is stored twice, not looked up */
+    uint64_t u = random_tag(&tag, false);
+    put(c, a, 2, 0, TT_RANDOM, u);
+    put(c, a, 2, 1, TT_RANDOM, u);
+    tmem_stats_t s1 = stats(t);
+    assert_int_equal(s1.dedup_skipped, 2);
+    assert_int_equal(s1.dedup_hits, 0);
+    assert_int_equal(s1.pages_deduped, 0);
+    assert_int_equal(s1.bodies, n);             /* not indexed either */
+    assert_int_equal(s1.frames_whole, s0.frames_whole + 2);
+    expect(c, a, 2, 0, TT_RANDOM, u);
+    expect(c, a, 2, 1, TT_RANDOM, u);
+
+    /* a sampled pair is found, and the hit ends sparse mode */
+    uint64_t v = random_tag(&tag, true);
+    put(c, a, 3, 0, TT_RANDOM, v);
+    put(c, a, 3, 1, TT_RANDOM, v);
+    tmem_stats_t s2 = stats(t);
+    assert_int_equal(s2.dedup_skipped, s1.dedup_skipped);
+    assert_int_equal(s2.dedup_hits, 1);
+    assert_int_equal(s2.pages_deduped, 1);
+    assert_int_equal(s2.frames_whole, s1.frames_whole + 1);
+
+    /* full again: an unsampled pair is looked up and found */
+    uint64_t w = random_tag(&tag, false);
+    put(c, a, 4, 0, TT_RANDOM, w);
+    put(c, a, 4, 1, TT_RANDOM, w);
+    tmem_stats_t s3 = stats(t);
+    assert_int_equal(s3.dedup_skipped, s2.dedup_skipped);
+    assert_int_equal(s3.dedup_hits, 2);
+    assert_int_equal(s3.pages_deduped, 2);
+    assert_int_equal(s3.frames_whole, s2.frames_whole + 1);
+    expect(c, a, 3, 1, TT_RANDOM, v);
+    expect(c, a, 4, 0, TT_RANDOM, w);
+    tmem_client_close(c);
+    tt_close(t);
+}
+
 /* With dedup off identical pages are stored twice. */
 static void test_dedup_off(void **state)
 {
@@ -707,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_one_byte_differs),
         cmocka_unit_test(test_churn_compaction),
         cmocka_unit_test(test_churn_compaction_dedup),
+        cmocka_unit_test(test_dedup_sparse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
