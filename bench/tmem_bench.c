@@ -949,10 +949,12 @@ static void density_one(const struct corpus *cp, int codec, const char *id)
              id, codec_name(codec), zutil * 100.0, st.zalloc_bytes_used / (double)MIB,
              st.frames_zalloc * (double)PAGE / MIB, csum / (double)MIB, poor);
     add_note("Density details",
-             "%s %s: pages same-filled %llu, deduped %llu, compressed %llu, whole %llu "
-             "(compress poor %llu); density of data frames alone %.3f x",
+             "%s %s: pages same-filled %llu, deduped %llu (not looked up: %llu, sparse dedup), "
+             "compressed %llu, whole %llu (compress poor %llu); density of data frames alone "
+             "%.3f x",
              id, codec_name(codec), (unsigned long long)st.pages_same_filled,
-             (unsigned long long)st.pages_deduped, (unsigned long long)st.pages_compressed,
+             (unsigned long long)st.pages_deduped, (unsigned long long)st.dedup_skipped,
+             (unsigned long long)st.pages_compressed,
              (unsigned long long)st.pages_whole, (unsigned long long)st.compress_poor,
              logical / ((double)(st.frames_whole + st.frames_zalloc) * PAGE));
     /* read everything back and compare */

@@ -35,6 +35,11 @@
 
 static inline size_t popc(uint64_t x) { return (size_t)__builtin_popcountll(x); }
 
+/* Chunks are backed whole, as huge pages, only when the limit is at least
+ * this many chunks (128 MiB): below it a chunk held before it is needed
+ * would be a sizeable part of the limit. */
+#define TM_HUGE_MIN_CHUNKS 64u
+
 static void free_list_add(struct tm_stripe *sp, struct tm_chunk *ch)
 {
     if (ch->on_free_list)
@@ -213,15 +218,58 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
     return NULL;
 }
 
-/* Reserves one frame of the limit in nheld (exact under concurrency). */
-static bool reserve_frame(tmem_t *t)
+/* Reserves n frames of the limit in nheld (exact under concurrency). */
+static bool reserve_frames(tmem_t *t, uint64_t n)
 {
-    uint64_t held = tm_add(t->frames.nheld, 1) + 1;
+    uint64_t held = tm_add(t->frames.nheld, n) + n;
     int64_t meta = tm_meta_bytes(t);
     if (held * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0) <= tm_load(t->max_bytes))
         return true;
-    tm_sub(t->frames.nheld, 1);
+    tm_sub(t->frames.nheld, n);
     return false;
+}
+
+static bool reserve_frame(tmem_t *t)
+{
+    return reserve_frames(t, 1);
+}
+
+/* Backs a whole unused chunk of stripe s at once, as a huge page where the
+ * kernel has one (MADV_HUGEPAGE), and returns its first frame, the others
+ * going to the free list; stripe lock held, all TM_CHUNK_FRAMES reserved by
+ * the caller.  NULL if the stripe has no unused chunk. */
+static uint8_t *take_huge_chunk_locked(tmem_t *t, unsigned s)
+{
+    struct tm_frames *fr = &t->frames;
+    struct tm_stripe *sp = &fr->stripes[s];
+    for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
+        if (fr->chunks[i])
+            continue;
+        struct tm_chunk *ch;
+        if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
+            tm_inc(t->st.alloc_failed);
+            return NULL;
+        }
+        memset(ch, 0, sizeof(*ch));
+        uint8_t *base = fr->base + i * TM_CHUNK_BYTES;
+        if (mprotect(base, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
+            free(ch);
+            tm_inc(t->st.alloc_failed);
+            return NULL;
+        }
+        madvise(base, TM_CHUNK_BYTES, MADV_HUGEPAGE);     /* a hint: may be refused */
+        ch->index = (uint32_t)i;
+        for (unsigned w = 0; w < TM_CHUNK_WORDS; w++)
+            ch->backed_map[w] = ch->free_map[w] = ~0ull;
+        ch->free_map[0] &= ~1ull;                           /* frame 0: the caller's */
+        ch->nbacked = TM_CHUNK_FRAMES;
+        ch->nfree = TM_CHUNK_FRAMES - 1;
+        fr->chunks[i] = ch;
+        free_list_add(sp, ch);
+        tm_add(sp->nfree, TM_CHUNK_FRAMES - 1);
+        return base;
+    }
+    return NULL;
 }
 
 uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
@@ -240,8 +288,24 @@ uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
             tm_add(*use_counter(sp, use), 1);
         pthread_mutex_unlock(&sp->lock);
     }
-    if (f || !reserve_frame(t))
+    if (f)
         return f;
+    /* a whole chunk at home, in one huge page, if the limit leaves room for
+     * it many times over (so that a free chunk's worth held early is noise) */
+    if (tm_load(t->max_bytes) >= TM_HUGE_MIN_CHUNKS * TM_CHUNK_BYTES &&
+        reserve_frames(t, TM_CHUNK_FRAMES)) {
+        struct tm_stripe *sp = &fr->stripes[home];
+        pthread_mutex_lock(&sp->lock);
+        f = take_huge_chunk_locked(t, home);
+        if (f)
+            tm_add(*use_counter(sp, use), 1);
+        pthread_mutex_unlock(&sp->lock);
+        if (f)
+            return f;
+        tm_sub(fr->nheld, TM_CHUNK_FRAMES);
+    }
+    if (!reserve_frame(t))
+        return NULL;
     /* a new frame, at home or, if home's chunks are all backed, elsewhere */
     for (unsigned k = 0; k < TM_STRIPES && !f; k++) {
         unsigned s = (home + k) % TM_STRIPES;

@@ -218,6 +218,57 @@ static void test_relinquish_drops_rss(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* With a limit of at least 64 chunks a stripe backs a whole chunk at once
+ * (a huge page where the kernel has one): one frame is taken, the other 511
+ * are held free and counted.  Near the limit, and under a small limit,
+ * frames are backed one by one, so the limit is still filled exactly. */
+static void test_huge_chunks(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(128 * MIB, TMEM_COMPRESS_NONE, 0);
+    uint8_t *f = tm_frame_get(t, TM_FRAME_WHOLE);
+    assert_non_null(f);
+    memset(f, 0x5a, PG);
+    tmem_stats_t s = stats(t);
+    assert_int_equal(s.frames_held, TM_CHUNK_FRAMES);
+    assert_int_equal(s.frames_free, TM_CHUNK_FRAMES - 1);
+    assert_int_equal(s.frames_whole, 1);
+    tm_frame_put(t, f, TM_FRAME_WHOLE);
+    assert_int_equal(tmem_check(t), 0);
+
+    /* fill the limit: whole chunks first, then single frames to the end */
+    size_t cap = 128 * MIB / PG, n = 0;
+    uint8_t **all = calloc(cap + 1, sizeof(*all));
+    assert_non_null(all);
+    while (n <= cap && (all[n] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL)
+        n++;
+    s = stats(t);
+    assert_true(n <= cap);
+    assert_int_equal(s.frames_whole, n);
+    assert_int_equal(s.frames_free, 0);
+    assert_true(s.bytes_held <= s.max_bytes);
+    assert_true(s.bytes_held + PG > s.max_bytes);       /* not a chunk short: a frame */
+    for (size_t i = 0; i < n; i++)
+        tm_frame_put(t, all[i], TM_FRAME_WHOLE);
+    free(all);
+    assert_int_equal(tmem_check(t), 0);
+
+    /* all of it goes back to the OS */
+    assert_int_equal(tmem_relinquish_pages(t, cap), n);
+    assert_int_equal(stats(t).frames_held, 0);
+    assert_int_equal(tmem_check(t), 0);
+    tt_close(t);
+
+    /* under 64 chunks: one frame at a time */
+    t = tt_open(64 * MIB, TMEM_COMPRESS_NONE, 0);
+    f = tm_frame_get(t, TM_FRAME_WHOLE);
+    assert_non_null(f);
+    assert_int_equal(stats(t).frames_held, 1);
+    tm_frame_put(t, f, TM_FRAME_WHOLE);
+    tt_close(t);
+}
+
+/* ------------------------------------------------------------------------ */
 static void test_relinquish_page(void **state)
 {
     (void)state;
@@ -632,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_get_put_accounting),
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_relinquish_drops_rss),
+        cmocka_unit_test(test_huge_chunks),
         cmocka_unit_test(test_relinquish_page),
         cmocka_unit_test(test_return_not_lent),
         cmocka_unit_test(test_relinquish_pageblock),
