@@ -35,10 +35,13 @@
 
 static inline size_t popc(uint64_t x) { return (size_t)__builtin_popcountll(x); }
 
-/* Chunks are backed whole, as huge pages, only when the limit is at least
- * this many chunks (128 MiB): below it a chunk held before it is needed
- * would be a sizeable part of the limit. */
-#define TM_HUGE_MIN_CHUNKS 64u
+/* Chunks are backed whole, as huge pages, only under a limit of at least
+ * TM_HUGE_MIN_CHUNKS chunks (128 MiB) and once the engine holds
+ * TM_HUGE_AFTER_CHUNKS (64 MiB): a chunk's worth of free frames per stripe,
+ * held before they are needed, is then a small part of what is held (a
+ * small store keeps its exact, frame-by-frame accounting: bench/ figure 3). */
+#define TM_HUGE_MIN_CHUNKS   64u
+#define TM_HUGE_AFTER_CHUNKS 32u
 
 static void free_list_add(struct tm_stripe *sp, struct tm_chunk *ch)
 {
@@ -290,9 +293,10 @@ uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
     }
     if (f)
         return f;
-    /* a whole chunk at home, in one huge page, if the limit leaves room for
-     * it many times over (so that a free chunk's worth held early is noise) */
+    /* a whole chunk at home, in one huge page, in a big engine (so that a
+     * free chunk's worth held early is a small part of what it holds) */
     if (tm_load(t->max_bytes) >= TM_HUGE_MIN_CHUNKS * TM_CHUNK_BYTES &&
+        tm_load(fr->nheld) >= (uint64_t)TM_HUGE_AFTER_CHUNKS * TM_CHUNK_FRAMES &&
         reserve_frames(t, TM_CHUNK_FRAMES)) {
         struct tm_stripe *sp = &fr->stripes[home];
         pthread_mutex_lock(&sp->lock);

@@ -218,28 +218,37 @@ static void test_relinquish_drops_rss(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* With a limit of at least 64 chunks a stripe backs a whole chunk at once
- * (a huge page where the kernel has one): one frame is taken, the other 511
- * are held free and counted.  Near the limit, and under a small limit,
- * frames are backed one by one, so the limit is still filled exactly. */
+/* In a big engine (a limit of 64 chunks or more, 32 chunks already held) a
+ * stripe backs a whole chunk at once (a huge page where the kernel has
+ * one): one frame is taken, the other 511 are held free and counted.
+ * Before that, near the limit, and under a small limit, frames are backed
+ * one by one, so small stores count exactly and the limit is filled to the
+ * last frame. */
 static void test_huge_chunks(void **state)
 {
     (void)state;
     tmem_t *t = tt_open(128 * MIB, TMEM_COMPRESS_NONE, 0);
-    uint8_t *f = tm_frame_get(t, TM_FRAME_WHOLE);
-    assert_non_null(f);
-    memset(f, 0x5a, PG);
-    tmem_stats_t s = stats(t);
-    assert_int_equal(s.frames_held, TM_CHUNK_FRAMES);
-    assert_int_equal(s.frames_free, TM_CHUNK_FRAMES - 1);
-    assert_int_equal(s.frames_whole, 1);
-    tm_frame_put(t, f, TM_FRAME_WHOLE);
-    assert_int_equal(tmem_check(t), 0);
-
-    /* fill the limit: whole chunks first, then single frames to the end */
-    size_t cap = 128 * MIB / PG, n = 0;
+    size_t cap = 128 * MIB / PG, n = 0, single = 32 * (size_t)TM_CHUNK_FRAMES;
     uint8_t **all = calloc(cap + 1, sizeof(*all));
     assert_non_null(all);
+    /* 64 MiB frame by frame */
+    for (; n < single; n++) {
+        all[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+        assert_non_null(all[n]);
+    }
+    tmem_stats_t s = stats(t);
+    assert_int_equal(s.frames_held, single);
+    assert_int_equal(s.frames_free, 0);
+    /* then a whole chunk */
+    all[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+    assert_non_null(all[n]);
+    memset(all[n++], 0x5a, PG);
+    s = stats(t);
+    assert_int_equal(s.frames_held, single + TM_CHUNK_FRAMES);
+    assert_int_equal(s.frames_free, TM_CHUNK_FRAMES - 1);
+    assert_int_equal(s.frames_whole, n);
+
+    /* fill the limit: whole chunks, then single frames to the end */
     while (n <= cap && (all[n] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL)
         n++;
     s = stats(t);
@@ -259,12 +268,19 @@ static void test_huge_chunks(void **state)
     assert_int_equal(tmem_check(t), 0);
     tt_close(t);
 
-    /* under 64 chunks: one frame at a time */
-    t = tt_open(64 * MIB, TMEM_COMPRESS_NONE, 0);
-    f = tm_frame_get(t, TM_FRAME_WHOLE);
-    assert_non_null(f);
-    assert_int_equal(stats(t).frames_held, 1);
-    tm_frame_put(t, f, TM_FRAME_WHOLE);
+    /* under 64 chunks: one frame at a time, however much is held */
+    t = tt_open(100 * MIB, TMEM_COMPRESS_NONE, 0);
+    uint8_t **some = calloc(single + 1, sizeof(*some));
+    assert_non_null(some);
+    for (n = 0; n <= single; n++) {
+        some[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+        assert_non_null(some[n]);
+    }
+    assert_int_equal(stats(t).frames_held, single + 1);
+    assert_int_equal(stats(t).frames_free, 0);
+    for (size_t i = 0; i <= single; i++)
+        tm_frame_put(t, some[i], TM_FRAME_WHOLE);
+    free(some);
     tt_close(t);
 }
 
