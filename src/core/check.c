@@ -191,9 +191,9 @@ int tmem_check(tmem_t *t)
                                            : (t->global_eph ? &global_eph : &re);
             bad += check_pool(t, p, r, &eph, &pers);
         }
-        if (eph != tm_load(c->eph_pages) || pers != tm_load(c->pers_pages)) {
+        if (eph != tm_client_eph_pages(c) || pers != tm_load(c->pers_pages)) {
             tm_report("client %u: counts %llu ephemeral %llu persistent pages, pools hold "
-                      "%llu %llu", c->id, L(tm_load(c->eph_pages)), L(tm_load(c->pers_pages)),
+                      "%llu %llu", c->id, L(tm_client_eph_pages(c)), L(tm_load(c->pers_pages)),
                       L(eph), L(pers));
             bad++;
         }

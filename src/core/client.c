@@ -299,7 +299,7 @@ int tmem_client_info(tmem_t *t, uint32_t id, tmem_client_info_t *out)
     out->cap = tm_load(c->cap);
     out->compress = atomic_load(&c->compress);
     out->frozen = atomic_load(&c->frozen);
-    out->ephemeral_pages = tm_load(c->eph_pages);
+    out->ephemeral_pages = tm_client_eph_pages(c);
     out->persistent_pages = tm_load(c->pers_pages);
     out->evicted = tm_load(c->st.evicted);
     out->refused_nomem = tm_load(c->st.refused_nomem);

@@ -61,7 +61,7 @@ static bool evict_from_pool(tmem_t *t, struct tmem_client *cl, struct tm_pool *p
     victim->next->prev = victim->prev;
     victim->next = victim->prev = NULL;
     p->lru_count--;
-    tm_sub(p->owner->eph_pages, 1);
+    tm_client_eph_add(p->owner, -1);
     pthread_mutex_unlock(&p->lru_lock);
 
     struct tm_obj *o = victim->obj, *freed_obj = NULL;
@@ -174,7 +174,7 @@ bool tm_evict_one(tmem_t *t, struct tmem_client *requester)
         struct tmem_client *best = NULL;
         uint64_t best_age = 0, best_w = 0, best_pages = 0;
         for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
-            uint64_t pages = tm_load(c->eph_pages);
+            uint64_t pages = tm_client_eph_pages(c);
             if (pages == 0)
                 continue;
             bool skipped = false;

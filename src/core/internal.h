@@ -260,6 +260,20 @@ void   tm_client_totals(struct tmem_client *c, struct tm_client_stats *out);
             tm_inc((c)->st.cfield);                                            \
     } while (0)
 
+/* Ephemeral pages of client c (types.h): the sum of its stripes. */
+static inline uint64_t tm_client_eph_pages(const struct tmem_client *c)
+{
+    int64_t n = 0;
+    for (unsigned i = 0; i < TM_STRIPES; i++)
+        n += atomic_load_explicit(&c->eph[i].n, TM_RELAXED);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+static inline void tm_client_eph_add(struct tmem_client *c, int64_t d)
+{
+    atomic_fetch_add_explicit(&c->eph[tm_home_stripe()].n, d, TM_RELAXED);
+}
+
 /* ---- check.c ---------------------------------------------------------- */
 void   tm_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -64,7 +64,7 @@ void tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd)
     p->lru.prev->next = pgd;
     p->lru.prev = pgd;
     p->lru_count++;
-    tm_add(p->owner->eph_pages, 1);
+    tm_client_eph_add(p->owner, 1);
     pthread_mutex_unlock(&p->lru_lock);
 }
 
@@ -97,7 +97,7 @@ static void lru_del_locked(struct tm_pool *p, struct tm_pgd *pgd)
     pgd->next->prev = pgd->prev;
     pgd->next = pgd->prev = NULL;
     p->lru_count--;
-    tm_sub(p->owner->eph_pages, 1);
+    tm_client_eph_add(p->owner, -1);
 }
 
 void tm_pgd_unlink_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_pgd *pgd,
@@ -379,8 +379,8 @@ void tm_pool_leave(tmem_t *t, struct tmem_client *c, struct tm_pool *p)
     } else if (p->owner == c) {
         struct tmem_client *heir = p->sharers[0];
         pthread_mutex_lock(&p->lru_lock);
-        tm_sub(c->eph_pages, p->lru_count);
-        tm_add(heir->eph_pages, p->lru_count);
+        tm_client_eph_add(c, -(int64_t)p->lru_count);
+        tm_client_eph_add(heir, (int64_t)p->lru_count);
         p->owner = heir;
         pthread_mutex_unlock(&p->lru_lock);
     }

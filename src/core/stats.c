@@ -59,7 +59,7 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
         tm_brlock_read(&c->lock);
         if (!c->dead) {
             o->clients++;
-            o->ephemeral_pages += tm_load(c->eph_pages);
+            o->ephemeral_pages += tm_client_eph_pages(c);
             o->persistent_pages += tm_load(c->pers_pages);
             struct tm_client_stats ct;
             tm_client_totals(c, &ct);
@@ -170,7 +170,7 @@ static void list_client(struct sbuf *sb, struct tmem_client *c, int long_form)
               atomic_load(&c->frozen), L(ge), L(pp), L(gp));
     if (long_form)
         sb_printf(sb, ",Ec:%llu,Pc:%llu,cp:%llu,cb:%llu,cn:%llu,ev:%llu,rq:%llu,rf:%llu,nm:%s",
-                  L(tm_load(c->eph_pages)), L(tm_load(c->pers_pages)),
+                  L(tm_client_eph_pages(c)), L(tm_load(c->pers_pages)),
                   L(tm_load(c->st.compressed_pages)), L(tm_load(c->st.compressed_bytes)),
                   L(tm_load(c->st.compress_poor)), L(tm_load(c->st.evicted)),
                   L(tm_load(c->st.refused_quota)), L(tm_load(c->st.refused_frozen)), c->name);

@@ -332,7 +332,7 @@ struct tm_pool {
 
     pthread_mutex_t lru_lock;
     struct tm_pgd lru;              /* sentinel: lru.next oldest, lru.prev newest */
-    uint64_t lru_count;             /* pages on the LRU (lru_lock); owner->eph_pages
+    uint64_t lru_count;             /* pages on the LRU (lru_lock); the owner's ephemeral count
                                        includes exactly this many for this pool */
     atomic_u64 npages;              /* pages in the pool (changed under bucket lock) */
     atomic_u64 nobjs;
@@ -378,9 +378,13 @@ struct tmem_client {
     _Atomic int restoring;          /* a restore owns the client's pools */
     _Atomic int pins;               /* snapshots holding the handle (raised under
                                        t->clients_lock; tmem_client_release waits) */
-    /* accounting: eph_pages is changed under the lru_lock of the pool whose
-     * owner this client is; pers_pages with fetch_add (the cap check). */
-    atomic_u64 eph_pages, pers_pages;
+    /* accounting: pers_pages with fetch_add (the cap check); the ephemeral
+     * pages are counted per thread stripe (a stripe may go negative; the sum,
+     * tm_client_eph_pages, is the count), changed under the lru_lock of the
+     * pool whose owner this client is: two threads of one client putting in
+     * two pools wrote one line on every call. */
+    atomic_u64 pers_pages;
+    struct { _Alignas(64) atomic_i64 n; } eph[TM_STRIPES];
     struct tm_store *eph_store, *pers_store;  /* immutable until close */
     /* shared-pool authorisation (t->clients_lock) */
     tmem_uuid_t auth[TM_MAX_AUTH];
