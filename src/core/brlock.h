@@ -27,9 +27,8 @@
 struct tm_brlock {
     pthread_mutex_t wlock;          /* held by the writer; readers wait on it */
     _Atomic int writer;             /* a writer holds or wants the lock */
-    /* one counter per frame stripe, 64 bytes apart: never on one cache line
-     * (padding rather than _Alignas, so that the client struct needs no
-     * aligned allocation) */
+    /* one counter per thread stripe, 64 bytes apart: never on one cache
+     * line (padded; the client is allocated cache-line aligned anyway) */
     struct { _Atomic long n; char pad[64 - sizeof(long)]; } readers[8];   /* TM_STRIPES */
 };
 

@@ -57,9 +57,10 @@ static bool evict_from_pool(tmem_t *t, struct tmem_client *cl, struct tm_pool *p
         return false;
     }
     /* Unlink from the LRU here (we hold lru_lock), then from the object. */
-    victim->prev->next = victim->next;
-    victim->next->prev = victim->prev;
-    victim->next = victim->prev = NULL;
+    tm_lru_set(&victim->prev->next, victim->next);
+    tm_lru_set(&victim->next->prev, victim->prev);
+    tm_lru_set(&victim->next, NULL);
+    tm_lru_set(&victim->prev, NULL);
     p->lru_count--;
     tm_client_eph_add(p->owner, -1);
     pthread_mutex_unlock(&p->lru_lock);
@@ -174,9 +175,9 @@ bool tm_evict_one(tmem_t *t, struct tmem_client *requester)
         struct tmem_client *best = NULL;
         uint64_t best_age = 0, best_w = 0, best_pages = 0;
         for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next) {
+            /* the sum of the client's stripes is not a snapshot and may read
+             * 0 while it holds pages: oldest_age, under the locks, decides */
             uint64_t pages = tm_client_eph_pages(c);
-            if (pages == 0)
-                continue;
             bool skipped = false;
             for (int k = 0; k < pass; k++)
                 skipped |= skip[k] == c;

@@ -221,15 +221,21 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
     return NULL;
 }
 
-/* Reserves n frames of the limit in nheld (exact under concurrency). */
+/* Reserves n frames of the limit in nheld: added only if they fit, so no
+ * other thread ever sees a reservation that is about to be taken back (a
+ * whole chunk's 512 frames, added then removed, made concurrent frame and
+ * metadata allocations fail near the limit). */
 static bool reserve_frames(tmem_t *t, uint64_t n)
 {
-    uint64_t held = tm_add(t->frames.nheld, n) + n;
     int64_t meta = tm_meta_bytes(t);
-    if (held * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0) <= tm_load(t->max_bytes))
-        return true;
-    tm_sub(t->frames.nheld, n);
-    return false;
+    uint64_t m = (uint64_t)(meta > 0 ? meta : 0), max = tm_load(t->max_bytes);
+    uint64_t held = atomic_load_explicit(&t->frames.nheld, TM_RELAXED);
+    do {
+        if ((held + n) * TMEM_PAGE_SIZE + m > max)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&t->frames.nheld, &held, held + n,
+                                                    memory_order_seq_cst, TM_RELAXED));
+    return true;
 }
 
 static bool reserve_frame(tmem_t *t)

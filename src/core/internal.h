@@ -260,6 +260,15 @@ void   tm_client_totals(struct tmem_client *c, struct tm_client_stats *out);
             tm_inc((c)->st.cfield);                                            \
     } while (0)
 
+/* A descriptor's LRU links are written under the pool's lru_lock, but a get
+ * reads them under its bucket lock only, to prefetch the neighbours its
+ * unlink will write: so every write is a relaxed atomic store (a plain mov
+ * on x86), and that read a relaxed atomic load. */
+static inline void tm_lru_set(struct tm_pgd **link, struct tm_pgd *to)
+{
+    __atomic_store_n(link, to, __ATOMIC_RELAXED);
+}
+
 /* Ephemeral pages of client c (types.h): the sum of its stripes. */
 static inline uint64_t tm_client_eph_pages(const struct tmem_client *c)
 {

@@ -299,9 +299,10 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
     if (pgd && !p->persistent && !p->shared && !p->keep_on_get) {
         /* the unlink after the copy touches the LRU neighbours: start their
-         * misses now, so that they overlap the copy */
-        __builtin_prefetch(pgd->prev, 1);
-        __builtin_prefetch(pgd->next, 1);
+         * misses now, so that they overlap the copy (the links may change
+         * under lru_lock meanwhile: a stale guess costs a useless prefetch) */
+        __builtin_prefetch(__atomic_load_n(&pgd->prev, __ATOMIC_RELAXED), 1);
+        __builtin_prefetch(__atomic_load_n(&pgd->next, __ATOMIC_RELAXED), 1);
         if (pgd->hash)                                  /* its dedup index entry */
             tm_dedup_prefetch(p->store, pgd->hash);
     }

@@ -50,7 +50,8 @@ struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags
     p->store = store;
     p->owner = owner;
     pthread_mutex_init(&p->lru_lock, NULL);
-    p->lru.next = p->lru.prev = &p->lru;
+    tm_lru_set(&p->lru.next, &p->lru);
+    tm_lru_set(&p->lru.prev, &p->lru);
     for (unsigned i = 0; i < TM_POOL_BUCKETS; i++)
         pthread_mutex_init(&p->buckets[i].lock, NULL);
     return p;
@@ -59,10 +60,10 @@ struct tm_pool *tm_pool_new(tmem_t *t, struct tmem_client *owner, uint32_t flags
 void tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd)
 {
     pthread_mutex_lock(&p->lru_lock);
-    pgd->prev = p->lru.prev;
-    pgd->next = &p->lru;
-    p->lru.prev->next = pgd;
-    p->lru.prev = pgd;
+    tm_lru_set(&pgd->prev, p->lru.prev);
+    tm_lru_set(&pgd->next, &p->lru);
+    tm_lru_set(&p->lru.prev->next, pgd);
+    tm_lru_set(&p->lru.prev, pgd);
     p->lru_count++;
     tm_client_eph_add(p->owner, 1);
     pthread_mutex_unlock(&p->lru_lock);
@@ -80,12 +81,12 @@ struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oi
 void tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
 {
     pthread_mutex_lock(&p->lru_lock);
-    pgd->prev->next = pgd->next;
-    pgd->next->prev = pgd->prev;
-    pgd->prev = p->lru.prev;
-    pgd->next = &p->lru;
-    p->lru.prev->next = pgd;
-    p->lru.prev = pgd;
+    tm_lru_set(&pgd->prev->next, pgd->next);
+    tm_lru_set(&pgd->next->prev, pgd->prev);
+    tm_lru_set(&pgd->prev, p->lru.prev);
+    tm_lru_set(&pgd->next, &p->lru);
+    tm_lru_set(&p->lru.prev->next, pgd);
+    tm_lru_set(&p->lru.prev, pgd);
     pgd->age = tm_now_tick(t);
     pthread_mutex_unlock(&p->lru_lock);
 }
@@ -93,9 +94,10 @@ void tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)
 /* Unlinks pgd from the LRU; lru_lock held. */
 static void lru_del_locked(struct tm_pool *p, struct tm_pgd *pgd)
 {
-    pgd->prev->next = pgd->next;
-    pgd->next->prev = pgd->prev;
-    pgd->next = pgd->prev = NULL;
+    tm_lru_set(&pgd->prev->next, pgd->next);
+    tm_lru_set(&pgd->next->prev, pgd->prev);
+    tm_lru_set(&pgd->next, NULL);
+    tm_lru_set(&pgd->prev, NULL);
     p->lru_count--;
     tm_client_eph_add(p->owner, -1);
 }

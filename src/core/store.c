@@ -34,9 +34,10 @@
  * others are stored as they are.  Identical pages fall in the sample
  * together (the choice depends on their content only), so each pair of
  * duplicates is still caught with probability 1/16, and the first hit
- * switches the store back to full dedup.  The state is kept per frame
- * stripe (the thread's home stripe), beside the store's counters, so that
- * threads of one client share no cache line for it.
+ * switches the store back to full dedup.  The state is kept per thread
+ * stripe, beside the store's counters, so that threads of one client share
+ * no cache line for it; a stripe learns on its own when to go sparse (a new
+ * thread's starts full), and a hit on any stripe makes them all full again.
  */
 #include "internal.h"
 
@@ -371,7 +372,8 @@ static inline bool dd_wanted(struct tm_store *s, const void *page)
 }
 
 /* Records a lookup's outcome: TM_DD_SPARSE_AFTER misses in a row make the
- * stripe sparse, a hit makes it full again. */
+ * stripe sparse; a hit on any stripe makes every stripe of the store full
+ * again (the store's data does repeat). */
 static inline void dd_outcome(struct tm_store *s, bool hit)
 {
     struct tm_store_count *c = &s->count[tm_home_stripe()];
@@ -379,8 +381,12 @@ static inline void dd_outcome(struct tm_store *s, bool hit)
     if (hit) {
         if (misses)
             atomic_store_explicit(&c->dd_misses, 0, TM_RELAXED);
-        if (atomic_load_explicit(&c->dd_sparse, TM_RELAXED))
-            atomic_store_explicit(&c->dd_sparse, 0, TM_RELAXED);
+        for (unsigned i = 0; i < TM_STRIPES; i++) {
+            if (atomic_load_explicit(&s->count[i].dd_sparse, TM_RELAXED)) {
+                atomic_store_explicit(&s->count[i].dd_misses, 0, TM_RELAXED);
+                atomic_store_explicit(&s->count[i].dd_sparse, 0, TM_RELAXED);
+            }
+        }
     } else if (misses < TM_DD_SPARSE_AFTER) {
         atomic_store_explicit(&c->dd_misses, misses + 1, TM_RELAXED);
         if (misses + 1 == TM_DD_SPARSE_AFTER)

@@ -21,6 +21,9 @@
  *   client->lock (rw) -> t->clients_lock (rw) -> bucket->lock
  *       -> pool->lru_lock -> dedup shard lock -> zclass->lock -> frames.lock
  *
+ * The slab stripe lock (slab.c) is a leaf: taken under any of these, and
+ * nothing is locked or allocated while it is held.
+ *
  * The one exception is eviction, which starts from an LRU list and must reach
  * the bucket that owns the victim: it holds pool->lru_lock and only *tries*
  * bucket->lock, skipping the page if that fails.  It takes other clients'

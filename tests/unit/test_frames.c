@@ -7,6 +7,7 @@
  */
 #include "tmem_test.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -281,6 +282,57 @@ static void test_huge_chunks(void **state)
     for (size_t i = 0; i <= single; i++)
         tm_frame_put(t, some[i], TM_FRAME_WHOLE);
     free(some);
+    tt_close(t);
+}
+
+/* Two threads take and give back one frame at a time in a big engine with
+ * 300 frames of room: neither may ever be refused.  A whole chunk's
+ * reservation that did not fit was once added to frames_held and taken
+ * back, and in that moment the other thread's frame did not fit either. */
+struct near_limit { tmem_t *t; long refused; };
+
+static void *near_limit_worker(void *arg)
+{
+    struct near_limit *nl = arg;
+    for (int i = 0; i < 50000; i++) {
+        uint8_t *f = tm_frame_get(nl->t, TM_FRAME_WHOLE);
+        if (!f) {
+            nl->refused++;
+            continue;
+        }
+        tm_frame_put(nl->t, f, TM_FRAME_WHOLE);
+        tm_frames_release(nl->t, 1);    /* no free frame left: back a new one next time */
+    }
+    return NULL;
+}
+
+static void test_huge_reservation_near_limit(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(130 * MIB, TMEM_COMPRESS_NONE, 0);
+    size_t cap = 130 * MIB / PG, n = 0;
+    uint8_t **all = calloc(cap + 1, sizeof(*all));
+    assert_non_null(all);
+    while (n <= cap && (all[n] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL)
+        n++;
+    for (int k = 0; k < 300; k++)
+        tm_frame_put(t, all[--n], TM_FRAME_WHOLE);
+    tm_frames_release(t, cap);
+    tmem_stats_t s = stats(t);
+    assert_true(s.max_bytes - s.bytes_held >= 300 * PG);
+    assert_true(s.max_bytes - s.bytes_held < TM_CHUNK_FRAMES * PG);   /* no room for a chunk */
+
+    struct near_limit nl[2] = { { t, 0 }, { t, 0 } };
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, near_limit_worker, &nl[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(nl[0].refused + nl[1].refused, 0);
+
+    for (size_t i = 0; i < n; i++)
+        tm_frame_put(t, all[i], TM_FRAME_WHOLE);
+    free(all);
     tt_close(t);
 }
 
@@ -700,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_relinquish_drops_rss),
         cmocka_unit_test(test_huge_chunks),
+        cmocka_unit_test(test_huge_reservation_near_limit),
         cmocka_unit_test(test_relinquish_page),
         cmocka_unit_test(test_return_not_lent),
         cmocka_unit_test(test_relinquish_pageblock),

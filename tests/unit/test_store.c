@@ -13,6 +13,7 @@
 #include "core/testing.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #define MIB (1024ull * 1024ull)
@@ -453,6 +454,68 @@ static void test_dedup_sparse(void **state)
     tt_close(t);
 }
 
+/* Each thread stripe of a store goes sparse on its own; a hit found by
+ * another thread (whose stripe is still full) makes them all full again. */
+struct sparse_job {
+    tmem_client_t *c;
+    uint32_t pool;
+    uint64_t obj, tag;
+    uint32_t n;
+    bool dup;           /* else n distinct pages */
+};
+
+static void *sparse_worker(void *arg)
+{
+    struct sparse_job *j = arg;
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < j->n; i++) {
+        tt_fill(page, TT_RANDOM, j->dup ? j->tag : j->tag + i);
+        if (tmem_put_page(j->c, j->pool, (tmem_oid_t){ { j->obj, 0, 0 } }, i, page) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void run_on_thread(struct sparse_job *j)
+{
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, sparse_worker, j), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_null(rc);
+}
+
+static void test_dedup_sparse_stripes(void **state)
+{
+    (void)state;
+    const uint32_t n = tmem__dedup_sparse_after();
+    tmem_t *t = tt_open((uint64_t)(n + 64) * PG * 2, TMEM_COMPRESS_NONE, 1);
+    tmem_client_t *c = client(t, "stripes");
+    uint32_t a = pool(c, KEEP);
+    /* this thread's stripe goes sparse */
+    uint64_t tag = 1u << 20;
+    for (uint32_t i = 0; i < n; i++)
+        put(c, a, 1, i, TT_RANDOM, random_tag(&tag, false));
+    uint64_t u = random_tag(&tag, false);
+    put(c, a, 2, 0, TT_RANDOM, u);
+    assert_int_equal(stats(t).dedup_skipped, 1);
+    /* another thread (another stripe, still full) finds a duplicate */
+    struct sparse_job j = { c, a, 3, 7u << 20, 2, true };
+    run_on_thread(&j);
+    tmem_stats_t s1 = stats(t);
+    assert_int_equal(s1.dedup_hits, 1);
+    assert_int_equal(s1.dedup_skipped, 1);
+    /* and this thread's stripe looks up every page again */
+    uint64_t w = random_tag(&tag, false);
+    put(c, a, 4, 0, TT_RANDOM, w);
+    put(c, a, 4, 1, TT_RANDOM, w);
+    tmem_stats_t s2 = stats(t);
+    assert_int_equal(s2.dedup_skipped, 1);
+    assert_int_equal(s2.dedup_hits, 2);
+    tmem_client_close(c);
+    tt_close(t);
+}
+
 /* With dedup off identical pages are stored twice. */
 static void test_dedup_off(void **state)
 {
@@ -779,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_churn_compaction),
         cmocka_unit_test(test_churn_compaction_dedup),
         cmocka_unit_test(test_dedup_sparse),
+        cmocka_unit_test(test_dedup_sparse_stripes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
