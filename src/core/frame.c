@@ -252,21 +252,24 @@ static uint8_t *take_huge_chunk_locked(tmem_t *t, unsigned s)
     struct tm_frames *fr = &t->frames;
     struct tm_stripe *sp = &fr->stripes[s];
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
-        if (fr->chunks[i])
-            continue;
-        struct tm_chunk *ch;
-        if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
-            tm_inc(t->st.alloc_failed);
-            return NULL;
-        }
-        memset(ch, 0, sizeof(*ch));
+        struct tm_chunk *ch = fr->chunks[i];
         uint8_t *base = fr->base + i * TM_CHUNK_BYTES;
-        if (mprotect(base, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
-            free(ch);
-            tm_inc(t->st.alloc_failed);
-            return NULL;
+        if (ch && ch->nbacked != 0)
+            continue;                       /* in use: only an unused chunk goes whole */
+        if (!ch) {
+            if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
+                tm_inc(t->st.alloc_failed);
+                return NULL;
+            }
+            memset(ch, 0, sizeof(*ch));
+            if (mprotect(base, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
+                free(ch);
+                tm_inc(t->st.alloc_failed);
+                return NULL;
+            }
         }
         madvise(base, TM_CHUNK_BYTES, MADV_HUGEPAGE);     /* a hint: may be refused */
+        ch->huge = true;
         ch->index = (uint32_t)i;
         for (unsigned w = 0; w < TM_CHUNK_WORDS; w++)
             ch->backed_map[w] = ch->free_map[w] = ~0ull;
@@ -397,11 +400,42 @@ void tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nza
         *nzalloc = z;
 }
 
+/* Before a chunk backed whole gives frames back: advise it MADV_NOHUGEPAGE,
+ * so that neither a fault on an empty range (whose page table the kernel
+ * may have reclaimed) nor khugepaged's collapse can make 2 MiB resident
+ * where the engine counts fewer frames. */
+static void no_more_huge(struct tm_frames *fr, struct tm_chunk *ch)
+{
+    if (!ch->huge)
+        return;
+    madvise(frame_addr(fr, ch->index, 0), TM_CHUNK_BYTES, MADV_NOHUGEPAGE);
+    ch->huge = false;
+}
+
 /* Releases free frames of stripe sp to the OS (free -> unbacked), up to n;
  * consecutive frames of a chunk go with one madvise.  Lock held. */
 static size_t release_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t n)
 {
     size_t done = 0;
+    /* Wholly free chunks first, each with one call: the kernel frees a huge
+     * page at once only when all of it goes (a part only splits it, and its
+     * memory waits for memory pressure).  take_huge_chunk_locked advises the
+     * chunk MADV_HUGEPAGE again if it backs it whole again. */
+    for (struct tm_chunk *ch = sp->with_free, *next; ch && n - done >= TM_CHUNK_FRAMES; ch = next) {
+        next = ch->next_free;
+        if (ch->nfree != TM_CHUNK_FRAMES)
+            continue;
+        uint8_t *base = frame_addr(fr, ch->index, 0);
+        no_more_huge(fr, ch);
+        madvise(base, TM_CHUNK_BYTES, MADV_DONTNEED);
+        memset(ch->free_map, 0, sizeof(ch->free_map));
+        memset(ch->backed_map, 0, sizeof(ch->backed_map));
+        ch->nfree = ch->nbacked = 0;
+        free_list_del(sp, ch);
+        if (ch->index < sp->grow_hint)
+            sp->grow_hint = ch->index;
+        done += TM_CHUNK_FRAMES;
+    }
     while (done < n && sp->with_free) {
         struct tm_chunk *ch = sp->with_free;
         for (unsigned w = 0; w < TM_CHUNK_WORDS && done < n; w++) {
@@ -413,6 +447,7 @@ static size_t release_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t 
                     e++;
                 unsigned len = e - b + 1;
                 uint64_t mask = (len == 64) ? ~0ull : (((1ull << len) - 1) << b);
+                no_more_huge(fr, ch);
                 madvise(frame_addr(fr, ch->index, w * 64 + b), (size_t)len * TMEM_PAGE_SIZE,
                         MADV_DONTNEED);
                 ch->free_map[w] &= ~mask;

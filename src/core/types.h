@@ -85,6 +85,8 @@ struct tm_chunk {                   /* cache-line aligned: chunks of two stripes
     uint32_t nbacked;               /* popcount(backed_map) */
     uint32_t index;                 /* position in the reservation */
     bool     on_free_list;          /* linked in its stripe's with_free */
+    bool     huge;                  /* backed whole and advised MADV_HUGEPAGE; cleared
+                                       (advised MADV_NOHUGEPAGE) at its first release */
     struct tm_chunk *next_free, *prev_free;
 };
 
