@@ -180,6 +180,27 @@ static uint8_t *take_free_locked(struct tm_frames *fr, struct tm_stripe *sp)
     return NULL;
 }
 
+/* Makes chunk i of the reservation usable (read-write, its record made,
+ * nothing backed yet); its stripe's lock held.  NULL (counted) on failure. */
+static struct tm_chunk *chunk_open(tmem_t *t, size_t i)
+{
+    struct tm_frames *fr = &t->frames;
+    struct tm_chunk *ch;
+    if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
+        tm_inc(t->st.alloc_failed);
+        return NULL;
+    }
+    memset(ch, 0, sizeof(*ch));
+    if (mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
+        free(ch);
+        tm_inc(t->st.alloc_failed);
+        return NULL;
+    }
+    ch->index = (uint32_t)i;
+    fr->chunks[i] = ch;
+    return ch;
+}
+
 /* Backs a new frame in stripe s's chunks; its lock held; the caller has
  * reserved it in nheld. */
 static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
@@ -187,22 +208,9 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
     struct tm_frames *fr = &t->frames;
     struct tm_stripe *sp = &fr->stripes[s];
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
-        struct tm_chunk *ch = fr->chunks[i];
-        if (!ch) {
-            if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
-                tm_inc(t->st.alloc_failed);
-                return NULL;
-            }
-            memset(ch, 0, sizeof(*ch));
-            if (mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES,
-                         PROT_READ | PROT_WRITE) != 0) {
-                free(ch);
-                tm_inc(t->st.alloc_failed);
-                return NULL;
-            }
-            ch->index = (uint32_t)i;
-            fr->chunks[i] = ch;
-        }
+        struct tm_chunk *ch = fr->chunks[i] ? fr->chunks[i] : chunk_open(t, i);
+        if (!ch)
+            return NULL;
         if (ch->nbacked == TM_CHUNK_FRAMES) {
             sp->grow_hint = i + TM_STRIPES;
             continue;
@@ -256,27 +264,15 @@ static uint8_t *take_huge_chunk_locked(tmem_t *t, unsigned s)
         uint8_t *base = fr->base + i * TM_CHUNK_BYTES;
         if (ch && ch->nbacked != 0)
             continue;                       /* in use: only an unused chunk goes whole */
-        if (!ch) {
-            if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
-                tm_inc(t->st.alloc_failed);
-                return NULL;
-            }
-            memset(ch, 0, sizeof(*ch));
-            if (mprotect(base, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
-                free(ch);
-                tm_inc(t->st.alloc_failed);
-                return NULL;
-            }
-        }
+        if (!ch && !(ch = chunk_open(t, i)))
+            return NULL;
         madvise(base, TM_CHUNK_BYTES, MADV_HUGEPAGE);     /* a hint: may be refused */
         ch->huge = true;
-        ch->index = (uint32_t)i;
         for (unsigned w = 0; w < TM_CHUNK_WORDS; w++)
             ch->backed_map[w] = ch->free_map[w] = ~0ull;
         ch->free_map[0] &= ~1ull;                           /* frame 0: the caller's */
         ch->nbacked = TM_CHUNK_FRAMES;
         ch->nfree = TM_CHUNK_FRAMES - 1;
-        fr->chunks[i] = ch;
         free_list_add(sp, ch);
         tm_add(sp->nfree, TM_CHUNK_FRAMES - 1);
         return base;
