@@ -289,6 +289,7 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
         tm_client_leave(c);
         return -EINVAL;
     }
+    tm_prefetch_page(page);
     TM_COUNT(c, p, gets, gets);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);
