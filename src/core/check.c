@@ -98,6 +98,15 @@ static int check_pool(tmem_t *t, struct tm_pool *p, struct refs *r, uint64_t *ep
                     bad++;
                 }
                 bad += check_loc(&pgd->loc, r);
+                /* a frame hint names the data's frame (a body keeps the
+                 * frame of the page it was made from) */
+                uint32_t hint = o->pages.slots[k].frame;
+                const struct tm_loc *dl =
+                    pgd->loc.kind == TM_LOC_BODY ? &pgd->loc.u.body->loc : &pgd->loc;
+                if (hint && hint != tm_frame_hint(t, dl)) {
+                    tm_report("pgd: index %u has a stale frame hint", pgd->index);
+                    bad++;
+                }
                 if (pgd->hash) {        /* in the dedup index: direct data only */
                     r->indexed++;
                     if (pgd->loc.kind != TM_LOC_WHOLE && pgd->loc.kind != TM_LOC_FRAG) {

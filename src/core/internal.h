@@ -79,6 +79,24 @@ size_t tm_frames_release(tmem_t *t, size_t n);        /* free -> OS */
 void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
 int    tm_frames_unlend(tmem_t *t, void *p, unsigned order);
 bool   tm_frame_valid(tmem_t *t, const void *p);       /* a used frame of ours? (tests) */
+/* A page table's hint for data at loc: the number + 1 of its frame if loc
+ * is a whole frame, else 0.  (When dedup turns that page into a body, the
+ * body keeps the frame, so the hint stays true.) */
+static inline uint32_t tm_frame_hint(const tmem_t *t, const struct tm_loc *loc)
+{
+    if (loc->kind != TM_LOC_WHOLE)
+        return 0;
+    return (uint32_t)((size_t)(loc->u.frame - t->frames.base) / TMEM_PAGE_SIZE) + 1;
+}
+/* Starts loading the first lines of the frame a hint names (at worst some
+ * other frame of the reservation: never read, never faults). */
+static inline void tm_frame_prefetch(const tmem_t *t, uint32_t hint)
+{
+    size_t n = (size_t)hint - 1;
+    if (hint && n < t->frames.nchunks * TM_CHUNK_FRAMES)
+        for (unsigned i = 0; i < TM_HINT_LINES; i++)
+            __builtin_prefetch(t->frames.base + n * TMEM_PAGE_SIZE + i * 64, 0, 3);
+}
 int    tm_frames_check(tmem_t *t);
 unsigned tm_home_stripe(void);     /* the calling thread's stripe (counters, brlock) */
 unsigned tm_cpu_stripe(void);      /* the caller's CPU's stripe (frames, descriptors) */
@@ -177,12 +195,18 @@ uint64_t tm_store_count(struct tm_store *s, enum tm_store_counter which);
 enum tm_table_kind { TM_TABLE_PAGES, TM_TABLE_OBJS };
 void  *tm_table_find(const struct tm_table *tb, enum tm_table_kind k, uint64_t key,
                      const tmem_oid_t *oid);
+/* A page table's entry for index, or NULL; its frame hint through *frame
+ * (0 if absent). */
+void  *tm_table_find_page(const struct tm_table *tb, uint32_t index, uint32_t *frame);
+/* Renews the frame hint of pgd's slot after pgd->loc changed. */
+void   tm_table_renew_hint(const tmem_t *t, struct tm_table *tb, const struct tm_pgd *pgd);
 /* The capacity an insert would grow tb to, or 0 if it would not grow. */
 uint32_t tm_table_grow_cap(const struct tm_table *tb);
 /* Moves tb into slots (cap entries from tm_meta_alloc; cap from
  * tm_table_grow_cap), freeing the old slots.  Lets a caller allocate the
  * new slots where it may evict, outside the bucket lock. */
-void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, struct tm_slot *slots, uint32_t cap);
+void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k,
+                          struct tm_slot *slots, uint32_t cap);
 /* Inserts e (key not present), growing if need be without eviction.
  * 0, or -ENOMEM (growth failed). */
 int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
@@ -223,9 +247,10 @@ void   tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd); /* takes lru_lo
  * lock held. */
 void   tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd);
 /* The descriptor of (oid with hash h, index) in bucket b, or NULL; the
- * object (or NULL) through objp if not NULL.  Bucket lock held. */
+ * object (or NULL) through objp and the slot's frame hint through frame,
+ * each if not NULL.  Bucket lock held. */
 struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oid_t *oid,
-                                  uint32_t index, struct tm_obj **objp);
+                                  uint32_t index, struct tm_obj **objp, uint32_t *frame);
 /* The clock of ephemeral pages' ages: ticks of 2^TM_TICK_SHIFT ns (65.5 us)
  * since tmem_open.  Fine enough that the weighted LRU compares ages of
  * pages that live a few milliseconds; 32 bits wrap after 78 hours, so an

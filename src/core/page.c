@@ -49,7 +49,7 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
     struct tm_obj *freed_obj = NULL;
     struct tm_pgd *old = NULL;
     pthread_mutex_lock(&b->lock);
-    old = tm_pgd_find_locked(b, h, oid, index, NULL);
+    old = tm_pgd_find_locked(b, h, oid, index, NULL, NULL);
     if (old)
         tm_pgd_unlink_locked(p, b, old, &freed_obj);
     pthread_mutex_unlock(&b->lock);
@@ -93,7 +93,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
               : (p->persistent && cap && tm_load(p->owner->pers_pages) >= cap) ? -EDQUOT : 0;
     if (early) {
         pthread_mutex_lock(&b->lock);
-        bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL) != NULL;
+        bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL, NULL) != NULL;
         pthread_mutex_unlock(&b->lock);
         if (!dup) {
             tm_inc(*(early == -EDQUOT ? &c->st.refused_quota : &c->st.refused_frozen));
@@ -132,11 +132,12 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     pthread_mutex_lock(&b->lock);
     for (;;) {
         struct tm_obj *o;
-        struct tm_pgd *old = tm_pgd_find_locked(b, h, &oid, index, &o);
+        struct tm_pgd *old = tm_pgd_find_locked(b, h, &oid, index, &o, NULL);
         if (old) {                                      /* duplicate put: replace */
             tm_dedup_unindex(p->store, old);            /* its old data leaves */
             oldloc = old->loc;
             old->loc = loc;
+            tm_table_renew_hint(t, &o->pages, old);
             if (oldloc.kind == TM_LOC_FRAG)             /* freed below, by value */
                 tm_zset_owner(&p->store->heap, &oldloc, 0);
             if (loc.kind == TM_LOC_FRAG)
@@ -191,7 +192,7 @@ int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
             continue;
         }
         if (need) {
-            tm_table_grow_into(t, grow, spare, spare_cap);
+            tm_table_grow_into(t, grow, o ? TM_TABLE_PAGES : TM_TABLE_OBJS, spare, spare_cap);
             spare = NULL;
             spare_cap = 0;
             continue;       /* a new object may now need its page table grown */
@@ -297,7 +298,9 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     struct tm_pgd *taken = NULL;
 
     pthread_mutex_lock(&b->lock);
-    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
+    uint32_t frame;
+    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL, &frame);
+    tm_frame_prefetch(t, frame);        /* before pgd's own miss, not after it */
     if (pgd && !p->persistent && !p->shared && !p->keep_on_get) {
         /* the unlink after the copy touches the LRU neighbours: start their
          * misses now, so that they overlap the copy (the links may change
@@ -345,7 +348,7 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     struct tm_obj *freed_obj = NULL;
 
     pthread_mutex_lock(&b->lock);
-    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL);
+    struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL, NULL);
     if (pgd)
         tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
     pthread_mutex_unlock(&b->lock);

@@ -70,12 +70,16 @@ void tm_lru_add_locked(struct tm_pool *p, struct tm_pgd *pgd)
 }
 
 struct tm_pgd *tm_pgd_find_locked(struct tm_bucket *b, uint64_t h, const tmem_oid_t *oid,
-                                  uint32_t index, struct tm_obj **objp)
+                                  uint32_t index, struct tm_obj **objp, uint32_t *frame)
 {
     struct tm_obj *o = tm_table_find(&b->objs, TM_TABLE_OBJS, h, oid);
     if (objp)
         *objp = o;
-    return o ? tm_table_find(&o->pages, TM_TABLE_PAGES, index, NULL) : NULL;
+    uint32_t hint = 0;
+    struct tm_pgd *pgd = o ? tm_table_find_page(&o->pages, index, &hint) : NULL;
+    if (frame)
+        *frame = hint;
+    return pgd;
 }
 
 void tm_lru_touch_locked(tmem_t *t, struct tm_pool *p, struct tm_pgd *pgd)

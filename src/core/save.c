@@ -97,7 +97,7 @@ static uint64_t save_pool_pages(tmem_t *t, struct tm_pool *p, struct wr *w)
         for (size_t k = 0; k < nh && !w->err; k++) {
             pthread_mutex_lock(&b->lock);
             uint64_t h = tm_oid_hash(t, &hs[k].oid);
-            struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &hs[k].oid, hs[k].index, NULL);
+            struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &hs[k].oid, hs[k].index, NULL, NULL);
             int rc = pgd ? tm_loc_read(p->store, &pgd->loc, page) : -ENOENT;
             pthread_mutex_unlock(&b->lock);
             if (rc == -ENOENT)

@@ -3,8 +3,9 @@
  * probing, backward-shift deletion): randomized insert/remove/find against a
  * simple model for both kinds (page descriptors keyed by index, objects keyed
  * by oid hash + oid), colliding hashes, deletions whose probe runs wrap
- * around the end of the slot array, growth, counts, and a failed growth
- * (injected allocation failure) leaving the table intact.
+ * around the end of the slot array, growth, counts, a failed growth
+ * (injected allocation failure) leaving the table intact, and the frame
+ * hints of page slots.
  */
 #include "tmem_test.h"
 
@@ -552,6 +553,84 @@ static void test_insert_fault(void **state)
     tt_close(t);
 }
 
+/* The frame hint of each page slot: set at insertion from a whole-frame
+ * location (0 for any other kind), carried through growth and through the
+ * backward shifts of deletions, renewed when the location changes, and
+ * naming exactly the page's frame. */
+static void expect_hint(tmem_t *t, const struct tm_table *tb, const struct tm_pgd *pgd)
+{
+    uint32_t hint = 12345;
+    assert_ptr_equal(tm_table_find_page(tb, pgd->index, &hint), pgd);
+    if (pgd->loc.kind == TM_LOC_WHOLE) {
+        assert_int_not_equal(hint, 0);
+        assert_ptr_equal(t->frames.base + (size_t)(hint - 1) * TMEM_PAGE_SIZE, pgd->loc.u.frame);
+    } else {
+        assert_int_equal(hint, 0);
+    }
+}
+
+static void test_frame_hints(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_NONE, 1);
+    tt_rng r;
+    tt_seed(&r, g_seed ^ 0x41);
+    enum { N = 3000 };
+    struct tm_pgd *e = calloc(N, sizeof(*e));
+    bool *in = calloc(N, sizeof(*in));
+    assert_true(e && in);
+    struct tm_table tb = { .seed = tt_next(&r) };
+    for (uint32_t i = 0; i < N; i++) {
+        e[i].index = i * 5 + (uint32_t)tt_below(&r, 5);
+        if (i % 3 == 0) {
+            e[i].loc.kind = TM_LOC_WHOLE;
+            e[i].loc.u.frame = tm_frame_get(t, TM_FRAME_WHOLE);
+            assert_non_null(e[i].loc.u.frame);
+        } else {
+            e[i].loc.kind = i % 3 == 1 ? TM_LOC_WORD : TM_LOC_FRAG;
+        }
+        assert_int_equal(tm_table_insert(t, &tb, TM_TABLE_PAGES, &e[i]), 0);
+        in[i] = true;
+    }
+    for (uint32_t i = 0; i < N; i++)        /* after 10 growths */
+        expect_hint(t, &tb, &e[i]);
+    for (uint32_t i = 0; i < N; i++)        /* half leave: backward shifts */
+        if (tt_below(&r, 2)) {
+            tm_table_remove(&tb, TM_TABLE_PAGES, &e[i]);
+            in[i] = false;
+        }
+    for (uint32_t i = 0; i < N; i++) {
+        if (!in[i]) {
+            uint32_t hint = 7;
+            assert_null(tm_table_find_page(&tb, e[i].index, &hint));
+            assert_int_equal(hint, 0);
+            continue;
+        }
+        expect_hint(t, &tb, &e[i]);
+        /* a new location: another frame, or data that needs none */
+        uint8_t *old = e[i].loc.kind == TM_LOC_WHOLE ? e[i].loc.u.frame : NULL;
+        if (tt_below(&r, 2)) {
+            e[i].loc.kind = TM_LOC_WHOLE;
+            e[i].loc.u.frame = tm_frame_get(t, TM_FRAME_WHOLE);
+            assert_non_null(e[i].loc.u.frame);
+        } else {
+            e[i].loc = (struct tm_loc){ .kind = TM_LOC_WORD };
+        }
+        if (old)
+            tm_frame_put(t, old, TM_FRAME_WHOLE);
+        tm_table_renew_hint(t, &tb, &e[i]);
+        expect_hint(t, &tb, &e[i]);
+    }
+    for (uint32_t i = 0; i < N; i++)
+        if (e[i].loc.kind == TM_LOC_WHOLE)
+            tm_frame_put(t, e[i].loc.u.frame, TM_FRAME_WHOLE);
+    tm_table_free(t, &tb);
+    free(e);
+    free(in);
+    assert_int_equal(tmem_check(t), 0);
+    tt_close(t);
+}
+
 int main(int argc, char **argv)
 {
     g_seed = tt_seed_from_args(argc, argv, "test_table");
@@ -561,6 +640,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wraparound_delete),
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_insert_fault),
+        cmocka_unit_test(test_frame_hints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
