@@ -60,10 +60,14 @@ typedef _Atomic uint32_t atomic_u32;
  *
  * backed_map = free | used | lent.  Chunks are divided among TM_STRIPES
  * stripes (chunk i belongs to stripe i % TM_STRIPES), each with its own lock
- * and counters, so that threads (each has a home stripe) rarely meet.
+ * and counters, so that threads (each on its CPU's stripe) rarely meet.  A
+ * free frame may also sit in a stripe's cache (or in transit between a
+ * cache and its chunk): free, though its chunk's maps say used.
  * Invariants (checked by tmem_check):
  *   stripe nfree == popcount(free_map) over its chunks
- *   nheld == sum(nfree + nwhole + nzalloc) == popcount(backed & ~lent)
+ *   nheld == sum(nfree + ncached + nwhole + nzalloc) + ntransit
+ *         == popcount(backed & ~lent)
+ *   a cached frame is backed, not free and not lent, and cached once
  *   nlent == popcount(lent_map)
  * ---------------------------------------------------------------------- */
 #define TM_CHUNK_FRAMES 512u
@@ -95,12 +99,24 @@ struct tm_chunk {                   /* cache-line aligned: chunks of two stripes
 
 struct tm_lent { uint8_t *p; unsigned order; };
 
+/* Free frames a stripe keeps for its CPU at most; when full, the older half
+ * goes back to the chunks' stripes. */
+#define TM_FRAME_CACHE 64u
+
 struct tm_stripe {
     _Alignas(64) pthread_mutex_t lock;  /* guards this stripe's chunks and below */
     struct tm_chunk *with_free;     /* its chunks with nfree > 0 */
     size_t grow_hint;               /* lowest chunk of it that may have unbacked frames */
-    /* written under lock, read with relaxed atomics */
+    /* written under lock, read with relaxed atomics.  nwhole and nzalloc
+     * count the frames taken (less those given) on this stripe's CPU: only
+     * their sums over the stripes mean something. */
     atomic_u64 nfree, nwhole, nzalloc;
+    /* Free frames of any stripe's chunks, kept here for this CPU: a thread
+     * takes and gives frames under its own CPU's lock, wherever the frames
+     * came from.  In their chunks' maps they look used.  cache[0..ncached)
+     * under lock, ncached also read relaxed. */
+    atomic_u64 ncached;
+    uint8_t *cache[TM_FRAME_CACHE];
 };
 
 struct tm_frames {
@@ -113,6 +129,10 @@ struct tm_frames {
     struct tm_lent *lent;           /* blocks out on loan */
     size_t    nlent_blocks, lent_cap;
     atomic_u64 nlent;
+    /* free frames out of every cache and not yet free in their chunks'
+     * maps (between two locks): raised under the lock they leave, lowered
+     * under the lock they reach, so that the sums hold under all locks */
+    atomic_u64 ntransit;
     /* frames held (free or used): reserved atomically before a frame is
      * backed, so the limit is exact; changes only when memory grows or
      * shrinks, so it is read-mostly for the limit checks */

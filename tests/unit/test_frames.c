@@ -3,8 +3,10 @@
  * API: tm_frame_get/tm_frame_put accounting, the max_bytes limit, giving
  * frames back to the OS (resident memory really drops), lending scrubbed
  * frames and blocks (tmem_relinquish_page*, tmem_return_pages), shrinking the
- * limit, and tmem_freeable_pages / tmem_evict_npages on ephemeral data.
+ * limit, tmem_freeable_pages / tmem_evict_npages on ephemeral data, and
+ * frames freed on one CPU and taken on another (per-CPU caches).
  */
+#define _GNU_SOURCE             /* pthread_setaffinity_np, CPU_SET */
 #include "tmem_test.h"
 
 #include <pthread.h>
@@ -817,6 +819,113 @@ static void test_evict_all_with_free_frames(void **state)
     tt_close(t);
 }
 
+/* ------------------------------------------------------------------------
+ * Frames freed on one CPU, taken on another (per-CPU caches, batch steals) */
+struct cpu_job {
+    int cpu;
+    bool pinned;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *cpu_job_main(void *p)
+{
+    struct cpu_job *j = p;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(j->cpu, &set);
+    j->pinned = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+    if (j->pinned)
+        j->fn(j->arg);
+    return NULL;
+}
+
+/* Runs fn(arg) on a thread pinned to cpu; false if it cannot be pinned. */
+static bool run_on_cpu(int cpu, void (*fn)(void *), void *arg)
+{
+    struct cpu_job j = { cpu, false, fn, arg };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cpu_job_main, &j), 0);
+    pthread_join(th, NULL);
+    return j.pinned;
+}
+
+struct frame_set {
+    tmem_t *t;
+    uint8_t **f;
+    size_t n, cap;
+};
+
+static void take_all(void *arg)       /* takes frames until refused */
+{
+    struct frame_set *fs = arg;
+    fs->n = 0;
+    while (fs->n < fs->cap && (fs->f[fs->n] = tm_frame_get(fs->t, TM_FRAME_WHOLE)) != NULL) {
+        memset(fs->f[fs->n], (int)(fs->n & 0xff), PG);
+        fs->n++;
+    }
+}
+
+static void give_all(void *arg)
+{
+    struct frame_set *fs = arg;
+    for (size_t i = 0; i < fs->n; i++)
+        tm_frame_put(fs->t, fs->f[i], TM_FRAME_WHOLE);
+}
+
+static void test_frames_across_cpus(void **state)
+{
+    (void)state;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        skip();
+    tmem_t *t = tt_open(4 * MIB, TMEM_COMPRESS_NONE, 1);
+    struct frame_set fs = { t, calloc(4096, sizeof(uint8_t *)), 0, 4096 };
+    assert_non_null(fs.f);
+    /* CPU 0 takes every frame the limit allows and frees them: some stay in
+     * its cache, the others go back to their chunks */
+    if (!run_on_cpu(0, take_all, &fs) || !run_on_cpu(0, give_all, &fs)) {
+        free(fs.f);
+        tt_close(t);
+        skip();
+    }
+    size_t all = fs.n;
+    assert_true(all > TM_FRAME_CACHE * 2);
+    tmem_stats_t s = stats(t);
+    assert_int_equal(s.frames_held, all);
+    assert_int_equal(s.frames_free, all);
+    assert_int_equal(tmem_check(t), 0);
+    /* CPU 1 gets every one of them: from the chunks and from CPU 0's cache */
+    assert_true(run_on_cpu(1, take_all, &fs));
+    assert_int_equal(fs.n, all);
+    s = stats(t);
+    assert_int_equal(s.frames_held, all);
+    assert_int_equal(s.frames_free, 0);
+    for (size_t i = 0; i < fs.n; i++)
+        for (size_t j = i + 1; j < fs.n; j++)
+            assert_ptr_not_equal(fs.f[i], fs.f[j]);
+    assert_int_equal(tm_frames_check(t), 0);     /* (frames in use: no store holds them) */
+    /* half back on CPU 1, and taken again on CPU 0 */
+    size_t half = fs.n / 2;
+    fs.n = half;
+    assert_true(run_on_cpu(1, give_all, &fs));
+    assert_int_equal(stats(t).frames_free, half);
+    assert_int_equal(tm_frames_check(t), 0);
+    struct frame_set again = { t, fs.f, 0, half };
+    assert_true(run_on_cpu(0, take_all, &again));
+    assert_int_equal(again.n, half);
+    assert_int_equal(stats(t).frames_free, 0);
+    /* all freed on both CPUs; giving memory back to the OS empties the caches */
+    fs.n = all;
+    assert_true(run_on_cpu(1, give_all, &fs));
+    assert_int_equal(tmem_relinquish_pages(t, SIZE_MAX), all);
+    s = stats(t);
+    assert_int_equal(s.frames_held, 0);
+    assert_int_equal(s.frames_free, 0);
+    assert_int_equal(tmem_check(t), 0);
+    free(fs.f);
+    tt_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_shrink_below_persistent),
         cmocka_unit_test(test_freeable_and_evict),
         cmocka_unit_test(test_evict_all_with_free_frames),
+        cmocka_unit_test(test_frames_across_cpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
