@@ -42,6 +42,7 @@
 #define _GNU_SOURCE             /* sched_getcpu */
 #include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -399,14 +400,13 @@ static uint8_t *steal(struct tm_frames *fr, unsigned home, unsigned s, enum tm_f
     return got[0];
 }
 
-uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
+/* A free frame for the CPU of stripe home, counted as used there: from its
+ * cache, its stripe's chunks, or a batch from the others.  NULL if none was
+ * found. */
+static uint8_t *take_any_free(struct tm_frames *fr, unsigned home, enum tm_frame_use use)
 {
-    struct tm_frames *fr = &t->frames;
-    unsigned home = tm_cpu_stripe();
     struct tm_stripe *hp = &fr->stripes[home];
-    uint8_t *f = NULL;
-    /* a free frame: in the CPU's cache, in its stripe's chunks, then a
-     * batch from the others */
+    uint8_t *f;
     pthread_mutex_lock(&hp->lock);
     size_t c = (size_t)tm_load(hp->ncached);
     if (c > 0) {
@@ -420,6 +420,50 @@ uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
     pthread_mutex_unlock(&hp->lock);
     for (unsigned k = 1; k < TM_STRIPES && !f; k++)
         f = steal(fr, home, (home + k) % TM_STRIPES, use);
+    return f;
+}
+
+/* Looks for a free frame again, after a sched_yield, for at most this long
+ * while some are free: long enough for a thread holding frames in transit
+ * to run again after its (virtual) CPU was taken away. */
+#define TM_FREE_WAIT_NS 20000000ull
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Free frames anywhere: in chunks, caches, or in transit (relaxed reads). */
+static uint64_t free_somewhere(struct tm_frames *fr)
+{
+    uint64_t n = tm_load(fr->ntransit);
+    for (unsigned i = 0; i < TM_STRIPES; i++)
+        n += tm_load(fr->stripes[i].nfree) + tm_load(fr->stripes[i].ncached);
+    return n;
+}
+
+uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
+{
+    struct tm_frames *fr = &t->frames;
+    unsigned home = tm_cpu_stripe();
+    uint8_t *f = take_any_free(fr, home, use);
+    /* Free frames move: between a cache and their chunk (in transit, for a
+     * moment in neither), and from one stripe to another (a steal), so one
+     * look over the stripes can miss every one of them.  Look again while
+     * some are free, rather than fail at the limit (or back a new frame
+     * beside them); a thread moves frames only while it takes a stripe
+     * lock, so this is short. */
+    for (uint64_t until = 0; !f && free_somewhere(fr) > 0;) {
+        uint64_t now = mono_ns();
+        if (!until)
+            until = now + TM_FREE_WAIT_NS;
+        else if (now > until)
+            break;
+        sched_yield();
+        f = take_any_free(fr, home, use);
+    }
     if (f)
         return f;
     /* a whole chunk at home, in one huge page, in a big engine (so that a
@@ -463,6 +507,10 @@ void tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use)
     tm_assert(chunk_index(fr, f) < fr->nchunks);
     pthread_mutex_lock(&sp->lock);
     size_t c = (size_t)tm_load(sp->ncached);
+#if TMEM_DEBUG >= 1
+    for (size_t i = 0; i < c; i++)          /* freed twice on this CPU */
+        tm_assert(sp->cache[i] != f);
+#endif
     if (c == TM_FRAME_CACHE) {              /* full: the older half goes back */
         nout = TM_FRAME_CACHE / 2;
         memcpy(out, sp->cache, nout * sizeof(*out));
@@ -504,19 +552,26 @@ bool tm_frame_valid(tmem_t *t, const void *p)
 
 void tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc)
 {
-    uint64_t f = 0, w = 0, z = 0;
+    /* A stripe's use counts go below zero where frames taken on one CPU
+     * are freed on another (they wrap: summed as signed, they are exact when
+     * quiescent); read during traffic, the sum may be off by a few, or below
+     * zero, which reads as 0. */
+    uint64_t f = 0;
+    int64_t w = 0, z = 0;
     for (unsigned i = 0; i < TM_STRIPES; i++) {
         struct tm_stripe *sp = &t->frames.stripes[i];
         f += tm_load(sp->nfree) + tm_load(sp->ncached);
-        w += tm_load(sp->nwhole);
-        z += tm_load(sp->nzalloc);
+        w += (int64_t)tm_load(sp->nwhole);
+        z += (int64_t)tm_load(sp->nzalloc);
     }
+    w = w < 0 ? 0 : w;
+    z = z < 0 ? 0 : z;
     if (nfree)
         *nfree = f + tm_load(t->frames.ntransit);
     if (nwhole)
-        *nwhole = w;
+        *nwhole = (uint64_t)w;
     if (nzalloc)
-        *nzalloc = z;
+        *nzalloc = (uint64_t)z;
 }
 
 /* Before a chunk backed whole gives frames back: advise it MADV_NOHUGEPAGE,

@@ -10,6 +10,7 @@
 #include "tmem_test.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -926,6 +927,135 @@ static void test_frames_across_cpus(void **state)
     tt_close(t);
 }
 
+/* Frames move between CPUs while the engine is at its limit: two threads
+ * pinned to CPUs 0 and 1 take frames and free the ones the other took,
+ * keeping at least FREE_MIN frames free at every moment (a token count).
+ * No take may fail: a free frame in transit between a cache and its chunk,
+ * or moving from one stripe to another, must still be found.  A third
+ * thread reads the statistics meanwhile: the use counts (per CPU, summed)
+ * must never read as more than is held. */
+enum { MOVE_FRAMES = 200, FREE_MIN = 8, MOVE_ITERS = 150000 };
+
+struct move_ctx {
+    tmem_t *t;
+    atomic_long tokens;                 /* frames free beyond FREE_MIN */
+    pthread_mutex_t qlock;
+    uint8_t *q[MOVE_FRAMES];            /* frames taken, to be freed by either */
+    unsigned qhead, qtail;
+    atomic_long failed, taken;
+    atomic_bool done;
+    atomic_long bad_stats;
+};
+
+struct move_job {
+    struct move_ctx *m;
+    int cpu;
+    bool pinned;
+};
+
+static void *move_worker(void *arg)
+{
+    struct move_job *j = arg;
+    struct move_ctx *m = j->m;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(j->cpu, &set);
+    j->pinned = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+    uint64_t r = 0x9e3779b97f4a7c15ull * (uint64_t)(j->cpu + 1);
+    for (long i = 0; i < MOVE_ITERS && j->pinned; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        if (r & 1) {
+            if (atomic_fetch_sub(&m->tokens, 1) <= 0) {
+                atomic_fetch_add(&m->tokens, 1);
+                continue;
+            }
+            uint8_t *f = tm_frame_get(m->t, TM_FRAME_WHOLE);
+            atomic_fetch_add(&m->taken, 1);
+            if (!f) {
+                atomic_fetch_add(&m->failed, 1);
+                atomic_fetch_add(&m->tokens, 1);
+                continue;
+            }
+            pthread_mutex_lock(&m->qlock);
+            m->q[m->qtail++ % MOVE_FRAMES] = f;
+            pthread_mutex_unlock(&m->qlock);
+        } else {
+            uint8_t *f = NULL;
+            pthread_mutex_lock(&m->qlock);
+            if (m->qhead != m->qtail)
+                f = m->q[m->qhead++ % MOVE_FRAMES];
+            pthread_mutex_unlock(&m->qlock);
+            if (f) {
+                tm_frame_put(m->t, f, TM_FRAME_WHOLE);
+                atomic_fetch_add(&m->tokens, 1);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void *move_poller(void *arg)
+{
+    struct move_ctx *m = arg;
+    while (!atomic_load(&m->done)) {
+        tmem_stats_t s;
+        assert_int_equal(tmem_stats_get(m->t, &s), 0);
+        /* read during traffic, a sum may count a frame moving between two
+         * stripes twice (a batch is 32): off by a few dozen, never wrapped */
+        if (s.frames_whole > MOVE_FRAMES + TM_FRAME_CACHE ||
+            s.frames_free > MOVE_FRAMES + TM_FRAME_CACHE)
+            atomic_fetch_add(&m->bad_stats, 1);
+    }
+    return NULL;
+}
+
+static void test_frames_moving_at_limit(void **state)
+{
+    (void)state;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        skip();
+    struct move_ctx *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    m->t = tt_open(4 * MIB, TMEM_COMPRESS_NONE, 1);
+    pthread_mutex_init(&m->qlock, NULL);
+    uint8_t *f[MOVE_FRAMES];
+    for (int i = 0; i < MOVE_FRAMES; i++)
+        assert_non_null(f[i] = tm_frame_get(m->t, TM_FRAME_WHOLE));
+    for (int i = 0; i < MOVE_FRAMES; i++)
+        tm_frame_put(m->t, f[i], TM_FRAME_WHOLE);
+    assert_int_equal(tmem_set_max_bytes(m->t, tm_bytes_held(m->t)), 0);  /* no new frame */
+    atomic_store(&m->tokens, MOVE_FRAMES - FREE_MIN);
+    struct move_job jobs[2] = { { m, 0, false }, { m, 1, false } };
+    pthread_t th[2], poller;
+    assert_int_equal(pthread_create(&poller, NULL, move_poller, m), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, move_worker, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&m->done, true);
+    pthread_join(poller, NULL);
+    while (m->qhead != m->qtail)
+        tm_frame_put(m->t, m->q[m->qhead++ % MOVE_FRAMES], TM_FRAME_WHOLE);
+    bool pinned = jobs[0].pinned && jobs[1].pinned;
+    printf("frames moving at the limit: %ld takes, %ld failed, %ld bad statistics\n",
+           atomic_load(&m->taken), atomic_load(&m->failed), atomic_load(&m->bad_stats));
+    tmem_stats_t s = stats(m->t);
+    assert_int_equal(s.frames_held, MOVE_FRAMES);
+    assert_int_equal(s.frames_free, MOVE_FRAMES);
+    assert_int_equal(s.frames_whole, 0);
+    assert_int_equal(tmem_check(m->t), 0);
+    tt_close(m->t);
+    long failed = atomic_load(&m->failed), bad = atomic_load(&m->bad_stats);
+    long taken = atomic_load(&m->taken);
+    pthread_mutex_destroy(&m->qlock);
+    free(m);
+    if (!pinned)
+        skip();
+    assert_true(taken > MOVE_ITERS / 4);
+    assert_int_equal(failed, 0);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_freeable_and_evict),
         cmocka_unit_test(test_evict_all_with_free_frames),
         cmocka_unit_test(test_frames_across_cpus),
+        cmocka_unit_test(test_frames_moving_at_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
