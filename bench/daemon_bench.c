@@ -10,18 +10,20 @@
  *       the raw shared-memory ping-pong between two processes: the client
  *       copies a 4 KiB page into a shared region and flags a request, the
  *       server copies it out into a private store and copies a page back,
- *       flags done, the client copies the page out.  Two variants, both
- *       sides spinning, or both sides sleeping on a futex every time; the
- *       ratio is taken against the faster of the two in each round.
+ *       flags done, the client copies the page out.  Two kinds, both
+ *       sides spinning, or both sides sleeping on a futex every time, each
+ *       run with two placements (spinning: unpinned and on two CPUs; futex:
+ *       on one CPU and on two CPUs); the ratio is taken against the
+ *       fastest of the four in each round.
  *       Per round trip: a raw round trip moves a page each way, a tmem call
  *       moves one page (plus the engine's work).               floor 0.5
  *   D2  tmem operations per second against memcached's, one client, one
  *       request at a time, 4 KiB values on loopback (SET then GET, tmem:
- *       put then get), memcached as started here (unpinned); Redis
- *       alongside, and both also pinned to the client's CPU (D2s), to
- *       the other CPU (D2x), and at their best placement of each round
- *       (D2best, with D2lim: the raw ping-pong's own ratio there).
- *                                                              floor 20
+ *       put then get), memcached as started here (unpinned). Beside it:
+ *       memcached pinned to the client's CPU (D2s) and to the other CPU
+ *       (D2x), at its best placement of each round (D2best), the raw
+ *       ping-pong's own ratio there (D2lim), tmem with LZ4 (D2z); Redis
+ *       as D2r, D2rs, D2rx, D2rbest.                           floor 20
  *   D3  clients scaling from 1 to 4 processes on one tmemd (information;
  *       the raw ping-pong with as many pairs of processes alongside).
  *

@@ -4,8 +4,9 @@
  * At open the engine reserves address space (PROT_NONE, so it costs nothing)
  * for the most frames it may ever hold, in chunks of 512 frames (2 MiB).  A
  * chunk becomes readable and writable when it is first used; its frames are
- * backed by the kernel on first touch.  Freed frames go to a free list (the
- * seeds' tmem_page_list), not back to the OS: the next put will want one.
+ * backed by the kernel on first touch.  Freed frames go to the freeing CPU's
+ * cache and the free lists (the seeds' tmem_page_list), not back to the OS:
+ * the next put will want one.
  * They leave only when the host asks (tmem_relinquish_pages) or the limit
  * shrinks, with MADV_DONTNEED, which really drops resident memory.
  *

@@ -18,8 +18,9 @@
  *
  * LOCK ORDER (a thread holding a lock may only take locks further right):
  *
- *   client->lock (rw) -> t->clients_lock (rw) -> bucket->lock
- *       -> pool->lru_lock -> dedup shard lock -> zclass->lock -> frames.lock
+ *   client->lock (brlock) -> t->clients_lock (rw) -> bucket->lock
+ *       -> pool->lru_lock -> dedup shard lock -> zclass->lock
+ *       -> a frame stripe lock (one at a time) -> frames.lent_lock
  *
  * The slab stripe lock (slab.c) is a leaf: taken under any of these, and
  * nothing is locked or allocated while it is held.
@@ -108,8 +109,8 @@ struct tm_stripe {
     struct tm_chunk *with_free;     /* its chunks with nfree > 0 */
     size_t grow_hint;               /* lowest chunk of it that may have unbacked frames */
     /* written under lock, read with relaxed atomics.  nwhole and nzalloc
-     * count the frames taken (less those given) on this stripe's CPU: only
-     * their sums over the stripes mean something. */
+     * count frames taken (less those given) under this stripe's lock, on
+     * its CPU mostly: only their sums over the stripes mean something. */
     atomic_u64 nfree, nwhole, nzalloc;
     /* Free frames of any stripe's chunks, kept here for this CPU: a thread
      * takes and gives frames under its own CPU's lock, wherever the frames
@@ -129,9 +130,10 @@ struct tm_frames {
     struct tm_lent *lent;           /* blocks out on loan */
     size_t    nlent_blocks, lent_cap;
     atomic_u64 nlent;
-    /* free frames out of every cache and not yet free in their chunks'
-     * maps (between two locks): raised under the lock they leave, lowered
-     * under the lock they reach, so that the sums hold under all locks */
+    /* free frames between two places, outside any lock (a cache and their
+     * chunks' maps, or a stripe and another CPU's cache): raised under the
+     * lock they leave, lowered under the lock they reach, so that the sums
+     * hold under all locks */
     atomic_u64 ntransit;
     /* frames held (free or used): reserved atomically before a frame is
      * backed, so the limit is exact; changes only when memory grows or
@@ -288,9 +290,11 @@ struct tm_store {
 /* ------------------------------------------------------------------------
  * Hash tables of pointers (table.c): open addressing, linear probing,
  * backward-shift deletion, load <= 3/4.  Guarded by the owning bucket lock.
- * A slot keeps its entry's hash and key beside the pointer, so that probing,
- * deleting and growing never dereference an entry that is not the one
- * sought (each such dereference is a cache miss on a cold descriptor).
+ * A slot keeps its entry's key beside the pointer, and the hash's high half
+ * (objects) or a frame hint (pages, whose home is recomputed from the
+ * index), so that probing, deleting and growing never dereference an entry
+ * that is not the one sought (each such dereference is a cache miss on a
+ * cold descriptor).
  * ---------------------------------------------------------------------- */
 struct tm_slot {
     void    *e;                     /* the entry, or NULL: empty */
