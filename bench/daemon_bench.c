@@ -163,6 +163,7 @@ struct opts {
     const char *redis;
     unsigned max_clients;
     const char *transports; /* NULL: all */
+    int hog;                /* >= 0: a busy loop pinned to this CPU throughout */
 };
 static struct opts O;
 
@@ -227,11 +228,31 @@ struct server {
     int port;                   /* memcached, redis */
 };
 
-enum { S_TMEM_NONE, S_TMEM_LZ4, S_MEMCACHED, S_REDIS, S_N };
+enum { S_TMEM_NONE, S_TMEM_LZ4, S_MEMCACHED, S_REDIS, S_HOG, S_N };
 static struct server g_srv[S_N] = {
     { .name = "tmemd (compress=none)" }, { .name = "tmemd (lz4)" },
-    { .name = "memcached" }, { .name = "redis-server" },
+    { .name = "memcached" }, { .name = "redis-server" }, { .name = "busy loop (--hog)" },
 };
+
+/* --hog: a process that only spins, pinned to cpu, as a tenant's busy job
+ * would be; stopped with the servers, its CPU time counted as our own (so
+ * rounds are not set aside for it). */
+static void start_hog(struct server *s, int cpu)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) != 0)
+            _exit(1);
+        for (volatile unsigned long n = 0;; n++)
+            ;
+    }
+    s->pid = pid;
+}
 
 static void server_stop(struct server *s)
 {
@@ -1389,7 +1410,9 @@ static void usage(FILE *f)
             "  --settle SECS      wait at most this long for a quiet machine per figure (15; quick 3)\n"
             "  --tmemd PATH       the daemon (default %s or $TMEMD_BIN)\n"
             "  --memcached PATH, --redis PATH   the peers (default from $PATH)\n"
-            "  --tsv FILE         also write the rows tab-separated\n",
+            "  --tsv FILE         also write the rows tab-separated\n"
+            "  --hog CPU          keep a busy loop pinned to CPU running throughout (a loaded\n"
+            "                     host; its time is counted as ours, so no round is set aside)\n",
             MAX_CLIENTS, TMEMD_BIN);
 }
 
@@ -1438,6 +1461,7 @@ int main(int argc, char **argv)
     bench_main_pid = getpid();
     bench_own_extra_secs = own_extra_secs;
     O = (struct opts){ .only = PART_ALL, .peers = 1, .idle_ms = 5, .settle = -1, .secs = -1,
+                       .hog = -1,
                        .max_clients = MAX_CLIENTS, .memcached = "memcached",
                        .redis = "redis-server" };
     O.tmemd = getenv("TMEMD_BIN") ? getenv("TMEMD_BIN") : TMEMD_BIN;
@@ -1449,11 +1473,12 @@ int main(int argc, char **argv)
         { "lat-ops", required_argument, NULL, 'L' },   { "clients", required_argument, NULL, 'c' },
         { "settle", required_argument, NULL, 's' },    { "tmemd", required_argument, NULL, 'T' },
         { "memcached", required_argument, NULL, 'M' }, { "redis", required_argument, NULL, 'R' },
-        { "tsv", required_argument, NULL, 't' },       { "transports", required_argument, NULL, 'X' },       { "help", no_argument, NULL, 'h' },
+        { "tsv", required_argument, NULL, 't' },       { "transports", required_argument, NULL, 'X' },
+        { "hog", required_argument, NULL, 'H' },       { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "qr:S:o:Pi:I:L:c:s:T:M:R:t:X:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "qr:S:o:Pi:I:L:c:s:T:M:R:t:X:H:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'q': O.quick = 1; break;
         case 'r': O.rounds = atoi(optarg); break;
@@ -1461,6 +1486,7 @@ int main(int argc, char **argv)
         case 'o': O.only = parse_only(optarg); break;
         case 'P': O.peers = 0; break;
         case 'X': O.transports = optarg; break;
+        case 'H': O.hog = atoi(optarg); break;
         case 'i': O.idle_ms = (unsigned)atoi(optarg); break;
         case 'I': O.idle_samples = (unsigned)atoi(optarg); break;
         case 'L': O.lat_ops = (unsigned)atoi(optarg); break;
@@ -1509,6 +1535,12 @@ int main(int argc, char **argv)
     start_tmemd(&g_srv[S_TMEM_NONE], "none");
     start_tmemd(&g_srv[S_TMEM_LZ4], "lz4");
     init_cpus();
+    if (O.hog >= 0) {
+        if (O.hog >= sysconf(_SC_NPROCESSORS_ONLN))
+            die("--hog: no CPU %d", O.hog);
+        start_hog(&g_srv[S_HOG], O.hog);
+        printf("- load: a busy loop pinned to CPU %d throughout (--hog)\n", O.hog);
+    }
     for (int t = 0; t < T_N; t++)
         g_have[t] = is_raw(t) || is_tmem(t);
     char mcver[64] = "not run", rdver[64] = "not run";

@@ -11,7 +11,9 @@
  * machines, so sleeping at once would double the latency), then sleep on
  * the slot's state in steps of TMR_CHECK_NS, checking between steps that
  * the daemon is still there.  When the worker runs on this very CPU
- * (wire.h, placement hints) the call sleeps at once instead.  A lost daemon breaks the handle for good:
+ * (wire.h, placement hints) the call sleeps at once instead, and so do the
+ * calls of a client whose CPU turned out to be shared with other work (a
+ * yield that took over TMR_YIELD_SLOW_NS), for TMR_CROWDED_NS.  A lost daemon breaks the handle for good:
  * every call returns -ENOTCONN and the caller falls back to its disk.
  *
  * Slots are claimed from a free mask private to this process, so threads
@@ -39,6 +41,12 @@
 #define TMR_SPIN_NS   60000u            /* 60 us */
 #define TMR_PAUSE_NS  1500u             /* spinning turns from pause to yield after this */
 #define TMR_CHECK_NS  100000000u        /* 100 ms */
+/* A yield that took this long gave the CPU to another task for its time
+ * slice: the caller's CPU is shared with other work, and for TMR_CROWDED_NS
+ * its calls wait on the futex at once (a woken thread gets the CPU back at
+ * once; a yielding one waits for the other task's slice). */
+#define TMR_YIELD_SLOW_NS 500000u        /* 0.5 ms */
+#define TMR_CROWDED_NS    50000000u      /* 50 ms */
 #define TMR_HELLO_TIMEOUT_S 10
 
 struct tmr_client {
@@ -54,6 +62,7 @@ struct tmr_client {
     uint8_t *pages;
     _Atomic uint32_t free_mask;         /* bit i: slot i is free (this process only) */
     _Atomic uint32_t slot_waiters;      /* threads sleeping on free_mask */
+    _Atomic uint64_t crowded_until;     /* calls sleep at once until then (TMR_CROWDED_NS) */
     struct tmr_client *next_dead;       /* closed handles (dead_lock) */
 };
 
@@ -243,6 +252,8 @@ static void free_slot(struct tmr_client *r, int i)
 static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
 {
     uint64_t start = tm_now_ns(), now = start;
+    if (start < atomic_load_explicit(&r->crowded_until, memory_order_relaxed))
+        spin = false;
     for (unsigned n = 1; spin; n++) {
         if (atomic_load_explicit(&s->state, memory_order_acquire) == TMW_DONE)
             return 0;
@@ -250,10 +261,18 @@ static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
          * spin than there are CPUs (several clients and their workers on
          * two vCPUs), a pure spin keeps the worker we wait for off the CPU
          * for a whole time slice */
-        if (now - start < TMR_PAUSE_NS)
+        if (now - start < TMR_PAUSE_NS) {
             tm_cpu_relax();
-        else
+        } else {
+            uint64_t y0 = tm_now_ns();
             sched_yield();
+            now = tm_now_ns();
+            if (now - y0 > TMR_YIELD_SLOW_NS) {
+                atomic_store_explicit(&r->crowded_until, now + TMR_CROWDED_NS,
+                                      memory_order_relaxed);
+                break;
+            }
+        }
         if ((n & 7) == 0 && (now = tm_now_ns()) - start > TMR_SPIN_NS)
             break;
     }
