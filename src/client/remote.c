@@ -46,7 +46,7 @@
  * its calls wait on the futex at once (a woken thread gets the CPU back at
  * once; a yielding one waits for the other task's slice). */
 #define TMR_YIELD_SLOW_NS 500000u        /* 0.5 ms */
-#define TMR_CROWDED_NS    50000000u      /* 50 ms */
+#define TMR_CROWDED_NS    5000000u       /* 5 ms */
 #define TMR_HELLO_TIMEOUT_S 10
 
 struct tmr_client {

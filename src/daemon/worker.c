@@ -46,7 +46,7 @@
  * one wakes it (a woken task gets the CPU back at once; a yielding one
  * waits for the other task's slice, milliseconds per request). */
 #define YIELD_SLOW_NS     500000u       /* 0.5 ms */
-#define CROWDED_NS        50000000u     /* 50 ms */
+#define CROWDED_NS        5000000u      /* 5 ms */
 
 struct tmd_worker {
     struct tmd *d;
