@@ -13,7 +13,7 @@
  * the daemon is still there.  When the worker runs on this very CPU
  * (wire.h, placement hints) the call sleeps at once instead, and so do the
  * calls of a client whose CPU turned out to be shared with other work (a
- * yield that took over TMR_YIELD_SLOW_NS), for TMR_CROWDED_NS.  A lost daemon breaks the handle for good:
+ * yield that took over TM_YIELD_SLOW_NS, futex.h), for TM_CROWDED_NS.  A lost daemon breaks the handle for good:
  * every call returns -ENOTCONN and the caller falls back to its disk.
  *
  * Slots are claimed from a free mask private to this process, so threads
@@ -41,12 +41,6 @@
 #define TMR_SPIN_NS   60000u            /* 60 us */
 #define TMR_PAUSE_NS  1500u             /* spinning turns from pause to yield after this */
 #define TMR_CHECK_NS  100000000u        /* 100 ms */
-/* A yield that took this long gave the CPU to another task for its time
- * slice: the caller's CPU is shared with other work, and for TMR_CROWDED_NS
- * its calls wait on the futex at once (a woken thread gets the CPU back at
- * once; a yielding one waits for the other task's slice). */
-#define TMR_YIELD_SLOW_NS 500000u        /* 0.5 ms */
-#define TMR_CROWDED_NS    5000000u       /* 5 ms */
 #define TMR_HELLO_TIMEOUT_S 10
 
 struct tmr_client {
@@ -62,7 +56,7 @@ struct tmr_client {
     uint8_t *pages;
     _Atomic uint32_t free_mask;         /* bit i: slot i is free (this process only) */
     _Atomic uint32_t slot_waiters;      /* threads sleeping on free_mask */
-    _Atomic uint64_t crowded_until;     /* calls sleep at once until then (TMR_CROWDED_NS) */
+    _Atomic uint64_t crowded_until;     /* calls sleep at once until then (TM_CROWDED_NS) */
     struct tmr_client *next_dead;       /* closed handles (dead_lock) */
 };
 
@@ -264,11 +258,8 @@ static int wait_done(struct tmr_client *r, struct tmw_slot *s, bool spin)
         if (now - start < TMR_PAUSE_NS) {
             tm_cpu_relax();
         } else {
-            uint64_t y0 = tm_now_ns();
-            sched_yield();
-            now = tm_now_ns();
-            if (now - y0 > TMR_YIELD_SLOW_NS) {
-                atomic_store_explicit(&r->crowded_until, now + TMR_CROWDED_NS,
+            if (tm_yield_was_slow(&now)) {          /* a CPU shared with other work */
+                atomic_store_explicit(&r->crowded_until, now + TM_CROWDED_NS,
                                       memory_order_relaxed);
                 break;
             }

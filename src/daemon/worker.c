@@ -10,8 +10,8 @@
  * runs on the worker's own CPU (wire.h, placement hints) is served and the
  * worker sleeps at once: a futex hand-off on one CPU costs about a
  * microsecond, spinning there a time slice.  So does a worker whose CPU is
- * shared with other work (a yield that took over YIELD_SLOW_NS), for
- * CROWDED_NS: with a busy process pinned to its CPU, a spinning worker
+ * shared with other work (futex.h, tm_yield_was_slow), for TM_CROWDED_NS:
+ * with a busy process pinned to its CPU, a spinning worker
  * served 0.3-12 k requests/s, each waiting for that process's time slice.
  *
  * The window is hostile input (wire.h): a slot's fields are copied out
@@ -40,13 +40,6 @@
 #define SPURIOUS_LIMIT    1024u         /* doorbell rounds without work before a pause */
 #define SPURIOUS_PAUSE_NS 1000000u      /* 1 ms */
 #define PAUSE_NS          1500u         /* idle spinning turns from pause to yield after this */
-/* A yield that took this long gave the CPU to another task, which then ran
- * for a time slice: a CPU shared with other work.  The worker then stops
- * spinning for CROWDED_NS: it sleeps after each request, so that the next
- * one wakes it (a woken task gets the CPU back at once; a yielding one
- * waits for the other task's slice, milliseconds per request). */
-#define YIELD_SLOW_NS     500000u       /* 0.5 ms */
-#define CROWDED_NS        5000000u      /* 5 ms */
 
 struct tmd_worker {
     struct tmd *d;
@@ -159,11 +152,8 @@ static void *worker_main(void *arg)
             if (now - idle_since < PAUSE_NS) {
                 tm_cpu_relax();
             } else {
-                uint64_t y0 = tm_now_ns();
-                sched_yield();
-                now = tm_now_ns();
-                if (now - y0 > YIELD_SLOW_NS) {
-                    crowded_until = now + CROWDED_NS;
+                if (tm_yield_was_slow(&now)) {      /* a CPU shared with other work */
+                    crowded_until = now + TM_CROWDED_NS;
                     goto sleep;                 /* counted with the sleeps */
                 }
             }

@@ -7,6 +7,7 @@
 #define TMEM_PROTO_FUTEX_H
 
 #include <errno.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -45,6 +46,27 @@ static inline uint64_t tm_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A yield that took over TM_YIELD_SLOW_NS gave the CPU to another task for
+ * its time slice: the CPU is shared with other work.  Both sides of the
+ * window then stop spinning for TM_CROWDED_NS (the worker sleeps after each
+ * request, the client waits on the futex at once): a woken thread gets its
+ * CPU back at once, a yielding one waits out the other task's slice at every
+ * request.  0.5 ms is far above what the kernel's own short jobs take; 5 ms
+ * (not 50) because our own threads, several clients and their workers on
+ * two vCPUs, trip it too (docs/protocol.md). */
+#define TM_YIELD_SLOW_NS 500000u
+#define TM_CROWDED_NS    5000000u
+
+/* Yields the CPU; *now is the time after.  True if the yield gave the CPU
+ * away for over TM_YIELD_SLOW_NS. */
+static inline int tm_yield_was_slow(uint64_t *now)
+{
+    uint64_t t0 = tm_now_ns();
+    sched_yield();
+    *now = tm_now_ns();
+    return *now - t0 > TM_YIELD_SLOW_NS;
 }
 
 #endif /* TMEM_PROTO_FUTEX_H */
