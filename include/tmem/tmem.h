@@ -181,6 +181,30 @@ TMEM_API int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid,
 TMEM_API int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid);
 
 /* ------------------------------------------------------------------------
+ * Vector calls: n pages at once, as a kernel batches them (a swap cluster,
+ * a read-ahead window, a run of evicted pages).  pages[i] goes with
+ * handles[i], and results[i] receives exactly what the single call on that
+ * page would have returned; the pages are handled in order, as if by n
+ * single calls (a handle may repeat: put-put-get holds within a vector).
+ * Through tmemd, the pages of pools the daemon serves cross to it in one
+ * request per up to 32 pages, with one wake-up for the batch.
+ * Returns how many results are 0 (0..n), or -EINVAL when c or an array is
+ * NULL or n exceeds INT32_MAX (results untouched).  n may be 0.
+ * ---------------------------------------------------------------------- */
+typedef struct tmem_handle {
+    uint32_t   pool_id;
+    uint32_t   index;
+    tmem_oid_t oid;
+} tmem_handle_t;
+
+TMEM_API int tmem_put_pages(tmem_client_t *c, size_t n, const tmem_handle_t *handles,
+                            const void *const *pages, int *results);
+TMEM_API int tmem_get_pages(tmem_client_t *c, size_t n, const tmem_handle_t *handles,
+                            void *const *pages, int *results);
+TMEM_API int tmem_flush_pages(tmem_client_t *c, size_t n, const tmem_handle_t *handles,
+                              int *results);
+
+/* ------------------------------------------------------------------------
  * Statistics.  Totals are exact when the engine is quiescent and otherwise
  * a consistent-enough snapshot (each counter is read atomically).
  * ---------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "client/remote.h"
+#include "tmem/transport.h"
 #include "proto/futex.h"
 #include "proto/wire.h"
 
@@ -44,7 +45,7 @@
 #define TMR_HELLO_TIMEOUT_S 10
 
 struct tmr_client {
-    _Atomic uint64_t magic;             /* TMR_MAGIC, for the whole life of the handle */
+    struct tmem_client_head head;       /* TMEM_HANDLE_MAGIC, &tmr_ops (transport.h) */
     int sock;                           /* -1 once closed */
     uint32_t id;                        /* the daemon's client id (immutable) */
     _Atomic int broken;                 /* the daemon is gone: -ENOTCONN from now on */
@@ -67,6 +68,8 @@ static pthread_mutex_t dead_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tmr_client *dead_list;
 
 static inline struct tmr_client *R(tmem_client_t *c) { return (struct tmr_client *)(void *)c; }
+
+static const struct tmem_client_ops tmr_ops;
 
 /* ------------------------------------------------------------------------
  * Connecting
@@ -189,7 +192,8 @@ tmem_client_t *tmem_connect(const char *socket_path, const char *name)
     r->sock = sock;
     r->id = rep.client_id;
     atomic_store(&r->free_mask, TMW_NSLOTS == 32 ? UINT32_MAX : (1u << TMW_NSLOTS) - 1);
-    atomic_store(&r->magic, TMR_MAGIC);
+    r->head.ops = &tmr_ops;
+    atomic_store(&r->head.magic, TMEM_HANDLE_MAGIC);
     return (tmem_client_t *)(void *)r;
 
 fail:
@@ -340,54 +344,89 @@ out:
     return rc;
 }
 
-int tmr_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
+static int tmr_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
 {
     tmem_oid_t u = { { uuid.lo, uuid.hi, 0 } };
     return call(c, TMW_OP_NEW_POOL, 0, &u, 0, flags, NULL, NULL);
 }
 
-int tmr_destroy_pool(tmem_client_t *c, uint32_t pool_id)
+static int tmr_destroy_pool(tmem_client_t *c, uint32_t pool_id)
 {
     return call(c, TMW_OP_DESTROY_POOL, pool_id, NULL, 0, 0, NULL, NULL);
 }
 
-int tmr_pool_is_shared(tmem_client_t *c, uint32_t pool_id)
+static int tmr_pool_is_shared(tmem_client_t *c, uint32_t pool_id)
 {
     return call(c, TMW_OP_POOL_IS_SHARED, pool_id, NULL, 0, 0, NULL, NULL);
 }
 
-int tmr_put(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
-            const void *page)
+static int tmr_put(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
+                   const void *page)
 {
     if (!page)
         return -EINVAL;
     return call(c, TMW_OP_PUT, pool_id, oid, index, 0, page, NULL);
 }
 
-int tmr_get(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
-            void *page)
+static int tmr_get(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
+                   void *page)
 {
     if (!page)
         return -EINVAL;
     return call(c, TMW_OP_GET, pool_id, oid, index, 0, NULL, page);
 }
 
-int tmr_flush_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index)
+static int tmr_flush_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid,
+                          uint32_t index)
 {
     return call(c, TMW_OP_FLUSH_PAGE, pool_id, oid, index, 0, NULL, NULL);
 }
 
-int tmr_flush_object(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid)
+static int tmr_flush_object(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid)
 {
     return call(c, TMW_OP_FLUSH_OBJECT, pool_id, oid, 0, 0, NULL, NULL);
 }
 
-uint32_t tmr_client_id(const tmem_client_t *c)
+static int tmr_put_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h,
+                         const void *const *pages, int *results)
+{
+    int ok = 0;
+    for (size_t i = 0; i < n; i++)
+        ok += (results[i] = tmr_put(c, h[i].pool_id, &h[i].oid, h[i].index, pages[i])) == 0;
+    return ok;
+}
+
+static int tmr_get_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h, void *const *pages,
+                         int *results)
+{
+    int ok = 0;
+    for (size_t i = 0; i < n; i++)
+        ok += (results[i] = tmr_get(c, h[i].pool_id, &h[i].oid, h[i].index, pages[i])) == 0;
+    return ok;
+}
+
+static int tmr_flush_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h, int *results)
+{
+    int ok = 0;
+    for (size_t i = 0; i < n; i++)
+        ok += (results[i] = tmr_flush_page(c, h[i].pool_id, &h[i].oid, h[i].index)) == 0;
+    return ok;
+}
+
+static uint32_t tmr_client_id(const tmem_client_t *c)
 {
     return ((const struct tmr_client *)(const void *)c)->id;
 }
 
-void tmr_close(tmem_client_t *c)
+static int64_t tmr_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
+{
+    (void)c;
+    (void)read;
+    (void)arg;
+    return -EOPNOTSUPP;         /* tmemctl restore does that, in the daemon */
+}
+
+static void tmr_close(tmem_client_t *c)
 {
     struct tmr_client *r = R(c);
     int was = 0;
@@ -412,3 +451,22 @@ void tmr_close(tmem_client_t *c)
     dead_list = r;
     pthread_mutex_unlock(&dead_lock);
 }
+
+static const struct tmem_client_ops tmr_ops = {
+    .name = "tmemd",
+    .new_pool = tmr_new_pool,
+    .destroy_pool = tmr_destroy_pool,
+    .pool_is_shared = tmr_pool_is_shared,
+    .put_page = tmr_put,
+    .get_page = tmr_get,
+    .flush_page = tmr_flush_page,
+    .flush_object = tmr_flush_object,
+    .put_pages = tmr_put_pages,
+    .get_pages = tmr_get_pages,
+    .flush_pages = tmr_flush_pages,
+    .close = tmr_close,
+    .release = tmr_close,
+    .id = tmr_client_id,
+    .is_remote = 1,
+    .restore = tmr_restore,
+};

@@ -92,6 +92,8 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
     t->clients.prev = c;
     t->nclients++;
     pthread_rwlock_unlock(&t->clients_lock);
+    c->head.ops = &tm_engine_ops;
+    atomic_store(&c->head.magic, TMEM_HANDLE_MAGIC);
     atomic_store(&c->magic, TM_CLIENT_MAGIC);
     return c;
 }
@@ -104,12 +106,8 @@ void tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *f
         tm_add(dst[i], tm_load(src[i]));
 }
 
-void tmem_client_close(tmem_client_t *c)
+void tm_client_close(tmem_client_t *c)
 {
-    if (c && tm_client_is_remote(c)) {
-        tmr_close(c);
-        return;
-    }
     if (!c || atomic_load(&c->magic) != TM_CLIENT_MAGIC)
         return;
     tmem_t *t = c->t;
@@ -142,19 +140,15 @@ void tmem_client_close(tmem_client_t *c)
     tm_brlock_write_unlock(&c->lock);
 }
 
-void tmem_client_release(tmem_client_t *c)
+void tm_client_release(tmem_client_t *c)
 {
     if (!c)
         return;
-    if (tm_client_is_remote(c)) {
-        tmem_client_close(c);
-        return;
-    }
     uint64_t m = atomic_load(&c->magic);
     if (m != TM_CLIENT_MAGIC && m != TM_CLIENT_DEAD)
         return;
     tmem_t *t = c->t;
-    tmem_client_close(c);
+    tm_client_close(c);
     /* a save that found c before the close holds save_freezes (save.c), a
      * statistics or check walk holds pins (tm_clients_snapshot) */
     while (atomic_load(&c->save_freezes) > 0 || atomic_load(&c->pins) > 0)
@@ -167,18 +161,31 @@ void tmem_client_release(tmem_client_t *c)
         *pp = c->next;
     pthread_rwlock_unlock(&t->clients_lock);
     atomic_store(&c->magic, 0);
+    atomic_store(&c->head.magic, 0);
     tm_brlock_destroy(&c->lock);
     tm_meta_free(t, c);
 }
 
-uint32_t tmem_client_id(const tmem_client_t *c)
-{
-    if (c && tm_client_is_remote(c))
-        return tmr_client_id(c);
-    return c ? c->id : UINT32_MAX;
-}
+uint32_t tm_client_id(const tmem_client_t *c) { return c->id; }
 
-int tmem_client_is_remote(const tmem_client_t *c) { return c && tm_client_is_remote(c); }
+const struct tmem_client_ops tm_engine_ops = {
+    .name = "engine",
+    .new_pool = tm_new_pool,
+    .destroy_pool = tm_destroy_pool,
+    .pool_is_shared = tm_pool_is_shared,
+    .put_page = tm_put_page,
+    .get_page = tm_get_page,
+    .flush_page = tm_flush_page,
+    .flush_object = tm_flush_object,
+    .put_pages = tm_put_pages,
+    .get_pages = tm_get_pages,
+    .flush_pages = tm_flush_pages,
+    .close = tm_client_close,
+    .release = tm_client_release,
+    .id = tm_client_id,
+    .is_remote = 0,
+    .restore = tm_client_restore,
+};
 
 /* ------------------------------------------------------------------------
  * Administration

@@ -98,7 +98,7 @@ void tmem_close(tmem_t *t)
     if (!t)
         return;
     while (t->clients.next != &t->clients)
-        tmem_client_close(t->clients.next);
+        tm_client_close(t->clients.next);
     while (t->tombstones) {
         struct tmem_client *c = t->tombstones;
         t->tombstones = c->next;

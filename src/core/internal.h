@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "types.h"
-#include "client/remote.h"
 
 /* ---- assertions and reports -------------------------------------------
  * tm_assert() guards internal invariants in debug builds (TMEM_DEBUG >= 1);
@@ -264,6 +263,28 @@ uint32_t tm_now_tick(tmem_t *t);
  * (requester first if it is over its share).  true if a page was evicted.
  * Caller holds no bucket lock. */
 bool   tm_evict_one(tmem_t *t, struct tmem_client *requester);
+
+/* ---- api.c, page.c, pool.c, client.c, save.c: the engine's client
+ * operations (tm_engine_ops); api.c checks the handle's magic first ---- */
+extern const struct tmem_client_ops tm_engine_ops;
+int    tm_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags);
+int    tm_destroy_pool(tmem_client_t *c, uint32_t pool_id);
+int    tm_pool_is_shared(tmem_client_t *c, uint32_t pool_id);
+int    tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
+                   const void *page);
+int    tm_get_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index,
+                   void *page);
+int    tm_flush_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, uint32_t index);
+int    tm_flush_object(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid);
+int    tm_put_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h, const void *const *pages,
+                    int *results);
+int    tm_get_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h, void *const *pages,
+                    int *results);
+int    tm_flush_pages(tmem_client_t *c, size_t n, const tmem_handle_t *h, int *results);
+void   tm_client_close(tmem_client_t *c);
+void   tm_client_release(tmem_client_t *c);
+uint32_t tm_client_id(const tmem_client_t *c);
+int64_t tm_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg);
 
 /* ---- client.c --------------------------------------------------------- */
 /* Looks up an open client by id; caller holds t->clients_lock. */

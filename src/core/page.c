@@ -66,11 +66,10 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
     return why_absent;
 }
 
-int tmem_put_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index,
-                  const void *page)
+int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint32_t index,
+                const void *page)
 {
-    if (c && __builtin_expect(tm_client_is_remote(c), 0))
-        return tmr_put(c, pool_id, &oid, index, page);
+    const tmem_oid_t oid = *oidp;
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -276,10 +275,10 @@ out:
     return rc;
 }
 
-int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index, void *page)
+int tm_get_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint32_t index,
+                void *page)
 {
-    if (c && __builtin_expect(tm_client_is_remote(c), 0))
-        return tmr_get(c, pool_id, &oid, index, page);
+    const tmem_oid_t oid = *oidp;
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -333,10 +332,9 @@ int tmem_get_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t i
     return rc;
 }
 
-int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t index)
+int tm_flush_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint32_t index)
 {
-    if (c && __builtin_expect(tm_client_is_remote(c), 0))
-        return tmr_flush_page(c, pool_id, &oid, index);
+    const tmem_oid_t oid = *oidp;
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)
@@ -364,10 +362,9 @@ int tmem_flush_page(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid, uint32_t
     return 0;
 }
 
-int tmem_flush_object(tmem_client_t *c, uint32_t pool_id, tmem_oid_t oid)
+int tm_flush_object(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp)
 {
-    if (c && __builtin_expect(tm_client_is_remote(c), 0))
-        return tmr_flush_object(c, pool_id, &oid);
+    const tmem_oid_t oid = *oidp;
     struct tm_pool *p;
     int rc = pool_enter(c, pool_id, &p);
     if (rc)

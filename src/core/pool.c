@@ -355,10 +355,8 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
     return rc;
 }
 
-int tmem_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
+int tm_new_pool(tmem_client_t *c, tmem_uuid_t uuid, uint32_t flags)
 {
-    if (c && tm_client_is_remote(c))
-        return tmr_new_pool(c, uuid, flags);
     return tm_pool_create(c, -1, uuid, flags);
 }
 
@@ -397,10 +395,8 @@ void tm_pool_leave(tmem_t *t, struct tmem_client *c, struct tm_pool *p)
     }
 }
 
-int tmem_destroy_pool(tmem_client_t *c, uint32_t pool_id)
+int tm_destroy_pool(tmem_client_t *c, uint32_t pool_id)
 {
-    if (c && tm_client_is_remote(c))
-        return tmr_destroy_pool(c, pool_id);
     int rc = tm_client_enter(c);
     if (rc)
         return rc;
@@ -424,10 +420,8 @@ int tmem_destroy_pool(tmem_client_t *c, uint32_t pool_id)
     return 0;
 }
 
-int tmem_pool_is_shared(tmem_client_t *c, uint32_t pool_id)
+int tm_pool_is_shared(tmem_client_t *c, uint32_t pool_id)
 {
-    if (c && tm_client_is_remote(c))
-        return tmr_pool_is_shared(c, pool_id);
     int rc = tm_client_enter(c);
     if (rc)
         return rc;

@@ -213,10 +213,8 @@ static void destroy_pools(tmem_client_t *c, const bool *mine)
             tmem_destroy_pool(c, i);
 }
 
-int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
+int64_t tm_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
 {
-    if (c && tm_client_is_remote(c))
-        return -EOPNOTSUPP;
     int rc = tm_client_enter(c);
     if (rc)
         return rc;

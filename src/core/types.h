@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "tmem/tmem.h"
+#include "tmem/transport.h"
 #include "brlock.h"
 
 typedef _Atomic uint64_t atomic_u64;
@@ -397,6 +398,7 @@ struct tm_client_stats {
 };
 
 struct tmem_client {
+    struct tmem_client_head head;   /* TMEM_HANDLE_MAGIC, &tm_engine_ops (transport.h) */
     atomic_u64 magic;               /* TM_CLIENT_MAGIC, or TM_CLIENT_DEAD after close */
     tmem_t *t;
     /* lock guards pools[] and `dead`: read by every call for its duration,
