@@ -48,7 +48,7 @@ int64_t tm_meta_bytes(tmem_t *t)
 uint64_t tm_bytes_held(tmem_t *t)
 {
     int64_t meta = tm_meta_bytes(t);
-    return tm_load(t->frames.nheld) * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0);
+    return tm_load(t->frames_held) * TMEM_PAGE_SIZE + (uint64_t)(meta > 0 ? meta : 0);
 }
 
 /* Adds d to the metadata count, on the calling thread's stripe; publishes
@@ -69,7 +69,7 @@ static void meta_charge(tmem_t *t, int64_t d)
  * stripes are summed exactly. */
 static bool meta_fits(tmem_t *t, uint64_t want)
 {
-    uint64_t frames = tm_load(t->frames.nheld) * TMEM_PAGE_SIZE, max = tm_load(t->max_bytes);
+    uint64_t frames = tm_load(t->frames_held) * TMEM_PAGE_SIZE, max = tm_load(t->max_bytes);
     int64_t approx = atomic_load_explicit(&t->meta_approx, TM_RELAXED);
     uint64_t slack = (uint64_t)TM_STRIPES * TM_META_DRIFT;
     if (frames + (uint64_t)(approx > 0 ? approx : 0) + slack + want <= max)

@@ -85,6 +85,18 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         }
     }
     pthread_rwlock_wrlock(&t->clients_lock);
+    if (t->arena.ops) {         /* an arena engine serves one client */
+        if (t->arena_client) {
+            pthread_rwlock_unlock(&t->clients_lock);
+            tm_store_free(t, c->eph_store);
+            tm_store_free(t, c->pers_store);
+            tm_brlock_destroy(&c->lock);
+            tm_meta_free(t, c);
+            errno = EBUSY;
+            return NULL;
+        }
+        t->arena_client = c;
+    }
     c->id = t->next_id++;
     c->prev = t->clients.prev;
     c->next = &t->clients;
@@ -126,6 +138,8 @@ void tm_client_close(tmem_client_t *c)
     c->dead = true;
     atomic_store(&c->magic, TM_CLIENT_DEAD);
     pthread_rwlock_wrlock(&t->clients_lock);
+    if (t->arena_client == c)
+        t->arena_client = NULL;
     c->prev->next = c->next;
     c->next->prev = c->prev;
     c->next = t->tombstones;

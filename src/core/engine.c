@@ -36,9 +36,19 @@ _Noreturn void tm_assert_fail(const char *expr, const char *file, int line)
 
 tmem_t *tmem_open(const tmem_config_t *cfg)
 {
+    return tm_open(cfg, NULL);
+}
+
+tmem_t *tm_open(const tmem_config_t *cfg, const tmem_arena_t *arena)
+{
     tmem_config_t def;
     if (!cfg) {
         tmem_config_init(&def);
+        cfg = &def;
+    }
+    if (arena) {            /* the owner's grants are the limit */
+        def = *cfg;
+        def.max_bytes = TM_ARENA_NO_LIMIT;
         cfg = &def;
     }
     if (cfg->compress < TMEM_COMPRESS_NONE || cfg->compress > TMEM_COMPRESS_ZSTD ||
@@ -70,11 +80,23 @@ tmem_t *tmem_open(const tmem_config_t *cfg)
     uint64_t reserve = cfg->max_bytes * TM_RESERVE_FACTOR;
     if (reserve < TM_RESERVE_MIN || reserve / TM_RESERVE_FACTOR != cfg->max_bytes)
         reserve = reserve < TM_RESERVE_MIN ? TM_RESERVE_MIN : UINT64_MAX / 2;
-    if (reserve > (1ull << 46))
-        reserve = 1ull << 46;
+    if (reserve > (1ull << 45))
+        reserve = 1ull << 45;
+    uint64_t eph = reserve, pers = reserve;
+    if (arena) {
+        t->arena = *arena;
+        eph = arena->bytes[TMEM_ARENA_EPHEMERAL];
+        pers = arena->bytes[TMEM_ARENA_PERSISTENT];
+    }
     tm_slab_init(t);
-    if (tm_frames_init(t, reserve) != 0)
-        goto fail;
+    int rc = tm_frames_init(t, eph, pers);
+    if (rc != 0) {
+        tm_slab_fini(t);
+        pthread_rwlock_destroy(&t->clients_lock);
+        free(t);
+        errno = -rc;
+        return NULL;
+    }
     if (cfg->dedup_across_clients) {
         t->global_eph = tm_store_new(t, false);
         t->global_pers = tm_store_new(t, true);
@@ -120,7 +142,10 @@ int tmem_set_max_bytes(tmem_t *t, uint64_t max_bytes)
 {
     if (!t || max_bytes < TMEM_PAGE_SIZE)
         return -EINVAL;
-    uint64_t cap = (uint64_t)t->frames.nchunks * TM_CHUNK_BYTES;
+    if (t->arena.ops)
+        return -EOPNOTSUPP;     /* its owner's grants are its limit */
+    /* each set's reservation holds the whole limit */
+    uint64_t cap = (uint64_t)t->frames[TMEM_ARENA_EPHEMERAL].nchunks * TM_CHUNK_BYTES;
     if (max_bytes > cap)
         max_bytes = cap;
     atomic_store(&t->max_bytes, max_bytes);

@@ -2,9 +2,10 @@
  * frame.c - the frame allocator: whole 4 KiB frames over one reserved mapping.
  *
  * At open the engine reserves address space (PROT_NONE, so it costs nothing)
- * for the most frames it may ever hold, in chunks of 512 frames (2 MiB).  A
- * chunk becomes readable and writable when it is first used; its frames are
- * backed by the kernel on first touch.  Freed frames go to the freeing CPU's
+ * for the most frames it may ever hold, in chunks of 512 frames (2 MiB), in
+ * two sets: frames for ephemeral data and frames for persistent data
+ * (types.h).  A chunk becomes readable and writable when it is first used;
+ * its frames are backed by the kernel on first touch.  Freed frames go to the freeing CPU's
  * cache and the free lists (the seeds' tmem_page_list), not back to the OS:
  * the next put will want one.
  * They leave only when the host asks (tmem_relinquish_pages) or the limit
@@ -36,6 +37,14 @@
  * The frames held (nheld) are reserved with one atomic add before a frame is
  * backed, so the limit stays exact, and that counter changes only when
  * memory grows or shrinks.
+ *
+ * Over an arena (arena.h) the memory is the owner's: a set's range is
+ * mapped by the source at open, and frames are backed a unit (64 frames,
+ * one word of a chunk's maps) at a time by asking the source (grow, with
+ * no lock held: the word is marked `growing` meanwhile), and given back a
+ * wholly free unit at a time (shrink).  There is no limit of the engine's
+ * own and no huge chunks; units taken back by force are handled by
+ * tmem_arena_revoked (evict.c) with every call on the client held off.
  *
  * Lock order: one stripe lock at a time, except tm_frames_check, which takes
  * them in index order; lent_lock after a stripe lock.
@@ -112,22 +121,36 @@ unsigned tm_cpu_stripe(void)
     return cpu >= 0 ? (unsigned)cpu % TM_STRIPES : tm_home_stripe();
 }
 
-int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
+static void set_init(tmem_t *t, struct tm_frames *fr, unsigned kind, size_t nchunks)
 {
-    struct tm_frames *fr = &t->frames;
     memset(fr, 0, sizeof(*fr));
+    fr->t = t;
+    fr->kind = kind;
+    fr->units = t->arena.ops != NULL;
+    fr->nchunks = nchunks;
     for (unsigned i = 0; i < TM_STRIPES; i++) {
         pthread_mutex_init(&fr->stripes[i].lock, NULL);
         fr->stripes[i].grow_hint = i;
     }
     pthread_mutex_init(&fr->lent_lock, NULL);
-    fr->nchunks = (size_t)((reserve_bytes + TM_CHUNK_BYTES - 1) / TM_CHUNK_BYTES);
-    if (fr->nchunks == 0)
-        fr->nchunks = 1;
-    /* Reserve one chunk more and keep the chunk-aligned part, so that a
-     * block of 2^order frames (order <= 9) is aligned to its size whatever
-     * alignment mmap gave. */
-    size_t len = fr->nchunks * TM_CHUNK_BYTES;
+}
+
+static size_t chunks_for(uint64_t bytes)
+{
+    size_t n = (size_t)((bytes + TM_CHUNK_BYTES - 1) / TM_CHUNK_BYTES);
+    return n ? n : 1;
+}
+
+int tm_frames_init(tmem_t *t, uint64_t eph_bytes, uint64_t pers_bytes)
+{
+    struct tm_frames *e = &t->frames[TMEM_ARENA_EPHEMERAL], *p = &t->frames[TMEM_ARENA_PERSISTENT];
+    set_init(t, e, TMEM_ARENA_EPHEMERAL, chunks_for(eph_bytes));
+    set_init(t, p, TMEM_ARENA_PERSISTENT, chunks_for(pers_bytes));
+    /* One reservation for both sets (frame hints number the frames of
+     * both from its start).  One chunk more, and the chunk-aligned part
+     * kept, so that a block of 2^order frames (order <= 9) is aligned to
+     * its size whatever alignment mmap gave. */
+    size_t len = (e->nchunks + p->nchunks) * TM_CHUNK_BYTES;
     uint8_t *raw = mmap(NULL, len + TM_CHUNK_BYTES, PROT_NONE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
@@ -137,31 +160,58 @@ int tm_frames_init(tmem_t *t, uint64_t reserve_bytes)
     if (base > raw)
         munmap(raw, (size_t)(base - raw));
     munmap(base + len, (size_t)(raw + TM_CHUNK_BYTES - base));
-    /* The chunk table is engine infrastructure, not counted metadata:
+    /* The chunk tables are engine infrastructure, not counted metadata:
      * 8 bytes per 2 MiB of reservation. */
-    fr->chunks = calloc(fr->nchunks, sizeof(*fr->chunks));
-    if (!fr->chunks) {
+    e->chunks = calloc(e->nchunks, sizeof(*e->chunks));
+    p->chunks = calloc(p->nchunks, sizeof(*p->chunks));
+    if (!e->chunks || !p->chunks) {
+        free(e->chunks);
+        free(p->chunks);
+        e->chunks = p->chunks = NULL;
         munmap(base, len);
         return -ENOMEM;
     }
-    fr->base = base;        /* set last: tm_frames_fini keys on it */
+    e->base = base;         /* set last: tm_frames_fini keys on them */
+    p->base = base + e->nchunks * TM_CHUNK_BYTES;
+    if (t->arena.ops) {
+        for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++) {
+            struct tm_frames *fr = &t->frames[k];
+            int rc = t->arena.ops->attach(t->arena.arg, (int)k, fr->base,
+                                          fr->nchunks * TM_CHUNK_BYTES);
+            if (rc) {
+                for (unsigned j = 0; j < k && t->arena.ops->detach; j++)
+                    t->arena.ops->detach(t->arena.arg, (int)j, t->frames[j].base,
+                                         t->frames[j].nchunks * TM_CHUNK_BYTES);
+                t->arena.ops = NULL;    /* no detach from fini */
+                tm_frames_fini(t);
+                return rc < 0 ? rc : -EINVAL;
+            }
+        }
+    }
     return 0;
 }
 
 void tm_frames_fini(tmem_t *t)
 {
-    struct tm_frames *fr = &t->frames;
-    if (!fr->base)
+    struct tm_frames *e = &t->frames[TMEM_ARENA_EPHEMERAL], *p = &t->frames[TMEM_ARENA_PERSISTENT];
+    if (!e->base)
         return;
-    for (size_t i = 0; i < fr->nchunks; i++)
-        free(fr->chunks[i]);
-    free(fr->chunks);
-    free(fr->lent);
-    munmap(fr->base, fr->nchunks * TM_CHUNK_BYTES);
-    for (unsigned i = 0; i < TM_STRIPES; i++)
-        pthread_mutex_destroy(&fr->stripes[i].lock);
-    pthread_mutex_destroy(&fr->lent_lock);
-    fr->base = NULL;
+    if (t->arena.ops && t->arena.ops->detach)
+        for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++)
+            t->arena.ops->detach(t->arena.arg, (int)k, t->frames[k].base,
+                                 t->frames[k].nchunks * TM_CHUNK_BYTES);
+    munmap(e->base, (e->nchunks + p->nchunks) * TM_CHUNK_BYTES);
+    for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++) {
+        struct tm_frames *fr = &t->frames[k];
+        for (size_t i = 0; i < fr->nchunks; i++)
+            free(fr->chunks[i]);
+        free(fr->chunks);
+        free(fr->lent);
+        for (unsigned i = 0; i < TM_STRIPES; i++)
+            pthread_mutex_destroy(&fr->stripes[i].lock);
+        pthread_mutex_destroy(&fr->lent_lock);
+        fr->base = NULL;
+    }
 }
 
 static inline uint8_t *frame_addr(struct tm_frames *fr, size_t chunk, size_t bit)
@@ -200,16 +250,18 @@ static uint8_t *take_free_locked(struct tm_frames *fr, struct tm_stripe *sp)
 
 /* Makes chunk i of the reservation usable (read-write, its record made,
  * nothing backed yet); its stripe's lock held.  NULL (counted) on failure. */
-static struct tm_chunk *chunk_open(tmem_t *t, size_t i)
+static struct tm_chunk *chunk_open(struct tm_frames *fr, size_t i)
 {
-    struct tm_frames *fr = &t->frames;
+    tmem_t *t = fr->t;
     struct tm_chunk *ch;
     if (tm_fault_hit(t) || !(ch = aligned_alloc(_Alignof(struct tm_chunk), sizeof(*ch)))) {
         tm_inc(t->st.alloc_failed);
         return NULL;
     }
     memset(ch, 0, sizeof(*ch));
-    if (mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
+    /* an arena's source mapped the whole range at open */
+    if (!fr->units &&
+        mprotect(fr->base + i * TM_CHUNK_BYTES, TM_CHUNK_BYTES, PROT_READ | PROT_WRITE) != 0) {
         free(ch);
         tm_inc(t->st.alloc_failed);
         return NULL;
@@ -221,12 +273,11 @@ static struct tm_chunk *chunk_open(tmem_t *t, size_t i)
 
 /* Backs a new frame in stripe s's chunks; its lock held; the caller has
  * reserved it in nheld. */
-static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
+static uint8_t *take_unbacked_locked(struct tm_frames *fr, unsigned s)
 {
-    struct tm_frames *fr = &t->frames;
     struct tm_stripe *sp = &fr->stripes[s];
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
-        struct tm_chunk *ch = fr->chunks[i] ? fr->chunks[i] : chunk_open(t, i);
+        struct tm_chunk *ch = fr->chunks[i] ? fr->chunks[i] : chunk_open(fr, i);
         if (!ch)
             return NULL;
         if (ch->nbacked == TM_CHUNK_FRAMES) {
@@ -251,38 +302,41 @@ static uint8_t *take_unbacked_locked(tmem_t *t, unsigned s)
  * other thread ever sees a reservation that is about to be taken back (a
  * whole chunk's 512 frames, added then removed, made concurrent frame and
  * metadata allocations fail near the limit). */
-static bool reserve_frames(tmem_t *t, uint64_t n)
+static bool reserve_frames(struct tm_frames *fr, uint64_t n)
 {
+    tmem_t *t = fr->t;
     int64_t meta = tm_meta_bytes(t);
     uint64_t m = (uint64_t)(meta > 0 ? meta : 0), max = tm_load(t->max_bytes);
-    uint64_t held = atomic_load_explicit(&t->frames.nheld, TM_RELAXED);
+    uint64_t held = atomic_load_explicit(&t->frames_held, TM_RELAXED);
     do {
         if ((held + n) * TMEM_PAGE_SIZE + m > max)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&t->frames.nheld, &held, held + n,
+    } while (!atomic_compare_exchange_weak_explicit(&t->frames_held, &held, held + n,
                                                     memory_order_seq_cst, TM_RELAXED));
+    tm_add(fr->nheld, n);
     return true;
 }
 
-static bool reserve_frame(tmem_t *t)
+/* Gives back n frames of fr's share of the frames held. */
+static void unhold(struct tm_frames *fr, uint64_t n)
 {
-    return reserve_frames(t, 1);
+    tm_sub(fr->nheld, n);
+    tm_sub(fr->t->frames_held, n);
 }
 
 /* Backs a whole unused chunk of stripe s at once, as a huge page where the
  * kernel has one (MADV_HUGEPAGE), and returns its first frame, the others
  * going to the free list; stripe lock held, all TM_CHUNK_FRAMES reserved by
  * the caller.  NULL if the stripe has no unused chunk. */
-static uint8_t *take_huge_chunk_locked(tmem_t *t, unsigned s)
+static uint8_t *take_huge_chunk_locked(struct tm_frames *fr, unsigned s)
 {
-    struct tm_frames *fr = &t->frames;
     struct tm_stripe *sp = &fr->stripes[s];
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
         struct tm_chunk *ch = fr->chunks[i];
         uint8_t *base = fr->base + i * TM_CHUNK_BYTES;
         if (ch && ch->nbacked != 0)
             continue;                       /* in use: only an unused chunk goes whole */
-        if (!ch && !(ch = chunk_open(t, i)))
+        if (!ch && !(ch = chunk_open(fr, i)))
             return NULL;
         madvise(base, TM_CHUNK_BYTES, MADV_HUGEPAGE);     /* a hint: may be refused */
         ch->huge = true;
@@ -445,9 +499,72 @@ static uint64_t free_somewhere(struct tm_frames *fr)
     return n;
 }
 
-uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
+/* Arena: an unbacked unit of stripe s's chunks for the source to back,
+ * marked growing; its lock held.  NULL if the stripe has none. */
+static struct tm_chunk *pick_unit_locked(struct tm_frames *fr, unsigned s, unsigned *w)
 {
-    struct tm_frames *fr = &t->frames;
+    struct tm_stripe *sp = &fr->stripes[s];
+    for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
+        struct tm_chunk *ch = fr->chunks[i] ? fr->chunks[i] : chunk_open(fr, i);
+        if (!ch)
+            return NULL;
+        for (unsigned k = 0; k < TM_CHUNK_WORDS; k++) {
+            if (ch->backed_map[k] == 0 && !(ch->growing & (1u << k))) {
+                ch->growing |= (uint8_t)(1u << k);
+                sp->grow_hint = i;
+                *w = k;
+                return ch;
+            }
+        }
+        if (sp->grow_hint == i)
+            sp->grow_hint = i + TM_STRIPES;
+    }
+    return NULL;
+}
+
+/* Arena: has the source back a unit, at home if home's chunks have one
+ * left, and takes its first frame (counted as used at the unit's stripe);
+ * the other 63 go to the free list.  The source is asked with no lock held
+ * (it may wait for its owner).  NULL if it refuses or no unit is left. */
+static uint8_t *grow_unit(struct tm_frames *fr, unsigned home, enum tm_frame_use use)
+{
+    tmem_t *t = fr->t;
+    for (unsigned k = 0; k < TM_STRIPES; k++) {
+        unsigned s = (home + k) % TM_STRIPES;
+        struct tm_stripe *sp = &fr->stripes[s];
+        unsigned w;
+        pthread_mutex_lock(&sp->lock);
+        struct tm_chunk *ch = pick_unit_locked(fr, s, &w);
+        pthread_mutex_unlock(&sp->lock);
+        if (!ch)
+            continue;
+        size_t unit = (size_t)ch->index * TM_CHUNK_WORDS + w;
+        int rc = tm_fault_hit(t) ? -ENOMEM : t->arena.ops->grow(t->arena.arg, (int)fr->kind, unit);
+        uint8_t *f = NULL;
+        pthread_mutex_lock(&sp->lock);
+        ch->growing &= (uint8_t)~(1u << w);
+        if (rc == 0) {
+            tm_add(t->frames_held, TMEM_UNIT_FRAMES);
+            tm_add(fr->nheld, TMEM_UNIT_FRAMES);
+            ch->backed_map[w] = ~0ull;
+            ch->nbacked += TMEM_UNIT_FRAMES;
+            ch->free_map[w] = ~1ull;                    /* frame 0: the caller's */
+            ch->nfree += TMEM_UNIT_FRAMES - 1;
+            free_list_add(sp, ch);
+            tm_add(sp->nfree, TMEM_UNIT_FRAMES - 1);
+            tm_add(*use_counter(sp, use), 1);
+            f = frame_addr(fr, ch->index, (size_t)w * 64);
+            tm_inc(t->units_grown);
+        }
+        pthread_mutex_unlock(&sp->lock);
+        return f;       /* a refusal is the owner's answer: no other stripe asks */
+    }
+    return NULL;
+}
+
+uint8_t *tm_frame_get(tmem_t *t, unsigned kind, enum tm_frame_use use)
+{
+    struct tm_frames *fr = &t->frames[kind];
     unsigned home = tm_cpu_stripe();
     uint8_t *f = take_any_free(fr, home, use);
     /* Free frames move: between a cache and their chunk (in transit, for a
@@ -467,41 +584,51 @@ uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use)
     }
     if (f)
         return f;
+    if (fr->units)
+        return grow_unit(fr, home, use);
     /* a whole chunk at home, in one huge page, in a big engine (so that a
      * free chunk's worth held early is a small part of what it holds) */
     if (tm_load(t->max_bytes) >= TM_HUGE_MIN_CHUNKS * TM_CHUNK_BYTES &&
-        tm_load(fr->nheld) >= (uint64_t)TM_HUGE_AFTER_CHUNKS * TM_CHUNK_FRAMES &&
-        reserve_frames(t, TM_CHUNK_FRAMES)) {
+        tm_load(t->frames_held) >= (uint64_t)TM_HUGE_AFTER_CHUNKS * TM_CHUNK_FRAMES &&
+        reserve_frames(fr, TM_CHUNK_FRAMES)) {
         struct tm_stripe *sp = &fr->stripes[home];
         pthread_mutex_lock(&sp->lock);
-        f = take_huge_chunk_locked(t, home);
+        f = take_huge_chunk_locked(fr, home);
         if (f)
             tm_add(*use_counter(sp, use), 1);
         pthread_mutex_unlock(&sp->lock);
         if (f)
             return f;
-        tm_sub(fr->nheld, TM_CHUNK_FRAMES);
+        unhold(fr, TM_CHUNK_FRAMES);
     }
-    if (!reserve_frame(t))
+    if (!reserve_frames(fr, 1))
         return NULL;
     /* a new frame, at home or, if home's chunks are all backed, elsewhere */
     for (unsigned k = 0; k < TM_STRIPES && !f; k++) {
         unsigned s = (home + k) % TM_STRIPES;
         struct tm_stripe *sp = &fr->stripes[s];
         pthread_mutex_lock(&sp->lock);
-        f = take_unbacked_locked(t, s);
+        f = take_unbacked_locked(fr, s);
         if (f)
             tm_add(*use_counter(sp, use), 1);
         pthread_mutex_unlock(&sp->lock);
     }
     if (!f)
-        tm_sub(fr->nheld, 1);               /* give the reservation back */
+        unhold(fr, 1);                      /* give the reservation back */
     return f;
+}
+
+/* The set frame f belongs to (the persistent set follows the ephemeral
+ * one in the reservation). */
+static inline struct tm_frames *set_of(tmem_t *t, const void *f)
+{
+    struct tm_frames *p = &t->frames[TMEM_ARENA_PERSISTENT];
+    return (const uint8_t *)f >= p->base ? p : &t->frames[TMEM_ARENA_EPHEMERAL];
 }
 
 void tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use)
 {
-    struct tm_frames *fr = &t->frames;
+    struct tm_frames *fr = set_of(t, f);
     struct tm_stripe *sp = &fr->stripes[tm_cpu_stripe()];
     uint8_t *out[TM_FRAME_CACHE / 2];
     size_t nout = 0;
@@ -529,7 +656,7 @@ void tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use)
 
 bool tm_frame_valid(tmem_t *t, const void *p)
 {
-    struct tm_frames *fr = &t->frames;
+    struct tm_frames *fr = set_of(t, p);
     size_t bit;
     if (((uintptr_t)p & (TMEM_PAGE_SIZE - 1)) != 0 || (const uint8_t *)p < fr->base ||
         (const uint8_t *)p >= fr->base + fr->nchunks * TM_CHUNK_BYTES)
@@ -559,16 +686,19 @@ void tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nza
      * zero, which reads as 0. */
     uint64_t f = 0;
     int64_t w = 0, z = 0;
-    for (unsigned i = 0; i < TM_STRIPES; i++) {
-        struct tm_stripe *sp = &t->frames.stripes[i];
-        f += tm_load(sp->nfree) + tm_load(sp->ncached);
-        w += (int64_t)tm_load(sp->nwhole);
-        z += (int64_t)tm_load(sp->nzalloc);
+    for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++) {
+        for (unsigned i = 0; i < TM_STRIPES; i++) {
+            struct tm_stripe *sp = &t->frames[k].stripes[i];
+            f += tm_load(sp->nfree) + tm_load(sp->ncached);
+            w += (int64_t)tm_load(sp->nwhole);
+            z += (int64_t)tm_load(sp->nzalloc);
+        }
+        f += tm_load(t->frames[k].ntransit);
     }
     w = w < 0 ? 0 : w;
     z = z < 0 ? 0 : z;
     if (nfree)
-        *nfree = f + tm_load(t->frames.ntransit);
+        *nfree = f;
     if (nwhole)
         *nwhole = (uint64_t)w;
     if (nzalloc)
@@ -641,30 +771,91 @@ static size_t release_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t 
     return done;
 }
 
+/* Arena: takes up to max wholly free units of stripe sp off its maps
+ * (free -> unbacked), writing their numbers to out; lock held. */
+static size_t release_units_locked(struct tm_stripe *sp, size_t max, uint64_t *out)
+{
+    size_t done = 0;
+    for (struct tm_chunk *ch = sp->with_free, *next; ch && done < max; ch = next) {
+        next = ch->next_free;
+        for (unsigned w = 0; w < TM_CHUNK_WORDS && done < max; w++) {
+            if (ch->free_map[w] != ~0ull)
+                continue;
+            ch->free_map[w] = ch->backed_map[w] = 0;
+            ch->nfree -= TMEM_UNIT_FRAMES;
+            ch->nbacked -= TMEM_UNIT_FRAMES;
+            tm_sub(sp->nfree, TMEM_UNIT_FRAMES);
+            out[done++] = (uint64_t)ch->index * TM_CHUNK_WORDS + w;
+        }
+        if (ch->nfree == 0)
+            free_list_del(sp, ch);
+        if (ch->index < sp->grow_hint)
+            sp->grow_hint = ch->index;
+    }
+    return done;
+}
+
+size_t tm_units_release(struct tm_frames *fr, size_t max, uint64_t *out)
+{
+    tmem_t *t = fr->t;
+    size_t done = 0;
+    flush_caches(fr);
+    for (unsigned s = 0; s < TM_STRIPES && done < max; s++) {
+        struct tm_stripe *sp = &fr->stripes[s];
+        uint64_t got[64];
+        for (;;) {
+            size_t want = max - done < 64 ? max - done : 64;
+            if (want == 0 || tm_load(sp->nfree) < TMEM_UNIT_FRAMES)
+                break;
+            pthread_mutex_lock(&sp->lock);
+            size_t n = release_units_locked(sp, want, got);
+            pthread_mutex_unlock(&sp->lock);
+            if (n == 0)
+                break;
+            unhold(fr, n * TMEM_UNIT_FRAMES);
+            tm_add(t->units_shrunk, n);
+            for (size_t i = 0; i < n; i++) {
+                t->arena.ops->shrink(t->arena.arg, (int)fr->kind, (size_t)got[i]);
+                if (out)
+                    out[done + i] = got[i];
+            }
+            done += n;
+        }
+    }
+    return done;
+}
+
 size_t tm_frames_release(tmem_t *t, size_t n)
 {
-    struct tm_frames *fr = &t->frames;
     size_t done = 0;
     unsigned home = tm_home_stripe();
-    flush_caches(fr);
-    for (unsigned k = 0; k < TM_STRIPES && done < n; k++) {
-        struct tm_stripe *sp = &fr->stripes[(home + k) % TM_STRIPES];
-        if (tm_load(sp->nfree) == 0)
+    for (unsigned kind = 0; kind < TMEM_ARENA_KINDS && done < n; kind++) {
+        struct tm_frames *fr = &t->frames[kind];
+        if (fr->units) {        /* whole free units only, back to their owner */
+            done += tm_units_release(fr, (n - done + TMEM_UNIT_FRAMES - 1) / TMEM_UNIT_FRAMES,
+                                     NULL) * TMEM_UNIT_FRAMES;
             continue;
-        pthread_mutex_lock(&sp->lock);
-        size_t got = release_locked(fr, sp, n - done);
-        pthread_mutex_unlock(&sp->lock);
-        tm_sub(fr->nheld, got);
-        done += got;
+        }
+        flush_caches(fr);
+        for (unsigned k = 0; k < TM_STRIPES && done < n; k++) {
+            struct tm_stripe *sp = &fr->stripes[(home + k) % TM_STRIPES];
+            if (tm_load(sp->nfree) == 0)
+                continue;
+            pthread_mutex_lock(&sp->lock);
+            size_t got = release_locked(fr, sp, n - done);
+            pthread_mutex_unlock(&sp->lock);
+            unhold(fr, got);
+            done += got;
+        }
     }
     tm_add(t->st.relinquished, done);
     return done;
 }
 
-/* Finds 2^order aligned free frames in one chunk and lends them out. */
-void *tm_frames_lend(tmem_t *t, unsigned order)
+/* Finds 2^order aligned free frames in one chunk of fr and lends them out. */
+static void *lend_from(struct tm_frames *fr, unsigned order)
 {
-    struct tm_frames *fr = &t->frames;
+    tmem_t *t = fr->t;
     size_t n = (size_t)1 << order;
     void *res = NULL;
     pthread_mutex_lock(&fr->lent_lock);     /* room in the record first */
@@ -713,7 +904,7 @@ void *tm_frames_lend(tmem_t *t, unsigned order)
         pthread_mutex_unlock(&sp->lock);
     }
     if (res) {
-        tm_sub(fr->nheld, n);
+        unhold(fr, n);
         tm_add(fr->nlent, n);
         memset(res, 0, n * TMEM_PAGE_SIZE);     /* scrub: the data was a tenant's */
         tm_add(t->st.lent, n);
@@ -721,9 +912,17 @@ void *tm_frames_lend(tmem_t *t, unsigned order)
     return res;
 }
 
+void *tm_frames_lend(tmem_t *t, unsigned order)
+{
+    if (t->arena.ops)
+        return NULL;            /* an arena's memory is its owner's to lend */
+    void *p = lend_from(&t->frames[TMEM_ARENA_EPHEMERAL], order);
+    return p ? p : lend_from(&t->frames[TMEM_ARENA_PERSISTENT], order);
+}
+
 int tm_frames_unlend(tmem_t *t, void *p, unsigned order)
 {
-    struct tm_frames *fr = &t->frames;
+    struct tm_frames *fr = set_of(t, p);
     size_t n = (size_t)1 << order, i, bit;
     pthread_mutex_lock(&fr->lent_lock);
     for (i = 0; i < fr->nlent_blocks; i++)
@@ -748,6 +947,7 @@ int tm_frames_unlend(tmem_t *t, void *p, unsigned order)
     pthread_mutex_unlock(&sp->lock);
     tm_sub(fr->nlent, n);
     tm_add(fr->nheld, n);
+    tm_add(t->frames_held, n);
     tm_fit_by_releasing(t, 0);      /* back under the limit if need be */
     return 0;
 }
@@ -785,9 +985,8 @@ static int check_cache(struct tm_frames *fr, struct tm_stripe *sp, unsigned s, u
     return bad;
 }
 
-int tm_frames_check(tmem_t *t)
+static int check_set(struct tm_frames *fr)
 {
-    struct tm_frames *fr = &t->frames;
     int bad = 0;
     uint64_t nbacked = 0, nlent = 0, held = 0;
     uint8_t *cached[TM_STRIPES * TM_FRAME_CACHE];
@@ -855,13 +1054,118 @@ int tm_frames_check(tmem_t *t)
         }
     if (nlent != tm_load(fr->nlent) || nbacked - nlent != tm_load(fr->nheld) ||
         held != tm_load(fr->nheld)) {
-        tm_report("frames: held %llu (stripes say %llu), lent %llu; maps: backed %llu lent %llu",
-                  (unsigned long long)tm_load(fr->nheld), (unsigned long long)held,
-                  (unsigned long long)tm_load(fr->nlent), (unsigned long long)nbacked,
-                  (unsigned long long)nlent);
+        tm_report("frames (set %u): held %llu (stripes say %llu), lent %llu; maps: backed %llu "
+                  "lent %llu", fr->kind, (unsigned long long)tm_load(fr->nheld),
+                  (unsigned long long)held, (unsigned long long)tm_load(fr->nlent),
+                  (unsigned long long)nbacked, (unsigned long long)nlent);
         bad++;
     }
     for (unsigned s = TM_STRIPES; s-- > 0;)
         pthread_mutex_unlock(&fr->stripes[s].lock);
+    return bad;
+}
+
+int tm_frames_check(tmem_t *t)
+{
+    int bad = 0;
+    for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++) {
+        bad += check_set(&t->frames[k]);
+        if (t->frames[k].units)
+            bad += tm_units_check(&t->frames[k]);
+    }
+    uint64_t sum = tm_load(t->frames[0].nheld) + tm_load(t->frames[1].nheld);
+    if (sum != tm_load(t->frames_held)) {
+        tm_report("frames: the engine holds %llu, its two sets %llu",
+                  (unsigned long long)tm_load(t->frames_held), (unsigned long long)sum);
+        bad++;
+    }
+    return bad;
+}
+
+/* ------------------------------------------------------------------------
+ * Units of an arena (arena.c runs these with every call on the engine's
+ * client held off: nothing else moves frames meanwhile)
+ * ---------------------------------------------------------------------- */
+void tm_frames_flush(struct tm_frames *fr) { flush_caches(fr); }
+
+/* The chunk of unit u, or NULL if never opened. */
+static struct tm_chunk *unit_chunk(struct tm_frames *fr, uint64_t u, unsigned *w)
+{
+    *w = (unsigned)(u % TM_CHUNK_WORDS);
+    return u / TM_CHUNK_WORDS < fr->nchunks ? fr->chunks[u / TM_CHUNK_WORDS] : NULL;
+}
+
+int tm_unit_used(struct tm_frames *fr, uint64_t u)
+{
+    unsigned w;
+    struct tm_chunk *ch = unit_chunk(fr, u, &w);
+    if (!ch || ch->backed_map[w] == 0)
+        return -1;
+    return (int)popc(ch->backed_map[w] & ~ch->free_map[w]);
+}
+
+bool tm_unit_drop(struct tm_frames *fr, uint64_t u)
+{
+    unsigned w;
+    struct tm_chunk *ch = unit_chunk(fr, u, &w);
+    if (!ch || ch->backed_map[w] != ~0ull || ch->free_map[w] != ~0ull)
+        return false;
+    struct tm_stripe *sp = stripe_of(fr, ch->index);
+    pthread_mutex_lock(&sp->lock);
+    ch->free_map[w] = ch->backed_map[w] = 0;
+    ch->nfree -= TMEM_UNIT_FRAMES;
+    ch->nbacked -= TMEM_UNIT_FRAMES;
+    tm_sub(sp->nfree, TMEM_UNIT_FRAMES);
+    if (ch->nfree == 0)
+        free_list_del(sp, ch);
+    if (ch->index < sp->grow_hint)
+        sp->grow_hint = ch->index;
+    pthread_mutex_unlock(&sp->lock);
+    unhold(fr, TMEM_UNIT_FRAMES);
+    return true;
+}
+
+uint64_t tm_units_held(struct tm_frames *fr, uint64_t *free_units)
+{
+    uint64_t n = 0, f = 0;
+    for (size_t i = 0; i < fr->nchunks; i++) {
+        struct tm_stripe *sp = stripe_of(fr, i);
+        pthread_mutex_lock(&sp->lock);
+        struct tm_chunk *ch = fr->chunks[i];
+        for (unsigned w = 0; ch && w < TM_CHUNK_WORDS; w++) {
+            n += ch->backed_map[w] != 0;
+            f += ch->backed_map[w] && ch->free_map[w] == ch->backed_map[w];
+        }
+        pthread_mutex_unlock(&sp->lock);
+    }
+    if (free_units)
+        *free_units = f;
+    return n;
+}
+
+/* An arena's set: every map word whole (a unit is backed or not), no unit
+ * half grown, nothing lent. */
+int tm_units_check(struct tm_frames *fr)
+{
+    int bad = 0;
+    for (size_t i = 0; i < fr->nchunks; i++) {
+        struct tm_chunk *ch = fr->chunks[i];
+        for (unsigned w = 0; ch && w < TM_CHUNK_WORDS; w++) {
+            if (ch->backed_map[w] != 0 && ch->backed_map[w] != ~0ull) {
+                tm_report("arena: unit %zu of set %u is partly backed",
+                          i * TM_CHUNK_WORDS + w, fr->kind);
+                bad++;
+            }
+        }
+        if (ch && (ch->growing || ch->huge)) {
+            tm_report("arena: chunk %zu of set %u is %s", i, fr->kind,
+                      ch->growing ? "still growing" : "huge");
+            bad++;
+        }
+    }
+    if (tm_load(fr->nlent)) {
+        tm_report("arena: set %u lends frames", fr->kind);
+        bad++;
+    }
     return bad;
 }

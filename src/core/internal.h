@@ -33,6 +33,12 @@ _Noreturn void tm_assert_fail(const char *expr, const char *file, int line);
 #define tm_load(a)     atomic_load_explicit(&(a), TM_RELAXED)
 #define tm_store_(a, v) atomic_store_explicit(&(a), (v), TM_RELAXED)
 
+/* ---- engine.c ----------------------------------------------------------- */
+/* Opens an engine over arena (NULL: anonymous memory). */
+tmem_t *tm_open(const tmem_config_t *cfg, const tmem_arena_t *arena);
+/* An arena engine's limit: none of its own (its owner's grants bound it). */
+#define TM_ARENA_NO_LIMIT (UINT64_MAX / 4)
+
 /* ---- alloc.c: metadata allocation, accounting, failure injection ------ */
 /* Allocates counted metadata.  May make room by releasing free frames and,
  * if may_evict, by evicting ephemeral pages (never under a bucket lock).
@@ -67,12 +73,15 @@ int64_t tm_meta_bytes(tmem_t *t);      /* exact: the sum of the stripes */
 bool  tm_fit_by_releasing(tmem_t *t, uint64_t want);
 
 /* ---- frame.c ---------------------------------------------------------- */
-int    tm_frames_init(tmem_t *t, uint64_t reserve_bytes);
+/* Reserves address space for both sets (t->arena set first: an arena's
+ * source attaches its memory). */
+int    tm_frames_init(tmem_t *t, uint64_t eph_bytes, uint64_t pers_bytes);
 void   tm_frames_fini(tmem_t *t);
 enum tm_frame_use { TM_FRAME_WHOLE, TM_FRAME_ZALLOC };
-/* A frame from the free list, or a newly backed one if the limit allows;
+/* A frame of set kind (TMEM_ARENA_EPHEMERAL or _PERSISTENT) from the free
+ * list, or a newly backed one if the limit (or the arena's owner) allows;
  * NULL if neither (the caller may evict and retry). */
-uint8_t *tm_frame_get(tmem_t *t, enum tm_frame_use use);
+uint8_t *tm_frame_get(tmem_t *t, unsigned kind, enum tm_frame_use use);
 void   tm_frame_put(tmem_t *t, uint8_t *f, enum tm_frame_use use);
 size_t tm_frames_release(tmem_t *t, size_t n);        /* free -> OS */
 void  *tm_frames_lend(tmem_t *t, unsigned order);      /* free -> lent */
@@ -85,25 +94,43 @@ static inline uint32_t tm_frame_hint(const tmem_t *t, const struct tm_loc *loc)
 {
     if (loc->kind != TM_LOC_WHOLE)
         return 0;
-    return (uint32_t)((size_t)(loc->u.frame - t->frames.base) / TMEM_PAGE_SIZE) + 1;
+    /* numbered from the start of the reservation (both sets) */
+    return (uint32_t)((size_t)(loc->u.frame - t->frames[0].base) / TMEM_PAGE_SIZE) + 1;
 }
 /* Starts loading the first lines of the frame a hint names (at worst some
  * other frame of the reservation: never read, never faults). */
 static inline void tm_frame_prefetch(const tmem_t *t, uint32_t hint)
 {
     size_t n = (size_t)hint - 1;
-    if (hint && n < t->frames.nchunks * TM_CHUNK_FRAMES)
+    if (hint && n < (t->frames[0].nchunks + t->frames[1].nchunks) * TM_CHUNK_FRAMES)
         for (unsigned i = 0; i < TM_HINT_LINES; i++)
-            __builtin_prefetch(t->frames.base + n * TMEM_PAGE_SIZE + i * 64, 0, 3);
+            __builtin_prefetch(t->frames[0].base + n * TMEM_PAGE_SIZE + i * 64, 0, 3);
 }
 int    tm_frames_check(tmem_t *t);
+/* Arena units (frame.c), for arena.c, which runs them with the engine's
+ * client write-locked.  A unit's number is its frame offset in its set / 64. */
+void   tm_frames_flush(struct tm_frames *fr);      /* caches -> maps */
+/* Gives up to max wholly free units back to the source (ops->shrink);
+ * their numbers to out (may be NULL).  How many went. */
+size_t tm_units_release(struct tm_frames *fr, size_t max, uint64_t *out);
+int    tm_unit_used(struct tm_frames *fr, uint64_t unit);   /* frames used, -1 unbacked */
+/* Takes a wholly free unit off the maps without telling the source (it
+ * took it).  false if it is not held or not wholly free. */
+bool   tm_unit_drop(struct tm_frames *fr, uint64_t unit);
+uint64_t tm_units_held(struct tm_frames *fr, uint64_t *free_units);
+int    tm_units_check(struct tm_frames *fr);
+/* The unit of frame f of set fr. */
+static inline uint64_t tm_unit_of(const struct tm_frames *fr, const void *f)
+{
+    return (uint64_t)((const uint8_t *)f - fr->base) / TMEM_UNIT_BYTES;
+}
 unsigned tm_home_stripe(void);     /* the calling thread's stripe (counters, brlock) */
 unsigned tm_cpu_stripe(void);      /* the caller's CPU's stripe (frames, descriptors) */
 /* Frames free, holding whole pages, holding zalloc spans (sums of stripes). */
 void   tm_frames_count(tmem_t *t, uint64_t *nfree, uint64_t *nwhole, uint64_t *nzalloc);
 
 /* ---- zalloc.c --------------------------------------------------------- */
-void   tm_zheap_init(struct tm_zheap *h);
+void   tm_zheap_init(struct tm_zheap *h, unsigned kind);
 void   tm_zheap_fini(tmem_t *t, struct tm_zheap *h);
 /* Allocates a fragment of size bytes (1..4096): fills loc (FRAG), 0 or
  * -ENOMEM when no frame could be had (the caller may evict and retry). */
@@ -338,6 +365,27 @@ static inline uint64_t tm_client_eph_pages(const struct tmem_client *c)
 static inline void tm_client_eph_add(struct tmem_client *c, int64_t d)
 {
     atomic_fetch_add_explicit(&c->eph[tm_home_stripe()].n, d, TM_RELAXED);
+}
+
+/* ---- arena.c: the revoke epoch (arena.h) ---------------------------------
+ * A reader of ephemeral data that an arena's owner may take by force reads
+ * the epoch before (tm_arena_epoch_ok: false if a revocation is pending,
+ * not yet processed) and after its copy (tm_arena_epoch_same); both true:
+ * nothing it read was taken.  Always true on an engine whose memory cannot
+ * be taken.  Under the client's read lock (epoch_done is stable then). */
+static inline bool tm_arena_epoch_ok(const tmem_t *t, uint64_t *e0)
+{
+    if (!t->arena.revoke_epoch)
+        return true;
+    *e0 = atomic_load_explicit(t->arena.revoke_epoch, memory_order_acquire);
+    return *e0 == t->epoch_done;
+}
+static inline bool tm_arena_epoch_same(const tmem_t *t, uint64_t e0)
+{
+    if (!t->arena.revoke_epoch)
+        return true;
+    atomic_thread_fence(memory_order_acquire);     /* the copy's loads come first */
+    return atomic_load_explicit(t->arena.revoke_epoch, TM_RELAXED) == e0;
 }
 
 /* ---- check.c ---------------------------------------------------------- */

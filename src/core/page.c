@@ -22,6 +22,10 @@
  * A get copies the data out under the bucket lock, then (private pools)
  * unlinks the descriptor; if the copy failed nothing is removed, so the
  * Xen defect of a descriptor freed on a failed copy cannot happen here.
+ * Over an arena whose owner may take memory by force, a get from an
+ * ephemeral pool reads the revoke epoch before and after its copy
+ * (arena.h): if a revocation is pending or came meanwhile, the get misses
+ * and drops the page (its data may be gone; a later get must miss too).
  */
 #include "internal.h"
 
@@ -296,6 +300,10 @@ int tm_get_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
     struct tm_obj *freed_obj = NULL;
     struct tm_pgd *taken = NULL;
 
+    /* memory its owner may take by force: the revoke epoch around the copy */
+    bool guard = !p->persistent && t->arena.revoke_epoch != NULL;
+    uint64_t e0 = 0;
+
     pthread_mutex_lock(&b->lock);
     uint32_t frame;
     struct tm_pgd *pgd = tm_pgd_find_locked(b, h, &oid, index, NULL, &frame);
@@ -309,15 +317,28 @@ int tm_get_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
         if (pgd->hash)                                  /* its dedup index entry */
             tm_dedup_prefetch(p->store, pgd->hash);
     }
+    bool unlink = false;
     if (!pgd) {
         rc = -ENOENT;
-    } else if ((rc = tm_loc_read(p->store, &pgd->loc, page)) == 0) {
-        if (p->shared) {                                /* a hit refreshes recency */
+    } else if (guard && !tm_arena_epoch_ok(t, &e0)) {
+        rc = -ENOENT;                           /* a revocation is pending: drop it */
+        unlink = true;
+    } else {
+        rc = tm_loc_read(p->store, &pgd->loc, page);
+        if (guard && !tm_arena_epoch_same(t, e0)) {
+            rc = -ENOENT;                       /* one came during the copy: drop it */
+            unlink = true;
+        } else if (rc == 0 && p->shared) {      /* a hit refreshes recency */
             tm_lru_touch_locked(t, p, pgd);
-        } else if (!p->keep_on_get) {                   /* private: exclusive get */
-            tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
-            taken = pgd;
+        } else if (rc == 0 && !p->keep_on_get) {/* private: exclusive get */
+            unlink = true;
         }
+    }
+    if (unlink) {
+        if (rc)
+            tm_inc(t->arena_dropped);
+        tm_pgd_unlink_locked(p, b, pgd, &freed_obj);
+        taken = pgd;
     }
     pthread_mutex_unlock(&b->lock);
 

@@ -88,12 +88,11 @@ int tmem_stats_get(tmem_t *t, tmem_stats_t *o)
     store_figures(t->global_eph, o);
     store_figures(t->global_pers, o);
 
-    struct tm_frames *fr = &t->frames;
     o->bytes_held = tm_bytes_held(t);
     o->max_bytes = tm_load(t->max_bytes);
-    o->frames_held = tm_load(fr->nheld);
+    o->frames_held = tm_load(t->frames_held);
     tm_frames_count(t, &o->frames_free, &o->frames_whole, &o->frames_zalloc);
-    o->frames_lent = tm_load(fr->nlent);
+    o->frames_lent = tm_load(t->frames[0].nlent) + tm_load(t->frames[1].nlent);
     int64_t meta = tm_meta_bytes(t);
     o->meta_bytes = meta > 0 ? (uint64_t)meta : 0;
 

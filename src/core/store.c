@@ -52,7 +52,7 @@ struct tm_store *tm_store_new(tmem_t *t, bool persistent)
     if (!s)
         return NULL;
     s->persistent = persistent;
-    tm_zheap_init(&s->heap);
+    tm_zheap_init(&s->heap, persistent ? TMEM_ARENA_PERSISTENT : TMEM_ARENA_EPHEMERAL);
     for (unsigned i = 0; i < TM_DEDUP_SHARDS; i++)
         pthread_mutex_init(&s->shards[i].lock, NULL);
     return s;
@@ -339,7 +339,7 @@ static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t
             if (tm_zalloc(t, &s->heap, len, loc) == 0)
                 return 0;
         } else {
-            uint8_t *f = tm_frame_get(t, TM_FRAME_WHOLE);
+            uint8_t *f = tm_frame_get(t, s->persistent, TM_FRAME_WHOLE);
             if (f) {
                 loc->kind = TM_LOC_WHOLE;
                 loc->u.frame = f;

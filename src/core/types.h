@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tmem/arena.h"
 #include "tmem/tmem.h"
 #include "tmem/transport.h"
 #include "brlock.h"
@@ -51,16 +52,22 @@ typedef _Atomic uint32_t atomic_u32;
 /* ------------------------------------------------------------------------
  * Frames (frame.c)
  *
- * One PROT_NONE reservation of `nchunks` chunks of 512 frames (2 MiB).  A
- * chunk is made readable and writable when first used.  Each frame is in
- * exactly one state, recorded in the chunk's bitmaps:
+ * Two frame sets, each over its own part of one PROT_NONE reservation: one
+ * for the data of ephemeral pools, one for that of persistent pools (an
+ * owner lending memory may take the first back by force: arena.h).  A set
+ * is `nchunks` chunks of 512 frames (2 MiB).  A chunk is made readable and
+ * writable when first used.  Each frame is in exactly one state, recorded
+ * in the chunk's bitmaps:
  *
  *   unbacked  not resident (never touched, or released with MADV_DONTNEED)
  *   free      resident, on no one's behalf          (free_map)
  *   used      resident, holding data (whole page or zalloc span)
  *   lent      handed to the host by tmem_relinquish_page*() (lent_map)
  *
- * backed_map = free | used | lent.  Chunks are divided among TM_STRIPES
+ * backed_map = free | used | lent.  Over an arena (arena.h) frames are
+ * backed a unit at a time (TMEM_UNIT_FRAMES = one map word) by the memory
+ * source, and given back a unit at a time: a word of backed_map is then
+ * all ones or all zeros.  Chunks are divided among TM_STRIPES
  * stripes (chunk i belongs to stripe i % TM_STRIPES), each with its own lock
  * and counters, so that threads (each on its CPU's stripe) rarely meet.  A
  * free frame may also sit in a stripe's cache (or in transit between a
@@ -96,8 +103,10 @@ struct tm_chunk {                   /* cache-line aligned: chunks of two stripes
     bool     on_free_list;          /* linked in its stripe's with_free */
     bool     huge;                  /* backed whole and advised MADV_HUGEPAGE; cleared
                                        (advised MADV_NOHUGEPAGE) at its first release */
+    uint8_t  growing;               /* arena: units (words) the source is backing now */
     struct tm_chunk *next_free, *prev_free;
 };
+_Static_assert(TMEM_UNIT_FRAMES == 64, "an arena unit is one word of a chunk's maps");
 
 struct tm_lent { uint8_t *p; unsigned order; };
 
@@ -122,7 +131,10 @@ struct tm_stripe {
 };
 
 struct tm_frames {
-    uint8_t  *base;                 /* the reservation (immutable after open) */
+    tmem_t   *t;                    /* (immutable) */
+    unsigned  kind;                 /* TMEM_ARENA_EPHEMERAL or _PERSISTENT (immutable) */
+    bool      units;                /* backed a unit at a time by t->arena (immutable) */
+    uint8_t  *base;                 /* its part of the reservation (immutable after open) */
     size_t    nchunks;              /* chunks in the reservation (immutable) */
     struct tm_chunk **chunks;       /* [nchunks], NULL until first used; chunks[i]
                                        is set under its stripe's lock */
@@ -136,9 +148,8 @@ struct tm_frames {
      * lock they leave, lowered under the lock they reach, so that the sums
      * hold under all locks */
     atomic_u64 ntransit;
-    /* frames held (free or used): reserved atomically before a frame is
-     * backed, so the limit is exact; changes only when memory grows or
-     * shrinks, so it is read-mostly for the limit checks */
+    /* frames of this set held (free or used); changed with t->frames_held,
+     * which the limit checks read */
     _Alignas(64) atomic_u64 nheld;
 };
 
@@ -255,6 +266,7 @@ struct tm_zclass {
 };
 
 struct tm_zheap {
+    unsigned kind;                  /* the frame set its spans take from (immutable) */
     struct tm_zclass cls[TM_ZCLASS_COUNT];
     atomic_u64 bytes_used;          /* sum of fragment sizes in use */
     atomic_u64 frags;               /* fragments in use */
@@ -485,9 +497,21 @@ struct tm_slab_stripe {
 struct tmem {
     tmem_config_t cfg;              /* as opened (immutable) */
     atomic_u64 max_bytes;           /* the limit now (read-mostly) */
+    /* frames held by both sets: reserved atomically before a frame is
+     * backed, so the limit is exact; changes only when memory grows or
+     * shrinks, so it is read-mostly for the limit checks */
+    _Alignas(64) atomic_u64 frames_held;
     _Alignas(64) atomic_i64 meta_approx;    /* sum of published (read-mostly) */
     struct tm_meta_stripe meta[TM_STRIPES];
-    _Alignas(64) struct tm_frames frames;
+    _Alignas(64) struct tm_frames frames[TMEM_ARENA_KINDS];  /* [persistent] */
+    /* The memory source (arena.h; ops NULL: anonymous memory, immutable).
+     * epoch_done is the revoke epoch whose revocations are processed:
+     * written under the client's write lock, read by gets under its read
+     * lock.  An arena engine has at most one client (arena_client). */
+    tmem_arena_t arena;
+    uint64_t epoch_done;
+    struct tmem_client *arena_client;   /* (clients_lock) */
+    atomic_u64 units_grown, units_shrunk, units_revoked, arena_dropped;
     struct tm_slab_stripe slab[TM_STRIPES];
     struct timespec t0;             /* for the clock of LRU ages (tm_now_tick) */
 

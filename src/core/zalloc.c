@@ -61,9 +61,10 @@ static inline struct tm_zheap *heap_of(struct tm_zclass *c)
     return (struct tm_zheap *)((char *)first - offsetof(struct tm_zheap, cls));
 }
 
-void tm_zheap_init(struct tm_zheap *h)
+void tm_zheap_init(struct tm_zheap *h, unsigned kind)
 {
     memset(h, 0, sizeof(*h));
+    h->kind = kind;
     for (unsigned i = 0; i < TM_ZCLASS_COUNT; i++) {
         struct tm_zclass *c = &h->cls[i];
         pthread_mutex_init(&c->lock, NULL);
@@ -221,7 +222,7 @@ int tm_zalloc(tmem_t *t, struct tm_zheap *h, uint32_t size, struct tm_loc *loc)
         return -ENOMEM;
     s->cls = c;
     for (unsigned i = 0; i < c->nframes; i++) {
-        s->frames[i] = tm_frame_get(t, TM_FRAME_ZALLOC);
+        s->frames[i] = tm_frame_get(t, h->kind, TM_FRAME_ZALLOC);
         if (!s->frames[i]) {
             span_release(t, s, c->nframes);
             /* a racing thread may have made a partial span meanwhile */
@@ -302,9 +303,16 @@ const void *tm_zread(const struct tm_loc *loc, void *scratch)
 
 /* Empties the sparsest of the first partial spans of c into the others, if
  * every owner of its fragments can be locked.  Class lock held; returns the
- * emptied span (unlinked, for the caller to release unlocked) or NULL. */
-static struct tm_zspan *compact_locked(struct tm_zclass *c)
+ * emptied span (unlinked, for the caller to release unlocked) or NULL.
+ * Over an arena whose owner may take memory by force, a move is made only
+ * while no revocation is pending (tm_arena_epoch_ok), and undone if one
+ * comes during its copy: a fragment copied out of memory taken away would
+ * otherwise carry garbage to memory the revocation does not touch. */
+static struct tm_zspan *compact_locked(tmem_t *t, struct tm_zclass *c)
 {
+    uint64_t e0 = 0;
+    if (!tm_arena_epoch_ok(t, &e0))
+        return NULL;
     struct tm_zspan *victim = NULL;
     int scanned = 0;
     for (struct tm_zspan *s = c->partial; s && scanned < 32; s = s->next, scanned++)
@@ -333,6 +341,11 @@ static struct tm_zspan *compact_locked(struct tm_zclass *c)
         int j = take_slot_locked(c, dst);
         const void *src = slot_read(victim, i, loc->size, scratch);
         slot_write(dst, (unsigned)j, src, loc->size);
+        if (!tm_arena_epoch_same(t, e0)) {
+            put_slot_locked(c, dst, (unsigned)j);       /* dst keeps its others */
+            pthread_mutex_unlock(lk);
+            return NULL;
+        }
         span_owners(dst)[j] = owner;
         loc->u.span = dst;
         loc->slot = (uint16_t)j;
@@ -357,7 +370,7 @@ void tm_zfree(tmem_t *t, struct tm_zheap *h, const struct tm_loc *loc)
     if (put_slot_locked(c, s, loc->slot))
         empty[0] = s;
     else if (c->free_slots * 2 >= (uint64_t)c->slots * TM_COMPACT_AT_HALF_SPANS)
-        empty[1] = compact_locked(c);
+        empty[1] = compact_locked(t, c);
     pthread_mutex_unlock(&c->lock);
     tm_sub(h->bytes_used, size);
     tm_sub(h->frags, 1);

@@ -52,7 +52,7 @@ static void make_dirty_free_frames(tmem_t *t, size_t n, uint8_t ***out)
     uint8_t **f = calloc(n, sizeof(*f));
     assert_non_null(f);
     for (size_t i = 0; i < n; i++) {
-        f[i] = tm_frame_get(t, TM_FRAME_WHOLE);
+        f[i] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(f[i]);
         memset(f[i], 0xa5, PG);
     }
@@ -76,7 +76,7 @@ static void test_get_put_accounting(void **state)
     enum { N = 300 };
     uint8_t *f[N];
     for (int i = 0; i < N; i++) {
-        f[i] = tm_frame_get(t, i % 3 ? TM_FRAME_WHOLE : TM_FRAME_ZALLOC);
+        f[i] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, i % 3 ? TM_FRAME_WHOLE : TM_FRAME_ZALLOC);
         assert_non_null(f[i]);
         assert_int_equal((uintptr_t)f[i] % PG, 0);
         assert_true(tm_frame_valid(t, f[i]));
@@ -110,7 +110,7 @@ static void test_get_put_accounting(void **state)
 
     /* new gets come from the free list: nothing new is held */
     for (int i = 0; i < N; i += 2) {
-        f[i] = tm_frame_get(t, TM_FRAME_WHOLE);
+        f[i] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(f[i]);
     }
     s = stats(t);
@@ -140,7 +140,7 @@ static void test_limit(void **state)
     assert_non_null(f);
     for (;;) {
         tmem_stats_t before = stats(t);
-        uint8_t *p = tm_frame_get(t, TM_FRAME_WHOLE);
+        uint8_t *p = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         tmem_stats_t after = stats(t);
         if (!p) {
             /* refused exactly when one more frame would exceed the limit */
@@ -155,12 +155,12 @@ static void test_limit(void **state)
     tmem_stats_t s = stats(t);
     assert_true(n >= (max - s.meta_bytes) / PG - 1);
     assert_int_equal(s.frames_held, n);
-    assert_null(tm_frame_get(t, TM_FRAME_ZALLOC));
+    assert_null(tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_ZALLOC));
     assert_int_equal(stats(t).frames_zalloc, 0);
 
     /* a freed frame can be had again at the limit */
     tm_frame_put(t, f[--n], TM_FRAME_WHOLE);
-    f[n] = tm_frame_get(t, TM_FRAME_ZALLOC);
+    f[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_ZALLOC);
     assert_non_null(f[n]);
     assert_int_equal(stats(t).frames_zalloc, 1);
     tm_frame_put(t, f[n], TM_FRAME_ZALLOC);
@@ -168,7 +168,7 @@ static void test_limit(void **state)
     /* raising the limit allows more */
     assert_int_equal(tmem_set_max_bytes(t, max + 4 * PG), 0);
     for (int i = 0; i < 5; i++) {
-        f[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+        f[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(f[n]);
         n++;
     }
@@ -214,7 +214,7 @@ static void test_relinquish_drops_rss(void **state)
     assert_int_equal(stats(t).frames_held, 0);
 
     /* released frames come back zeroed when backed again */
-    uint8_t *p = tm_frame_get(t, TM_FRAME_WHOLE);
+    uint8_t *p = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
     assert_non_null(p);
     assert_true(all_zero(p, PG));
     tm_frame_put(t, p, TM_FRAME_WHOLE);
@@ -237,14 +237,14 @@ static void test_huge_chunks(void **state)
     assert_non_null(all);
     /* 64 MiB frame by frame */
     for (; n < single; n++) {
-        all[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+        all[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(all[n]);
     }
     tmem_stats_t s = stats(t);
     assert_int_equal(s.frames_held, single);
     assert_int_equal(s.frames_free, 0);
     /* then a whole chunk */
-    all[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+    all[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
     assert_non_null(all[n]);
     memset(all[n++], 0x5a, PG);
     s = stats(t);
@@ -253,7 +253,7 @@ static void test_huge_chunks(void **state)
     assert_int_equal(s.frames_whole, n);
 
     /* fill the limit: whole chunks, then single frames to the end */
-    while (n <= cap && (all[n] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL)
+    while (n <= cap && (all[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE)) != NULL)
         n++;
     s = stats(t);
     assert_true(n <= cap);
@@ -277,7 +277,7 @@ static void test_huge_chunks(void **state)
     uint8_t **some = calloc(single + 1, sizeof(*some));
     assert_non_null(some);
     for (n = 0; n <= single; n++) {
-        some[n] = tm_frame_get(t, TM_FRAME_WHOLE);
+        some[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(some[n]);
     }
     assert_int_equal(stats(t).frames_held, single + 1);
@@ -329,7 +329,7 @@ static void test_huge_release_whole(void **state)
     uint8_t **f = calloc(n, sizeof(*f));
     assert_non_null(f);
     for (size_t i = 0; i < n; i++) {
-        f[i] = tm_frame_get(t, TM_FRAME_WHOLE);
+        f[i] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(f[i]);
         f[i][0] = 1;                    /* fault it in */
     }
@@ -350,7 +350,7 @@ static void test_huge_release_whole(void **state)
                (unsigned long long)huge);
     }
     /* backed again one frame at a time (under 64 MiB held): never a huge page */
-    uint8_t *g = tm_frame_get(t, TM_FRAME_WHOLE);
+    uint8_t *g = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
     assert_non_null(g);
     memset(g, 2, PG);
     assert_int_equal(stats(t).frames_held, 1);
@@ -370,7 +370,7 @@ static void *near_limit_worker(void *arg)
 {
     struct near_limit *nl = arg;
     for (int i = 0; i < 50000; i++) {
-        uint8_t *f = tm_frame_get(nl->t, TM_FRAME_WHOLE);
+        uint8_t *f = tm_frame_get(nl->t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         if (!f) {
             nl->refused++;
             continue;
@@ -388,7 +388,7 @@ static void test_huge_reservation_near_limit(void **state)
     size_t cap = 130 * MIB / PG, n = 0;
     uint8_t **all = calloc(cap + 1, sizeof(*all));
     assert_non_null(all);
-    while (n <= cap && (all[n] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL)
+    while (n <= cap && (all[n] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE)) != NULL)
         n++;
     for (int k = 0; k < 300; k++)
         tm_frame_put(t, all[--n], TM_FRAME_WHOLE);
@@ -474,8 +474,8 @@ static void test_return_not_lent(void **state)
 {
     (void)state;
     tmem_t *t = tt_open(64 * MIB, TMEM_COMPRESS_LZ4, 1);
-    uint8_t *used = tm_frame_get(t, TM_FRAME_WHOLE);
-    uint8_t *freed = tm_frame_get(t, TM_FRAME_WHOLE);
+    uint8_t *used = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
+    uint8_t *freed = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
     assert_true(used && freed);
     tm_frame_put(t, freed, TM_FRAME_WHOLE);
     static uint8_t notours[2 * 4096];
@@ -861,7 +861,7 @@ static void take_all(void *arg)       /* takes frames until refused */
 {
     struct frame_set *fs = arg;
     fs->n = 0;
-    while (fs->n < fs->cap && (fs->f[fs->n] = tm_frame_get(fs->t, TM_FRAME_WHOLE)) != NULL) {
+    while (fs->n < fs->cap && (fs->f[fs->n] = tm_frame_get(fs->t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE)) != NULL) {
         memset(fs->f[fs->n], (int)(fs->n & 0xff), PG);
         fs->n++;
     }
@@ -969,7 +969,7 @@ static void *move_worker(void *arg)
                 atomic_fetch_add(&m->tokens, 1);
                 continue;
             }
-            uint8_t *f = tm_frame_get(m->t, TM_FRAME_WHOLE);
+            uint8_t *f = tm_frame_get(m->t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
             atomic_fetch_add(&m->taken, 1);
             if (!f) {
                 atomic_fetch_add(&m->failed, 1);
@@ -1020,7 +1020,7 @@ static void test_frames_moving_at_limit(void **state)
     pthread_mutex_init(&m->qlock, NULL);
     uint8_t *f[MOVE_FRAMES];
     for (int i = 0; i < MOVE_FRAMES; i++)
-        assert_non_null(f[i] = tm_frame_get(m->t, TM_FRAME_WHOLE));
+        assert_non_null(f[i] = tm_frame_get(m->t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE));
     for (int i = 0; i < MOVE_FRAMES; i++)
         tm_frame_put(m->t, f[i], TM_FRAME_WHOLE);
     assert_int_equal(tmem_set_max_bytes(m->t, tm_bytes_held(m->t)), 0);  /* no new frame */

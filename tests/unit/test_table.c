@@ -563,7 +563,7 @@ static void expect_hint(tmem_t *t, const struct tm_table *tb, const struct tm_pg
     assert_ptr_equal(tm_table_find_page(tb, pgd->index, &hint), pgd);
     if (pgd->loc.kind == TM_LOC_WHOLE) {
         assert_int_not_equal(hint, 0);
-        assert_ptr_equal(t->frames.base + (size_t)(hint - 1) * TMEM_PAGE_SIZE, pgd->loc.u.frame);
+        assert_ptr_equal(t->frames[0].base + (size_t)(hint - 1) * TMEM_PAGE_SIZE, pgd->loc.u.frame);
     } else {
         assert_int_equal(hint, 0);
     }
@@ -584,7 +584,7 @@ static void test_frame_hints(void **state)
         e[i].index = i * 5 + (uint32_t)tt_below(&r, 5);
         if (i % 3 == 0) {
             e[i].loc.kind = TM_LOC_WHOLE;
-            e[i].loc.u.frame = tm_frame_get(t, TM_FRAME_WHOLE);
+            e[i].loc.u.frame = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
             assert_non_null(e[i].loc.u.frame);
         } else {
             e[i].loc.kind = i % 3 == 1 ? TM_LOC_WORD : TM_LOC_FRAG;
@@ -611,7 +611,7 @@ static void test_frame_hints(void **state)
         uint8_t *old = e[i].loc.kind == TM_LOC_WHOLE ? e[i].loc.u.frame : NULL;
         if (tt_below(&r, 2)) {
             e[i].loc.kind = TM_LOC_WHOLE;
-            e[i].loc.u.frame = tm_frame_get(t, TM_FRAME_WHOLE);
+            e[i].loc.u.frame = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
             assert_non_null(e[i].loc.u.frame);
         } else {
             e[i].loc = (struct tm_loc){ .kind = TM_LOC_WORD };

@@ -27,7 +27,7 @@ static struct tm_zheap *heap_new(void)
 {
     struct tm_zheap *h = calloc(1, sizeof(*h));
     assert_non_null(h);
-    tm_zheap_init(h);
+    tm_zheap_init(h, TMEM_ARENA_EPHEMERAL);
     return h;
 }
 
@@ -171,7 +171,7 @@ static void test_straddle(void **state)
     uint8_t **fr = calloc(NF, sizeof(*fr));
     assert_non_null(fr);
     for (int i = 0; i < NF; i++) {
-        fr[i] = tm_frame_get(t, TM_FRAME_WHOLE);
+        fr[i] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE);
         assert_non_null(fr[i]);
         memset(fr[i], 0xc3, PG);
     }
@@ -388,7 +388,7 @@ static void test_enomem(void **state)
 
     uint8_t *fr[64];
     int nf = 0;
-    while ((fr[nf] = tm_frame_get(t, TM_FRAME_WHOLE)) != NULL) {
+    while ((fr[nf] = tm_frame_get(t, TMEM_ARENA_EPHEMERAL, TM_FRAME_WHOLE)) != NULL) {
         nf++;
         assert_true(nf < 64);
     }
