@@ -102,6 +102,9 @@ TMEM_API size_t tmem_arena_shrink(tmem_t *t, int kind, size_t n, uint64_t *units
  * ignored.  0, or -EINVAL (not an arena engine). */
 TMEM_API int tmem_arena_revoked(tmem_t *t, const uint64_t *units, size_t n, uint64_t epoch);
 
+/* 1 if the engine holds unit `unit` of kind now, else 0. */
+TMEM_API int tmem_arena_held(tmem_t *t, int kind, uint64_t unit);
+
 /* What the engine holds of its arena, for its owner. */
 typedef struct tmem_arena_info {
     uint64_t units[TMEM_ARENA_KINDS];       /* held now */

@@ -276,6 +276,19 @@ int tmem_arena_revoked(tmem_t *t, const uint64_t *units, size_t n, uint64_t epoc
 /* ------------------------------------------------------------------------
  * Figures
  * ---------------------------------------------------------------------- */
+int tmem_arena_held(tmem_t *t, int kind, uint64_t unit)
+{
+    if (!t || !t->arena.ops || kind < 0 || kind >= (int)TMEM_ARENA_KINDS)
+        return 0;
+    struct tm_frames *fr = &t->frames[kind];
+    if (unit >= fr->nchunks * TM_CHUNK_WORDS)
+        return 0;
+    struct tm_stripe *sp = &fr->stripes[(unit / TM_CHUNK_WORDS) % TM_STRIPES];
+    pthread_mutex_lock(&sp->lock);
+    int used = tm_unit_used(fr, unit);
+    pthread_mutex_unlock(&sp->lock);
+    return used >= 0;
+}
 int tmem_arena_get_info(tmem_t *t, tmem_arena_info_t *out)
 {
     if (!t || !out || !t->arena.ops)

@@ -48,6 +48,8 @@ const char tmd_default_config[] =
     "compress_max = 3584\n"
     "dedup = true\n"
     "dedup_across_clients = false\n"
+    "lend = true\n"
+    "shrink_deadline_ms = 200\n"
     "shared_auth_required = true\n"
     "shared_allow =\n"
     "default_weight = 100\n"
@@ -178,6 +180,8 @@ static const struct key keys[] = {
       TMEM_PAGE_SIZE - 1, 0 },
     { "memory", "dedup",                K_BOOL,     F(engine.dedup), 0, 0, 0 },
     { "memory", "dedup_across_clients", K_BOOL,     F(engine.dedup_across_clients), 0, 0, 0 },
+    { "memory", "lend",                 K_BOOL,     F(lend), 0, 0, 0 },
+    { "memory", "shrink_deadline_ms",   K_UINT,     F(shrink_deadline_ms), 1, 60000, 0 },
     { "memory", "shared_auth_required", K_BOOL,     F(engine.shared_auth_required), 0, 0, 0 },
     { "memory", "shared_allow",         K_SHARED,   F(shared_allow), 0, 0, 0 },
     { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0, 1000000, 0 },

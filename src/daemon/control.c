@@ -31,9 +31,11 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/lend.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -391,7 +393,7 @@ static int op_stats(struct ctl_conn *k)
 {
     struct tmw_ctl_stats s;
     memset(&s, 0, sizeof(s));
-    tmd_stats_snapshot(k->d, &s);
+    tmd_stats_snapshot(k->d, &s, true);
     return send_data(k, &s, sizeof(s));
 }
 
@@ -399,7 +401,7 @@ static int op_clients(struct ctl_conn *k, const struct tmw_ctl *r)
 {
     struct tmw_ctl_client *v = NULL;
     size_t n = 0;
-    int rc = tmd_clients_snapshot(k->d, &v, &n);
+    int rc = tmd_clients_snapshot(k->d, &v, &n, true);
     if (rc < 0)
         return rc;
     size_t keep = 0;
@@ -412,6 +414,103 @@ static int op_clients(struct ctl_conn *k, const struct tmw_ctl *r)
         rc = send_data(k, v, keep * sizeof(*v));
     free(v);
     return rc;
+}
+
+/* The tmem-list lines a client with lent memory sends of its private
+ * pools: kept only if each is a C= or P= line of that client, printable. */
+struct lines_in {
+    char *text;
+    size_t len, cap;
+};
+
+static int lines_write(void *arg, const void *p, size_t len)
+{
+    struct lines_in *in = arg;
+    if (in->len + len > 1u << 20)
+        return -EFBIG;
+    if (in->len + len + 1 > in->cap) {
+        size_t nc = (in->len + len + 1) * 2;
+        char *nt = realloc(in->text, nc);
+        if (!nt)
+            return -ENOMEM;
+        in->text = nt;
+        in->cap = nc;
+    }
+    memcpy(in->text + in->len, p, len);
+    in->len += len;
+    in->text[in->len] = 0;
+    return 0;
+}
+
+static char *client_lines(struct tmd *d, uint32_t id, int long_form)
+{
+    int fd;
+    struct tmd_lent *lent;
+    struct tmd_conn *lk = tmd_conn_borrow(d, id, &fd, &lent);
+    if (!lk)
+        return NULL;
+    struct lines_in in = { 0 };
+    int64_t rc = tmd_lend_stream_in(d, lent, fd, TMW_MSG_LIST, long_form, lines_write, &in);
+    tmd_conn_return(d, lk);
+    if (rc < 0 || !in.text) {
+        free(in.text);
+        return NULL;
+    }
+    /* keep its own lines only */
+    char c_pre[32], p_pre[32];
+    snprintf(c_pre, sizeof(c_pre), "C=CI:%u,", id);
+    snprintf(p_pre, sizeof(p_pre), "P=CI:%u,", id);
+    size_t o = 0;
+    for (char *line = strtok(in.text, "\n"); line; line = strtok(NULL, "\n")) {
+        bool ok = !strncmp(line, c_pre, strlen(c_pre)) || !strncmp(line, p_pre, strlen(p_pre));
+        for (char *q = line; ok && *q; q++)
+            ok = *q >= 0x20 && *q < 0x7f;
+        if (ok) {
+            size_t n = strlen(line);
+            memmove(in.text + o, line, n);
+            in.text[o + n] = '\n';
+            o += n + 1;
+        }
+    }
+    in.text[o] = 0;
+    return in.text;
+}
+
+/* The engine's text, with each client that has lent memory described by
+ * its own lines (its private pools) before those of its shared pools. */
+static char *merge_lines(struct tmd *d, const char *text, int long_form)
+{
+    size_t cap = strlen(text) + 1, o = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    const char *line = text;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+        char *theirs = NULL;
+        unsigned id;
+        if (sscanf(line, "C=CI:%u,", &id) == 1)
+            theirs = client_lines(d, id, long_form);
+        const char *add = theirs ? theirs : line;
+        size_t an = theirs ? strlen(theirs) : n;
+        if (o + an + 1 > cap) {
+            cap = (o + an + 1) * 2;
+            char *no = realloc(out, cap);
+            if (!no) {
+                free(theirs);
+                free(out);
+                return NULL;
+            }
+            out = no;
+        }
+        memcpy(out + o, add, an);
+        o += an;
+        free(theirs);
+        line += n;
+    }
+    out[o] = 0;
+    return out;
 }
 
 static int op_list(struct ctl_conn *k, const struct tmw_ctl *r)
@@ -427,7 +526,11 @@ static int op_list(struct ctl_conn *k, const struct tmw_ctl *r)
             return -ENOMEM;
         size_t need = tmem_list(t, r->client_id, (int)r->arg, text, size);
         if (need < size || tries == 4) {
-            int rc = send_data(k, text, need < size ? need : size - 1);
+            text[need < size ? need : size - 1] = 0;
+            char *merged = tmd_lending(k->d) ? merge_lines(k->d, text, (int)r->arg) : NULL;
+            const char *out = merged ? merged : text;
+            int rc = send_data(k, out, strlen(out));
+            free(merged);
             free(text);
             return rc;
         }
@@ -436,11 +539,22 @@ static int op_list(struct ctl_conn *k, const struct tmw_ctl *r)
     }
 }
 
+/* A setting for clients with lent memory: their private pools are theirs
+ * (a SET message), their grants the daemon's. */
+static void lend_setting(struct tmd *d, struct tmd_lent *l, void *arg)
+{
+    tmd_lend_set(d, l, arg);
+}
+
 static int op_freeze(struct ctl_conn *k, const struct tmw_ctl *r)
 {
     bool freeze = r->op == TMW_CTL_FREEZE;
     tmem_t *t = k->d->engine;
     int rc = freeze ? tmem_admin_freeze(t, r->client_id) : tmem_admin_thaw(t, r->client_id);
+    if (rc == 0) {
+        struct tmd_lend_setting st = { .mask = TMD_LEND_SET_FREEZE, .frozen = freeze };
+        tmd_lent_apply(k->d, r->client_id, lend_setting, &st);
+    }
     if (rc == 0) {
         char name[TMW_NAME_MAX];
         if (r->client_id == TMEM_CLIENT_ALL)
@@ -477,6 +591,14 @@ static int op_set(struct ctl_conn *k, const struct tmw_ctl *r)
     if (rc == 0 && (r->set_mask & TMW_SET_COMPRESS) &&
         (rc = tmem_admin_set_compress(t, r->client_id, r->compress)) == 0)
         snprintf(what + off, sizeof(what) - off, " compress %s", codec_name(r->compress));
+    if (rc == 0) {
+        struct tmd_lend_setting st = {
+            .mask = ((r->set_mask & TMW_SET_WEIGHT) ? TMD_LEND_SET_WEIGHT : 0) |
+                    ((r->set_mask & TMW_SET_CAP) ? TMD_LEND_SET_CAP : 0) |
+                    ((r->set_mask & TMW_SET_COMPRESS) ? TMD_LEND_SET_COMPRESS : 0),
+            .weight = r->weight, .cap = r->cap, .compress = r->compress };
+        tmd_lent_apply(k->d, r->client_id, lend_setting, &st);
+    }
     if (what[0]) {
         char name[TMW_NAME_MAX];
         tmd_log(LOG_INFO, "control: uid %u (pid %d) set client %u (%s):%s%s", (unsigned)k->uid,
@@ -518,6 +640,24 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
             break;
     }
     uint64_t bytes = given * TMEM_PAGE_SIZE;
+    if (bytes < r->arg64 && tmd_lending(k->d)) {
+        /* lent memory: asked back, returned or taken by the deadline */
+        struct tmd_lend_totals before, now;
+        tmd_lend_totals(k->d, &before);
+        uint64_t was = before.lent_bytes[0] + before.lent_bytes[1];
+        uint64_t asked = tmd_lend_take_back(k->d, r->arg64 - bytes);
+        uint64_t back = 0;
+        for (unsigned ms = 0; asked && ms < k->d->cfg.shrink_deadline_ms + 500; ms += 5) {
+            struct timespec ts = { 0, 5000000 };
+            nanosleep(&ts, NULL);
+            tmd_lend_totals(k->d, &now);
+            uint64_t is = now.lent_bytes[0] + now.lent_bytes[1];
+            back = was > is ? was - is : 0;
+            if (back >= asked)
+                break;
+        }
+        bytes += back;
+    }
     tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes; eviction "
             "freed %" PRIu64 " frames; gave back %" PRIu64 " bytes", (unsigned)k->uid,
             (int)k->pid, r->arg64, evicted, bytes);
@@ -526,7 +666,10 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
 
 static int op_freeable(struct ctl_conn *k)
 {
-    uint64_t pages = tmem_freeable_pages(k->d->engine);
+    /* the engine's, and the ephemeral memory lent (it can be taken back) */
+    struct tmd_lend_totals lt;
+    tmd_lend_totals(k->d, &lt);
+    uint64_t pages = tmem_freeable_pages(k->d->engine) + lt.lent_bytes[0] / TMEM_PAGE_SIZE;
     return send_data(k, &pages, sizeof(pages));
 }
 
@@ -569,6 +712,23 @@ static int save_write(void *arg, const void *p, size_t len)
     return 0;
 }
 
+/* A client's save stream, at most `limit` bytes: what its memory can
+ * hold, and no more (a client that streams garbage without end stops
+ * there). */
+struct bounded {
+    struct save_out *s;
+    uint64_t written, limit;
+};
+
+static int bounded_write(void *arg, const void *p, size_t len)
+{
+    struct bounded *b = arg;
+    if (b->written + len > b->limit)
+        return -EFBIG;
+    b->written += len;
+    return save_write(b->s, p, len);
+}
+
 static int op_save(struct ctl_conn *k, const struct tmw_ctl *r)
 {
     struct tmw_save_header h;
@@ -579,7 +739,18 @@ static int op_save(struct ctl_conn *k, const struct tmw_ctl *r)
         return rc;
     struct save_out s = { .k = k };
     rc = save_write(&s, &h, sizeof(h));
-    int64_t pages = rc < 0 ? rc : tmem_client_save(k->d->engine, r->client_id, save_write, &s);
+    int64_t pages;
+    int fd;
+    struct tmd_lent *lent;
+    struct tmd_conn *lk = rc < 0 ? NULL : tmd_conn_borrow(k->d, r->client_id, &fd, &lent);
+    if (lk) {
+        /* its private pools are in it: its library writes the stream */
+        struct bounded b = { &s, 0, tmd_lend_stream_bound(k->d, lent) };
+        pages = tmd_lend_stream_in(k->d, lent, fd, TMW_MSG_SAVE, 0, bounded_write, &b);
+        tmd_conn_return(k->d, lk);
+    } else {
+        pages = rc < 0 ? rc : tmem_client_save(k->d->engine, r->client_id, save_write, &s);
+    }
     if (pages >= 0 && (rc = save_flush(&s)) < 0)
         pages = rc;
     h.name[TMW_NAME_MAX - 1] = 0;

@@ -7,6 +7,7 @@
  *   server.c    the client socket: connections, handshake, windows, parked
  *               (restored, unclaimed) clients
  *   worker.c    one worker per client serving its window's requests
+ *   lend.c      lent memory: clients' arenas, grants, taking memory back
  *   control.c   the control socket (administrators only)
  *   state.c     the state file: persistent pages across a clean restart
  *   governor.c  the memory governor (MemAvailable, PSI)
@@ -49,6 +50,8 @@ struct tmd_config {
     uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
     double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
     tmem_config_t engine;               /* max_bytes is set by the governor */
+    int      lend;                      /* lend memory to clients (lend.c) */
+    unsigned shrink_deadline_ms;        /* a SHRINK's deadline */
     /* the governor */
     int      governor;                  /* 0 off: the limit stays at max_memory */
     unsigned governor_interval_ms;
@@ -117,6 +120,7 @@ struct tmd {
     struct tmd_control *control;
     struct tmd_governor *governor;
     struct tmd_metrics *metrics;
+    struct tmd_lender *lender;
     pthread_t listener;
     bool quiesced;                      /* tmd_server_quiesce has run (main thread) */
     bool state_loaded;                  /* the state file was loaded, not yet removed */
@@ -137,10 +141,28 @@ int  tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX]);
 void tmd_server_quiesce(struct tmd *d);
 /* Quiesces (if not done) and releases every client. */
 void tmd_server_stop(struct tmd *d);
-/* The daemon-wide figures (engine stats included) for control and metrics. */
-void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *out);
+/* The daemon-wide figures (engine stats included, and what clients with
+ * lent memory report) for control and metrics.  fresh: ask those clients
+ * for a new report first (waits up to 100 ms). */
+void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *out, bool fresh);
 /* Every client, connected or parked; *out is malloc'ed.  0 or -ENOMEM. */
-int  tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n);
+int  tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, bool fresh);
+/* Runs fn on the lent memory of client client_id (TMEM_CLIENT_ALL: of
+ * every client that has some), with the connection list held (so that no
+ * connection ends meanwhile).  0, or -ENOENT if there is none. */
+struct tmd_lent;
+/* Lends the connection of client client_id (one with lent memory) to the
+ * calling control thread for a stream (save, list): it leaves the
+ * listener's epoll until tmd_conn_return, and the caller reads and writes
+ * its socket (fd), serving the lent-memory messages meanwhile.  NULL if no
+ * such client, or it is lent already.  The connection cannot end while
+ * borrowed (the server stops control threads before it closes
+ * connections). */
+struct tmd_conn *tmd_conn_borrow(struct tmd *d, uint32_t client_id, int *fd,
+                                 struct tmd_lent **lent);
+void tmd_conn_return(struct tmd *d, struct tmd_conn *k);
+int  tmd_lent_apply(struct tmd *d, uint32_t client_id,
+                    void (*fn)(struct tmd *d, struct tmd_lent *l, void *arg), void *arg);
 /* The identity of an engine client (connected or parked).  0 or -ENOENT. */
 int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32_t *gid,
                          char name[TMW_NAME_MAX]);

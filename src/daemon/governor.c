@@ -19,6 +19,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/governor.h"
+#include "daemon/lend.h"
 
 #define PAGE_MASK ((uint64_t)TMEM_PAGE_SIZE - 1)
 
@@ -233,13 +234,18 @@ struct tmd_governor {
     bool floor_logged;          /* "only persistent data is left" logged this episode */
 };
 
+/* What the daemon holds: its engine's memory and the memory it lends
+ * (lend.c); ephemeral units lent are freeable, persistent ones pinned. */
 static void gather(struct tmd *d, struct tmd_gov_input *in, const tmem_stats_t *s)
 {
     const struct tmd_config *cfg = &d->cfg;
-    uint64_t freeable = (uint64_t)tmem_freeable_pages(d->engine) * TMEM_PAGE_SIZE;
-    in->limit = s->max_bytes;
-    in->held = s->bytes_held;
-    in->pinned = s->bytes_held > freeable ? s->bytes_held - freeable : 0;
+    struct tmd_lend_totals lt;
+    tmd_lend_totals(d, &lt);
+    uint64_t freeable = (uint64_t)tmem_freeable_pages(d->engine) * TMEM_PAGE_SIZE + lt.lent_bytes[0];
+    uint64_t limit = atomic_load(&d->gov.limit);
+    in->limit = limit ? limit : s->max_bytes;
+    in->held = s->bytes_held + lt.lent_bytes[0] + lt.lent_bytes[1];
+    in->pinned = in->held > freeable ? in->held - freeable : 0;
     in->max_memory = cfg->max_memory;
     in->reserve = cfg->reserve;
     in->psi_threshold = cfg->psi_threshold;
@@ -251,11 +257,11 @@ static void apply(struct tmd *d, uint64_t from, uint64_t to, const char *why)
 {
     tmem_stats_t before, after;
     tmem_stats_get(d->engine, &before);
-    int rc = tmem_set_max_bytes(d->engine, to);
+    int rc = tmd_lend_set_limit(d, to);
     tmem_stats_get(d->engine, &after);
     uint64_t evicted = after.evictions - before.evictions;
     uint64_t released = after.relinquished_frames - before.relinquished_frames;
-    atomic_store(&d->gov.limit, after.max_bytes);
+    atomic_store(&d->gov.limit, to);
     atomic_fetch_add(&d->gov.pages_evicted, evicted);
     atomic_fetch_add(&d->gov.pages_released, released);
     if (to < from)
@@ -267,10 +273,10 @@ static void apply(struct tmd *d, uint64_t from, uint64_t to, const char *why)
         snprintf(extra, sizeof(extra), " (evicted %" PRIu64 " pages, released %" PRIu64
                  " frames)", evicted, released);
     tmd_log(LOG_INFO, "governor: limit %s -> %s: %s%s", tmd_fmt_bytes(a, sizeof(a), from),
-            tmd_fmt_bytes(b, sizeof(b), after.max_bytes), why, extra);
+            tmd_fmt_bytes(b, sizeof(b), to), why, extra);
     if (rc == -ENOMEM)
         tmd_log(LOG_WARNING, "governor: persistent data alone exceeds the limit %s: puts are "
-                "refused until clients flush", tmd_fmt_bytes(b, sizeof(b), after.max_bytes));
+                "refused until clients flush", tmd_fmt_bytes(b, sizeof(b), to));
     else if (rc < 0)
         tmd_log(LOG_ERR, "governor: setting the limit to %s failed: %s",
                 tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
@@ -357,9 +363,10 @@ int tmd_governor_start(struct tmd *d)
         return -1;
     }
     if (!cfg->governor) {
-        int rc = tmem_set_max_bytes(d->engine, cfg->max_memory);
+        int rc = tmd_lend_set_limit(d, cfg->max_memory);
         tmem_stats_t s;
         tmem_stats_get(d->engine, &s);
+        s.max_bytes = cfg->max_memory;
         atomic_store(&d->gov.limit, s.max_bytes);
         free(g);
         if (rc < 0 && rc != -ENOMEM) {
@@ -400,8 +407,9 @@ int tmd_governor_start(struct tmd *d)
     atomic_store(&d->gov.psi_x100,
                  in.psi_avg10 >= 0 ? (uint64_t)(in.psi_avg10 * 100.0 + 0.5) : 0);
     uint64_t first = tmd_governor_first(&in, why, sizeof(why));
-    int rc = tmem_set_max_bytes(d->engine, first);
+    int rc = tmd_lend_set_limit(d, first);
     tmem_stats_get(d->engine, &s);
+    s.max_bytes = first;
     atomic_store(&d->gov.limit, s.max_bytes);
     if (rc < 0 && rc != -ENOMEM) {
         tmd_log(LOG_ERR, "governor: setting the limit to %s failed: %s",

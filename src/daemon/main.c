@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/daemon.h"
+#include "daemon/lend.h"
 
 static void usage(FILE *f)
 {
@@ -180,6 +181,11 @@ int main(int argc, char **argv)
     /* the state file's clients are parked before any connection can come,
      * with the limit at max_memory (the governor may lower it later) */
     tmd_state_load(&d);
+    if (tmd_lend_init(&d) != 0) {
+        tmd_log(LOG_ERR, "out of memory");
+        tmem_close(d.engine);
+        return 1;
+    }
     /* the governor sets the first limit and the metrics bind before the
      * sockets appear: a client that sees them sees a daemon in full */
     if (tmd_governor_start(&d) != 0) {
@@ -238,6 +244,7 @@ int main(int argc, char **argv)
     tmd_server_stop(&d);        /* control threads read the metrics port: first */
     tmd_metrics_stop(&d);
     tmd_governor_stop(&d);
+    tmd_lend_fini(&d);
     int bad = tmem_check(d.engine);
     if (bad)
         tmd_log(LOG_ERR, "self-check: %d inconsistencies in the engine", bad);

@@ -289,10 +289,10 @@ static void add_client_labels(struct text *t, const struct tmw_ctl_client *c)
 static void render(struct tmd *d, struct text *t)
 {
     struct tmw_ctl_stats s;
-    tmd_stats_snapshot(d, &s);
+    tmd_stats_snapshot(d, &s, false);
     struct tmw_ctl_client *cl = NULL;
     size_t ncl = 0;
-    if (tmd_clients_snapshot(d, &cl, &ncl) != 0) {
+    if (tmd_clients_snapshot(d, &cl, &ncl, false) != 0) {
         cl = NULL;
         ncl = 0;
     }

@@ -12,7 +12,10 @@
  * the socket must stay silent: its end, whatever the cause (close, exit,
  * SIGKILL), or any byte on it ends the client: the worker is stopped, the
  * engine client released (its private pools freed, its shared pools left),
- * the window unmapped.
+ * the window unmapped, its lent memory (lend.c) taken back.  With lent
+ * memory the socket carries the few messages of lend.c (GROW, RETURN,
+ * CLEANED), handled here on the listener's thread; anything else on it is a
+ * protocol violation.
  *
  * Identity is SO_PEERCRED's pid, uid and gid, never what the client says;
  * the name in the HELLO is a label.
@@ -37,6 +40,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +56,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/lend.h"
 
 #define HELLO_TIMEOUT_MS 5000u
 #define MAX_HANDSHAKES   64u        /* connections beyond max_clients still in their HELLO */
@@ -67,9 +72,11 @@ struct tmd_conn {
     gid_t gid;
     char name[TMW_NAME_MAX];        /* sanitised label */
     bool parked, ready;             /* ready: HELLO done, worker running */
+    bool borrowed;                  /* a control thread runs a stream on fd: out of epoll */
     uint64_t since_ms;
     tmem_client_t *c;               /* the engine client (NULL before HELLO) */
     void *win;
+    struct tmd_lent *lent;          /* its lent memory (lending daemon), else NULL */
     struct tmd_worker *w;
     struct tmd_worker_stats st;
     const char *why;                /* why it ended (a literal), for the reaper's log */
@@ -218,6 +225,10 @@ static pthread_t reaper;
 static void finish_conn(struct tmd *d, struct tmd_conn *k, bool counted)
 {
     close_conn(k);              /* the worker first: see there */
+    /* its units stop counting; a daemon that stops leaves them with the
+     * client, which brings them to the next one */
+    tmd_lend_close(d, k->lent, !atomic_load(&d->stopping));
+    k->lent = NULL;
     if (k->c) {
         tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
                 tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, k->why,
@@ -469,18 +480,66 @@ static void apply_shared_rules(struct tmd *d, tmem_client_t *c, uid_t uid, const
     }
 }
 
+/* Receives a HELLO and up to 3 descriptors (any more are closed).  The
+ * message's length as recv says it (MSG_TRUNC), 0 at the end, -1 with
+ * errno. */
+static ssize_t recv_hello(int fd, struct tmw_hello *h, int fds[3], int *nfds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+    } cm;
+    struct iovec iov = { h, sizeof(*h) };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                         .msg_controllen = sizeof(cm.buf) };
+    ssize_t n = recvmsg(fd, &mh, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    *nfds = 0;
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
+        if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(ch) + i * sizeof(int), sizeof(int));
+            if (*nfds < 3)
+                fds[(*nfds)++] = got;
+            else
+                close(got);
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC)
+        return (ssize_t)sizeof(*h) + 1;     /* more than we take: malformed */
+    return n;
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
 /* The HELLO of connection k; false drops it. */
 static bool handle_hello(struct tmd *d, struct tmd_conn *k)
 {
     struct tmw_hello h;
-    ssize_t n = recv(k->fd, &h, sizeof(h), MSG_TRUNC | MSG_DONTWAIT);
+    int hfds[3], nh = 0;
+    ssize_t n = recv_hello(k->fd, &h, hfds, &nh);
     if (n < 0)
         return errno == EAGAIN || errno == EINTR;
     if (n == 0)
         return false;
     char name[TMW_NAME_MAX];
     int bad = tmd_check_hello(&h, n, name);
+    bool adopt = !bad && (h.flags & TMW_HELLO_ADOPT);
+    if (!bad && (h.flags & ~TMW_HELLO_ADOPT || nh != (adopt ? 3 : 1)))
+        bad = -EPROTO;          /* the shared page, and the arenas of an adoption */
+    if (!bad && adopt && !tmd_lending(d))
+        bad = -EOPNOTSUPP;      /* a daemon that does not lend cannot take memory back */
     if (bad) {
+        close_fds(hfds, nh);
         atomic_fetch_add(&d->n.bad_msgs, 1);
         tmd_log(LOG_WARNING, "pid %d uid %u: malformed HELLO (%zd bytes): dropped",
                 (int)k->pid, (unsigned)k->uid, n);
@@ -501,9 +560,20 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
                 (unsigned)k->uid, full_uid ? mine : all,
                 full_uid ? "max_clients_per_uid" : "max_clients");
         send_refusal(k->fd, -EAGAIN);
+        close_fds(hfds, nh);
         return false;
     }
-    tmem_client_t *c = adopt_parked(d, k->uid, name);
+    /* a parked client (restored by tmemctl or the state file) of this
+     * owner: its pools become the connection's; with lent memory they are
+     * streamed into the client's own engine after the reply (a client
+     * coming back with its arenas keeps what it has, and the parked one
+     * waits) */
+    tmem_client_t *c = adopt && tmd_lending(d) ? NULL : adopt_parked(d, k->uid, name);
+    tmem_client_t *parked = NULL;
+    if (c && tmd_lending(d)) {
+        parked = c;
+        c = NULL;
+    }
     bool adopted = c != NULL;
     if (!c)
         c = tmem_client_open(d->engine, name);
@@ -515,16 +585,41 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         send_refusal(k->fd, -ENOMEM);
         if (c)
             give_back(d, k, c, adopted, name);
+        if (parked)
+            tmd_park_client(d, parked, k->uid, k->gid, name);
+        close_fds(hfds, nh);
         return false;
     }
-    apply_shared_rules(d, c, k->uid, name);
-    struct tmd_worker *w;
-    int rc = tmd_worker_start(d, &w, c, win, &k->st);
+    struct tmw_hello_reply r;
+    memset(&r, 0, sizeof(r));
+    r.mode = TMW_MODE_WINDOW;
+    struct tmd_lent *lent = NULL;
+    int afds[2] = { -1, -1 };
+    int rc = 0;
+    if (tmd_lending(d)) {
+        struct tmd_lend_hello hi = { k->fd, tmem_client_id(c), k->uid, name, hfds[0], adopt,
+                                     { adopt ? hfds[1] : -1, adopt ? hfds[2] : -1 } };
+        rc = tmd_lend_open(d, &hi, &r, afds, &lent);
+        if (rc == -EPROTO) {
+            atomic_fetch_add(&d->n.bad_msgs, 1);
+            tmd_log(LOG_WARNING, "pid %d uid %u: HELLO with a shared page or arenas that are "
+                    "not ours: dropped", (int)k->pid, (unsigned)k->uid);
+        }
+    }
+    close_fds(hfds, nh);
+    struct tmd_worker *w = NULL;
+    if (rc == 0) {
+        apply_shared_rules(d, c, k->uid, name);
+        rc = tmd_worker_start(d, &w, c, win, &k->st);
+    }
     if (rc) {
         send_refusal(k->fd, rc);
+        tmd_lend_close(d, lent, true);
         munmap(win, TMW_WINDOW_SIZE);
         close(wfd);
         give_back(d, k, c, adopted, name);
+        if (parked)
+            tmd_park_client(d, parked, k->uid, k->gid, name);
         return false;
     }
     pthread_mutex_lock(&d->conns_lock);
@@ -532,33 +627,56 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     k->c = c;
     k->win = win;
     k->w = w;
+    k->lent = lent;
     k->ready = true;
     pthread_mutex_unlock(&d->conns_lock);
 
-    struct tmw_hello_reply r;
-    memset(&r, 0, sizeof(r));
     r.m = (struct tmw_msg){ TMW_MAGIC, TMW_VERSION, TMW_MSG_HELLO_REPLY, sizeof(r), 0 };
     r.client_id = tmem_client_id(c);
     r.window_size = TMW_WINDOW_SIZE;
+    if (parked)
+        r.flags |= TMW_REPLY_RESTORE;
+    int sfds[3] = { wfd, afds[0], afds[1] }, ns = afds[0] >= 0 ? 3 : 1;
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(3 * sizeof(int))];
     } cm;
     memset(&cm, 0, sizeof(cm));
     struct iovec iov = { &r, sizeof(r) };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-                         .msg_controllen = sizeof(cm.buf) };
+                         .msg_controllen = CMSG_SPACE((size_t)ns * sizeof(int)) };
     struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
     ch->cmsg_level = SOL_SOCKET;
     ch->cmsg_type = SCM_RIGHTS;
-    ch->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(ch), &wfd, sizeof(int));
+    ch->cmsg_len = CMSG_LEN((size_t)ns * sizeof(int));
+    memcpy(CMSG_DATA(ch), sfds, (size_t)ns * sizeof(int));
     ssize_t sent = sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(wfd);
-    if (sent != (ssize_t)sizeof(r))
+    close(wfd);         /* the arenas stay open: the daemon punches through them */
+    if (sent != (ssize_t)sizeof(r)) {
+        if (parked)
+            tmd_park_client(d, parked, k->uid, k->gid, name);
         return false;
-    tmd_log(LOG_INFO, "client %u (pid %d uid %u gid %u \"%s\") connected%s", r.client_id,
+    }
+    if (lent)
+        tmd_lend_started(d, lent);
+    if (parked) {
+        /* on this thread: the client asks for memory as it restores, and
+         * its messages are served here meanwhile (other clients wait) */
+        int64_t got = tmd_lend_restore(d, lent, k->fd, tmem_client_id(parked));
+        if (got >= 0) {
+            tmd_log(LOG_INFO, "client %u (uid %u \"%s\") restored its parked pools into its "
+                    "lent memory: %" PRId64 " pages", r.client_id, (unsigned)k->uid, k->name, got);
+            tmem_client_release(parked);
+        } else {
+            tmd_log(LOG_WARNING, "client %u (uid %u \"%s\"): restoring its parked pools "
+                    "failed (%s); they stay parked", r.client_id, (unsigned)k->uid, k->name,
+                    strerror((int)-got));
+            tmd_park_client(d, parked, k->uid, k->gid, name);
+        }
+    }
+    tmd_log(LOG_INFO, "client %u (pid %d uid %u gid %u \"%s\") connected%s%s", r.client_id,
             (int)k->pid, (unsigned)k->uid, (unsigned)k->gid, k->name,
+            lent ? (adopt ? ", bringing back its lent memory" : ", with lent memory") : "",
             adopted ? ", adopting its restored pools" : "");
     return true;
 }
@@ -571,15 +689,30 @@ static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
         return;
     }
     if (events & EPOLLIN) {
-        char b[64];
-        ssize_t n = recv(k->fd, b, sizeof(b), MSG_DONTWAIT | MSG_TRUNC);
-        if (n > 0) {
-            atomic_fetch_add(&d->n.bad_msgs, 1);
-            drop_conn(d, k, "protocol violation (a message after HELLO)");
-            return;
+        /* a few messages at a time: a client that floods its socket waits
+         * for its turn like the others */
+        static _Alignas(8) uint8_t b[TMW_MSG_MAX];      /* the listener's thread only */
+        for (int i = 0; i < 16; i++) {
+            ssize_t n = recv(k->fd, b, sizeof(b), MSG_DONTWAIT | MSG_TRUNC);
+            if (n > 0) {
+                const char *why = "a message after HELLO";
+                if (!k->lent || n > (ssize_t)sizeof(b) ||
+                    tmd_lend_msg(d, k->lent, b, (size_t)n, &why) != 0) {
+                    atomic_fetch_add(&d->n.bad_msgs, 1);
+                    tmd_log(LOG_WARNING, "client %u (pid %d uid %u): protocol violation (%s): "
+                            "dropped", tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, why);
+                    drop_conn(d, k, "protocol violation");
+                    return;
+                }
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EINTR) &&
+                !(events & (EPOLLHUP | EPOLLRDHUP)))
+                return;
+            break;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & (EPOLLHUP | EPOLLRDHUP)))
-            return;
+        if (!(events & (EPOLLHUP | EPOLLRDHUP)))
+            return;         /* more to read: epoll says so again */
     }
     drop_conn(d, k, "connection closed");
 }
@@ -640,7 +773,7 @@ static void *listener_main(void *arg)
     struct tmd *d = arg;
     struct epoll_event evs[32];
     for (;;) {
-        int n = epoll_wait(epfd, evs, 32, 1000);
+        int n = epoll_wait(epfd, evs, 32, (int)tmd_lend_tick(d));
         if (n < 0) {
             /* never leave: a listener gone would strand every client */
             if (errno != EINTR) {
@@ -808,9 +941,62 @@ int tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32
 /* ------------------------------------------------------------------------
  * Figures
  * ---------------------------------------------------------------------- */
-void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o)
+struct tmd_conn *tmd_conn_borrow(struct tmd *d, uint32_t client_id, int *fd,
+                                 struct tmd_lent **lent)
+{
+    struct tmd_conn *got = NULL;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn *k = d->conns; k && !got; k = k->next) {
+        if (k->ready && !k->parked && k->lent && !k->borrowed && k->c &&
+            tmem_client_id(k->c) == client_id) {
+            k->borrowed = true;
+            epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
+            *fd = k->fd;
+            *lent = k->lent;
+            got = k;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    return got;
+}
+
+void tmd_conn_return(struct tmd *d, struct tmd_conn *k)
+{
+    pthread_mutex_lock(&d->conns_lock);
+    k->borrowed = false;
+    /* level-triggered: an end that came meanwhile is seen at once */
+    epoll_add(k->fd, (uint64_t)(uintptr_t)k, EPOLLIN | EPOLLRDHUP);
+    pthread_mutex_unlock(&d->conns_lock);
+}
+
+int tmd_lent_apply(struct tmd *d, uint32_t client_id,
+                   void (*fn)(struct tmd *d, struct tmd_lent *l, void *arg), void *arg)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn *k = d->conns; k; k = k->next) {
+        if (k->lent && k->c && (client_id == TMEM_CLIENT_ALL || tmem_client_id(k->c) == client_id)) {
+            fn(d, k->lent, arg);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    return rc;
+}
+
+/* Adds what a client with lent memory reports to the engine's totals. */
+static void add_report(tmem_stats_t *e, const struct tmd_lend_client *r)
+{
+#define REP_ADD(f) e->f += r->rep[TMW_REP_##f];
+    TMW_REPORT_FIELDS(REP_ADD)
+#undef REP_ADD
+}
+
+void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
 {
     memset(o, 0, sizeof(*o));
+    if (fresh && tmd_lending(d))
+        tmd_lend_refresh(d, 100);
     tmem_stats_get(d->engine, &o->engine);
     o->uptime_ms = tmd_now_ms() - d->start_ms;
     o->accepted = atomic_load(&d->n.accepted);
@@ -827,8 +1013,31 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o)
         o->requests += atomic_load(&k->st.requests);
         o->bad_requests += atomic_load(&k->st.bad_requests);
         o->worker_sleeps += atomic_load(&k->st.sleeps);
+        if (k->lent) {
+            struct tmd_lend_client r;
+            tmd_lend_report(d, k->lent, &r);
+            add_report(&o->engine, &r);
+        }
     }
     pthread_mutex_unlock(&d->conns_lock);
+    o->lending = tmd_lending(d);
+    struct tmd_lend_totals lt;
+    tmd_lend_totals(d, &lt);
+    o->lent_bytes[0] = lt.lent_bytes[0];
+    o->lent_bytes[1] = lt.lent_bytes[1];
+    o->lend_grown = lt.grown;
+    o->lend_refused = lt.refused;
+    o->lend_returned = lt.returned;
+    o->lend_revoked = lt.revoked;
+    o->lend_bad = lt.bad;
+    o->lend_shrinks_asked = lt.shrinks_asked;
+    o->lend_adopted_units = lt.adopted_units;
+    o->lend_adopt_refused = lt.adopt_refused;
+    if (o->lending) {       /* the memory the daemon holds: its engine's and what it lent */
+        o->engine.bytes_held += lt.lent_bytes[0] + lt.lent_bytes[1];
+        o->engine.max_bytes = atomic_load(&d->gov.limit);
+        o->engine.frames_held += (lt.lent_bytes[0] + lt.lent_bytes[1]) / TMEM_PAGE_SIZE;
+    }
     o->gov_limit = atomic_load(&d->gov.limit);
     o->gov_max = d->cfg.max_memory;
     o->gov_reserve = d->cfg.reserve;
@@ -841,8 +1050,10 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o)
     o->metrics_port = tmd_metrics_port(d);
 }
 
-int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n)
+int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, bool fresh)
 {
+    if (fresh && tmd_lending(d))
+        tmd_lend_refresh(d, 100);
     pthread_mutex_lock(&d->conns_lock);
     size_t cap = (size_t)d->nconns + d->nparked, used = 0;
     struct tmw_ctl_client *a = calloc(cap ? cap : 1, sizeof(*a));
@@ -862,6 +1073,34 @@ int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n)
         r->parked = k->parked;
         r->requests = atomic_load(&k->st.requests);
         r->bad_requests = atomic_load(&k->st.bad_requests);
+        if (k->lent) {
+            struct tmd_lend_client rep;
+            tmd_lend_report(d, k->lent, &rep);
+            tmem_client_info_t *ci = &r->info;
+            const uint64_t *v = rep.rep;
+            ci->weight = rep.weight;
+            ci->nr_pools += (uint32_t)v[TMW_REP_pools];
+            ci->ephemeral_pages += v[TMW_REP_ephemeral_pages];
+            ci->persistent_pages += v[TMW_REP_persistent_pages];
+            ci->puts += v[TMW_REP_puts];
+            ci->puts_ok += v[TMW_REP_puts_ok];
+            ci->gets += v[TMW_REP_gets];
+            ci->gets_hit += v[TMW_REP_gets_hit];
+            ci->flushes += v[TMW_REP_flushes];
+            ci->evicted += rep.evicted;
+            ci->refused_nomem += v[TMW_REP_refused_nomem];
+            ci->refused_quota += v[TMW_REP_refused_quota];
+            ci->refused_frozen += v[TMW_REP_refused_frozen];
+            ci->compressed_pages += rep.compressed_pages;
+            ci->compressed_bytes += rep.compressed_bytes;
+            ci->compress_poor += v[TMW_REP_compress_poor];
+            r->lent = 1;
+            r->lent_bytes[0] = rep.lent_bytes[0];
+            r->lent_bytes[1] = rep.lent_bytes[1];
+            r->meta_bytes = v[TMW_REP_meta_bytes];
+            r->oldest_eph_ms = rep.oldest_eph_ms;
+            r->revoked_units = rep.st.revoked;
+        }
         used++;
     }
     pthread_mutex_unlock(&d->conns_lock);

@@ -276,7 +276,7 @@ int tmd_state_save(struct tmd *d)
     }
     struct tmw_ctl_client *v = NULL;
     size_t n = 0;
-    rc = tmd_clients_snapshot(d, &v, &n);
+    rc = tmd_clients_snapshot(d, &v, &n, false);
     if (rc < 0) {
         tmd_log(LOG_ERR, "state file %s: %s; persistent pages are lost", path, strerror(-rc));
         return rc;

@@ -90,6 +90,15 @@ int tmd_serve_request(tmem_client_t *c, struct tmw_slot *s, uint8_t *page,
     case TMW_OP_POOL_IS_SHARED:
         rc = tmem_pool_is_shared(c, pool_id);
         break;
+    case TMW_OP_JOIN_SHARED: {     /* lent memory: a pool here only if it is shared */
+        tmem_uuid_t u = { oid.oid[0], oid.oid[1] };
+        rc = (arg & TMEM_POOL_SHARED) ? tmem_new_pool(c, u, arg) : -EINVAL;
+        if (rc >= 0 && tmem_pool_is_shared(c, (uint32_t)rc) != 1) {
+            tmem_destroy_pool(c, (uint32_t)rc);
+            rc = -EACCES;       /* not authorised: the client makes it private, itself */
+        }
+        break;
+    }
     default:
         rc = -EINVAL;
         atomic_fetch_add_explicit(&st->bad_requests, 1, memory_order_relaxed);

@@ -5,11 +5,15 @@
  * a truncated or oversized message is seen as such, never as a shifted
  * stream):
  *
- *  - the client socket: a client sends one HELLO; the daemon answers with a
- *    HELLO reply carrying, as SCM_RIGHTS, a sealed memfd: the window.  After
- *    that the socket carries nothing; its end (EOF, HUP) is the end of the
- *    client, whatever the reason.  Every call then travels through the
- *    window (below), never through the socket.
+ *  - the client socket: a client sends one HELLO (with its shared page, and
+ *    its arenas when it comes back after its daemon died); the daemon
+ *    answers with a HELLO reply carrying, as SCM_RIGHTS, sealed memfds: the
+ *    window and (lent memory) the two arenas.  After that the socket
+ *    carries only the messages of lent memory (below: GROW, RETURN, ...);
+ *    its end (EOF, HUP) is the end of the client, whatever the reason.
+ *    Calls on the daemon's pools travel through the window (below); calls
+ *    on private pools, with lent memory, never leave the client
+ *    (docs/protocol.md, "Lent memory").
  *
  *  - the control socket (administrators only): one request message, then
  *    zero or more DATA messages and one END message carrying the result.
@@ -55,7 +59,7 @@
 #include "tmem/tmem.h"
 
 #define TMW_MAGIC    0x544d454du        /* "TMEM" */
-#define TMW_VERSION  1u
+#define TMW_VERSION  2u
 #define TMW_NSLOTS   32u                /* one bit each in header.pending */
 #define TMW_SLOTS_OFF 256u
 #define TMW_PAGES_OFF 4096u
@@ -81,6 +85,7 @@ enum tmw_op {
     TMW_OP_NEW_POOL,            /* oid[0] = uuid.lo, oid[1] = uuid.hi, arg = flags */
     TMW_OP_DESTROY_POOL,
     TMW_OP_POOL_IS_SHARED,
+    TMW_OP_JOIN_SHARED,         /* as NEW_POOL, but -EACCES unless the pool is shared */
     TMW_OP_MAX_
 };
 
@@ -117,11 +122,25 @@ _Static_assert(TMW_SLOTS_OFF + TMW_NSLOTS * sizeof(struct tmw_slot) <= TMW_PAGES
  * size of the whole message and must equal what was received.
  * ---------------------------------------------------------------------- */
 enum tmw_msg_type {
-    TMW_MSG_HELLO = 1,          /* client -> daemon: struct tmw_hello */
-    TMW_MSG_HELLO_REPLY,        /* daemon -> client: struct tmw_hello_reply + the window fd */
+    TMW_MSG_HELLO = 1,          /* client -> daemon: struct tmw_hello + fds */
+    TMW_MSG_HELLO_REPLY,        /* daemon -> client: struct tmw_hello_reply + fds */
     TMW_MSG_CTL,                /* admin -> daemon: struct tmw_ctl */
     TMW_MSG_DATA,               /* either way: header + payload bytes */
     TMW_MSG_END,                /* either way: header; result says how it went */
+    /* lent memory, on the client socket after the HELLO (docs/protocol.md) */
+    TMW_MSG_GROW = 16,          /* client: struct tmw_grow */
+    TMW_MSG_GROW_REPLY,         /* daemon: struct tmw_grow, result */
+    TMW_MSG_RETURN,             /* client: struct tmw_units (given back) */
+    TMW_MSG_CLEANED,            /* client: struct tmw_units (revoked, no longer used) */
+    TMW_MSG_WAKE,               /* daemon: struct tmw_msg (room again) */
+    TMW_MSG_SHRINK,             /* daemon: struct tmw_shrink */
+    TMW_MSG_REVOKED,            /* daemon: struct tmw_units (taken by force) */
+    TMW_MSG_SET,                /* daemon: struct tmw_set */
+    TMW_MSG_SAVE,               /* daemon: struct tmw_msg; the client answers DATA..., END */
+    TMW_MSG_REPORT,             /* daemon: struct tmw_msg; the client writes its report and
+                                   report_ack = report_req */
+    TMW_MSG_LIST,               /* daemon: struct tmw_msg, result = long form; the client
+                                   answers DATA (its tmem-list lines), END */
 };
 
 struct tmw_msg {
@@ -132,15 +151,123 @@ struct tmw_msg {
     int32_t  result;            /* replies and END: >= 0 or -errno */
 };
 
+#define TMW_HELLO_ADOPT 0x1u    /* a client coming back: fds are the shared page and its
+                                   ephemeral and persistent arenas */
+
+/* fds (SCM_RIGHTS): the shared page; with TMW_HELLO_ADOPT also the
+ * ephemeral and the persistent arena, in that order. */
 struct tmw_hello {
     struct tmw_msg m;
     char name[TMW_NAME_MAX];    /* need not be terminated; sanitised by the engine */
+    uint32_t flags;             /* TMW_HELLO_* */
+    uint32_t reserved_;
 };
 
+enum tmw_mode {
+    TMW_MODE_WINDOW = 1,        /* every call through the window */
+    TMW_MODE_LEND = 2,          /* private pools in the client, on lent memory */
+};
+
+#define TMW_REPLY_RESTORE 0x1u  /* a parked client's stream follows (DATA..., END) */
+
+/* fds: the window; in TMW_MODE_LEND without TMW_HELLO_ADOPT also the
+ * ephemeral and the persistent arena. */
 struct tmw_hello_reply {
     struct tmw_msg m;           /* result < 0: refused (no fd attached) */
     uint32_t client_id;
     uint32_t window_size;
+    uint32_t mode;              /* enum tmw_mode */
+    uint32_t unit_bytes;        /* TMW_UNIT_BYTES */
+    uint64_t arena_bytes[2];    /* sizes of the two arenas (lend mode; multiples of 2 MiB) */
+    uint32_t flags;             /* TMW_REPLY_* */
+    /* the settings of the client's private pools (lend mode) */
+    int32_t  compress, zstd_level;
+    uint32_t compress_max, dedup;
+    uint32_t frozen, reserved_;
+    uint64_t cap;               /* persistent pages, 0 none */
+};
+
+/* ------------------------------------------------------------------------
+ * Lent memory: the shared page and the unit messages
+ * ---------------------------------------------------------------------- */
+#define TMW_UNIT_BYTES (64u * TMEM_PAGE_SIZE)   /* = TMEM_UNIT_BYTES (arena.h) */
+#define TMW_UNITS_MAX  1024u                    /* units in one message */
+#define TMW_SHARE_SIZE 4096u
+
+/* The figures of a client's engine it reports, each a field of
+ * tmem_stats_t: the wire has them by their position in this list (rep[]),
+ * so that a field added to tmem_stats_t changes nothing here unless it is
+ * added at the end of the list (and the protocol version raised). */
+#define TMW_REPORT_FIELDS(X)                                                   \
+    X(ephemeral_pages) X(persistent_pages) X(pages_whole) X(pages_compressed)  \
+    X(pages_same_filled) X(pages_deduped) X(bodies) X(pools) X(objects)        \
+    X(puts) X(puts_ok) X(gets) X(gets_hit) X(flushes) X(flush_objects)         \
+    X(flushed_pages) X(dup_puts_replaced) X(dup_puts_flushed) X(compress_poor)  \
+    X(dedup_hits) X(dedup_skipped) X(evictions) X(evict_attempts)              \
+    X(evict_skipped_busy) X(refused_nomem) X(refused_quota) X(refused_frozen)  \
+    X(alloc_failed) X(bad_pool) X(bad_args) X(bad_closed) X(meta_bytes)        \
+    X(zalloc_bytes_used) X(frames_whole) X(frames_zalloc) X(frames_free)
+enum tmw_report_field {
+#define TMW_REP_ENUM(f) TMW_REP_##f,
+    TMW_REPORT_FIELDS(TMW_REP_ENUM)
+#undef TMW_REP_ENUM
+    TMW_REP_COUNT
+};
+
+/* The client's shared page: a memfd the client creates, sealed against
+ * shrinking and growing.  The first line is the daemon's, the rest (the
+ * report, under a seqlock: seq is odd while the client writes) the
+ * client's: hostile input to the daemon, every figure clamped. */
+struct tmw_share {
+    _Alignas(64) _Atomic uint64_t revoke_epoch; /* daemon: raised before units are taken */
+    _Atomic uint64_t lent[2];                   /* daemon: units lent now, per kind */
+    _Atomic uint64_t report_req;                /* daemon: a fresh report wanted (REPORT) */
+    _Alignas(64) _Atomic uint64_t report_ack;   /* client, from here on: report_req served */
+    _Atomic uint32_t seq;
+    uint32_t reserved_;
+    uint64_t oldest_eph_ms;                     /* the age of its oldest ephemeral page */
+    uint64_t units[2], free_units[2];           /* units held, and wholly free */
+    uint64_t dropped;                           /* pages lost to units taken by force */
+    uint64_t client_evicted;                    /* its client's pages evicted or dropped */
+    uint64_t compressed_pages, compressed_bytes;
+    uint64_t rep[TMW_REP_COUNT];                /* its engine's figures (above) */
+};
+_Static_assert(sizeof(struct tmw_share) <= TMW_SHARE_SIZE, "the report fits the page");
+
+struct tmw_grow {               /* GROW; GROW_REPLY with m.result */
+    struct tmw_msg m;
+    uint32_t kind;              /* 0 ephemeral, 1 persistent */
+    uint32_t unit;
+};
+
+struct tmw_units {              /* RETURN, CLEANED, REVOKED: len = sizeof + 4 n */
+    struct tmw_msg m;
+    uint32_t kind;
+    uint32_t n;                 /* 1 .. TMW_UNITS_MAX */
+    uint64_t epoch;             /* REVOKED: the epoch raised before these units went */
+    uint32_t unit[];
+};
+
+struct tmw_shrink {
+    struct tmw_msg m;
+    uint32_t kind;
+    uint32_t n;                 /* units wanted back */
+    uint32_t deadline_ms;       /* then they are taken by force (ephemeral) */
+    uint32_t reserved_;
+};
+
+#define TMW_SETC_FREEZE   0x1u
+#define TMW_SETC_CAP      0x2u
+#define TMW_SETC_COMPRESS 0x4u
+#define TMW_SETC_WEIGHT   0x8u  /* kept by the client for its save stream (the daemon
+                                   applies weights to its grants) */
+struct tmw_set {
+    struct tmw_msg m;
+    uint32_t mask;              /* TMW_SETC_* */
+    int32_t  frozen;
+    int32_t  compress;
+    uint32_t weight;
+    uint64_t cap;               /* persistent pages, 0 none */
 };
 
 /* ------------------------------------------------------------------------
@@ -206,16 +333,33 @@ struct tmw_ctl_stats {
     uint64_t gov_shrinks, gov_grows;
     uint64_t gov_pages_evicted, gov_pages_released;
     uint32_t metrics_port;          /* 0 when metrics are off */
-    uint32_t pad_;
+    uint32_t lending;               /* 1: private pools run in the clients (lent memory) */
+    /* lent memory (enforced by the daemon): bytes lent now, and the events
+     * since start.  engine.* above adds the clients' reports (their pages
+     * and outcomes, as they say them) to the daemon's own engine; its
+     * bytes_held is the daemon's engine plus what is lent, max_bytes the
+     * limit over both. */
+    uint64_t lent_bytes[2];         /* [0] ephemeral, [1] persistent */
+    uint64_t lend_grown, lend_refused, lend_returned, lend_revoked, lend_bad;
+    uint64_t lend_shrinks_asked, lend_adopted_units, lend_adopt_refused;
 };
 
-/* TMW_CTL_CLIENTS reply: one record per client (connected or parked) */
+/* TMW_CTL_CLIENTS reply: one record per client (connected or parked).
+ * For a client with lent memory, info adds what the client reports of its
+ * private pools to what the daemon holds for it (shared pools); lent_bytes
+ * is what the daemon lent it (enforced). */
 struct tmw_ctl_client {
     tmem_client_info_t info;
     int32_t  pid;               /* 0 for a parked (restored, unclaimed) client */
     uint32_t uid, gid;
     uint32_t parked;
     uint64_t requests, bad_requests;
+    uint32_t lent;              /* 1: its private pools run in it, on lent memory */
+    uint32_t reserved_;
+    uint64_t lent_bytes[2];     /* [0] ephemeral, [1] persistent (enforced) */
+    uint64_t meta_bytes;        /* its engine's metadata, in its own heap (reported) */
+    uint64_t oldest_eph_ms;     /* the age of its oldest ephemeral page (reported) */
+    uint64_t revoked_units;     /* ephemeral units taken from it by force */
 };
 
 /* The save file written by TMW_CTL_SAVE: this header, then the engine's

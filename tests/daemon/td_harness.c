@@ -27,6 +27,8 @@ static void sleep_ms(unsigned ms)
 }
 
 /* Starts the daemon on d's paths and waits until it is ready. */
+int td_window_mode;
+
 static int spawn(td_t *d, const char *const *extra)
 {
     /* a killed daemon's sockets would look like a ready one's */
@@ -48,6 +50,10 @@ static int spawn(td_t *d, const char *const *extra)
     argv[n++] = "metrics.port=0";
     argv[n++] = "--set";
     argv[n++] = "governor.enabled=false";
+    if (td_window_mode || (getenv("TD_WINDOW") && strcmp(getenv("TD_WINDOW"), "0") != 0)) {
+        argv[n++] = "--set";
+        argv[n++] = "memory.lend=false";
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;

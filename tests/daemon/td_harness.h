@@ -16,6 +16,11 @@ typedef struct td {
     char ctl[256];      /* the control socket */
 } td_t;
 
+/* Daemons started from now on serve every call through the window
+ * (memory.lend=false) if this is set, or $TD_WINDOW is set and not "0";
+ * else they lend memory (the default). */
+extern int td_window_mode;
+
 /* Starts $TMEMD_BIN (or the build's tmemd) with --socket/--control-socket
  * in a temporary directory, metrics and the governor off, --max-memory 64M,
  * then extra_args (NULL-terminated, may be NULL; later options win).

@@ -787,6 +787,10 @@ int main(int argc, char **argv)
 {
     seed = tt_seed_from_args(argc, argv, "test_state");
     signal(SIGPIPE, SIG_IGN);
+    /* the state file keeps the pools a daemon runs itself: its clients'
+     * when it does not lend memory (a client with lent memory keeps its
+     * own across a restart: test_lend) */
+    td_window_mode = 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(restart_keeps_persistent_pages, stop_daemon),
         cmocka_unit_test_teardown(crash_after_load_brings_nothing_back, stop_daemon),

@@ -165,6 +165,18 @@ void th_stats(tt_host *h, tmem_stats_t *out)
 #endif
 }
 
+int th_local_pools(tt_host *h)
+{
+#if TT_DAEMON
+    struct tmw_ctl_stats s;
+    assert_int_equal(tmc_stats(h->td.ctl, &s), 0);
+    return s.lending != 0;
+#else
+    (void)h;
+    return 1;
+#endif
+}
+
 int th_client_info(tt_host *h, uint32_t id, tmem_client_info_t *out)
 {
 #if TT_DAEMON

@@ -30,6 +30,9 @@ tmem_client_t *th_client_try(tt_host *h, const char *name);
 /* Closes c and, through the daemon, waits until the daemon has dropped it. */
 void     th_client_close(tt_host *h, tmem_client_t *c);
 void     th_stats(tt_host *h, tmem_stats_t *out);
+/* 1 if private pools run in the client (in-process, or a daemon that
+ * lends memory), 0 if every call goes through the daemon's window. */
+int      th_local_pools(tt_host *h);
 int      th_client_info(tt_host *h, uint32_t id, tmem_client_info_t *out);
 /* Administration: 0, -ENOENT (no such client), -EINVAL.  freeze/thaw and
  * set_compress accept TMEM_CLIENT_ALL (the control protocol sets one client

@@ -204,8 +204,17 @@ static void bad_input(void **state)
 static td_t g_d, g_d2;
 static char g_link[256];
 
+/* The test's daemons serve every call through the window. */
+static int window_mode(void **state)
+{
+    (void)state;
+    td_window_mode = 1;
+    return 0;
+}
+
 static int stop_daemons(void **state)
 {
+    td_window_mode = 0;
     (void)state;
     td_t *const ds[] = { &g_d, &g_d2 };
     assert_int_equal(td_stop_all(ds, 2), 0);    /* every daemon's self-check passed */
@@ -474,8 +483,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(model_daemon, stop_daemons),
         cmocka_unit_test_teardown(shared_fs_two_tenants, stop_daemons),
         cmocka_unit_test_teardown(shared_fs_standing_rule, stop_daemons),
-        cmocka_unit_test_teardown(daemon_restart, stop_daemons),
-        cmocka_unit_test_teardown(init_while_away, stop_daemons),
+        /* the daemon's death as a daemon that runs its clients' pools
+         * sees it (memory.lend=false) */
+        cmocka_unit_test_setup_teardown(daemon_restart, window_mode, stop_daemons),
+        cmocka_unit_test_setup_teardown(init_while_away, window_mode, stop_daemons),
         cmocka_unit_test_teardown(shared_invalidate_replayed, stop_daemons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -338,8 +338,17 @@ static void shrink_put_back_refused(void **state)
 /* ---- through tmemd ------------------------------------------------------ */
 static td_t g_d;
 
+/* The test's daemons serve every call through the window. */
+static int window_mode(void **state)
+{
+    (void)state;
+    td_window_mode = 1;
+    return 0;
+}
+
 static int stop_daemon(void **state)
 {
+    td_window_mode = 0;
     (void)state;
     td_t *const ds[] = { &g_d };
     assert_int_equal(td_stop_all(ds, 1), 0);    /* the daemon's self-check passed */
@@ -418,6 +427,50 @@ static void daemon_killed(void **state)
         pager_load(&p, 1, 0);
         pager_free(&p);
         tmem_frontswap_close(fs);
+    }
+}
+
+/* With lent memory a client's pages are in its own process: a daemon
+ * SIGKILLed takes none of them.  Every page loads back from tmem while the
+ * daemon is away, stores go on (into the memory the client holds, or to
+ * the swap file), and the daemon started again adopts the client's memory
+ * (one reconnection of the handle, none of the layer's) with nothing lost,
+ * in both modes. */
+static void daemon_killed_lent(void **state)
+{
+    (void)state;
+    for (int wt = 0; wt < 2; wt++) {
+        assert_int_equal(td_start(&g_d, NULL), 0);
+        tmem_frontswap_t *fs = tmem_frontswap_connect(g_d.sock, "survivor",
+                                                      wt ? TMEM_FRONTSWAP_WRITETHROUGH : 0);
+        assert_non_null(fs);
+        tmem_frontswap_set_reconnect_wait_ms(fs, 300);
+        struct pager p;
+        pager_init(&p, fs, false, wt);
+        for (unsigned s = 0; s < 100; s++)
+            pager_store(&p, 0, s, s + 1);
+        assert_int_equal(p.stores_ok, 100);
+        assert_int_equal(td_kill(&g_d), 0);
+        for (unsigned s = 0; s < 50; s++)
+            pager_load(&p, 0, s);
+        pager_store(&p, 1, 0, 7777);           /* tmem or the swap file: never lost */
+        assert_int_equal(td_restart(&g_d, NULL), 0);
+        assert_int_equal(td_wait_connections(&g_d, 1), 0);     /* it came back */
+        struct tmw_ctl_stats st;
+        assert_int_equal(tmc_stats(g_d.ctl, &st), 0);
+        assert_true(st.lent_bytes[1] > 0);      /* its persistent units, adopted */
+        assert_int_equal(st.lend_adopted_units * TMW_UNIT_BYTES,
+                         st.lent_bytes[0] + st.lent_bytes[1]);
+        for (unsigned s = 50; s < 100; s++)
+            pager_load(&p, 0, s);
+        pager_load(&p, 1, 0);
+        tmem_frontswap_stats_t fst;
+        tmem_frontswap_stats(fs, &fst);
+        assert_int_equal(fst.lost, 0);
+        assert_int_equal(p.loads_tmem, 100 + (p.stores_ok > 100));
+        pager_free(&p);
+        tmem_frontswap_close(fs);
+        assert_int_equal(td_stop(&g_d), 0);
     }
 }
 
@@ -558,11 +611,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(bad_input),
         cmocka_unit_test(shrink_brings_back),
         cmocka_unit_test_teardown(daemon_model, stop_daemon),
-        cmocka_unit_test_teardown(daemon_killed, stop_daemon),
-        cmocka_unit_test_teardown(daemon_restart_keeps_pages, stop_daemon),
-        cmocka_unit_test_teardown(writethrough_per_store, stop_daemon),
-        cmocka_unit_test_teardown(borrowed_client_does_not_wait, stop_daemon),
-        cmocka_unit_test_teardown(stale_copies_flushed, stop_daemon),
+        /* a daemon that dies takes its clients' pages with it only when
+         * it runs their pools (memory.lend=false) */
+        cmocka_unit_test_setup_teardown(daemon_killed, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(daemon_restart_keeps_pages, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(writethrough_per_store, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(borrowed_client_does_not_wait, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(stale_copies_flushed, window_mode, stop_daemon),
+        cmocka_unit_test_teardown(daemon_killed_lent, stop_daemon),
         cmocka_unit_test(shrink_put_back_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

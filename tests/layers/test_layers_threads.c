@@ -216,6 +216,10 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     g_seed = tt_seed_from_args(argc, argv, "test_layers_threads");
+    /* the layers' own reconnection, to a daemon that runs their pools (a
+     * handle with lent memory keeps its private pools and comes back by
+     * itself: test_frontswap daemon_killed_lent, test_lend) */
+    td_window_mode = 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(restart_under_threads, stop_daemons),
     };
