@@ -39,11 +39,11 @@
 #include "proto/futex.h"
 
 #define TMC_PERIOD_MS   100
-#define TMC_FREE_SLACK  4u                  /* free units a kind keeps */
+#define TMC_FREE_SLACK  2u                  /* free units a kind keeps */
 #define GROW_QUIET_NS   50000000ull         /* 50 ms */
 #define GROW_WAIT_NS    5000000000ull       /* a GROW_REPLY later than 5 s: given up */
 
-enum tmc_job_type { JOB_SHRINK, JOB_REVOKED, JOB_SAVE, JOB_RESTORE, JOB_LIST };
+enum tmc_job_type { JOB_SHRINK, JOB_REVOKED, JOB_SAVE, JOB_RESTORE, JOB_LIST, JOB_REPORT };
 
 struct tmc_job {
     struct tmc_job *next;
@@ -426,9 +426,16 @@ static void run_list(struct tmc *h, int long_form)
 static void run_job(struct tmc *h, struct tmc_job *j)
 {
     switch (j->type) {
-    case JOB_SHRINK:
+    case JOB_SHRINK: {
+        /* all it holds of a kind: every page of it goes (pages that need
+         * no memory too, as when the engine is asked to evict everything) */
+        tmem_arena_info_t ai;
+        if (j->kind == TMEM_ARENA_EPHEMERAL && tmem_arena_get_info(h->engine, &ai) == 0 &&
+            j->n >= ai.units[TMEM_ARENA_EPHEMERAL])
+            tmem_evict_npages(h->engine, SIZE_MAX);
         tmem_arena_shrink(h->engine, (int)j->kind, j->n, NULL);     /* RETURNs as it goes */
         break;
+    }
     case JOB_REVOKED: {
         uint64_t *u = malloc((j->n ? j->n : 1) * sizeof(*u));
         if (!u)
@@ -455,6 +462,10 @@ static void run_job(struct tmc *h, struct tmc_job *j)
         break;
     case JOB_LIST:
         run_list(h, (int)j->kind);
+        break;
+    case JOB_REPORT:
+        report(h);
+        atomic_store(&h->share->report_ack, atomic_load(&h->share->report_req));
         break;
     }
 }
@@ -572,12 +583,16 @@ static bool handle_msg(struct tmc *h, const uint8_t *buf, size_t len)
             tmem_admin_set_weight(h->engine, id, s->weight);
         return true;
     }
-    case TMW_MSG_REPORT:
+    case TMW_MSG_REPORT: {
+        /* through the job queue: the report comes after what was asked
+         * before it (a shrink) is done */
         if (!lend || len != sizeof(*m))
             return false;
-        report(h);
-        atomic_store(&h->share->report_ack, atomic_load(&h->share->report_req));
+        struct tmc_job *j = job_new(JOB_REPORT, 0, 0, 0, NULL);
+        if (j)
+            job_push(h, j);
         return true;
+    }
     case TMW_MSG_LIST:
     case TMW_MSG_SAVE: {
         if (!lend || len != sizeof(*m))

@@ -265,14 +265,19 @@ static void view_of(const struct tmd_lent *l, uint64_t now, struct tmd_lend_view
     v->shrinking = l->shrink_want > 0;
 }
 
-/* Asks victim for up to n ephemeral units back, by the deadline. */
-static void ask_shrink_locked(struct tmd *d, struct tmd_lent *l, uint64_t n)
+/* Asks l for n more ephemeral units back (at most what it holds and was
+ * not asked for yet), by a deadline from now.  How many were asked. */
+static uint64_t ask_shrink_locked(struct tmd *d, struct tmd_lent *l, uint64_t n)
 {
-    if (n == 0 || l->lent[0] == 0)
-        return;
-    if (n > l->lent[0])
-        n = l->lent[0];
-    l->shrink_want = n;
+    uint64_t given = l->shrink_want && l->shrink_base > l->lent[0] ? l->shrink_base - l->lent[0] : 0;
+    uint64_t owed = l->shrink_want > given ? l->shrink_want - given : 0;
+    if (owed >= l->lent[0])
+        return 0;
+    if (n > l->lent[0] - owed)
+        n = l->lent[0] - owed;
+    if (n == 0)
+        return 0;
+    l->shrink_want = owed + n;          /* counted from now */
     l->shrink_base = l->lent[0];
     l->shrink_deadline_ms = tmd_now_ms() + d->cfg.shrink_deadline_ms;
     struct tmw_shrink m;
@@ -284,6 +289,7 @@ static void ask_shrink_locked(struct tmd *d, struct tmd_lent *l, uint64_t n)
     send_to(l, &m, sizeof(m));
     l->st.shrinks_asked++;
     L(d)->tot.shrinks_asked++;
+    return n;
 }
 
 /* Room for requester: asks the policy's victim to give units back.
@@ -777,17 +783,13 @@ static uint64_t reclaim_bytes_locked(struct tmd *d, uint64_t want)
 {
     struct tmd_lender *ld = L(d);
     uint64_t asked = 0;
+    /* first about a half of what each holds, then the rest, in order */
     for (int round = 0; round < 2 && asked < want; round++) {
         for (struct tmd_lent *l = ld->head.next; l != &ld->head && asked < want; l = l->next) {
-            if (l->shrink_want || l->lent[0] == 0)
-                continue;
             uint64_t n = (want - asked + UNIT - 1) / UNIT;
-            if (round == 0 && n > l->lent[0] / 2)
-                n = l->lent[0] / 2;     /* first a half of each, then the rest */
-            if (n == 0)
-                continue;
-            ask_shrink_locked(d, l, n);
-            asked += n * UNIT;
+            if (round == 0 && n > (l->lent[0] + 1) / 2)
+                n = (l->lent[0] + 1) / 2;
+            asked += ask_shrink_locked(d, l, n) * UNIT;
         }
     }
     return asked;
@@ -818,7 +820,22 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
     if (!ld)
         return 0;
     pthread_mutex_lock(&ld->lock);
-    uint64_t asked = reclaim_bytes_locked(d, bytes);
+    uint64_t all = ld->lent_units[0] * UNIT, asked = reclaim_bytes_locked(d, bytes);
+    if (bytes >= all) {
+        /* everything: also the ephemeral pages that hold no memory (pages of
+         * one repeated word) go, as when an engine evicts everything */
+        for (struct tmd_lent *l = ld->head.next; l != &ld->head; l = l->next) {
+            if (l->lent[0])
+                continue;           /* asked above: all of it */
+            struct tmw_shrink m;
+            msg_init(&m.m, TMW_MSG_SHRINK, sizeof(m), 0);
+            m.kind = 0;
+            m.n = UINT32_MAX;
+            m.deadline_ms = d->cfg.shrink_deadline_ms;
+            m.reserved_ = 0;
+            send_to(l, &m, sizeof(m));
+        }
+    }
     pthread_mutex_unlock(&ld->lock);
     return asked;
 }

@@ -534,8 +534,10 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     char name[TMW_NAME_MAX];
     int bad = tmd_check_hello(&h, n, name);
     bool adopt = !bad && (h.flags & TMW_HELLO_ADOPT);
-    if (!bad && (h.flags & ~TMW_HELLO_ADOPT || nh != (adopt ? 3 : 1)))
-        bad = -EPROTO;          /* the shared page, and the arenas of an adoption */
+    if (!bad && (h.flags & ~TMW_HELLO_ADOPT || nh != (adopt ? 3 : 1)) &&
+        !(nh == 0 && !h.flags && !tmd_lending(d)))
+        bad = -EPROTO;          /* the shared page, and the arenas of an adoption (a daemon
+                                   that does not lend needs neither) */
     if (!bad && adopt && !tmd_lending(d))
         bad = -EOPNOTSUPP;      /* a daemon that does not lend cannot take memory back */
     if (bad) {
@@ -997,6 +999,9 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
     memset(o, 0, sizeof(*o));
     if (fresh && tmd_lending(d))
         tmd_lend_refresh(d, 100);
+    /* the limit before what is held: the governor lowers it only once the
+     * memory is given back, so the two read in this order agree */
+    o->gov_limit = atomic_load(&d->gov.limit);
     tmem_stats_get(d->engine, &o->engine);
     o->uptime_ms = tmd_now_ms() - d->start_ms;
     o->accepted = atomic_load(&d->n.accepted);
@@ -1035,10 +1040,9 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
     o->lend_adopt_refused = lt.adopt_refused;
     if (o->lending) {       /* the memory the daemon holds: its engine's and what it lent */
         o->engine.bytes_held += lt.lent_bytes[0] + lt.lent_bytes[1];
-        o->engine.max_bytes = atomic_load(&d->gov.limit);
+        o->engine.max_bytes = o->gov_limit;
         o->engine.frames_held += (lt.lent_bytes[0] + lt.lent_bytes[1]) / TMEM_PAGE_SIZE;
     }
-    o->gov_limit = atomic_load(&d->gov.limit);
     o->gov_max = d->cfg.max_memory;
     o->gov_reserve = d->cfg.reserve;
     o->gov_mem_available = atomic_load(&d->gov.mem_available);

@@ -4,7 +4,8 @@
  * killed under a client, garbage and truncated socket messages, hostile
  * window contents (random fields, doorbells without requests, pages
  * changed while they are put), pool ids of other clients, and the memory
- * governor under a simulated pressure signal.
+ * governor under a simulated pressure signal.  Its daemons do not lend
+ * memory: every call crosses the window (test_lend covers lent memory).
  *
  * Every daemon must stop with exit status 0, which says its engine passed
  * tmem_check() after all clients were dropped.  Random parts print their
@@ -733,6 +734,9 @@ int main(int argc, char **argv)
 {
     seed = tt_seed_from_args(argc, argv, "test_daemon");
     signal(SIGPIPE, SIG_IGN);
+    /* the window and the socket as a daemon that runs its clients' pools
+     * serves them (a lending daemon's own protocol: test_lend) */
+    td_window_mode = 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(many_threads_one_client),
         cmocka_unit_test(client_killed_mid_request),
