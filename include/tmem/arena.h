@@ -5,8 +5,9 @@
  * process, frame by frame, and gives them back to the OS with
  * MADV_DONTNEED.  tmem_open_arena() opens an engine whose frames come from
  * a memory source instead: the owner of the memory (tmemd, for the client
- * library of a connected process) lends it in units of TMEM_UNIT_BYTES,
- * decides how many units the engine may hold, and takes them back.
+ * library of a connected process) lends it in units (16, 32 or 64
+ * frames: 64, 128 or 256 KiB, the owner's choice), decides how many units
+ * the engine may hold, and takes them back.
  *
  * Two kinds of memory, each in its own address range: ephemeral units hold
  * only the data of ephemeral pools, persistent units only that of
@@ -54,8 +55,9 @@
 extern "C" {
 #endif
 
-#define TMEM_UNIT_FRAMES 64u
-#define TMEM_UNIT_BYTES  (TMEM_UNIT_FRAMES * TMEM_PAGE_SIZE)   /* 256 KiB */
+#define TMEM_UNIT_FRAMES_MIN 16u
+#define TMEM_UNIT_FRAMES_MAX 64u
+#define TMEM_ARENA_ALIGN     (2u << 20)     /* the arenas' sizes are multiples of this */
 
 enum tmem_arena_kind { TMEM_ARENA_EPHEMERAL = 0, TMEM_ARENA_PERSISTENT = 1, TMEM_ARENA_KINDS };
 
@@ -63,8 +65,8 @@ typedef struct tmem_arena_ops {
     /* Maps the owner's memory of kind over [base, base + len) (MAP_FIXED
      * over the engine's reservation).  0 or -errno (tmem_open_arena fails). */
     int  (*attach)(void *arg, int kind, void *base, size_t len);
-    /* Unit `unit` of kind (bytes [unit * TMEM_UNIT_BYTES, +TMEM_UNIT_BYTES)
-     * of its range) is wanted: 0 once it is resident and the engine's;
+    /* Unit `unit` of kind (bytes [unit * U, +U) of its range, U the unit's
+     * size in bytes) is wanted: 0 once it is resident and the engine's;
      * -ENOMEM (or any -errno) if the owner will not lend it now. */
     int  (*grow)(void *arg, int kind, size_t unit);
     /* The engine gives `unit` back: nothing in it is used any more. */
@@ -79,12 +81,14 @@ typedef struct tmem_arena {
     const tmem_arena_ops_t *ops;
     void *arg;
     uint64_t bytes[TMEM_ARENA_KINDS];   /* address range of each kind: the most the
-                                           owner may ever lend (multiples of the unit) */
+                                           owner may ever lend (multiples of
+                                           TMEM_ARENA_ALIGN) */
+    unsigned unit_frames;               /* frames per unit: 16, 32 or 64 (0: 64) */
     const _Atomic uint64_t *revoke_epoch;   /* NULL: the owner never takes units by force */
 } tmem_arena_t;
 
-/* An engine over arena (copied).  NULL with errno: EINVAL (bad sizes,
- * no grow), ENOMEM, or attach()'s error. */
+/* An engine over arena (copied).  NULL with errno: EINVAL (bad sizes or
+ * unit, no grow), ENOMEM, or attach()'s error. */
 TMEM_API tmem_t *tmem_open_arena(const tmem_config_t *cfg, const tmem_arena_t *arena);
 
 /* Gives back up to n units of kind, each through ops->shrink (written to
@@ -115,6 +119,7 @@ typedef struct tmem_arena_info {
     uint64_t dropped_pages;                 /* pages lost to units taken by force,
                                                and to gets that met a revocation */
     uint64_t epoch_done;                    /* the revoke epoch last processed */
+    unsigned unit_frames;                   /* frames per unit */
 } tmem_arena_info_t;
 
 TMEM_API int tmem_arena_get_info(tmem_t *t, tmem_arena_info_t *out);

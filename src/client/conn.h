@@ -101,6 +101,7 @@ struct tmc {
     tmem_client_t *local;               /* (immutable after open) */
     int arena_fd[TMEM_ARENA_KINDS];
     uint64_t arena_bytes[TMEM_ARENA_KINDS];
+    uint64_t unit_bytes;                /* the arenas' unit (immutable after open) */
     int share_fd;
     struct tmw_share *share;            /* the shared page (mapped) */
     pthread_mutex_t grow_lock;

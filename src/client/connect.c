@@ -84,13 +84,15 @@ int tmc_send(struct tmc *h, const void *msg, size_t len)
     return n < 0 ? (h->sock < 0 ? -ENOTCONN : -e) : -EIO;
 }
 
-static int send_hello(int sock, const char *name, uint32_t flags, const int *fds, int nfds)
+static int send_hello(int sock, const char *name, uint32_t flags, uint32_t unit,
+                      const int *fds, int nfds)
 {
     struct tmw_hello m;
     memset(&m, 0, sizeof(m));
     m.m = (struct tmw_msg){ TMW_MAGIC, TMW_VERSION, TMW_MSG_HELLO, sizeof(m), 0 };
     memcpy(m.name, name, strnlen(name, sizeof(m.name)));
     m.flags = flags;
+    m.unit_bytes = unit;
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(3 * sizeof(int))];
@@ -166,7 +168,8 @@ int tmc_hello(struct tmc *h, bool adopt, struct tmw_hello_reply *rep, int *sockp
         goto fail;
     }
     int give[3] = { h->share_fd, h->arena_fd[0], h->arena_fd[1] };
-    int send_err = send_hello(sock, h->name, adopt ? TMW_HELLO_ADOPT : 0, give, adopt ? 3 : 1);
+    int send_err = send_hello(sock, h->name, adopt ? TMW_HELLO_ADOPT : 0,
+                              adopt ? (uint32_t)h->unit_bytes : 0, give, adopt ? 3 : 1);
     rc = recv_reply(sock, rep, fds, &nfds);
     if (rc) {
         rc = send_err ? send_err : rc;
@@ -174,9 +177,16 @@ int tmc_hello(struct tmc *h, bool adopt, struct tmw_hello_reply *rep, int *sockp
     }
     rc = rep->m.result;
     bool lend = rep->mode == TMW_MODE_LEND;
+    uint64_t ub = rep->unit_bytes;
+    bool unit_ok = ub == TMEM_UNIT_FRAMES_MIN * TMEM_PAGE_SIZE ||
+                   ub == 2 * TMEM_UNIT_FRAMES_MIN * TMEM_PAGE_SIZE ||
+                   ub == TMEM_UNIT_FRAMES_MAX * TMEM_PAGE_SIZE;
+    bool sizes_ok = rep->arena_bytes[0] % TMEM_ARENA_ALIGN == 0 && rep->arena_bytes[0] &&
+                    rep->arena_bytes[1] % TMEM_ARENA_ALIGN == 0 && rep->arena_bytes[1];
     if (rc >= 0 && (nfds < 1 || rep->window_size != TMW_WINDOW_SIZE ||
                     (rep->mode != TMW_MODE_WINDOW && !lend) ||
-                    (lend && rep->unit_bytes != TMEM_UNIT_BYTES) ||
+                    (lend && (!unit_ok || !sizes_ok)) ||
+                    (lend && adopt && ub != h->unit_bytes) ||
                     (lend && !adopt && nfds != 3)))
         rc = -EPROTO;
     if (rc < 0)

@@ -212,6 +212,7 @@ int tmc_lend_open(struct tmc *h, const struct tmw_hello_reply *rep, const int fd
     h->arena_fd[1] = fds[2];
     h->arena_bytes[0] = rep->arena_bytes[0];
     h->arena_bytes[1] = rep->arena_bytes[1];
+    h->unit_bytes = rep->unit_bytes;
     tmem_config_t cfg;
     tmem_config_init(&cfg);
     cfg.compress = rep->compress;
@@ -220,7 +221,7 @@ int tmc_lend_open(struct tmc *h, const struct tmw_hello_reply *rep, const int fd
     cfg.dedup = rep->dedup != 0;
     cfg.default_cap = rep->cap;
     tmem_arena_t a = { &src_ops, h, { rep->arena_bytes[0], rep->arena_bytes[1] },
-                       &h->share->revoke_epoch };
+                       (unsigned)(rep->unit_bytes / TMEM_PAGE_SIZE), &h->share->revoke_epoch };
     h->engine = tmem_open_arena(&cfg, &a);
     if (!h->engine)
         return errno ? -errno : -EPROTO;
@@ -297,7 +298,7 @@ static void give_back_free(struct tmc *h)
         if (ai.free_units[k] > TMC_FREE_SLACK)
             extra += ai.free_units[k] - TMC_FREE_SLACK;
     if (extra)
-        tmem_relinquish_pages(h->engine, (size_t)(extra * TMEM_UNIT_FRAMES));
+        tmem_relinquish_pages(h->engine, (size_t)(extra * (h->unit_bytes / TMEM_PAGE_SIZE)));
 }
 
 /* ------------------------------------------------------------------------
@@ -666,16 +667,16 @@ static void revoked_unseen(struct tmc *h)
     tmem_arena_info_t ai;
     if (tmem_arena_get_info(h->engine, &ai) != 0 || ai.epoch_done == epoch)
         return;
-    size_t nunits = h->arena_bytes[0] / TMEM_UNIT_BYTES, n = 0;
+    size_t nunits = h->arena_bytes[0] / h->unit_bytes, n = 0;
     uint64_t *v = malloc((nunits ? nunits : 1) * sizeof(*v));
     if (!v)
         return;
     for (size_t u = 0; u < nunits; u++) {
         if (!tmem_arena_held(h->engine, TMEM_ARENA_EPHEMERAL, u))
             continue;
-        off_t at = (off_t)(u * TMEM_UNIT_BYTES);
+        off_t at = (off_t)(u * h->unit_bytes);
         off_t hole = lseek(h->arena_fd[0], at, SEEK_HOLE);
-        if (hole >= 0 && hole < at + (off_t)TMEM_UNIT_BYTES)
+        if (hole >= 0 && hole < at + (off_t)h->unit_bytes)
             v[n++] = u;
     }
     h->ncleaned = 0;
@@ -688,7 +689,7 @@ static void revoked_unseen(struct tmc *h)
 static void return_surplus(struct tmc *h)
 {
     for (int k = 0; k < TMEM_ARENA_KINDS; k++) {
-        size_t nunits = h->arena_bytes[k] / TMEM_UNIT_BYTES, n = 0;
+        size_t nunits = h->arena_bytes[k] / h->unit_bytes, n = 0;
         uint32_t *v = malloc((nunits ? nunits : 1) * sizeof(*v));
         if (!v)
             continue;
@@ -700,8 +701,8 @@ static void return_surplus(struct tmc *h)
             off_t hole = lseek(h->arena_fd[k], data, SEEK_HOLE);
             if (hole < 0 || hole > end)
                 hole = end;
-            for (size_t u = (size_t)data / TMEM_UNIT_BYTES;
-                 (off_t)(u * TMEM_UNIT_BYTES) < hole; u++)
+            for (size_t u = (size_t)data / h->unit_bytes;
+                 (off_t)(u * h->unit_bytes) < hole; u++)
                 if (!tmem_arena_held(h->engine, k, u) && (n == 0 || v[n - 1] != u))
                     v[n++] = (uint32_t)u;
             at = hole;

@@ -28,14 +28,21 @@ tmem_t *tmem_open_arena(const tmem_config_t *cfg, const tmem_arena_t *arena)
         errno = EINVAL;
         return NULL;
     }
+    tmem_arena_t a = *arena;
+    if (!a.unit_frames)
+        a.unit_frames = TMEM_UNIT_FRAMES_MAX;
+    if (a.unit_frames != 16 && a.unit_frames != 32 && a.unit_frames != 64) {
+        errno = EINVAL;
+        return NULL;
+    }
     for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++) {
-        uint64_t b = arena->bytes[k];
-        if (b < TMEM_UNIT_BYTES || b % TMEM_UNIT_BYTES || b > (1ull << 45)) {
+        uint64_t b = a.bytes[k];
+        if (b < TMEM_ARENA_ALIGN || b % TMEM_ARENA_ALIGN || b > (1ull << 45)) {
             errno = EINVAL;
             return NULL;
         }
     }
-    return tm_open(cfg, arena);
+    return tm_open(cfg, &a);
 }
 
 int tmem_new_pool_at(tmem_client_t *c, uint32_t slot, tmem_uuid_t uuid, uint32_t flags)
@@ -86,7 +93,8 @@ struct marks {
 static bool frame_marked(const struct marks *m, const void *f)
 {
     const uint8_t *p = f;
-    if (!p || p < m->fr->base || p >= m->fr->base + m->nunits * TMEM_UNIT_BYTES)
+    if (!p || p < m->fr->base ||
+        p >= m->fr->base + m->nunits * m->fr->unit * (size_t)TMEM_PAGE_SIZE)
         return false;
     uint64_t u = tm_unit_of(m->fr, p);
     return (m->bits[u / 8] >> (u % 8)) & 1;
@@ -171,7 +179,7 @@ static uint64_t drop_marked(tmem_t *t, struct tmem_client *c, const struct marks
 static bool marks_init(struct marks *m, const struct tm_frames *fr)
 {
     m->fr = fr;
-    m->nunits = fr->nchunks * TM_CHUNK_WORDS;
+    m->nunits = tm_units_count(fr);
     m->bits = calloc((m->nunits + 7) / 8, 1);
     return m->bits != NULL;
 }
@@ -281,9 +289,9 @@ int tmem_arena_held(tmem_t *t, int kind, uint64_t unit)
     if (!t || !t->arena.ops || kind < 0 || kind >= (int)TMEM_ARENA_KINDS)
         return 0;
     struct tm_frames *fr = &t->frames[kind];
-    if (unit >= fr->nchunks * TM_CHUNK_WORDS)
+    if (unit >= tm_units_count(fr))
         return 0;
-    struct tm_stripe *sp = &fr->stripes[(unit / TM_CHUNK_WORDS) % TM_STRIPES];
+    struct tm_stripe *sp = &fr->stripes[(unit / (TM_CHUNK_FRAMES / fr->unit)) % TM_STRIPES];
     pthread_mutex_lock(&sp->lock);
     int used = tm_unit_used(fr, unit);
     pthread_mutex_unlock(&sp->lock);
@@ -296,6 +304,7 @@ int tmem_arena_get_info(tmem_t *t, tmem_arena_info_t *out)
     memset(out, 0, sizeof(*out));
     for (unsigned k = 0; k < TMEM_ARENA_KINDS; k++)
         out->units[k] = tm_units_held(&t->frames[k], &out->free_units[k]);
+    out->unit_frames = t->frames[0].unit;
     out->grown = tm_load(t->units_grown);
     out->shrunk = tm_load(t->units_shrunk);
     out->revoked = tm_load(t->units_revoked);

@@ -127,6 +127,7 @@ static void set_init(tmem_t *t, struct tm_frames *fr, unsigned kind, size_t nchu
     fr->t = t;
     fr->kind = kind;
     fr->units = t->arena.ops != NULL;
+    fr->unit = fr->units ? t->arena.unit_frames : 1;
     fr->nchunks = nchunks;
     for (unsigned i = 0; i < TM_STRIPES; i++) {
         pthread_mutex_init(&fr->stripes[i].lock, NULL);
@@ -499,20 +500,36 @@ static uint64_t free_somewhere(struct tm_frames *fr)
     return n;
 }
 
+/* Arena units: a unit is `unit` frames (16, 32 or 64), upw of them to a
+ * word of a chunk's maps; unit q of a chunk is bits [k * unit, +unit) of
+ * word q / upw, k = q % upw.  A chunk's units are numbered from
+ * ch->index * (TM_CHUNK_FRAMES / unit). */
+static inline uint64_t unit_mask(const struct tm_frames *fr, unsigned k)
+{
+    return fr->unit == 64 ? ~0ull : ((1ull << fr->unit) - 1) << (k * fr->unit);
+}
+
+static inline unsigned units_per_chunk(const struct tm_frames *fr)
+{
+    return TM_CHUNK_FRAMES / fr->unit;
+}
+
 /* Arena: an unbacked unit of stripe s's chunks for the source to back,
  * marked growing; its lock held.  NULL if the stripe has none. */
-static struct tm_chunk *pick_unit_locked(struct tm_frames *fr, unsigned s, unsigned *w)
+static struct tm_chunk *pick_unit_locked(struct tm_frames *fr, unsigned s, unsigned *q)
 {
     struct tm_stripe *sp = &fr->stripes[s];
+    unsigned upw = 64 / fr->unit;
     for (size_t i = sp->grow_hint; i < fr->nchunks; i += TM_STRIPES) {
         struct tm_chunk *ch = fr->chunks[i] ? fr->chunks[i] : chunk_open(fr, i);
         if (!ch)
             return NULL;
-        for (unsigned k = 0; k < TM_CHUNK_WORDS; k++) {
-            if (ch->backed_map[k] == 0 && !(ch->growing & (1u << k))) {
-                ch->growing |= (uint8_t)(1u << k);
+        for (unsigned k = 0; k < units_per_chunk(fr); k++) {
+            if ((ch->backed_map[k / upw] & unit_mask(fr, k % upw)) == 0 &&
+                !(ch->growing & (1u << k))) {
+                ch->growing |= 1u << k;
                 sp->grow_hint = i;
-                *w = k;
+                *q = k;
                 return ch;
             }
         }
@@ -524,36 +541,40 @@ static struct tm_chunk *pick_unit_locked(struct tm_frames *fr, unsigned s, unsig
 
 /* Arena: has the source back a unit, at home if home's chunks have one
  * left, and takes its first frame (counted as used at the unit's stripe);
- * the other 63 go to the free list.  The source is asked with no lock held
+ * the others go to the free list.  The source is asked with no lock held
  * (it may wait for its owner).  NULL if it refuses or no unit is left. */
 static uint8_t *grow_unit(struct tm_frames *fr, unsigned home, enum tm_frame_use use)
 {
     tmem_t *t = fr->t;
+    unsigned u = fr->unit, upw = 64 / u;
     for (unsigned k = 0; k < TM_STRIPES; k++) {
         unsigned s = (home + k) % TM_STRIPES;
         struct tm_stripe *sp = &fr->stripes[s];
-        unsigned w;
+        unsigned q;
         pthread_mutex_lock(&sp->lock);
-        struct tm_chunk *ch = pick_unit_locked(fr, s, &w);
+        struct tm_chunk *ch = pick_unit_locked(fr, s, &q);
         pthread_mutex_unlock(&sp->lock);
         if (!ch)
             continue;
-        size_t unit = (size_t)ch->index * TM_CHUNK_WORDS + w;
+        size_t unit = (size_t)ch->index * units_per_chunk(fr) + q;
         int rc = tm_fault_hit(t) ? -ENOMEM : t->arena.ops->grow(t->arena.arg, (int)fr->kind, unit);
         uint8_t *f = NULL;
         pthread_mutex_lock(&sp->lock);
-        ch->growing &= (uint8_t)~(1u << w);
+        ch->growing &= ~(1u << q);
         if (rc == 0) {
-            tm_add(t->frames_held, TMEM_UNIT_FRAMES);
-            tm_add(fr->nheld, TMEM_UNIT_FRAMES);
-            ch->backed_map[w] = ~0ull;
-            ch->nbacked += TMEM_UNIT_FRAMES;
-            ch->free_map[w] = ~1ull;                    /* frame 0: the caller's */
-            ch->nfree += TMEM_UNIT_FRAMES - 1;
-            free_list_add(sp, ch);
-            tm_add(sp->nfree, TMEM_UNIT_FRAMES - 1);
+            unsigned w = q / upw, first = (q % upw) * u;
+            uint64_t mask = unit_mask(fr, q % upw);
+            tm_add(t->frames_held, u);
+            tm_add(fr->nheld, u);
+            ch->backed_map[w] |= mask;
+            ch->nbacked += u;
+            ch->free_map[w] |= mask & ~(1ull << first);     /* its first: the caller's */
+            ch->nfree += u - 1;
+            if (u > 1)
+                free_list_add(sp, ch);
+            tm_add(sp->nfree, u - 1);
             tm_add(*use_counter(sp, use), 1);
-            f = frame_addr(fr, ch->index, (size_t)w * 64);
+            f = frame_addr(fr, ch->index, (size_t)w * 64 + first);
             tm_inc(t->units_grown);
         }
         pthread_mutex_unlock(&sp->lock);
@@ -773,19 +794,23 @@ static size_t release_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t 
 
 /* Arena: takes up to max wholly free units of stripe sp off its maps
  * (free -> unbacked), writing their numbers to out; lock held. */
-static size_t release_units_locked(struct tm_stripe *sp, size_t max, uint64_t *out)
+static size_t release_units_locked(struct tm_frames *fr, struct tm_stripe *sp, size_t max,
+                                   uint64_t *out)
 {
     size_t done = 0;
+    unsigned u = fr->unit, upw = 64 / u;
     for (struct tm_chunk *ch = sp->with_free, *next; ch && done < max; ch = next) {
         next = ch->next_free;
-        for (unsigned w = 0; w < TM_CHUNK_WORDS && done < max; w++) {
-            if (ch->free_map[w] != ~0ull)
+        for (unsigned q = 0; q < units_per_chunk(fr) && done < max; q++) {
+            uint64_t mask = unit_mask(fr, q % upw);
+            if ((ch->free_map[q / upw] & mask) != mask)
                 continue;
-            ch->free_map[w] = ch->backed_map[w] = 0;
-            ch->nfree -= TMEM_UNIT_FRAMES;
-            ch->nbacked -= TMEM_UNIT_FRAMES;
-            tm_sub(sp->nfree, TMEM_UNIT_FRAMES);
-            out[done++] = (uint64_t)ch->index * TM_CHUNK_WORDS + w;
+            ch->free_map[q / upw] &= ~mask;
+            ch->backed_map[q / upw] &= ~mask;
+            ch->nfree -= u;
+            ch->nbacked -= u;
+            tm_sub(sp->nfree, u);
+            out[done++] = (uint64_t)ch->index * units_per_chunk(fr) + q;
         }
         if (ch->nfree == 0)
             free_list_del(sp, ch);
@@ -805,14 +830,14 @@ size_t tm_units_release(struct tm_frames *fr, size_t max, uint64_t *out)
         uint64_t got[64];
         for (;;) {
             size_t want = max - done < 64 ? max - done : 64;
-            if (want == 0 || tm_load(sp->nfree) < TMEM_UNIT_FRAMES)
+            if (want == 0 || tm_load(sp->nfree) < fr->unit)
                 break;
             pthread_mutex_lock(&sp->lock);
-            size_t n = release_units_locked(sp, want, got);
+            size_t n = release_units_locked(fr, sp, want, got);
             pthread_mutex_unlock(&sp->lock);
             if (n == 0)
                 break;
-            unhold(fr, n * TMEM_UNIT_FRAMES);
+            unhold(fr, n * fr->unit);
             tm_add(t->units_shrunk, n);
             for (size_t i = 0; i < n; i++) {
                 t->arena.ops->shrink(t->arena.arg, (int)fr->kind, (size_t)got[i]);
@@ -832,8 +857,7 @@ size_t tm_frames_release(tmem_t *t, size_t n)
     for (unsigned kind = 0; kind < TMEM_ARENA_KINDS && done < n; kind++) {
         struct tm_frames *fr = &t->frames[kind];
         if (fr->units) {        /* whole free units only, back to their owner */
-            done += tm_units_release(fr, (n - done + TMEM_UNIT_FRAMES - 1) / TMEM_UNIT_FRAMES,
-                                     NULL) * TMEM_UNIT_FRAMES;
+            done += tm_units_release(fr, (n - done + fr->unit - 1) / fr->unit, NULL) * fr->unit;
             continue;
         }
         flush_caches(fr);
@@ -1088,53 +1112,62 @@ int tm_frames_check(tmem_t *t)
  * ---------------------------------------------------------------------- */
 void tm_frames_flush(struct tm_frames *fr) { flush_caches(fr); }
 
-/* The chunk of unit u, or NULL if never opened. */
-static struct tm_chunk *unit_chunk(struct tm_frames *fr, uint64_t u, unsigned *w)
+/* The chunk of unit n, or NULL if never opened; its word and mask. */
+static struct tm_chunk *unit_chunk(struct tm_frames *fr, uint64_t n, unsigned *w,
+                                   uint64_t *mask)
 {
-    *w = (unsigned)(u % TM_CHUNK_WORDS);
-    return u / TM_CHUNK_WORDS < fr->nchunks ? fr->chunks[u / TM_CHUNK_WORDS] : NULL;
+    unsigned upc = units_per_chunk(fr), q = (unsigned)(n % upc), upw = 64 / fr->unit;
+    *w = q / upw;
+    *mask = unit_mask(fr, q % upw);
+    return n / upc < fr->nchunks ? fr->chunks[n / upc] : NULL;
 }
 
-int tm_unit_used(struct tm_frames *fr, uint64_t u)
+int tm_unit_used(struct tm_frames *fr, uint64_t n)
 {
     unsigned w;
-    struct tm_chunk *ch = unit_chunk(fr, u, &w);
-    if (!ch || ch->backed_map[w] == 0)
+    uint64_t m;
+    struct tm_chunk *ch = unit_chunk(fr, n, &w, &m);
+    if (!ch || (ch->backed_map[w] & m) == 0)
         return -1;
-    return (int)popc(ch->backed_map[w] & ~ch->free_map[w]);
+    return (int)popc(ch->backed_map[w] & ~ch->free_map[w] & m);
 }
 
-bool tm_unit_drop(struct tm_frames *fr, uint64_t u)
+bool tm_unit_drop(struct tm_frames *fr, uint64_t n)
 {
     unsigned w;
-    struct tm_chunk *ch = unit_chunk(fr, u, &w);
-    if (!ch || ch->backed_map[w] != ~0ull || ch->free_map[w] != ~0ull)
+    uint64_t m;
+    struct tm_chunk *ch = unit_chunk(fr, n, &w, &m);
+    if (!ch || (ch->backed_map[w] & m) != m || (ch->free_map[w] & m) != m)
         return false;
     struct tm_stripe *sp = stripe_of(fr, ch->index);
     pthread_mutex_lock(&sp->lock);
-    ch->free_map[w] = ch->backed_map[w] = 0;
-    ch->nfree -= TMEM_UNIT_FRAMES;
-    ch->nbacked -= TMEM_UNIT_FRAMES;
-    tm_sub(sp->nfree, TMEM_UNIT_FRAMES);
+    ch->free_map[w] &= ~m;
+    ch->backed_map[w] &= ~m;
+    ch->nfree -= fr->unit;
+    ch->nbacked -= fr->unit;
+    tm_sub(sp->nfree, fr->unit);
     if (ch->nfree == 0)
         free_list_del(sp, ch);
     if (ch->index < sp->grow_hint)
         sp->grow_hint = ch->index;
     pthread_mutex_unlock(&sp->lock);
-    unhold(fr, TMEM_UNIT_FRAMES);
+    unhold(fr, fr->unit);
     return true;
 }
 
 uint64_t tm_units_held(struct tm_frames *fr, uint64_t *free_units)
 {
     uint64_t n = 0, f = 0;
+    unsigned upw = 64 / fr->unit;
     for (size_t i = 0; i < fr->nchunks; i++) {
         struct tm_stripe *sp = stripe_of(fr, i);
         pthread_mutex_lock(&sp->lock);
         struct tm_chunk *ch = fr->chunks[i];
-        for (unsigned w = 0; ch && w < TM_CHUNK_WORDS; w++) {
-            n += ch->backed_map[w] != 0;
-            f += ch->backed_map[w] && ch->free_map[w] == ch->backed_map[w];
+        for (unsigned q = 0; ch && q < units_per_chunk(fr); q++) {
+            uint64_t m = unit_mask(fr, q % upw);
+            bool backed = (ch->backed_map[q / upw] & m) != 0;
+            n += backed;
+            f += backed && (ch->free_map[q / upw] & m) == m;
         }
         pthread_mutex_unlock(&sp->lock);
     }
@@ -1143,17 +1176,24 @@ uint64_t tm_units_held(struct tm_frames *fr, uint64_t *free_units)
     return n;
 }
 
-/* An arena's set: every map word whole (a unit is backed or not), no unit
- * half grown, nothing lent. */
+uint64_t tm_units_count(const struct tm_frames *fr)
+{
+    return (uint64_t)fr->nchunks * units_per_chunk(fr);
+}
+
+/* An arena's set: every unit whole (backed or not), none half grown,
+ * nothing lent. */
 int tm_units_check(struct tm_frames *fr)
 {
     int bad = 0;
+    unsigned upw = 64 / fr->unit;
     for (size_t i = 0; i < fr->nchunks; i++) {
         struct tm_chunk *ch = fr->chunks[i];
-        for (unsigned w = 0; ch && w < TM_CHUNK_WORDS; w++) {
-            if (ch->backed_map[w] != 0 && ch->backed_map[w] != ~0ull) {
+        for (unsigned q = 0; ch && q < units_per_chunk(fr); q++) {
+            uint64_t m = unit_mask(fr, q % upw), b = ch->backed_map[q / upw] & m;
+            if (b != 0 && b != m) {
                 tm_report("arena: unit %zu of set %u is partly backed",
-                          i * TM_CHUNK_WORDS + w, fr->kind);
+                          i * units_per_chunk(fr) + q, fr->kind);
                 bad++;
             }
         }

@@ -119,10 +119,11 @@ int    tm_unit_used(struct tm_frames *fr, uint64_t unit);   /* frames used, -1 u
 bool   tm_unit_drop(struct tm_frames *fr, uint64_t unit);
 uint64_t tm_units_held(struct tm_frames *fr, uint64_t *free_units);
 int    tm_units_check(struct tm_frames *fr);
+uint64_t tm_units_count(const struct tm_frames *fr);      /* units of its range */
 /* The unit of frame f of set fr. */
 static inline uint64_t tm_unit_of(const struct tm_frames *fr, const void *f)
 {
-    return (uint64_t)((const uint8_t *)f - fr->base) / TMEM_UNIT_BYTES;
+    return (uint64_t)((const uint8_t *)f - fr->base) / TMEM_PAGE_SIZE / fr->unit;
 }
 unsigned tm_home_stripe(void);     /* the calling thread's stripe (counters, brlock) */
 unsigned tm_cpu_stripe(void);      /* the caller's CPU's stripe (frames, descriptors) */

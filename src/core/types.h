@@ -65,9 +65,9 @@ typedef _Atomic uint32_t atomic_u32;
  *   lent      handed to the host by tmem_relinquish_page*() (lent_map)
  *
  * backed_map = free | used | lent.  Over an arena (arena.h) frames are
- * backed a unit at a time (TMEM_UNIT_FRAMES = one map word) by the memory
- * source, and given back a unit at a time: a word of backed_map is then
- * all ones or all zeros.  Chunks are divided among TM_STRIPES
+ * backed a unit at a time (16, 32 or 64 frames: a part of a map word) by
+ * the memory source, and given back a unit at a time: a unit's bits of
+ * backed_map are all ones or all zeros.  Chunks are divided among TM_STRIPES
  * stripes (chunk i belongs to stripe i % TM_STRIPES), each with its own lock
  * and counters, so that threads (each on its CPU's stripe) rarely meet.  A
  * free frame may also sit in a stripe's cache (or in transit between a
@@ -103,10 +103,10 @@ struct tm_chunk {                   /* cache-line aligned: chunks of two stripes
     bool     on_free_list;          /* linked in its stripe's with_free */
     bool     huge;                  /* backed whole and advised MADV_HUGEPAGE; cleared
                                        (advised MADV_NOHUGEPAGE) at its first release */
-    uint8_t  growing;               /* arena: units (words) the source is backing now */
+    uint32_t growing;               /* arena: units (bits) the source is backing now */
     struct tm_chunk *next_free, *prev_free;
 };
-_Static_assert(TMEM_UNIT_FRAMES == 64, "an arena unit is one word of a chunk's maps");
+_Static_assert(TM_CHUNK_FRAMES / TMEM_UNIT_FRAMES_MIN <= 32, "a chunk's units fit `growing`");
 
 struct tm_lent { uint8_t *p; unsigned order; };
 
@@ -134,6 +134,7 @@ struct tm_frames {
     tmem_t   *t;                    /* (immutable) */
     unsigned  kind;                 /* TMEM_ARENA_EPHEMERAL or _PERSISTENT (immutable) */
     bool      units;                /* backed a unit at a time by t->arena (immutable) */
+    unsigned  unit;                 /* frames per unit: 16, 32 or 64 (immutable) */
     uint8_t  *base;                 /* its part of the reservation (immutable after open) */
     size_t    nchunks;              /* chunks in the reservation (immutable) */
     struct tm_chunk **chunks;       /* [nchunks], NULL until first used; chunks[i]

@@ -45,8 +45,8 @@
 #include "daemon/daemon.h"
 #include "daemon/lend.h"
 
-#define UNIT TMW_UNIT_BYTES
-#define UNIT_FRAMES (TMW_UNIT_BYTES / TMEM_PAGE_SIZE)
+#define UNIT_MIN   (16u * TMEM_PAGE_SIZE)      /* a unit: 64, 128 or 256 KiB */
+#define UNIT_MAX   (64u * TMEM_PAGE_SIZE)
 #define ARENA_ALIGN (2ull << 20)        /* arenas are whole engine chunks */
 #define ACTIVE_MS 1000u                 /* a client that asked this recently is active */
 #define SHRINK_AT_ONCE 2u               /* units asked of a victim at a time */
@@ -59,6 +59,7 @@ struct tmd_lent {
     uint32_t client_id;
     uid_t uid;
     char name[TMW_NAME_MAX];
+    uint64_t unit;                      /* bytes per unit (its arenas') */
     int fd[2];                          /* the arenas */
     uint64_t nunits[2];
     uint8_t *state[2];                  /* U_* per unit */
@@ -82,7 +83,8 @@ struct tmd_lent {
 struct tmd_lender {
     pthread_mutex_t lock;
     struct tmd_lent head;               /* sentinel */
-    uint64_t lent_units[2];             /* totals */
+    uint64_t lent_bytes[2];             /* totals */
+    uint64_t unit;                      /* bytes per unit of new arenas */
     uint64_t limit;                     /* bytes: lent + engine */
     uint64_t report_seq;                /* the last REPORT asked */
     struct tmd_lend_totals tot;
@@ -114,6 +116,10 @@ int tmd_lend_init(struct tmd *d)
     pthread_mutex_init(&ld->lock, NULL);
     ld->head.next = ld->head.prev = &ld->head;
     ld->limit = d->cfg.max_memory;
+    /* units: small enough that a small daemon shares out many, large
+     * enough that a big one is not asked per page */
+    ld->unit = d->cfg.max_memory >= (256ull << 20) ? UNIT_MAX
+             : d->cfg.max_memory >= (64ull << 20) ? UNIT_MAX / 2 : UNIT_MIN;
     d->lender = ld;
     return 0;
 }
@@ -133,14 +139,14 @@ void tmd_lend_fini(struct tmd *d)
  * ---------------------------------------------------------------------- */
 static uint64_t lent_bytes_locked(struct tmd_lender *ld)
 {
-    return (ld->lent_units[0] + ld->lent_units[1]) * (uint64_t)UNIT;
+    return ld->lent_bytes[0] + ld->lent_bytes[1];
 }
 
 /* What the engine keeps at least beside what is lent: TMD_LEND_ENGINE_MIN,
- * or an eighth of a small limit. */
+ * or a sixteenth of a small limit. */
 static uint64_t engine_floor(const struct tmd_lender *ld)
 {
-    return ld->limit / 8 < TMD_LEND_ENGINE_MIN ? ld->limit / 8 : TMD_LEND_ENGINE_MIN;
+    return ld->limit / 16 < TMD_LEND_ENGINE_MIN ? ld->limit / 16 : TMD_LEND_ENGINE_MIN;
 }
 
 /* The engine's limit follows what is lent (lend_lock held). */
@@ -152,9 +158,9 @@ static void engine_follow_locked(struct tmd *d)
     tmem_set_max_bytes(d->engine, max);
 }
 
-/* Units that fit under the limit now, beside the lent ones and what the
- * engine holds (at least TMD_LEND_ENGINE_MIN for it). */
-static uint64_t room_units_locked(struct tmd *d)
+/* Bytes that fit under the limit now, beside the lent ones and what the
+ * engine holds (at least engine_floor for it). */
+static uint64_t room_locked(struct tmd *d)
 {
     struct tmd_lender *ld = L(d);
     tmem_stats_t s;
@@ -162,12 +168,12 @@ static uint64_t room_units_locked(struct tmd *d)
     uint64_t floor = engine_floor(ld);
     uint64_t engine = s.bytes_held > floor ? s.bytes_held : floor;
     uint64_t used = lent_bytes_locked(ld) + engine;
-    return used < ld->limit ? (ld->limit - used) / UNIT : 0;
+    return used < ld->limit ? ld->limit - used : 0;
 }
 
-static bool fits_locked(struct tmd *d, uint64_t units)
+static bool fits_locked(struct tmd *d, uint64_t bytes)
 {
-    return room_units_locked(d) >= units;
+    return room_locked(d) >= bytes;
 }
 
 static void publish_lent(struct tmd_lent *l)
@@ -178,14 +184,15 @@ static void publish_lent(struct tmd_lent *l)
 
 static int populate(struct tmd_lent *l, int kind, uint64_t u)
 {
-    if (fallocate(l->fd[kind], 0, (off_t)(u * UNIT), UNIT) != 0)
+    if (fallocate(l->fd[kind], 0, (off_t)(u * l->unit), (off_t)l->unit) != 0)
         return -errno;
     return 0;
 }
 
 static void punch(struct tmd_lent *l, int kind, uint64_t u)
 {
-    fallocate(l->fd[kind], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(u * UNIT), UNIT);
+    fallocate(l->fd[kind], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(u * l->unit),
+              (off_t)l->unit);
 }
 
 static void set_state(struct tmd *d, struct tmd_lent *l, int kind, uint64_t u, uint8_t to)
@@ -194,13 +201,13 @@ static void set_state(struct tmd *d, struct tmd_lent *l, int kind, uint64_t u, u
     uint8_t from = l->state[kind][u];
     if (from == U_LENT) {
         l->lent[kind]--;
-        ld->lent_units[kind]--;
+        ld->lent_bytes[kind] -= l->unit;
     } else if (from == U_REVOKED) {
         l->revoked_pending--;
     }
     if (to == U_LENT) {
         l->lent[kind]++;
-        ld->lent_units[kind]++;
+        ld->lent_bytes[kind] += l->unit;
     } else if (to == U_REVOKED) {
         l->revoked_pending++;
     }
@@ -307,7 +314,7 @@ static bool reclaim_for_locked(struct tmd *d, struct tmd_lent *req)
         view_of(l, now, &v[n]);
         who[n++] = l;
     }
-    uint64_t budget = ld->limit / UNIT;
+    uint64_t budget = ld->limit / ld->unit;
     int vi = tmd_lend_victim(v, n, ri, budget);
     if (vi < 0)
         return false;
@@ -319,7 +326,7 @@ static bool reclaim_for_locked(struct tmd *d, struct tmd_lent *req)
 static void wake_waiters_locked(struct tmd *d)
 {
     struct tmd_lender *ld = L(d);
-    if (!fits_locked(d, 1))
+    if (!fits_locked(d, UNIT_MIN))
         return;
     for (struct tmd_lent *l = ld->head.next; l != &ld->head; l = l->next) {
         if (!l->wants_room)
@@ -369,7 +376,8 @@ static uint64_t revoke_locked(struct tmd *d, struct tmd_lent *l, uint64_t n, con
     l->st.revoked += k;
     L(d)->tot.revoked += k;
     tmd_log(LOG_NOTICE, "client %u (uid %u \"%s\"): %zu ephemeral units (%zu KiB) taken by "
-            "force: %s", l->client_id, (unsigned)l->uid, l->name, k, k * (UNIT >> 10), why);
+            "force: %s", l->client_id, (unsigned)l->uid, l->name, k, k * (size_t)(l->unit >> 10),
+            why);
     engine_follow_locked(d);
     return k;
 }
@@ -412,7 +420,7 @@ static int64_t check_handed(int fd, int seals, uint64_t min, uint64_t max, uint6
 static uint64_t find_lent(struct tmd_lent *l, int kind)
 {
     uint64_t n = 0;
-    off_t end = (off_t)(l->nunits[kind] * UNIT), at = 0;
+    off_t end = (off_t)(l->nunits[kind] * l->unit), at = 0;
     while (at < end) {
         off_t data = lseek(l->fd[kind], at, SEEK_DATA);
         if (data < 0 || data >= end)
@@ -420,7 +428,7 @@ static uint64_t find_lent(struct tmd_lent *l, int kind)
         off_t hole = lseek(l->fd[kind], data, SEEK_HOLE);
         if (hole < 0 || hole > end)
             hole = end;
-        for (uint64_t u = (uint64_t)data / UNIT; (off_t)(u * UNIT) < hole; u++) {
+        for (uint64_t u = (uint64_t)data / l->unit; (off_t)(u * l->unit) < hole; u++) {
             if (l->state[kind][u] != U_LENT) {
                 l->state[kind][u] = U_LENT;
                 n++;
@@ -463,6 +471,11 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
     l->client_id = hi->client_id;
     l->uid = hi->uid;
     snprintf(l->name, sizeof(l->name), "%s", hi->name);
+    l->unit = hi->adopt ? hi->unit : ld->unit;
+    if (l->unit != UNIT_MIN && l->unit != UNIT_MIN * 2 && l->unit != UNIT_MAX) {
+        free(l);
+        return -EPROTO;
+    }
     l->weight = d->cfg.engine.default_weight;
     l->cap_pages = d->cfg.engine.default_cap;
     l->share = mmap(NULL, TMW_SHARE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, hi->share_fd, 0);
@@ -482,14 +495,14 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
                 rc = -EPROTO;
                 break;
             }
-            l->nunits[k] = (uint64_t)got / UNIT;
+            l->nunits[k] = (uint64_t)got / l->unit;
         } else {
             l->fd[k] = make_arena(size);
             if (l->fd[k] < 0) {
                 rc = l->fd[k];
                 break;
             }
-            l->nunits[k] = size / UNIT;
+            l->nunits[k] = size / l->unit;
         }
         if (!(l->state[k] = calloc(l->nunits[k], 1)))
             rc = -ENOMEM;
@@ -501,7 +514,7 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
     pthread_mutex_lock(&ld->lock);
     if (hi->adopt) {
         /* what it holds: persistent all or none, ephemeral while it fits */
-        uint64_t room = room_units_locked(d);
+        uint64_t room = room_locked(d) / l->unit;
         uint64_t pers = find_lent(l, 1), eph = find_lent(l, 0);
         if (pers > room) {
             ld->tot.adopt_refused++;
@@ -509,12 +522,12 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
             tmd_log(LOG_WARNING, "client (uid %u \"%s\") coming back with %" PRIu64
                     " persistent units (%" PRIu64 " MiB): no room under the limit; refused "
                     "(it keeps its pages and tries again)", (unsigned)l->uid, l->name, pers,
-                    pers * UNIT >> 20);
+                    pers * l->unit >> 20);
             lent_free(l);
             return -ENOMEM;
         }
         l->lent[1] = pers;
-        ld->lent_units[1] += pers;
+        ld->lent_bytes[1] += pers * l->unit;
         room -= pers;
         size_t nlate = 0;
         if (eph > room && !(l->late_revoke = malloc((size_t)(eph - room) * sizeof(uint32_t))))
@@ -524,7 +537,7 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
                 continue;
             if (l->lent[0] < room) {
                 l->lent[0]++;
-                ld->lent_units[0]++;
+                ld->lent_bytes[0] += l->unit;
             } else {            /* over the limit: revoked once the reply is out */
                 l->state[0][u] = U_REVOKED;
                 l->revoked_pending++;
@@ -547,9 +560,9 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
     pthread_mutex_unlock(&ld->lock);
 
     rep->mode = TMW_MODE_LEND;
-    rep->unit_bytes = UNIT;
-    rep->arena_bytes[0] = l->nunits[0] * UNIT;
-    rep->arena_bytes[1] = l->nunits[1] * UNIT;
+    rep->unit_bytes = (uint32_t)l->unit;
+    rep->arena_bytes[0] = l->nunits[0] * l->unit;
+    rep->arena_bytes[1] = l->nunits[1] * l->unit;
     rep->compress = d->cfg.engine.compress;
     rep->zstd_level = d->cfg.engine.zstd_level;
     rep->compress_max = d->cfg.engine.compress_max;
@@ -602,8 +615,8 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     pthread_mutex_lock(&ld->lock);
     l->prev->next = l->next;
     l->next->prev = l->prev;
-    ld->lent_units[0] -= l->lent[0];
-    ld->lent_units[1] -= l->lent[1];
+    ld->lent_bytes[0] -= l->lent[0] * l->unit;
+    ld->lent_bytes[1] -= l->lent[1] * l->unit;
     ld->tot.closed_units += l->lent[0] + l->lent[1];
     engine_follow_locked(d);
     wake_waiters_locked(d);
@@ -614,7 +627,7 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     for (int k = 0; k < 2 && punch_all; k++)
         if (l->fd[k] >= 0)
             fallocate(l->fd[k], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-                      (off_t)(l->nunits[k] * UNIT));
+                      (off_t)(l->nunits[k] * l->unit));
     lent_free(l);
 }
 
@@ -635,19 +648,20 @@ static int on_grow(struct tmd *d, struct tmd_lent *l, const struct tmw_grow *g)
     if (l->frozen)
         return -ENOMEM;
     if (kind == 1 && l->cap_pages &&
-        (l->lent[1] + 1) * UNIT_FRAMES > l->cap_pages + UNIT_FRAMES - 1) {
+        (l->lent[1] + 1) * (l->unit / TMEM_PAGE_SIZE) >
+            l->cap_pages + l->unit / TMEM_PAGE_SIZE - 1) {
         l->st.refused++;
         return -EDQUOT;
     }
-    if (!fits_locked(d, 1)) {
+    if (!fits_locked(d, l->unit)) {
         l->st.refused++;
         ld->tot.refused++;
         l->wants_room = true;
         if (!reclaim_for_locked(d, l)) {
             /* nobody owes memory: the engine's shared pages give way last */
-            size_t got = tmem_evict_npages(d->engine, UNIT_FRAMES);
+            size_t got = tmem_evict_npages(d->engine, l->unit / TMEM_PAGE_SIZE);
             tmem_relinquish_pages(d->engine, got);
-            if (!fits_locked(d, 1))
+            if (!fits_locked(d, l->unit))
                 return -ENOMEM;
         } else {
             return -ENOMEM;
@@ -786,10 +800,10 @@ static uint64_t reclaim_bytes_locked(struct tmd *d, uint64_t want)
     /* first about a half of what each holds, then the rest, in order */
     for (int round = 0; round < 2 && asked < want; round++) {
         for (struct tmd_lent *l = ld->head.next; l != &ld->head && asked < want; l = l->next) {
-            uint64_t n = (want - asked + UNIT - 1) / UNIT;
+            uint64_t n = (want - asked + l->unit - 1) / l->unit;
             if (round == 0 && n > (l->lent[0] + 1) / 2)
                 n = (l->lent[0] + 1) / 2;
-            asked += ask_shrink_locked(d, l, n) * UNIT;
+            asked += ask_shrink_locked(d, l, n) * l->unit;
         }
     }
     return asked;
@@ -820,7 +834,7 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
     if (!ld)
         return 0;
     pthread_mutex_lock(&ld->lock);
-    uint64_t all = ld->lent_units[0] * UNIT, asked = reclaim_bytes_locked(d, bytes);
+    uint64_t all = ld->lent_bytes[0], asked = reclaim_bytes_locked(d, bytes);
     if (bytes >= all) {
         /* everything: also the ephemeral pages that hold no memory (pages of
          * one repeated word) go, as when an engine evicts everything */
@@ -851,8 +865,8 @@ void tmd_lend_totals(struct tmd *d, struct tmd_lend_totals *out)
         return;
     pthread_mutex_lock(&ld->lock);
     *out = ld->tot;
-    out->lent_bytes[0] = ld->lent_units[0] * UNIT;
-    out->lent_bytes[1] = ld->lent_units[1] * UNIT;
+    out->lent_bytes[0] = ld->lent_bytes[0];
+    out->lent_bytes[1] = ld->lent_bytes[1];
     out->limit = ld->limit;
     pthread_mutex_unlock(&ld->lock);
 }
@@ -897,8 +911,8 @@ void tmd_lend_report(struct tmd *d, struct tmd_lent *l, struct tmd_lend_client *
     struct tmd_lender *ld = L(d);
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ld->lock);
-    out->lent_bytes[0] = l->lent[0] * UNIT;
-    out->lent_bytes[1] = l->lent[1] * UNIT;
+    out->lent_bytes[0] = l->lent[0] * l->unit;
+    out->lent_bytes[1] = l->lent[1] * l->unit;
     out->st = l->st;
     out->weight = l->weight;
     /* the report: a copy taken between two equal even seq values, else the

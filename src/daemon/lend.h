@@ -18,7 +18,7 @@ struct tmd_lent;                        /* one client's lent memory */
 
 /* What the engine keeps at least, beside what is lent (its clients' and
  * shared pools' metadata, and shared pages). */
-#define TMD_LEND_ENGINE_MIN (4ull << 20)     /* (at most an eighth of the limit) */
+#define TMD_LEND_ENGINE_MIN (4ull << 20)     /* (at most a sixteenth of the limit) */
 
 /* ---- the victim policy (a pure function) ------------------------------- */
 #define TMD_LEND_VIEW_MAX 1024
@@ -54,6 +54,7 @@ struct tmd_lend_hello {
     int share_fd;               /* the client's shared page (dup'ed if kept) */
     bool adopt;                 /* it hands back its arenas: */
     int arena_fd[2];            /* (dup'ed if kept) */
+    uint64_t unit;              /* their unit (bytes) */
 };
 /* A client's lent memory at its HELLO: new arenas, or (adopt) the ones it
  * hands back, checked and counted.  Fills rep's lend fields and out_fds

@@ -600,7 +600,8 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     int rc = 0;
     if (tmd_lending(d)) {
         struct tmd_lend_hello hi = { k->fd, tmem_client_id(c), k->uid, name, hfds[0], adopt,
-                                     { adopt ? hfds[1] : -1, adopt ? hfds[2] : -1 } };
+                                     { adopt ? hfds[1] : -1, adopt ? hfds[2] : -1 },
+                                     h.unit_bytes };
         rc = tmd_lend_open(d, &hi, &r, afds, &lent);
         if (rc == -EPROTO) {
             atomic_fetch_add(&d->n.bad_msgs, 1);

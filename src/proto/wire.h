@@ -160,7 +160,7 @@ struct tmw_hello {
     struct tmw_msg m;
     char name[TMW_NAME_MAX];    /* need not be terminated; sanitised by the engine */
     uint32_t flags;             /* TMW_HELLO_* */
-    uint32_t reserved_;
+    uint32_t unit_bytes;        /* TMW_HELLO_ADOPT: the unit its arenas were lent in */
 };
 
 enum tmw_mode {
@@ -177,7 +177,7 @@ struct tmw_hello_reply {
     uint32_t client_id;
     uint32_t window_size;
     uint32_t mode;              /* enum tmw_mode */
-    uint32_t unit_bytes;        /* TMW_UNIT_BYTES */
+    uint32_t unit_bytes;        /* bytes per unit of the arenas */
     uint64_t arena_bytes[2];    /* sizes of the two arenas (lend mode; multiples of 2 MiB) */
     uint32_t flags;             /* TMW_REPLY_* */
     /* the settings of the client's private pools (lend mode) */
@@ -188,9 +188,10 @@ struct tmw_hello_reply {
 };
 
 /* ------------------------------------------------------------------------
- * Lent memory: the shared page and the unit messages
+ * Lent memory: the shared page and the unit messages.  A unit is 64, 128
+ * or 256 KiB (16, 32 or 64 frames: TMEM_UNIT_FRAMES_* in tmem/arena.h),
+ * the daemon's choice for new arenas, said in the HELLO reply.
  * ---------------------------------------------------------------------- */
-#define TMW_UNIT_BYTES (64u * TMEM_PAGE_SIZE)   /* = TMEM_UNIT_BYTES (arena.h) */
 #define TMW_UNITS_MAX  1024u                    /* units in one message */
 #define TMW_SHARE_SIZE 4096u
 

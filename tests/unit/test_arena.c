@@ -43,6 +43,8 @@ static uint64_t SEED;
  * A source over two memfds
  * ---------------------------------------------------------------------- */
 #define SRC_UNITS 256u                      /* per kind: 64 MiB of address space */
+static unsigned UFRAMES = 64;              /* frames per unit of the engines opened */
+#define UBYTES ((size_t)UFRAMES * PG)
 
 struct source {
     int fd[TMEM_ARENA_KINDS];
@@ -57,7 +59,7 @@ struct source {
 static int src_attach(void *arg, int kind, void *base, size_t len)
 {
     struct source *s = arg;
-    if (len != (size_t)SRC_UNITS * TMEM_UNIT_BYTES)
+    if (len != (size_t)SRC_UNITS * UBYTES)
         return -EINVAL;
     void *p = mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd[kind], 0);
     return p == MAP_FAILED ? -errno : 0;
@@ -74,7 +76,7 @@ static int src_grow(void *arg, int kind, size_t unit)
     } else if (s->nheld[kind] >= s->limit[kind]) {
         s->refused++;
         rc = -ENOMEM;
-    } else if (fallocate(s->fd[kind], 0, (off_t)(unit * TMEM_UNIT_BYTES), TMEM_UNIT_BYTES) != 0) {
+    } else if (fallocate(s->fd[kind], 0, (off_t)(unit * UBYTES), UBYTES) != 0) {
         rc = -errno;
     } else {
         s->held[kind][unit] = 1;
@@ -93,7 +95,7 @@ static void src_shrink(void *arg, int kind, size_t unit)
         s->bad++;
     } else {
         fallocate(s->fd[kind], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(unit * TMEM_UNIT_BYTES), TMEM_UNIT_BYTES);
+                  (off_t)(unit * UBYTES), UBYTES);
         s->held[kind][unit] = 0;
         s->nheld[kind]--;
         s->shrinks++;
@@ -125,7 +127,7 @@ static struct source *src_new(unsigned eph_limit, unsigned pers_limit)
     for (int k = 0; k < TMEM_ARENA_KINDS; k++) {
         s->fd[k] = memfd_create("test-arena", MFD_CLOEXEC);
         assert_true(s->fd[k] >= 0);
-        assert_int_equal(ftruncate(s->fd[k], (off_t)SRC_UNITS * TMEM_UNIT_BYTES), 0);
+        assert_int_equal(ftruncate(s->fd[k], (off_t)SRC_UNITS * UBYTES), 0);
     }
     s->limit[TMEM_ARENA_EPHEMERAL] = eph_limit;
     s->limit[TMEM_ARENA_PERSISTENT] = pers_limit;
@@ -145,8 +147,9 @@ static tmem_t *open_over(struct source *s, int codec)
 {
     tmem_config_t cfg;
     tt_config(&cfg, 0, codec, 1);
-    tmem_arena_t a = { &src_ops, s, { (uint64_t)SRC_UNITS * TMEM_UNIT_BYTES,
-                                      (uint64_t)SRC_UNITS * TMEM_UNIT_BYTES }, &s->epoch };
+    tmem_arena_t a = { .ops = &src_ops, .arg = s, .revoke_epoch = &s->epoch,
+                       .bytes = { (uint64_t)SRC_UNITS * UBYTES, (uint64_t)SRC_UNITS * UBYTES },
+                       .unit_frames = UFRAMES };
     tmem_t *t = tmem_open_arena(&cfg, &a);
     assert_non_null(t);
     return t;
@@ -166,7 +169,7 @@ static uint64_t src_take(struct source *s, size_t u)
     if (held)
         assert_int_equal(fallocate(s->fd[TMEM_ARENA_EPHEMERAL],
                                    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   (off_t)(u * TMEM_UNIT_BYTES), TMEM_UNIT_BYTES), 0);
+                                   (off_t)(u * UBYTES), UBYTES), 0);
     return e;
 }
 
@@ -197,13 +200,16 @@ static void open_refuses_bad_arenas(void **state)
 {
     (void)state;
     struct source *s = src_new(4, 4);
-    tmem_arena_t a = { &src_ops, s, { (uint64_t)SRC_UNITS * TMEM_UNIT_BYTES,
-                                      (uint64_t)SRC_UNITS * TMEM_UNIT_BYTES }, NULL };
+    tmem_arena_t a = { .ops = &src_ops, .arg = s,
+                       .bytes = { (uint64_t)SRC_UNITS * UBYTES, (uint64_t)SRC_UNITS * UBYTES } };
     errno = 0;
     assert_null(tmem_open_arena(NULL, NULL));
     assert_int_equal(errno, EINVAL);
     tmem_arena_t b = a;
-    b.bytes[0] = TMEM_UNIT_BYTES + 1;           /* not whole units */
+    b.bytes[0] = UBYTES;                /* not whole 2 MiB */
+    assert_null(tmem_open_arena(NULL, &b));
+    b = a;
+    b.unit_frames = 8;                  /* 16, 32 or 64 */
     assert_null(tmem_open_arena(NULL, &b));
     b = a;
     b.bytes[1] = 0;
@@ -214,7 +220,7 @@ static void open_refuses_bad_arenas(void **state)
     b.ops = &no_grow;
     assert_null(tmem_open_arena(NULL, &b));
     b = a;
-    b.bytes[0] = 2 * (uint64_t)SRC_UNITS * TMEM_UNIT_BYTES;     /* attach refuses */
+    b.bytes[0] = 2 * (uint64_t)SRC_UNITS * UBYTES;     /* attach refuses */
     errno = 0;
     assert_null(tmem_open_arena(NULL, &b));
     assert_int_equal(errno, EINVAL);
@@ -247,8 +253,9 @@ static void grow_takes_units_as_needed(void **state)
     assert_true(pe >= 0 && pp >= 0);
     assert_int_equal(s->grows, 0);
     uint8_t page[PG], got[PG];
-    /* 3 ephemeral units: 192 frames; more puts evict the oldest */
-    for (uint32_t i = 0; i < 400; i++) {
+    /* 3 ephemeral units: 3 * UFRAMES frames; more puts evict the oldest */
+    const uint32_t NPUT = 6 * UFRAMES + 16;
+    for (uint32_t i = 0; i < NPUT; i++) {
         page_of(page, i, false);
         assert_int_equal(tmem_put_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, page), 0);
     }
@@ -261,20 +268,20 @@ static void grow_takes_units_as_needed(void **state)
     assert_true(inf.oldest_ephemeral_ms >= 1);
     /* the newest pages are there, the oldest were evicted */
     assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), 0, got), -ENOENT);
-    page_of(page, 399, false);
-    assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), 399, got), 0);
+    page_of(page, NPUT - 1, false);
+    assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), NPUT - 1, got), 0);
     assert_memory_equal(got, page, PG);
-    /* 2 persistent units: 128 frames, then -ENOMEM (nothing to evict) */
+    /* 2 persistent units: 2 * UFRAMES frames, then -ENOMEM (nothing to evict) */
     uint32_t ok = 0;
-    for (uint32_t i = 0; i < 200; i++) {
+    for (uint32_t i = 0; i < 3 * UFRAMES; i++) {
         page_of(page, 1000 + i, false);
         int rc = tmem_put_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i, page);
         assert_true(rc == 0 || rc == -ENOMEM);
         ok += rc == 0;
     }
-    assert_int_equal(ok, 128);
+    assert_int_equal(ok, 2 * UFRAMES);
     assert_int_equal(s->nheld[TMEM_ARENA_PERSISTENT], 2);
-    for (uint32_t i = 0; i < 128; i++) {
+    for (uint32_t i = 0; i < 2 * UFRAMES; i++) {
         page_of(page, 1000 + i, false);
         assert_int_equal(tmem_get_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i, got), 0);
         assert_memory_equal(got, page, PG);
@@ -294,7 +301,7 @@ static void shrink_gives_free_then_least_used(void **state)
     tmem_client_t *c = tmem_client_open(t, "shrink");
     int pe = tmem_new_pool(c, NOUUID, 0), pp = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
     uint8_t page[PG], got[PG];
-    enum { NE = 6 * 64, NP = 3 * 64 };
+    const uint32_t U = UFRAMES, NE = 6 * U, NP = 3 * U;
     for (uint32_t i = 0; i < NE; i++) {
         page_of(page, i, false);
         assert_int_equal(tmem_put_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, page), 0);
@@ -305,43 +312,43 @@ static void shrink_gives_free_then_least_used(void **state)
     }
     assert_int_equal(s->nheld[TMEM_ARENA_EPHEMERAL], 6);
     /* flush two units' worth: those units come free */
-    for (uint32_t i = 0; i < 128; i++)
+    for (uint32_t i = 0; i < 2 * U; i++)
         assert_int_equal(tmem_flush_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i), 0);
     uint64_t out[8];
     assert_int_equal(tmem_arena_shrink(t, TMEM_ARENA_EPHEMERAL, 2, out), 2);
     assert_int_equal(s->nheld[TMEM_ARENA_EPHEMERAL], 4);
     assert_int_equal(s->shrinks, 2);
     /* every remaining page is still there: free units went first */
-    for (uint32_t i = 128; i < NE; i++) {
+    for (uint32_t i = 2 * U; i < NE; i++) {
         page_of(page, i, false);
         assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, got), 0);
         assert_memory_equal(got, page, PG);
         assert_int_equal(tmem_put_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, page), 0);
     }
-    /* one more: a used unit, its 64 pages evicted, the rest intact */
+    /* one more: a used unit, its U pages evicted, the rest intact */
     tmem_client_info_t ci;
     assert_int_equal(tmem_client_info(t, tmem_client_id(c), &ci), 0);
     uint64_t evicted0 = ci.evicted;
     assert_int_equal(tmem_arena_shrink(t, TMEM_ARENA_EPHEMERAL, 1, out), 1);
     assert_int_equal(s->nheld[TMEM_ARENA_EPHEMERAL], 3);
     assert_int_equal(tmem_client_info(t, tmem_client_id(c), &ci), 0);
-    assert_int_equal(ci.evicted - evicted0, 64);
-    assert_int_equal(ci.ephemeral_pages, NE - 128 - 64);
+    assert_int_equal(ci.evicted - evicted0, U);
+    assert_int_equal(ci.ephemeral_pages, NE - 3 * U);
     uint32_t hits = 0;
-    for (uint32_t i = 128; i < NE; i++) {
+    for (uint32_t i = 2 * U; i < NE; i++) {
         page_of(page, i, false);
         if (tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, got) == 0) {
             assert_memory_equal(got, page, PG);
             hits++;
         }
     }
-    assert_int_equal(hits, NE - 128 - 64);
+    assert_int_equal(hits, NE - 3 * U);
     /* persistent units: none is free, none goes, no page is lost */
     assert_int_equal(tmem_arena_shrink(t, TMEM_ARENA_PERSISTENT, 3, out), 0);
-    for (uint32_t i = 0; i < 64; i++)
+    for (uint32_t i = 0; i < U; i++)
         assert_int_equal(tmem_flush_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i), 0);
     assert_int_equal(tmem_arena_shrink(t, TMEM_ARENA_PERSISTENT, 3, out), 1);
-    for (uint32_t i = 64; i < NP; i++) {
+    for (uint32_t i = U; i < NP; i++) {
         page_of(page, 5000 + i, false);
         assert_int_equal(tmem_get_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i, got), 0);
         assert_memory_equal(got, page, PG);
@@ -602,5 +609,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(revoked_units_miss_never_zeros),
         cmocka_unit_test(race_revocations_with_calls),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = 0;
+    static const unsigned sizes[] = { 64, 16 };     /* units of 256 KiB, of 64 KiB */
+    for (unsigned i = 0; i < 2; i++) {
+        UFRAMES = sizes[i];
+        printf("units of %u frames\n", UFRAMES);
+        failed += cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    return failed;
 }
