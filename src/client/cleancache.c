@@ -402,7 +402,7 @@ void tmem_cleancache_stats(tmem_cleancache_t *cc, tmem_cleancache_stats_t *out)
     out->puts = cc->puts;
     out->invalidates = cc->invalidates;
     out->puts_refused = cc->puts_refused;
-    out->reconnects = cc->link.reconnects;
+    out->reconnects = tl_reconnects(&cc->link);
     out->disconnected = cc->disconnected;
 }
 

@@ -511,7 +511,7 @@ void tmem_frontswap_stats(tmem_frontswap_t *fs, tmem_frontswap_stats_t *out)
     out->invalidates = fs->invalidates;
     out->failed_loads = fs->failed_loads;
     out->lost = fs->lost;
-    out->reconnects = fs->link.reconnects;
+    out->reconnects = tl_reconnects(&fs->link);
     out->curr_pages = fs->curr_pages;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/conn.h"
 #include "client/link.h"
 
 uint64_t tl_now_ns(void)
@@ -126,4 +127,15 @@ int tl_repair(tl_link_t *l, uint64_t gen, int force)
         tmem_client_close(old);
     l->connecting = 0;
     return nc != NULL;
+}
+
+uint64_t tl_reconnects(tl_link_t *l)
+{
+    uint64_t n = atomic_load(&l->reconnects);
+    pthread_rwlock_rdlock(&l->lock);
+    tmem_client_t *c = l->c;
+    if (c && tmem_client_is_remote(c))
+        n += atomic_load(&TMC(c)->reconnects);
+    pthread_rwlock_unlock(&l->lock);
+    return n;
 }

@@ -68,4 +68,8 @@ int  tl_repair(tl_link_t *l, uint64_t gen, int force);
 
 uint64_t tl_now_ns(void);
 
+/* Reconnections: the link's own (a new client), and those of a client
+ * that comes back by itself (lent memory: conn.h). */
+uint64_t tl_reconnects(tl_link_t *l);
+
 #endif

@@ -657,7 +657,8 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
                 break;
         }
         bytes += back;
-        tmd_lend_refresh(k->d, 1000);  /* the clients' shrinks are done (they come first) */
+        /* the clients' shrinks are done (a report comes after them) */
+        tmd_lend_refresh(k->d, k->d->cfg.shrink_deadline_ms + 5000);
     }
     tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes; eviction "
             "freed %" PRIu64 " frames; gave back %" PRIu64 " bytes", (unsigned)k->uid,

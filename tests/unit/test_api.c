@@ -495,6 +495,94 @@ static void strerror_names_every_code(void **state)
 
 #endif
 
+/* Vector calls do what the single calls would, in order, one result per
+ * page: random vectors of puts, gets and flushes over a persistent pool
+ * (exclusive gets), a keep-on-get one and a shared one, with handles that
+ * repeat within a vector, against a model of what each handle holds. */
+static void fill_version(uint8_t *page, int pool, unsigned key, unsigned version)
+{
+    tt_fill(page, (pool + key + version) % 3 == 0 ? TT_RANDOM : TT_TEXT,
+            ((uint64_t)pool << 40) | ((uint64_t)key << 20) | version);
+}
+
+static void vector_calls_model(void **state)
+{
+    (void)state;
+    tt_host *t = th_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *c = th_client(t, "vectors");
+    tmem_uuid_t u = { 0x7ec, 0x70e };
+    assert_int_equal(th_shared_auth(t, tmem_client_id(c), u, 1), 0);
+    int pools[3] = { tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST),
+                     tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST | TMEM_POOL_KEEP_ON_GET),
+                     tmem_new_pool(c, u, TMEM_POOL_SHARED) };
+    assert_true(pools[0] >= 0 && pools[1] >= 0 && pools[2] >= 0);
+    assert_int_equal(tmem_pool_is_shared(c, (uint32_t)pools[2]), 1);
+    enum { KEYS = 12, MAXV = 48, ROUNDS = 400 };
+    unsigned version[3][KEYS] = { { 0 } }, next = 1;   /* 0: absent */
+    static uint8_t pages[MAXV][PG], want[PG];
+    tmem_handle_t h[MAXV];
+    const void *in[MAXV];
+    void *out[MAXV];
+    int res[MAXV], pl[MAXV];
+    unsigned key[MAXV], putv[MAXV];
+    tt_rng r;
+    tt_seed(&r, 4242);
+    for (int round = 0; round < ROUNDS; round++) {
+        int op = (int)tt_below(&r, 3), n = 1 + (int)tt_below(&r, MAXV);
+        for (int i = 0; i < n; i++) {
+            pl[i] = (int)tt_below(&r, 3);
+            key[i] = (unsigned)tt_below(&r, KEYS);
+            h[i] = (tmem_handle_t){ (uint32_t)pools[pl[i]], key[i], tt_oid(9, 0, 0) };
+            if (op == 0) {
+                putv[i] = next++;
+                fill_version(pages[i], pl[i], key[i], putv[i]);
+            } else {
+                memset(pages[i], 0x5a, PG);
+            }
+            in[i] = out[i] = pages[i];
+        }
+        int ok = op == 0 ? tmem_put_pages(c, (size_t)n, h, in, res)
+               : op == 1 ? tmem_get_pages(c, (size_t)n, h, out, res)
+                         : tmem_flush_pages(c, (size_t)n, h, res);
+        int want_ok = 0;
+        for (int i = 0; i < n; i++) {       /* the model, in order */
+            unsigned *v = &version[pl[i]][key[i]];
+            if (op == 0) {
+                assert_int_equal(res[i], 0);
+                *v = putv[i];
+            } else if (op == 1) {
+                if (!*v) {
+                    assert_int_equal(res[i], -ENOENT);
+                    continue;
+                }
+                assert_int_equal(res[i], 0);
+                fill_version(want, pl[i], key[i], *v);
+                assert_memory_equal(pages[i], want, PG);
+                if (pl[i] == 0)
+                    *v = 0;                 /* an exclusive get took it */
+            } else {
+                assert_int_equal(res[i], 0);
+                *v = 0;
+            }
+            want_ok += res[i] == 0;
+        }
+        assert_int_equal(ok, want_ok);
+    }
+    /* bad calls: whole, and per page */
+    assert_int_equal(tmem_put_pages(c, 1, NULL, in, res), -EINVAL);
+    assert_int_equal(tmem_get_pages(c, 1, h, NULL, res), -EINVAL);
+    assert_int_equal(tmem_flush_pages(c, 1, h, NULL), -EINVAL);
+    assert_int_equal(tmem_put_pages(NULL, 1, h, in, res), -EINVAL);
+    assert_int_equal(tmem_get_pages(c, 0, h, out, res), 0);
+    h[0] = (tmem_handle_t){ 15, 0, tt_oid(9, 0, 0) };
+    h[1] = (tmem_handle_t){ (uint32_t)pools[0], 1, tt_oid(9, 0, 0) };
+    in[1] = NULL;
+    assert_int_equal(tmem_put_pages(c, 2, h, in, res), 0);
+    assert_int_equal(res[0], -ENODEV);
+    assert_int_equal(res[1], -EINVAL);
+    th_close(t);
+}
+
 /* Handles: the full 192 bits and the 32-bit index are all significant. */
 static void handles_are_distinct(void **state)
 {
@@ -547,6 +635,7 @@ int main(void)
         cmocka_unit_test(pool_flags_and_ids),
         cmocka_unit_test(bad_input),
         cmocka_unit_test(handles_are_distinct),
+        cmocka_unit_test(vector_calls_model),
 #if !TT_DAEMON      /* engine-only: no client call involved */
         cmocka_unit_test(config_validation),
         cmocka_unit_test(strerror_names_every_code),

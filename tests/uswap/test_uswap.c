@@ -61,9 +61,19 @@ static void start_daemon(const char *const *extra)
     g_d_up = true;
 }
 
+/* The test's daemons run their clients' pools (memory.lend=false): what a
+ * daemon's crash or restart takes from a client is then real. */
+static int window_mode(void **state)
+{
+    (void)state;
+    td_window_mode = 1;
+    return 0;
+}
+
 static int stop_daemon(void **state)
 {
     (void)state;
+    td_window_mode = 0;
     if (g_d_up) {
         int rc = td_stop(&g_d);
         g_d_up = false;
@@ -800,9 +810,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(random_readahead, stop_daemon),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
-        cmocka_unit_test_teardown(restart_state_file, stop_daemon),
-        cmocka_unit_test_teardown(writethrough_kill, stop_daemon),
-        cmocka_unit_test_teardown(lost_is_loud, stop_daemon),
+        cmocka_unit_test_setup_teardown(restart_state_file, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(writethrough_kill, window_mode, stop_daemon),
+        cmocka_unit_test_setup_teardown(lost_is_loud, window_mode, stop_daemon),
         cmocka_unit_test_teardown(shim_examples, stop_daemon),
         cmocka_unit_test_teardown(shim_gnu_sort, stop_daemon),
         cmocka_unit_test(shim_needs_root_message),
