@@ -7,7 +7,9 @@
  *   remote.c   calls through the window: one slot, or a batch of slots
  *   lend.c     lent memory: the engine over the arenas (its memory source),
  *              the service thread that reads the socket, the job thread
- *              (shrink, revocations, save, restore), the report
+ *              (shrink, revocations, save, restore), the report.  A
+ *              connection without lent memory has no thread: its window
+ *              watches the socket for the daemon's end
  *
  * A handle in TMW_MODE_LEND runs an engine of its own (tmem_open_arena)
  * with one client, `local`, whose pool ids are the handle's: a private
@@ -48,6 +50,9 @@ void tmr_window_close(struct tmr_window *w);
 /* The daemon is gone: every call on w returns -ENOTCONN from now on, and
  * calls waiting return it (once their slot is looked at one last time). */
 void tmr_window_break(struct tmr_window *w);
+/* No thread reads the connection (no lent memory): waits look at sock
+ * for the daemon's end themselves. */
+void tmr_window_watch(struct tmr_window *w, int sock);
 bool tmr_window_broken(const struct tmr_window *w);
 int  tmr_call(struct tmr_window *w, uint32_t op, uint32_t pool_id, const tmem_oid_t *oid,
               uint32_t index, uint32_t arg, const void *in, void *out);
@@ -130,6 +135,7 @@ struct tmc {
                                            3 restored (restore_lock) */
     int restore_result;
     struct tmc_data *data_head, *data_tail;     /* the stream (restore_lock) */
+    pthread_mutex_t report_lock;        /* one writer of the report at a time */
 
     struct tmc *next_dead;              /* closed handles (tombstones) */
 };

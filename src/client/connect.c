@@ -217,6 +217,7 @@ static void handle_free(struct tmc *h)
     pthread_cond_destroy(&h->jobs_cond);
     pthread_mutex_destroy(&h->restore_lock);
     pthread_cond_destroy(&h->restore_cond);
+    pthread_mutex_destroy(&h->report_lock);
     free(h->path);
     free(h);
 }
@@ -254,6 +255,7 @@ tmem_client_t *tmem_connect(const char *socket_path, const char *name)
     pthread_cond_init(&h->jobs_cond, NULL);
     pthread_mutex_init(&h->restore_lock, NULL);
     pthread_cond_init(&h->restore_cond, NULL);
+    pthread_mutex_init(&h->report_lock, NULL);
 
     struct tmw_hello_reply rep;
     int fds[3] = { -1, -1, -1 }, sock = -1;

@@ -268,6 +268,7 @@ static void report(struct tmc *h)
         tmem_arena_get_info(h->engine, &ai) != 0 || tmem_stats_get(h->engine, &st) != 0)
         return;
     struct tmw_share *s = h->share;
+    pthread_mutex_lock(&h->report_lock);        /* the service and job threads */
     uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
     atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);     /* odd: writing */
     atomic_thread_fence(memory_order_release);
@@ -284,6 +285,7 @@ static void report(struct tmc *h)
     TMW_REPORT_FIELDS(REP_SET)
 #undef REP_SET
     atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+    pthread_mutex_unlock(&h->report_lock);
 }
 
 static void give_back_free(struct tmc *h)
@@ -811,6 +813,12 @@ static void *service_main(void *arg)
 
 int tmc_threads_start(struct tmc *h)
 {
+    if (h->mode != TMW_MODE_LEND) {
+        /* nothing to read but the daemon's end: the window's waits watch
+         * for it, with no thread of ours in the process */
+        tmr_window_watch(h->win, h->sock);
+        return 0;
+    }
     int rc = pthread_create(&h->service, NULL, service_main, h);
     if (rc)
         return -rc;
@@ -841,8 +849,8 @@ void tmc_threads_stop(struct tmc *h)
     if (h->sock >= 0)
         shutdown(h->sock, SHUT_RDWR);       /* the daemon sees the end; poll returns */
     pthread_mutex_unlock(&h->send_lock);
-    if (h->win)
-        tmr_window_break(h->win);
+    /* no call is in flight (tmc_close waited for them): the window is the
+     * service thread's until it is joined */
     atomic_fetch_add(&h->grow_seq, 1);
     tm_futex_wake(&h->grow_seq, INT32_MAX);
     pthread_mutex_lock(&h->jobs_lock);

@@ -13,8 +13,11 @@
  * in a few microseconds; a cross-CPU wake-up costs 15-30 us on these
  * machines, so sleeping at once would double the latency), then sleep on
  * the slot's state in steps of TMR_CHECK_NS, checking between steps that
- * the daemon is still there (tmr_window_break, called by the connection's
- * service thread when the socket ends).  When the worker runs on this very
+ * the daemon is still there: with lent memory the connection's service
+ * thread reads the socket and breaks the window when it ends
+ * (tmr_window_break); without, no thread runs, and a wait looks at the
+ * socket itself (the daemon sends nothing after the HELLO: anything
+ * readable is its end).  When the worker runs on this very
  * CPU (wire.h, placement hints) the call sleeps at once instead, and so do
  * the calls of a client whose CPU turned out to be shared with other work
  * (a yield that took over TM_YIELD_SLOW_NS, futex.h), for TM_CROWDED_NS.
@@ -25,10 +28,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +53,7 @@ struct tmr_window {
     _Atomic uint32_t slot_waiters;      /* threads sleeping on free_mask */
     _Atomic uint64_t crowded_until;     /* calls sleep at once until then (TM_CROWDED_NS) */
     _Atomic int broken;                 /* the daemon is gone */
+    int sock;                           /* >= 0: look at this socket for the daemon's end */
 };
 
 struct tmr_window *tmr_window_open(int fd)
@@ -76,7 +82,38 @@ struct tmr_window *tmr_window_open(int fd)
     w->slots = (struct tmw_slot *)(w->win + TMW_SLOTS_OFF);
     w->pages = w->win + TMW_PAGES_OFF;
     atomic_store(&w->free_mask, TMW_NSLOTS == 32 ? UINT32_MAX : (1u << TMW_NSLOTS) - 1);
+    w->sock = -1;
     return w;
+}
+
+void tmr_window_watch(struct tmr_window *w, int sock)
+{
+    w->sock = sock;
+}
+
+/* The daemon is gone: its socket ended or said something (it sends
+ * nothing after the HELLO reply to a client without lent memory). */
+static bool socket_ended(int sock)
+{
+    struct pollfd p = { sock, POLLIN | POLLRDHUP, 0 };
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
+        return true;
+    char b;
+    return recv(sock, &b, 1, MSG_DONTWAIT | MSG_PEEK) >= 0;
+}
+
+/* Is the daemon gone?  Once seen, for good. */
+static bool gone(struct tmr_window *w)
+{
+    if (tmr_window_broken(w))
+        return true;
+    if (w->sock >= 0 && socket_ended(w->sock)) {
+        atomic_store(&w->broken, 1);
+        return true;
+    }
+    return false;
 }
 
 void tmr_window_close(struct tmr_window *w)
@@ -119,7 +156,7 @@ static uint32_t claim_slots(struct tmr_window *w, unsigned want)
                 return take;
             continue;
         }
-        if (tmr_window_broken(w))
+        if (gone(w))
             return 0;
         atomic_fetch_add(&w->slot_waiters, 1);
         /* private futex would do; the shared flavour is correct as well */
@@ -166,7 +203,7 @@ static int wait_done(struct tmr_window *w, struct tmw_slot *s, bool spin)
          * request it took) before it closes the connection: after seeing
          * it gone, one last look at the slot, so that a request carried out
          * (an exclusive get) is never reported failed */
-        if (tmr_window_broken(w))
+        if (gone(w))
             return atomic_load(&s->state) == TMW_DONE ? 0 : -ENOTCONN;
         tm_futex_wait(&s->state, TMW_POSTED, TMR_CHECK_NS);
     }
