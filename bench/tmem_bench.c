@@ -7,7 +7,8 @@
  *
  *   1  put+get of random (incompressible) pages, compression off, against
  *      memcpy into and out of a page pool (random slots, same working set);
- *      dedup on and off.                                       floor 0.6
+ *      dedup on and off (1a, 1b: objects of 256 pages), and every page its
+ *      own object (1c); all in random order.                 floor 0.6
  *   2  put+get of compressible pages with LZ4 against raw
  *      LZ4_compress_default + LZ4_decompress_safe of the same pages. floor 0.8
  *   3  density: logical bytes / bytes_held on a mixed corpus of this
@@ -403,6 +404,7 @@ struct work {
     size_t n;
     uint32_t *put_order, *get_order;    /* two permutations of 0..n-1 */
     uint64_t tag;           /* oid[1]: keeps the handles of threads apart */
+    uint32_t obj_pages;     /* pages per object: OBJ_PAGES, or 1 (figure 1c) */
 };
 
 static void work_init(struct work *w, const uint8_t *src, size_t n, uint64_t tag, uint64_t *rng)
@@ -410,6 +412,7 @@ static void work_init(struct work *w, const uint8_t *src, size_t n, uint64_t tag
     w->src = src;
     w->n = n;
     w->tag = tag;
+    w->obj_pages = OBJ_PAGES;
     w->out = map_pages(n);
     w->put_order = permutation(n, rng);
     w->get_order = permutation(n, rng);
@@ -431,7 +434,7 @@ static void work_verify(struct work *w, const char *what)
 
 static inline tmem_oid_t page_oid(const struct work *w, uint32_t i)
 {
-    tmem_oid_t o = { { i / OBJ_PAGES, w->tag, 0 } };
+    tmem_oid_t o = { { i / w->obj_pages, w->tag, 0 } };
     return o;
 }
 
@@ -439,13 +442,13 @@ static void engine_pass(tmem_client_t *c, uint32_t pool, const struct work *w)
 {
     for (size_t k = 0; k < w->n; k++) {
         uint32_t i = w->put_order[k];
-        int rc = tmem_put_page(c, pool, page_oid(w, i), i % OBJ_PAGES, w->src + (size_t)i * PAGE);
+        int rc = tmem_put_page(c, pool, page_oid(w, i), i % w->obj_pages, w->src + (size_t)i * PAGE);
         if (rc != 0)
             die("put of page %u refused: %s", i, tmem_strerror(rc));
     }
     for (size_t k = 0; k < w->n; k++) {
         uint32_t i = w->get_order[k];
-        int rc = tmem_get_page(c, pool, page_oid(w, i), i % OBJ_PAGES, w->out + (size_t)i * PAGE);
+        int rc = tmem_get_page(c, pool, page_oid(w, i), i % w->obj_pages, w->out + (size_t)i * PAGE);
         if (rc != 0)
             die("get of page %u: %s", i, tmem_strerror(rc));
     }
@@ -701,7 +704,7 @@ static void latency_engine(const char *label, tmem_client_t *c, uint32_t pool, s
     for (size_t k = 0; k < w->n; k++) {
         uint32_t i = w->put_order[k];
         uint64_t t0 = now_ns();
-        int rc = tmem_put_page(c, pool, page_oid(w, i), i % OBJ_PAGES, w->src + (size_t)i * PAGE);
+        int rc = tmem_put_page(c, pool, page_oid(w, i), i % w->obj_pages, w->src + (size_t)i * PAGE);
         pt[k] = (uint32_t)(now_ns() - t0);
         if (rc != 0)
             die("put refused: %s", tmem_strerror(rc));
@@ -709,7 +712,7 @@ static void latency_engine(const char *label, tmem_client_t *c, uint32_t pool, s
     for (size_t k = 0; k < w->n; k++) {
         uint32_t i = w->get_order[k];
         uint64_t t0 = now_ns();
-        int rc = tmem_get_page(c, pool, page_oid(w, i), i % OBJ_PAGES, w->out + (size_t)i * PAGE);
+        int rc = tmem_get_page(c, pool, page_oid(w, i), i % w->obj_pages, w->out + (size_t)i * PAGE);
         gt[k] = (uint32_t)(now_ns() - t0);
         if (rc != 0)
             die("get: %s", tmem_strerror(rc));
@@ -851,6 +854,13 @@ static void fig_copy(const struct opts *o)
     snprintf(what, sizeof(what), "put+get random pages, no compression, dedup off; %zu MiB",
              o->ws_mib);
     engine_vs(o, "1b", what, TMEM_COMPRESS_NONE, 0, J_MEMCPY, &s, &w, 0.6, NULL);
+    /* every handle its own object, in random order: the object lookup and
+     * the cache misses of a large tree, not only the page copy */
+    w.obj_pages = 1;
+    snprintf(what, sizeof(what), "put+get random pages, one page per object, random order, "
+             "dedup on; %zu MiB", o->ws_mib);
+    engine_vs(o, "1c", what, TMEM_COMPRESS_NONE, 1, J_MEMCPY, &s, &w, 0.6, NULL);
+    w.obj_pages = OBJ_PAGES;
     slots_free(&s);
     work_free(&w);
     unmap_pages(src, n);
@@ -915,7 +925,7 @@ static void density_one(const struct corpus *cp, int codec, const char *id)
     uint32_t pool = pool_new(c);
     struct work w = { .src = cp->pages, .n = cp->n, .tag = 0 };
     for (uint32_t i = 0; i < cp->n; i++) {
-        int rc = tmem_put_page(c, pool, page_oid(&w, i), i % OBJ_PAGES, cp->pages + (size_t)i * PAGE);
+        int rc = tmem_put_page(c, pool, page_oid(&w, i), i % w.obj_pages, cp->pages + (size_t)i * PAGE);
         if (rc != 0)
             die("density: put refused: %s", tmem_strerror(rc));
     }
@@ -960,7 +970,7 @@ static void density_one(const struct corpus *cp, int codec, const char *id)
     /* read everything back and compare */
     uint8_t page[PAGE];
     for (uint32_t i = 0; i < cp->n; i++) {
-        int rc = tmem_get_page(c, pool, page_oid(&w, i), i % OBJ_PAGES, page);
+        int rc = tmem_get_page(c, pool, page_oid(&w, i), i % w.obj_pages, page);
         if (rc != 0 || memcmp(page, cp->pages + (size_t)i * PAGE, PAGE) != 0)
             die("density: page %u read back wrong (%d)", i, rc);
     }
@@ -1134,7 +1144,7 @@ static void fig_churn(const struct opts *o, const struct corpus *cp)
     uint64_t peak = 0;
     /* first fill: put every page once, in order (the cache warms up) */
     for (uint32_t i = 0; i < n; i++) {
-        int rc = tmem_put_page(c, pool, page_oid(&w, i), i % OBJ_PAGES, cp->pages + (size_t)i * PAGE);
+        int rc = tmem_put_page(c, pool, page_oid(&w, i), i % w.obj_pages, cp->pages + (size_t)i * PAGE);
         if (rc != 0 && rc != -ENOMEM)
             die("churn: put: %s", tmem_strerror(rc));
     }
@@ -1146,14 +1156,14 @@ static void fig_churn(const struct opts *o, const struct corpus *cp)
     for (size_t k = 0; k < steps; k++) {
         uint32_t i = (uint32_t)(rng_next(&rng) % n);
         const uint8_t *src = cp->pages + (size_t)i * PAGE;
-        int rc = tmem_get_page(c, pool, page_oid(&w, i), i % OBJ_PAGES, page);
+        int rc = tmem_get_page(c, pool, page_oid(&w, i), i % w.obj_pages, page);
         if (rc == 0) {
             gets_hit++;
             bad += memcmp(page, src, PAGE) != 0;
         } else if (rc != -ENOENT) {
             die("churn: get: %s", tmem_strerror(rc));
         }
-        rc = tmem_put_page(c, pool, page_oid(&w, i), i % OBJ_PAGES, src);
+        rc = tmem_put_page(c, pool, page_oid(&w, i), i % w.obj_pages, src);
         puts++;
         if (rc == -ENOMEM)
             refused++;

@@ -67,7 +67,7 @@ static void meta_charge(tmem_t *t, int64_t d)
  * total answers when it proves the fit with room to spare (the exact total
  * is at most TM_STRIPES * TM_META_DRIFT above it); near the limit the
  * stripes are summed exactly. */
-static bool meta_fits(tmem_t *t, uint64_t want)
+bool tm_meta_fits(tmem_t *t, uint64_t want)
 {
     uint64_t frames = tm_load(t->frames_held) * TMEM_PAGE_SIZE, max = tm_load(t->max_bytes);
     int64_t approx = atomic_load_explicit(&t->meta_approx, TM_RELAXED);
@@ -103,7 +103,7 @@ static bool meta_reserve(tmem_t *t, int64_t n)
     return false;
 }
 
-/* Allocations up to this size are checked (meta_fits), then charged after
+/* Allocations up to this size are checked (tm_meta_fits), then charged after
  * malloc; larger ones (table growth) are reserved first (meta_reserve). */
 #define TM_META_SMALL 1024u
 
@@ -115,7 +115,7 @@ static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align);
 static bool make_room(tmem_t *t, int64_t want, bool may_evict, bool reserve)
 {
     int tries = 0;
-    while (reserve ? !meta_reserve(t, want) : !meta_fits(t, (uint64_t)want)) {
+    while (reserve ? !meta_reserve(t, want) : !tm_meta_fits(t, (uint64_t)want)) {
         if (tm_frames_release(t, 16) > 0)   /* free frames go first */
             continue;
         if (!may_evict || ++tries > TM_MAKE_ROOM_TRIES || !tm_evict_one(t, NULL)) {

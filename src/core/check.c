@@ -167,7 +167,7 @@ int tmem_check(tmem_t *t)
         return 1;
     struct refs global_eph = { 0 }, global_pers = { 0 };
     struct frames_sum fs = { 0, 0 };
-    uint64_t eph_total = 0, pgds = 0;
+    uint64_t eph_total = 0, pgds = 0, objs = 0;
     for (size_t i = 0; i < n; i++) {
         struct tmem_client *c = v[i];
         struct refs re = { 0 }, rp = { 0 };
@@ -190,6 +190,7 @@ int tmem_check(tmem_t *t)
                 struct refs rs = { 0 };
                 uint64_t e = 0, q = 0;
                 bad += check_pool(t, p, &rs, &e, &q);
+                objs += tm_load(p->nobjs);
                 eph += e;
                 pgds += q;
                 bad += tm_store_check(p->store, rs.bodies, rs.indexed, rs.frags, rs.wholes);
@@ -199,6 +200,7 @@ int tmem_check(tmem_t *t)
             struct refs *r = p->persistent ? (t->global_pers ? &global_pers : &rp)
                                            : (t->global_eph ? &global_eph : &re);
             bad += check_pool(t, p, r, &eph, &pers);
+            objs += tm_load(p->nobjs);
         }
         if (eph != tm_client_eph_pages(c) || pers != tm_load(c->pers_pages)) {
             tm_report("client %u: counts %llu ephemeral %llu persistent pages, pools hold "
@@ -248,9 +250,10 @@ int tmem_check(tmem_t *t)
     add_store(&fs, t->global_pers);
     bad += tm_frames_check(t);
     bad += tm_slab_check(t);
-    if (tm_slab_live(t) != pgds) {
-        tm_report("slab: %llu descriptors in use, pools hold %llu pages", L(tm_slab_live(t)),
-                  L(pgds));
+    if (tm_slab_live(t, TM_SLAB_PGD) != pgds || tm_slab_live(t, TM_SLAB_OBJECT) != objs) {
+        tm_report("slab: %llu descriptors and %llu objects in use, pools hold %llu pages in "
+                  "%llu objects", L(tm_slab_live(t, TM_SLAB_PGD)),
+                  L(tm_slab_live(t, TM_SLAB_OBJECT)), L(pgds), L(objs));
         bad++;
     }
     uint64_t nfree, nwhole, nzalloc;

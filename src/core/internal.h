@@ -54,15 +54,17 @@ void  tm_meta_free(tmem_t *t, void *p);
  * counted in alloc_failed) if it cannot.  For memory charged in advance
  * (descriptor blocks) that must still be refused over the limit. */
 bool  tm_meta_room(tmem_t *t, uint64_t want, bool may_evict);
+/* Would want more bytes of metadata fit under the limit now?  No side effect. */
+bool  tm_meta_fits(tmem_t *t, uint64_t want);
 /* Not zeroed; align a power of two; freed with tm_meta_free. */
 void *tm_meta_alloc_aligned(tmem_t *t, size_t size, size_t align, bool may_evict);
 
-/* ---- slab.c: page descriptors (64-byte slots) --------------------------- */
-void    *tm_slab_alloc(tmem_t *t, bool may_evict);  /* not zeroed; NULL: no room */
+/* ---- slab.c: page descriptors and objects (64- and 128-byte slots) ---- */
+void    *tm_slab_alloc(tmem_t *t, enum tm_slab_kind k, bool may_evict); /* not zeroed */
 void     tm_slab_free(tmem_t *t, void *p);
 void     tm_slab_init(tmem_t *t);
 void     tm_slab_fini(tmem_t *t);
-uint64_t tm_slab_live(tmem_t *t);      /* descriptors in use */
+uint64_t tm_slab_live(tmem_t *t, enum tm_slab_kind k);  /* slots in use */
 int      tm_slab_check(tmem_t *t);     /* violations found */
 /* true if this internal allocation is to fail (failure injection). */
 bool  tm_fault_hit(tmem_t *t);
@@ -162,17 +164,6 @@ void   tm_fill_word(void *page, uint64_t word);
 /* Copies a page into a frame (frames are page aligned) with stores that do
  * not read the frame's lines in first. */
 void   tm_copy_to_frame(void *frame, const void *page);
-/* Brings the caller's page into this CPU's cache: a get calls it first, so
- * that the page's 64 misses overlap the lookup's misses instead of making
- * the first locked instruction after the copy wait for every store of the
- * copy to complete.  A read prefetch: a line no other cache holds arrives
- * exclusive, so the copy's stores then hit; prefetchw and prefetching half
- * the page measured slower (docs/benchmarks.md).  Never faults. */
-static inline void tm_prefetch_page(const void *page)
-{
-    for (unsigned i = 0; i < TMEM_PAGE_SIZE; i += 64)
-        __builtin_prefetch((const char *)page + i, 0, 3);
-}
 /* Compresses page into dst (capacity cap): the length, or 0 if it does not
  * fit in cap or the codec failed. */
 uint32_t tm_compress(int codec, int level, const void *page, void *dst, uint32_t cap);
@@ -239,6 +230,8 @@ void   tm_table_grow_into(tmem_t *t, struct tm_table *tb, enum tm_table_kind k,
 int    tm_table_insert(tmem_t *t, struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_remove(struct tm_table *tb, enum tm_table_kind k, void *e);
 void   tm_table_free(tmem_t *t, struct tm_table *tb);
+/* An empty table over the cap slots that follow tb in its allocation. */
+void   tm_table_init_inline(struct tm_table *tb, uint32_t cap, uint64_t seed);
 /* The entry in slot i (i < tb->cap), or NULL: for walks over a table. */
 static inline void *tm_table_at(const struct tm_table *tb, uint32_t i)
 {

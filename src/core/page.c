@@ -70,6 +70,17 @@ static int put_failed(tmem_client_t *c, struct tm_pool *p, struct tm_bucket *b, 
     return why_absent;
 }
 
+/* A new object of hash h, with its first page table inline (types.h). */
+static struct tm_obj *obj_alloc(tmem_t *t, uint64_t h, bool may_evict)
+{
+    struct tm_obj *o = tm_slab_alloc(t, TM_SLAB_OBJECT, may_evict);
+    if (o) {
+        memset(o, 0, offsetof(struct tm_obj, pages));
+        tm_table_init_inline(&o->pages, TM_OBJ_FIRST_SLOTS, h);
+    }
+    return o;
+}
+
 int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint32_t index,
                 const void *page)
 {
@@ -108,7 +119,7 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
 
     /* the descriptor before the data: its allocation then does not wait
      * behind the copy's writes to a cold frame */
-    struct tm_pgd *pgd = tm_slab_alloc(t, true);
+    struct tm_pgd *pgd = tm_slab_alloc(t, TM_SLAB_PGD, true);
     if (!pgd) {
         rc = put_failed(c, p, b, h, &oid, index, -ENOMEM);
         goto out;
@@ -158,17 +169,13 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
             break;
         }
         if (!o && !nobj) {
-            /* allocate the object unlocked (it may evict), then look again */
+            /* a new object: allocated here when it fits under the limit as
+             * things are (malloc under a bucket lock is allowed); else
+             * unlocked, since making room may evict, then look again */
+            if (tm_meta_fits(t, sizeof(*nobj)) && (nobj = obj_alloc(t, h, false)) != NULL)
+                continue;
             pthread_mutex_unlock(&b->lock);
-            nobj = tm_meta_calloc(t, sizeof(*nobj), true);
-            if (nobj) {         /* its first page table, so inserting needs no growth */
-                nobj->pages.slots = tm_meta_calloc(t, 4 * sizeof(struct tm_slot), true);
-                nobj->pages.cap = 4;
-                if (!nobj->pages.slots) {
-                    tm_meta_free(t, nobj);
-                    nobj = NULL;
-                }
-            }
+            nobj = obj_alloc(t, h, true);
             pthread_mutex_lock(&b->lock);
             if (!nobj) {
                 tm_inc(c->st.refused_nomem);
@@ -217,7 +224,6 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
             o->oid = oid;
             o->hash = h;
             o->pool = p;
-            o->pages.seed = h;
             if (tm_table_insert(t, &b->objs, TM_TABLE_OBJS, o) != 0) {
                 nobj = o;
                 rc = -ENOMEM;
@@ -270,10 +276,7 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
     if (pgd)
         tm_slab_free(t, pgd);
     tm_meta_free(t, spare);
-    if (nobj) {
-        tm_table_free(t, &nobj->pages);
-        tm_meta_free(t, nobj);
-    }
+    tm_slab_free(t, nobj);
 out:
     tm_client_leave(c);
     return rc;
@@ -293,7 +296,6 @@ int tm_get_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
         tm_client_leave(c);
         return -EINVAL;
     }
-    tm_prefetch_page(page);
     TM_COUNT(c, p, gets, gets);
     uint64_t h = tm_oid_hash(t, &oid);
     struct tm_bucket *b = tm_pool_bucket(p, h);

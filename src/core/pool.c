@@ -172,7 +172,7 @@ void tm_obj_release(tmem_t *t, struct tm_pool *p, struct tm_obj *o)
         if (tm_table_at(&o->pages, k))
             tm_pgd_release(t, p, tm_table_at(&o->pages, k));
     tm_table_free(t, &o->pages);
-    tm_meta_free(t, o);
+    tm_slab_free(t, o);
 }
 
 void tm_pool_free(tmem_t *t, struct tm_pool *p)

@@ -38,6 +38,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tmem/arena.h"
@@ -323,7 +324,9 @@ struct tm_slot {
 };
 
 struct tm_table {
-    struct tm_slot *slots;
+    struct tm_slot *slots;          /* allocated, or inline: right after this
+                                       struct (an object's first page table,
+                                       tm_obj.first), never freed alone */
     uint32_t cap;                   /* 0 or a power of two */
     uint32_t count;
     uint64_t seed;                  /* page tables: the object's keyed hash */
@@ -349,12 +352,21 @@ struct tm_pgd {
  * on its pool's LRU list; both are changed under the bucket lock (the LRU
  * also under lru_lock).  So eviction, holding lru_lock and the trylocked
  * bucket lock, knows its victim is still in the table. */
+/* An object and its first page table are one allocation of two cache
+ * lines: a new object costs one allocation, not two, and a lookup of an
+ * object of up to three pages finds its page slot on the line next to the
+ * object's.  A fourth page moves the table out (table.c). */
+#define TM_OBJ_FIRST_SLOTS 4u
 struct tm_obj {
     tmem_oid_t oid;                 /* immutable */
     uint64_t hash;                  /* of oid, immutable */
     struct tm_pool *pool;           /* immutable */
     struct tm_table pages;          /* index -> pgd (bucket lock) */
+    struct tm_slot first[TM_OBJ_FIRST_SLOTS];   /* pages.slots at first (bucket lock) */
 };
+_Static_assert(offsetof(struct tm_obj, first) ==
+               offsetof(struct tm_obj, pages) + sizeof(struct tm_table),
+               "an inline table's slots follow the table (table.c tells them so)");
 
 #define TM_POOL_BUCKETS 64u
 struct tm_bucket {
@@ -469,12 +481,14 @@ struct tm_meta_stripe {
 };
 
 /* ------------------------------------------------------------------------
- * The page-descriptor allocator (slab.c): blocks of TM_SLAB_BYTES aligned
- * to their size, cut into 64-byte slots; the first slot is the header.
+ * The descriptor allocator (slab.c): blocks of TM_SLAB_BYTES aligned to
+ * their size, cut into slots of one kind's size; the first slot is the
+ * header.  Page descriptors take 64-byte slots, objects 128-byte ones.
  * ---------------------------------------------------------------------- */
 #define TM_SLAB_BYTES (16u * 1024u)
-#define TM_SLAB_OBJ   64u
-#define TM_SLAB_SLOTS (TM_SLAB_BYTES / TM_SLAB_OBJ - 1u)
+enum tm_slab_kind { TM_SLAB_PGD, TM_SLAB_OBJECT, TM_SLAB_KINDS };
+#define TM_SLAB_SIZE(k)  ((k) == TM_SLAB_PGD ? 64u : 128u)
+#define TM_SLAB_SLOTS(k) (TM_SLAB_BYTES / TM_SLAB_SIZE(k) - 1u)
 
 struct tm_slab {                    /* a block's header; all fields: its stripe's lock */
     struct tm_slab *prev, *next;    /* on the stripe's avail list */
@@ -482,6 +496,7 @@ struct tm_slab {                    /* a block's header; all fields: its stripe'
     uint16_t nfree;                 /* free slots, never-used ones included */
     uint16_t fresh;                 /* slots [1 + fresh, ...) were never handed out */
     uint16_t stripe;                /* whose lock guards the block (immutable) */
+    uint8_t  kind;                  /* enum tm_slab_kind (immutable) */
     bool     listed;                /* on avail: 0 < nfree < TM_SLAB_SLOTS, or just made */
 };
 
@@ -492,7 +507,7 @@ struct tm_slab_stripe {
     struct tm_slab *avail;          /* blocks with free slots (lock) */
     struct tm_slab *spare;          /* one wholly free block, or NULL (lock) */
     uint64_t blocks;                /* blocks of this stripe, spare included (lock) */
-    uint64_t live;                  /* descriptors in use from its blocks (lock) */
+    uint64_t live;                  /* slots in use from its blocks (lock) */
 };
 
 struct tmem {
@@ -513,7 +528,7 @@ struct tmem {
     uint64_t epoch_done;
     struct tmem_client *arena_client;   /* (clients_lock) */
     atomic_u64 units_grown, units_shrunk, units_revoked, arena_dropped;
-    struct tm_slab_stripe slab[TM_STRIPES];
+    struct tm_slab_stripe slab[TM_SLAB_KINDS][TM_STRIPES];
     struct timespec t0;             /* for the clock of LRU ages (tm_now_tick) */
 
     /* clients_lock guards: the client lists, next_id, shared[], each
