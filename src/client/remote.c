@@ -7,7 +7,8 @@
  * and page there, rings the doorbell and waits for the daemon's worker to
  * mark the slot DONE; no system call per page while the worker is awake,
  * one FUTEX_WAKE when it sleeps.  A batch posts up to 32 slots at once and
- * rings once, so a vector call pays one wake-up.
+ * rings once, and waits for the last slot first, so a vector call pays
+ * one wake-up each way.
  *
  * Waiting for a reply: spin for TMR_SPIN_NS (a daemon that is awake answers
  * in a few microseconds; a cross-CPU wake-up costs 15-30 us on these
@@ -293,8 +294,12 @@ int tmr_call_batch(struct tmr_window *w, uint32_t op, size_t n, const uint32_t *
         }
         ring(w, m);
         bool spin = atomic_load_explicit(&w->hdr->worker_cpu, memory_order_relaxed) != cpu;
+        /* the worker serves one ring's slots in ascending order: wait for
+         * the last first, so that a sleeping caller is woken once for the
+         * batch, not once per slot (a wake-up costs 25-35 us) */
+        int last = wait_done(w, &w->slots[idx[k - 1]], spin);
         for (unsigned q = 0; q < k; q++) {
-            int rc = wait_done(w, &w->slots[idx[q]], spin);
+            int rc = last ? last : wait_done(w, &w->slots[idx[q]], spin);
             if (rc) {       /* the daemon is gone: this and the rest were not done */
                 for (unsigned r = q; r < k; r++)
                     results[done + r] = atomic_load(&w->slots[idx[r]].state) == TMW_DONE
