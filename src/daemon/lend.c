@@ -54,7 +54,8 @@
 enum { U_FREE = 0, U_LENT = 1, U_REVOKED = 2 };
 
 struct tmd_lent {
-    struct tmd_lent *next, *prev;       /* the lender's list */
+    struct tmd_lent *next, *prev;       /* the lender's list, from tmd_lend_started
+                                           on; NULL before */
     int sock;                           /* the connection (the listener owns it) */
     uint32_t client_id;
     uid_t uid;
@@ -182,18 +183,27 @@ static void publish_lent(struct tmd_lent *l)
     atomic_store_explicit(&l->share->lent[1], l->lent[1], memory_order_relaxed);
 }
 
-static int populate(struct tmd_lent *l, int kind, uint64_t u)
-{
-    if (fallocate(l->fd[kind], 0, (off_t)(u * l->unit), (off_t)l->unit) != 0)
-        return -errno;
-    return 0;
-}
-
 static void punch(struct tmd_lent *l, int kind, uint64_t u)
 {
     fallocate(l->fd[kind], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(u * l->unit),
               (off_t)l->unit);
 }
+
+/* Populates unit u, then writes its first byte (a zero, as it reads):
+ * tmpfs counts a page that fallocate made and nobody wrote as a hole, and a
+ * daemon adopting the arena finds lent units by SEEK_DATA (find_lent). */
+static int populate(struct tmd_lent *l, int kind, uint64_t u)
+{
+    static const uint8_t zero;
+    if (fallocate(l->fd[kind], 0, (off_t)(u * l->unit), (off_t)l->unit) != 0 ||
+        pwrite(l->fd[kind], &zero, 1, (off_t)(u * l->unit)) != 1) {
+        int e = errno ? errno : EIO;
+        punch(l, kind, u);
+        return -e;
+    }
+    return 0;
+}
+
 
 static void set_state(struct tmd *d, struct tmd_lent *l, int kind, uint64_t u, uint8_t to)
 {
@@ -551,10 +561,9 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
                 (unsigned)l->uid, l->name, l->lent[0], l->lent[1],
                 nlate ? ", ephemeral ones over the limit taken back" : "");
     }
-    l->next = &ld->head;
-    l->prev = ld->head.prev;
-    ld->head.prev->next = l;
-    ld->head.prev = l;
+    /* on the lender's list only once the HELLO reply is out
+     * (tmd_lend_started): nothing may reach the socket before it */
+    l->next = l->prev = NULL;
     publish_lent(l);
     engine_follow_locked(d);
     pthread_mutex_unlock(&ld->lock);
@@ -580,6 +589,10 @@ void tmd_lend_started(struct tmd *d, struct tmd_lent *l)
 {
     struct tmd_lender *ld = L(d);
     pthread_mutex_lock(&ld->lock);
+    l->next = &ld->head;
+    l->prev = ld->head.prev;
+    ld->head.prev->next = l;
+    ld->head.prev = l;
     if (l->nlate) {
         /* the REVOKED of an adoption: as revoke_locked, units chosen there */
         uint64_t e = atomic_load(&l->share->revoke_epoch) + 1;
@@ -613,8 +626,10 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
         return;
     struct tmd_lender *ld = L(d);
     pthread_mutex_lock(&ld->lock);
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
+    if (l->next) {                      /* started */
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+    }
     ld->lent_bytes[0] -= l->lent[0] * l->unit;
     ld->lent_bytes[1] -= l->lent[1] * l->unit;
     ld->tot.closed_units += l->lent[0] + l->lent[1];
@@ -688,7 +703,7 @@ static void on_units(struct tmd *d, struct tmd_lent *l, uint16_t type, const str
     bool any = false;
     for (uint32_t i = 0; i < m->n; i++) {
         uint64_t u = m->unit[i];
-        if (kind > 1 || u >= l->nunits[kind]) {
+        if (kind < 0 || kind > 1 || u >= l->nunits[kind]) {
             l->st.bad++;
             ld->tot.bad++;
             continue;

@@ -63,8 +63,10 @@ struct tmd_lend_hello {
  * (no room for its persistent units: it keeps them and tries again). */
 int  tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hello_reply *rep,
                    int out_fds[2], struct tmd_lent **out);
-/* After the HELLO reply: the ephemeral units an adoption could not keep
- * are taken back (REVOKED). */
+/* After the HELLO reply: the client joins the lender's list (before, no
+ * message, policy or figure reaches it: its socket's first message must be
+ * the reply), and the ephemeral units an adoption could not keep are taken
+ * back (REVOKED). */
 void tmd_lend_started(struct tmd *d, struct tmd_lent *l);
 /* The client is gone: its units are no longer counted; punch_all (the
  * daemon goes on) empties its arenas, so that a client that keeps its

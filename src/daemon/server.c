@@ -193,15 +193,22 @@ static void fold_stats(struct tmd *d, struct tmd_conn *k)
     atomic_fetch_add(&d->n.worker_sleeps, atomic_load(&k->st.sleeps));
 }
 
-/* Stops k's worker, then closes its socket.  In this order: the worker
- * completes the request it took and publishes the result before it stops,
- * and a client that sees the socket closed looks at its slot once more
- * (remote.c), so a request that was carried out (an exclusive get that
- * removed its page) is never reported to the client as failed. */
-static void close_conn(struct tmd_conn *k)
+/* Stops k's worker, ends its lent memory, then closes its socket.  In
+ * this order: the worker completes the request it took and publishes the
+ * result before it stops, and a client that sees the socket closed looks
+ * at its slot once more (remote.c), so a request that was carried out (an
+ * exclusive get that removed its page) is never reported to the client as
+ * failed; and the lent memory leaves the lender's list, which other
+ * threads send messages from, while the descriptor is still k's, not
+ * closed or reused by a new connection. */
+static void close_conn(struct tmd *d, struct tmd_conn *k)
 {
     tmd_worker_stop(k->w);      /* joins; before the client goes: the worker uses it */
     k->w = NULL;
+    /* its units stop counting; a daemon that stops leaves them with the
+     * client, which brings them to the next one */
+    tmd_lend_close(d, k->lent, !atomic_load(&d->stopping));
+    k->lent = NULL;
     if (k->fd >= 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, k->fd, NULL);
         close(k->fd);
@@ -224,11 +231,7 @@ static pthread_t reaper;
 
 static void finish_conn(struct tmd *d, struct tmd_conn *k, bool counted)
 {
-    close_conn(k);              /* the worker first: see there */
-    /* its units stop counting; a daemon that stops leaves them with the
-     * client, which brings them to the next one */
-    tmd_lend_close(d, k->lent, !atomic_load(&d->stopping));
-    k->lent = NULL;
+    close_conn(d, k);
     if (k->c) {
         tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
                 tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, k->why,
@@ -712,10 +715,20 @@ static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
             if (n < 0 && (errno == EAGAIN || errno == EINTR) &&
                 !(events & (EPOLLHUP | EPOLLRDHUP)))
                 return;
-            break;
+            /* 0: the end, or an empty message (no protocol step is one):
+             * after the end a second read says 0 again, after an empty
+             * message the socket is still open and has nothing more */
+            if (n == 0 && recv(k->fd, b, 1, MSG_DONTWAIT | MSG_PEEK) < 0 && errno == EAGAIN) {
+                atomic_fetch_add(&d->n.bad_msgs, 1);
+                tmd_log(LOG_WARNING, "client %u (pid %d uid %u): protocol violation (an empty "
+                        "message): dropped", tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid);
+                drop_conn(d, k, "protocol violation");
+                return;
+            }
+            drop_conn(d, k, "connection closed");
+            return;
         }
-        if (!(events & (EPOLLHUP | EPOLLRDHUP)))
-            return;         /* more to read: epoll says so again */
+        return;             /* more to read: epoll says so again */
     }
     drop_conn(d, k, "connection closed");
 }
@@ -868,7 +881,7 @@ void tmd_server_quiesce(struct tmd *d)
      * control threads are gone).  Every worker stops before its socket
      * closes (close_conn). */
     for (struct tmd_conn *k = d->conns; k; k = k->next)
-        close_conn(k);
+        close_conn(d, k);
 }
 
 void tmd_server_stop(struct tmd *d)
