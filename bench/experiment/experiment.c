@@ -278,6 +278,8 @@ struct run {
     int daemon_status;          /* tmemd's exit status; -1 without tmemd */
     int have_dstats;
     uint64_t d_eph, d_pers, d_held, d_compressed, d_whole, d_zalloc, d_evictions, d_refused;
+    int d_lending;
+    uint64_t d_grown, d_refused_units, d_returned, d_revoked, d_shrinks, d_lent[2];
     int nphases;
     double phase_s[XP_MAX_PHASES];
     uint64_t phase_reads[XP_MAX_PHASES], phase_writes[XP_MAX_PHASES];
@@ -349,6 +351,14 @@ static void collect(const struct xp_shared *sh, struct run *r)
     r->d_zalloc = sh->d_zalloc_bytes;
     r->d_evictions = sh->d_evictions;
     r->d_refused = sh->d_refused_nomem;
+    r->d_lending = sh->d_lending;
+    r->d_grown = sh->d_grown;
+    r->d_refused_units = sh->d_refused_units;
+    r->d_returned = sh->d_returned;
+    r->d_revoked = sh->d_revoked;
+    r->d_shrinks = sh->d_shrinks;
+    r->d_lent[0] = sh->d_lent[0];
+    r->d_lent[1] = sh->d_lent[1];
 }
 
 static void run_one(const struct xp_config *cfg, int rep, struct run *r)
@@ -616,6 +626,14 @@ static void print_results(struct summary *sums, int nsum)
                    " evictions, %" PRIu64 " puts refused for room",
                    (double)s->runs[0].d_held / 1048576.0, s->runs[0].d_eph, s->runs[0].d_pers,
                    s->ratio, s->runs[0].d_evictions, s->runs[0].d_refused);
+        if (s->cfg->kind == XP_TMEM && s->runs[0].have_dstats && s->runs[0].d_lending)
+            printf("; memory lent to the tenants' libraries: %.2f MiB ephemeral + %.2f MiB "
+                   "persistent at the end; %" PRIu64 " units granted, %" PRIu64 " asks refused, %"
+                   PRIu64 " given back, %" PRIu64 " taken by force, %" PRIu64 " shrink requests",
+                   (double)s->runs[0].d_lent[0] / 1048576.0,
+                   (double)s->runs[0].d_lent[1] / 1048576.0, s->runs[0].d_grown,
+                   s->runs[0].d_refused_units, s->runs[0].d_returned, s->runs[0].d_revoked,
+                   s->runs[0].d_shrinks);
         if (s->verify_failed)
             printf("; **%" PRIu64 " pages read back wrong**", s->verify_failed);
         if (s->daemon_bad)

@@ -742,6 +742,14 @@ static void mark_end(struct xp_tenant *t, int unused)
         sh->d_evictions = st.engine.evictions;
         sh->d_refused_nomem = st.engine.refused_nomem;
         sh->d_requests = st.requests;
+        sh->d_lending = st.lending;
+        sh->d_grown = st.lend_grown;
+        sh->d_refused_units = st.lend_refused;
+        sh->d_returned = st.lend_returned;
+        sh->d_revoked = st.lend_revoked;
+        sh->d_shrinks = st.lend_shrinks_asked;
+        sh->d_lent[0] = st.lent_bytes[0];
+        sh->d_lent[1] = st.lent_bytes[1];
     }
 }
 

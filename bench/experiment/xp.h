@@ -122,6 +122,9 @@ struct xp_shared {
     int have_daemon_stats;
     uint64_t d_eph_pages, d_pers_pages, d_bytes_held, d_pages_compressed, d_pages_whole;
     uint64_t d_zalloc_bytes, d_evictions, d_refused_nomem, d_requests;
+    int d_lending;              /* lent memory: its grants over the whole run */
+    uint64_t d_grown, d_refused_units, d_returned, d_revoked, d_shrinks;
+    uint64_t d_lent[2];         /* bytes lent at the end: ephemeral, persistent */
     struct xp_counters c[XP_MAX_TENANTS][XP_MAX_PHASES];
 };
 

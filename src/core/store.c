@@ -348,7 +348,8 @@ static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t
                 return 0;
             }
         }
-        if (tries >= TM_EVICT_TRIES || !tm_evict_one(t, cl))
+        /* over an arena, evicting (ephemeral pages) frees no persistent frame */
+        if (tries >= TM_EVICT_TRIES || (s->persistent && t->arena.ops) || !tm_evict_one(t, cl))
             return -ENOMEM;
     }
 }

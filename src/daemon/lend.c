@@ -48,7 +48,7 @@
 #define UNIT_MIN   (16u * TMEM_PAGE_SIZE)      /* a unit: 64, 128 or 256 KiB */
 #define UNIT_MAX   (64u * TMEM_PAGE_SIZE)
 #define ARENA_ALIGN (2ull << 20)        /* arenas are whole engine chunks */
-#define ACTIVE_MS 1000u                 /* a client that asked this recently is active */
+#define ACTIVE_MS 100u                  /* a client that asked this recently is active */
 #define SHRINK_AT_ONCE 2u               /* units asked of a victim at a time */
 
 enum { U_FREE = 0, U_LENT = 1, U_REVOKED = 2 };
@@ -851,11 +851,11 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
     pthread_mutex_lock(&ld->lock);
     uint64_t all = ld->lent_bytes[0], asked = reclaim_bytes_locked(d, bytes);
     if (bytes >= all) {
-        /* everything: also the ephemeral pages that hold no memory (pages of
-         * one repeated word) go, as when an engine evicts everything */
+        /* everything: every client evicts every ephemeral page, also pages
+         * that hold no memory (pages of one repeated word), as an engine
+         * asked to evict everything does; the SHRINKs above may have asked
+         * a client for less than it holds (part of it was owed already) */
         for (struct tmd_lent *l = ld->head.next; l != &ld->head; l = l->next) {
-            if (l->lent[0])
-                continue;           /* asked above: all of it */
             struct tmw_shrink m;
             msg_init(&m.m, TMW_MSG_SHRINK, sizeof(m), 0);
             m.kind = 0;

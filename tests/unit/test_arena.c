@@ -7,7 +7,7 @@
  *   open         bad arenas refused; one client only; no lending of frames;
  *   grow         units come one at a time as puts need them; a source that
  *                refuses makes the engine evict its own ephemeral pages, and
- *                refuse persistent puts;
+ *                refuse persistent puts (evicting none for them);
  *   shrink       free units go first; then the least used ephemeral units,
  *                their pages evicted, every other page intact; persistent
  *                units only when free;
@@ -271,7 +271,10 @@ static void grow_takes_units_as_needed(void **state)
     page_of(page, NPUT - 1, false);
     assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), NPUT - 1, got), 0);
     assert_memory_equal(got, page, PG);
-    /* 2 persistent units: 2 * UFRAMES frames, then -ENOMEM (nothing to evict) */
+    /* 2 persistent units: 2 * UFRAMES frames, then -ENOMEM: evicting the
+     * ephemeral pages would free no persistent frame, so none goes */
+    tmem_stats_t st0, st1;
+    assert_int_equal(tmem_stats_get(t, &st0), 0);
     uint32_t ok = 0;
     for (uint32_t i = 0; i < 3 * UFRAMES; i++) {
         page_of(page, 1000 + i, false);
@@ -281,6 +284,9 @@ static void grow_takes_units_as_needed(void **state)
     }
     assert_int_equal(ok, 2 * UFRAMES);
     assert_int_equal(s->nheld[TMEM_ARENA_PERSISTENT], 2);
+    assert_int_equal(tmem_stats_get(t, &st1), 0);
+    assert_int_equal(st1.ephemeral_pages, st0.ephemeral_pages);
+    assert_int_equal(st1.evictions, st0.evictions);
     for (uint32_t i = 0; i < 2 * UFRAMES; i++) {
         page_of(page, 1000 + i, false);
         assert_int_equal(tmem_get_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i, got), 0);
