@@ -382,6 +382,14 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     NUM("compress_poor", i->compress_poor);
     NUM("requests", c->requests);
     NUM("bad_requests", c->bad_requests);
+    /* lent memory: the daemon enforces lent_bytes; the rest of a lending
+     * client's figures are what its library reports */
+    json_object_set_new(o, "lent", json_boolean(c->lent));
+    NUM("lent_bytes_ephemeral", c->lent_bytes[0]);
+    NUM("lent_bytes_persistent", c->lent_bytes[1]);
+    NUM("reported_meta_bytes", c->meta_bytes);
+    NUM("reported_oldest_ephemeral_ms", c->oldest_eph_ms);
+    NUM("revoked_units", c->revoked_units);
 #undef NUM
     json_object_set_new(o, "hit_pct", json_real(hit_pct(i->gets_hit, i->gets)));
     json_object_set_new(o, "compression_ratio", json_real(comp_ratio(i)));
@@ -415,13 +423,13 @@ static int name_width(const struct tmw_ctl_client *cl, size_t n)
 static void print_table(const struct tmw_ctl_client *cl, size_t n)
 {
     int nw = name_width(cl, n);
-    printf("%5s %-*s %7s %6s %5s %9s %9s %10s %10s %5s %5s %6s %8s %s\n", "ID", nw, "NAME",
-           "PID", "UID", "POOLS", "EPH", "PERS", "PUTS", "GETS", "HIT%", "COMP", "WEIGHT",
-           "CAP", "STATE");
+    printf("%5s %-*s %7s %6s %5s %9s %9s %10s %10s %5s %5s %6s %8s %9s %s\n", "ID", nw,
+           "NAME", "PID", "UID", "POOLS", "EPH", "PERS", "PUTS", "GETS", "HIT%", "COMP",
+           "WEIGHT", "CAP", "LENT", "STATE");
     for (size_t k = 0; k < n; k++) {
         const struct tmw_ctl_client *c = &cl[k];
         const tmem_client_info_t *i = &c->info;
-        char pid[16], cap[24], ratio[16], hit[16];
+        char pid[16], cap[24], ratio[16], hit[16], lent[24];
         snprintf(pid, sizeof(pid), c->parked ? "-" : "%d", c->pid);
         if (i->cap)
             snprintf(cap, sizeof(cap), "%" PRIu64, i->cap);
@@ -436,10 +444,14 @@ static void print_table(const struct tmw_ctl_client *cl, size_t n)
             snprintf(hit, sizeof(hit), "%.1f", hit_pct(i->gets_hit, i->gets));
         else
             strcpy(hit, "-");
+        if (c->lent)
+            fmt_bytes(c->lent_bytes[0] + c->lent_bytes[1], false, lent);
+        else
+            strcpy(lent, "-");
         printf("%5u %-*.*s %7s %6u %5u %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %10" PRIu64
-               " %5s %5s %6u %8s %s\n", i->id, nw, nw, i->name, pid, c->uid, i->nr_pools,
+               " %5s %5s %6u %8s %9s %s\n", i->id, nw, nw, i->name, pid, c->uid, i->nr_pools,
                i->ephemeral_pages, i->persistent_pages, i->puts, i->gets, hit, ratio,
-               i->weight, cap, client_state(c));
+               i->weight, cap, lent, client_state(c));
     }
 }
 
@@ -531,6 +543,17 @@ static json_t *stats_json(const struct tmw_ctl_stats *s)
     NUM(o, "gov_pages_evicted", s->gov_pages_evicted);
     NUM(o, "gov_pages_released", s->gov_pages_released);
     NUM(o, "metrics_port", s->metrics_port);
+    json_object_set_new(o, "lending", json_boolean(s->lending));
+    NUM(o, "lent_bytes_ephemeral", s->lent_bytes[0]);
+    NUM(o, "lent_bytes_persistent", s->lent_bytes[1]);
+    NUM(o, "lend_grown", s->lend_grown);
+    NUM(o, "lend_refused", s->lend_refused);
+    NUM(o, "lend_returned", s->lend_returned);
+    NUM(o, "lend_revoked", s->lend_revoked);
+    NUM(o, "lend_bad", s->lend_bad);
+    NUM(o, "lend_shrinks_asked", s->lend_shrinks_asked);
+    NUM(o, "lend_adopted_units", s->lend_adopted_units);
+    NUM(o, "lend_adopt_refused", s->lend_adopt_refused);
 #define E(f) NUM(e, #f, t->f)
     E(ephemeral_pages); E(persistent_pages); E(bytes_held); E(max_bytes); E(frames_held);
     E(frames_free); E(frames_whole); E(frames_zalloc); E(frames_lent); E(meta_bytes);
@@ -588,6 +611,18 @@ static void print_stats(const struct tmw_ctl_stats *s)
     printf("%-14s %" PRIu64 " shrinks, %" PRIu64 " grows, %" PRIu64 " pages evicted, %" PRIu64
            " frames released\n", "", s->gov_shrinks, s->gov_grows, s->gov_pages_evicted,
            s->gov_pages_released);
+    if (s->lending) {
+        printf("%-14s %s ephemeral + %s persistent lent to the clients' libraries (the "
+               "daemon's count; their pages above are what they report)\n", "lent",
+               fmt_bytes(s->lent_bytes[0], false, a), fmt_bytes(s->lent_bytes[1], false, b));
+        printf("%-14s %" PRIu64 " units granted, %" PRIu64 " asks refused, %" PRIu64
+               " given back, %" PRIu64 " taken by force, %" PRIu64 " shrink requests, %" PRIu64
+               " adopted (%" PRIu64 " adoptions refused), %" PRIu64 " bad unit messages\n", "",
+               s->lend_grown, s->lend_refused, s->lend_returned, s->lend_revoked,
+               s->lend_shrinks_asked, s->lend_adopted_units, s->lend_adopt_refused, s->lend_bad);
+    } else {
+        printf("%-14s off (every pool runs in the daemon)\n", "lent");
+    }
     if (s->metrics_port)
         printf("%-14s http://127.0.0.1:%u/metrics\n", "metrics", s->metrics_port);
     else
@@ -1019,6 +1054,11 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
     frame_add(f, "Governor: limit %s, reserve %s, PSI some avg10 %.2f, %" PRIu64 " shrinks, %"
               PRIu64 " grows", fmt_bytes(s->gov_limit, true, a), fmt_bytes(s->gov_reserve, true, b),
               (double)s->gov_psi_some_avg10_x100 / 100.0, s->gov_shrinks, s->gov_grows);
+    if (s->lending)
+        frame_add(f, "Lent: %s ephemeral + %s persistent (the daemon's count; clients' pages "
+                  "are their reports), %" PRIu64 " taken by force",
+                  fmt_bytes(s->lent_bytes[0], true, a), fmt_bytes(s->lent_bytes[1], true, b),
+                  s->lend_revoked);
     frame_add(f, "%s", "");
     int nw = name_width(cur->cl, cur->n);
     frame_add(f, "%5s %-*s %7s %5s %8s %8s %7s %7s %5s %5s %s", "ID", nw, "NAME", "PID",
@@ -1218,7 +1258,9 @@ static const struct cmd cmds[] = {
       "Prints one line per client, connected or parked (restored and waiting for its\n"
       "owner): id, name, pid, uid, pools, ephemeral and persistent pages, puts, gets,\n"
       "hit rate, compression ratio (uncompressed over stored size of its compressed\n"
-      "pages), weight, persistent-page cap and state.\n\n"
+      "pages), weight, persistent-page cap, memory lent and state.  With lent memory\n"
+      "a client's private pools run in its own process: LENT is the daemon's count (it\n"
+      "enforces it), the client's pages and calls are what its library reports.\n\n"
       "  -l, --long   the daemon's tmem-list text with the long keys (G=, S=, C=, P= lines,\n"
       "               as Xen's xl tmem-list -l)\n"
       "  --json       every figure of each client as a JSON array\n"

@@ -224,6 +224,7 @@ static void commands_end_to_end(void **state)
     /* list: the table */
     CTL_OK(d, &r, "list");
     expect_in(r.out, "NAME");
+    expect_in(r.out, "LENT");
     expect_in(r.out, "alpha");
     expect_in(r.out, "beta");
     run_free(&r);
@@ -245,6 +246,10 @@ static void commands_end_to_end(void **state)
         assert_non_null(name);
         if (strcmp(name, "alpha") == 0) {
             assert_int_equal(json_integer_value(json_object_get(o, "persistent_pages")), 40);
+            /* its 40 persistent pages sit in memory the daemon lent it */
+            assert_true(json_is_true(json_object_get(o, "lent")));
+            assert_true(json_integer_value(json_object_get(o, "lent_bytes_persistent")) > 0);
+            assert_int_equal(json_integer_value(json_object_get(o, "revoked_units")), 0);
             assert_int_equal(json_integer_value(json_object_get(o, "pid")), getpid());
             assert_int_equal(json_integer_value(json_object_get(o, "uid")), getuid());
             seen |= 1;
@@ -278,10 +283,14 @@ static void commands_end_to_end(void **state)
     /* stats, stats --json */
     CTL_OK(d, &r, "stats");
     expect_in(r.out, "2 connected");
+    expect_in(r.out, "lent to the clients' libraries");
     run_free(&r);
     CTL_OK(d, &r, "stats", "--json");
     j = parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(j, "connections")), 2);
+    assert_true(json_is_true(json_object_get(j, "lending")));
+    assert_true(json_integer_value(json_object_get(j, "lent_bytes_persistent")) > 0);
+    assert_true(json_integer_value(json_object_get(j, "lend_grown")) >= 2);
     json_t *e = json_object_get(j, "engine");
     assert_int_equal(json_integer_value(json_object_get(e, "persistent_pages")), 40);
     json_decref(j);
@@ -393,6 +402,7 @@ static void commands_end_to_end(void **state)
     CTL_OK(d, &r, "top", "-n", "3", "-d", "0.1");
     assert_int_equal(count_lines_with(r.out, "alpha"), 3);
     expect_in(r.out, "PUT/s");
+    assert_int_equal(count_lines_with(r.out, "Lent: "), 3);
     run_free(&r);
     assert_int_equal(CTL(d, &r, "top", "-d", "0"), 2);
     run_free(&r);
