@@ -189,6 +189,24 @@ static const struct row stats_rows[] = {
       NULL },
     { "tmemd_control_refused_total", 'c', "Control connections refused (not an "
       "administrator).", S(ctl_refused), U64, NULL },
+    /* lent memory (the daemon's count) */
+    { "tmemd_lending", 'g', "1 if private pools run in the clients, on lent memory.",
+      S(lending), U32, NULL },
+    { "tmemd_lent_bytes", 'g', "Memory lent to clients now, by kind.", S(lent_bytes[0]), U64,
+      "kind=\"ephemeral\"" },
+    { "tmemd_lent_bytes", 'g', NULL, S(lent_bytes[1]), U64, "kind=\"persistent\"" },
+    { "tmemd_lend_units_total", 'c', "Lent units, by event.", S(lend_grown), U64,
+      "event=\"granted\"" },
+    { "tmemd_lend_units_total", 'c', NULL, S(lend_returned), U64, "event=\"given_back\"" },
+    { "tmemd_lend_units_total", 'c', NULL, S(lend_revoked), U64, "event=\"taken_by_force\"" },
+    { "tmemd_lend_units_total", 'c', NULL, S(lend_adopted_units), U64, "event=\"adopted\"" },
+    { "tmemd_lend_refused_total", 'c', "Asks for a unit refused.", S(lend_refused), U64, NULL },
+    { "tmemd_lend_shrinks_total", 'c', "Requests to a client to give units back.",
+      S(lend_shrinks_asked), U64, NULL },
+    { "tmemd_lend_adoptions_refused_total", 'c', "Clients coming back with more persistent "
+      "memory than fits, refused.", S(lend_adopt_refused), U64, NULL },
+    { "tmemd_lend_bad_total", 'c', "Unit messages naming units not the client's, ignored.",
+      S(lend_bad), U64, NULL },
     /* the governor */
     { "tmemd_governor_limit_bytes", 'g', "The limit the governor set.", S(gov_limit), U64,
       NULL },
@@ -249,6 +267,12 @@ static const struct row client_rows[] = {
       U64, NULL },
     { "tmem_client_bad_requests_total", 'c', "A client's malformed window requests.",
       C(bad_requests), U64, NULL },
+    { "tmem_client_lent_bytes", 'g', "Memory lent to a client (the daemon's count), by kind; "
+      "its other figures are what its library reports.", C(lent_bytes[0]), U64,
+      "kind=\"ephemeral\"" },
+    { "tmem_client_lent_bytes", 'g', NULL, C(lent_bytes[1]), U64, "kind=\"persistent\"" },
+    { "tmem_client_revoked_units_total", 'c', "A client's ephemeral units taken by force.",
+      C(revoked_units), U64, NULL },
 };
 
 #undef C

@@ -207,6 +207,10 @@ static void metrics_endpoint(void **state)
         "tmemd_parked_clients 1\n",
         "tmemd_governor_psi_some_avg10 0.00\n",
         "# TYPE tmemd_uptime_seconds gauge\n",
+        "tmemd_lending 0\n",                 /* these daemon parts lend nothing */
+        "tmemd_lent_bytes{kind=\"persistent\"} 0\n",
+        "tmemd_lend_units_total{event=\"granted\"} 0\n",
+        "# TYPE tmem_client_lent_bytes gauge\n",
         ",name=\"web-cache\",kind=\"ephemeral\"} 1\n",
         ",name=\"web-cache\"} 1\n",          /* tmem_client_puts_total */
         "name=\"we\\\"ird\\\\name\",uid=\"1000\",gid=\"1000\",pid=\"0\"} 1\n",
