@@ -153,6 +153,7 @@ static void start_daemon(struct daemon *d, bool lend)
     snprintf(d->sock, sizeof(d->sock), "%s/c.sock", d->dir);
     snprintf(d->ctl, sizeof(d->ctl), "%s/ctl.sock", d->dir);
     pid_t parent = getpid();
+    fflush(NULL);           /* a child must not write the parent's buffered output again */
     d->pid = fork();
     if (d->pid < 0)
         die("fork: %s", strerror(errno));
@@ -183,6 +184,7 @@ static void start_daemon(struct daemon *d, bool lend)
 static void hogs_start(int n)
 {
     pid_t parent = getpid();
+    fflush(NULL);
     for (int i = 0; i < n; i++) {
         pid_t p = fork();
         if (p < 0)
@@ -388,6 +390,7 @@ static double procs_rate(const struct daemon *d, int k)
         die("mmap: %s", strerror(errno));
     memset(res, 0, sizeof(double) * 8);
     pid_t kids[4];
+    fflush(NULL);
     for (int i = 0; i < k; i++) {
         kids[i] = fork();
         if (kids[i] < 0)
