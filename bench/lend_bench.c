@@ -24,7 +24,8 @@
  * worker), the design this replaced.
  *
  * Pages are text-like (LZ4 about 2x), the daemon and the in-process engine
- * have the same configuration (the daemon's defaults: LZ4, dedup).  The
+ * have the same configuration (the daemon's defaults: LZ4, dedup; --compress
+ * changes the codec of both).  The
  * daemon is started here on temporary sockets and stopped at the end.
  * Rounds during which other processes used more than QUIET_CPUS are set
  * aside and rerun (bench_util.h), except in S2/S3, whose load is ours.
@@ -70,6 +71,7 @@ static struct {
     double secs;                        /* throughput seconds per variant per round */
     double settle;
     const char *tmemd, *tsv;
+    const char *compress;               /* the daemon's and the engine's codec */
 } O;
 
 static uint8_t *g_pages;                /* NPAGES text-like pages */
@@ -161,14 +163,15 @@ static void start_daemon(struct daemon *d, bool lend)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        char log[128];
+        char log[128], codec[64];
         snprintf(log, sizeof(log), "%s/tmemd.log", d->dir);
+        snprintf(codec, sizeof(codec), "memory.compress=%s", O.compress);
         if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
             _exit(126);
         execl(O.tmemd, O.tmemd, "--socket", d->sock, "--control-socket", d->ctl,
               "--max-memory", "512M", "--set", "metrics.port=0", "--set",
               "governor.enabled=false", "--set", "memory.shared_auth_required=false", "--set",
-              lend ? "memory.lend=true" : "memory.lend=false", (char *)NULL);
+              lend ? "memory.lend=true" : "memory.lend=false", "--set", codec, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
@@ -537,8 +540,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tmem-lend-bench [--quick] [--rounds N] [--settle S] [--tsv FILE]\n"
                "                       [--tmemd PATH] [--only sporadic,rate,vector]\n"
+               "                       [--compress none|lz4|zstd]\n"
                "tmem through tmemd against an in-process engine, as tenants call\n"
-               "(docs/benchmarks.md, \"Lent memory\").\n");
+               "(docs/benchmarks.md, \"Lent memory\").  --compress: the codec of both\n"
+               "(default lz4, the daemon's default).\n");
 }
 
 int main(int argc, char **argv)
@@ -549,11 +554,13 @@ int main(int argc, char **argv)
     O.secs = 0.5;
     O.settle = 20;
     O.tmemd = getenv("TMEMD_BIN") ? getenv("TMEMD_BIN") : TMEMD_BIN;
+    O.compress = "lz4";
     const char *only = "sporadic,rate,vector";
     static const struct option opts[] = {
         { "quick", no_argument, NULL, 'q' }, { "rounds", required_argument, NULL, 'r' },
         { "settle", required_argument, NULL, 's' }, { "tsv", required_argument, NULL, 't' },
         { "tmemd", required_argument, NULL, 'd' }, { "only", required_argument, NULL, 'o' },
+        { "compress", required_argument, NULL, 'c' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -564,9 +571,17 @@ int main(int argc, char **argv)
         case 't': O.tsv = optarg; break;
         case 'd': O.tmemd = optarg; break;
         case 'o': only = optarg; break;
+        case 'c': O.compress = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    int codec = !strcmp(O.compress, "lz4") ? TMEM_COMPRESS_LZ4
+              : !strcmp(O.compress, "zstd") ? TMEM_COMPRESS_ZSTD
+              : !strcmp(O.compress, "none") ? TMEM_COMPRESS_NONE : -1;
+    if (codec < 0) {
+        fprintf(stderr, "tmem-lend-bench: --compress none, lz4 or zstd\n");
+        return 2;
     }
     if (O.rounds < 1 || O.rounds > MAX_ROUNDS / 2) {
         fprintf(stderr, "tmem-lend-bench: --rounds 1..%d\n", MAX_ROUNDS / 2);
@@ -576,13 +591,16 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     print_header(O.quick);
+    printf("- pages: text-like, compression %s in the daemon and the in-process engine\n",
+           O.compress);
     make_pages();
     start_daemon(&g_d[0], true);
     start_daemon(&g_d[1], false);
 
-    /* the in-process engine as the daemon's: LZ4, dedup, its limit */
+    /* the in-process engine as the daemon's: its codec, dedup, its limit */
     tmem_config_t cfg;
     tmem_config_init(&cfg);
+    cfg.compress = codec;
     cfg.max_bytes = 512ull << 20;
     cfg.shared_auth_required = 0;
     tmem_t *t = tmem_open(&cfg);
