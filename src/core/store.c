@@ -43,6 +43,8 @@
 
 #define TM_EVICT_TRIES 256
 
+#define TM_FULL_TICKS (5000000u >> TM_TICK_SHIFT)   /* 5 ms: see store_full */
+
 #define TM_DD_SPARSE_AFTER 4096u    /* lookups without a hit before going sparse */
 #define TM_DD_SAMPLE_BITS  4u       /* sparse: 1 page in 16 is looked up */
 
@@ -331,6 +333,43 @@ void tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
 
 /* Allocates room for len bytes (a fragment) or a whole frame, evicting
  * ephemeral pages while there is none. */
+/* A full persistent store over an arena.  Its frames come only from the
+ * persistent units its memory source grants, and evicting ephemeral pages
+ * frees none; a put that finds no room has compressed its page for
+ * nothing (LZ4: several microseconds, against a swap write the caller
+ * makes anyway).  So for TM_FULL_TICKS after a put found no room, while
+ * the store holds no more frames and has freed no fragment bytes, a new
+ * put is refused before it is compressed.  A page whole (incompressible)
+ * freed meanwhile is not seen: such a put is refused for at most 5 ms
+ * more, which any put may be. */
+static bool store_full(tmem_t *t, struct tm_store *s)
+{
+    uint32_t at = atomic_load_explicit(&s->full_tick, memory_order_relaxed);
+    if (at == 0)
+        return false;
+    struct tm_frames *fr = &t->frames[TMEM_ARENA_PERSISTENT];
+    if (tm_now_tick(t) - at < TM_FULL_TICKS &&
+        atomic_load_explicit(&fr->nheld, memory_order_relaxed) ==
+            atomic_load_explicit(&s->full_held, memory_order_relaxed) &&
+        atomic_load_explicit(&s->heap.bytes_used, memory_order_relaxed) >=
+            atomic_load_explicit(&s->full_used, memory_order_relaxed))
+        return true;
+    atomic_store_explicit(&s->full_tick, 0, memory_order_relaxed);
+    return false;
+}
+
+static void store_found_full(tmem_t *t, struct tm_store *s)
+{
+    struct tm_frames *fr = &t->frames[TMEM_ARENA_PERSISTENT];
+    atomic_store_explicit(&s->full_held, atomic_load_explicit(&fr->nheld, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->full_used,
+                          atomic_load_explicit(&s->heap.bytes_used, memory_order_relaxed),
+                          memory_order_relaxed);
+    uint32_t now = tm_now_tick(t);
+    atomic_store_explicit(&s->full_tick, now ? now : 1, memory_order_relaxed);
+}
+
 static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t len,
                  struct tm_loc *loc)
 {
@@ -349,7 +388,11 @@ static int place(tmem_t *t, struct tm_store *s, struct tmem_client *cl, uint32_t
             }
         }
         /* over an arena, evicting (ephemeral pages) frees no persistent frame */
-        if (tries >= TM_EVICT_TRIES || (s->persistent && t->arena.ops) || !tm_evict_one(t, cl))
+        if (s->persistent && t->arena.ops) {
+            store_found_full(t, s);
+            return -ENOMEM;
+        }
+        if (tries >= TM_EVICT_TRIES || !tm_evict_one(t, cl))
             return -ENOMEM;
     }
 }
@@ -438,6 +481,8 @@ int tm_store_put(tmem_t *t, struct tm_store *s, struct tmem_client *cl, const vo
         *dd_skipped = true;
     }
 
+    if (s->persistent && t->arena.ops && store_full(t, s))
+        return -ENOMEM;             /* full a moment ago: not worth compressing */
     /* compress into scratch 0, then place */
     uint8_t *cbuf = tm_scratch(0);
     uint32_t clen = 0;

@@ -297,6 +297,11 @@ enum tm_store_counter { TM_SC_WHOLE, TM_SC_WORDS, TM_SC_BODY_REFS };
 
 struct tm_store {
     bool persistent;
+    /* a persistent store over an arena that found no room (store.c,
+     * store_full): when (a tick, 0 none), and the frames held and heap
+     * bytes used then; racy hints, never a correctness matter */
+    atomic_u32 full_tick;
+    atomic_u64 full_held, full_used;
     struct tm_zheap heap;
     struct tm_dedup_shard shards[TM_DEDUP_SHARDS];
     struct tm_store_count count[TM_STRIPES];

@@ -7,7 +7,9 @@
  *   open         bad arenas refused; one client only; no lending of frames;
  *   grow         units come one at a time as puts need them; a source that
  *                refuses makes the engine evict its own ephemeral pages, and
- *                refuse persistent puts (evicting none for them);
+ *                refuse persistent puts (evicting none for them); a full
+ *                persistent store refuses before compressing, until room
+ *                appears (a flush, or a unit granted a few ms later);
  *   shrink       free units go first; then the least used ephemeral units,
  *                their pages evicted, every other page intact; persistent
  *                units only when free;
@@ -292,6 +294,55 @@ static void grow_takes_units_as_needed(void **state)
         assert_int_equal(tmem_get_page(c, (uint32_t)pp, tt_oid(2, 0, 0), i, got), 0);
         assert_memory_equal(got, page, PG);
     }
+    tt_close(t);
+    src_free(s);
+}
+
+/* A persistent store that found no room refuses the next puts before it
+ * compresses them (the source is not asked again), but not once room
+ * appears: a page flushed, or (after a few milliseconds) a unit the source
+ * would now grant. */
+static void full_persistent_store_refuses_early(void **state)
+{
+    (void)state;
+    struct source *s = src_new(1, 1);
+    tmem_t *t = open_over(s, TMEM_COMPRESS_LZ4);
+    tmem_client_t *c = tmem_client_open(t, "full");
+    int pp = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    assert_true(pp >= 0);
+    uint8_t page[PG], got[PG];
+    uint32_t n = 0;
+    int rc;
+    while ((rc = tmem_put_page(c, (uint32_t)pp, tt_oid(3, 0, 0), n, (page_of(page, n, true),
+                                                                     page))) == 0)
+        n++;
+    assert_int_equal(rc, -ENOMEM);
+    assert_true(n > UFRAMES);                   /* compressed: more pages than frames */
+    unsigned refused = s->refused;
+    for (uint32_t i = 0; i < 20; i++) {
+        page_of(page, 1000 + i, true);
+        assert_int_equal(tmem_put_page(c, (uint32_t)pp, tt_oid(4, 0, 0), i, page), -ENOMEM);
+    }
+    assert_true(s->refused <= refused + 1);     /* refused before asking the source */
+    /* a page flushed: the next put finds its room */
+    assert_int_equal(tmem_flush_page(c, (uint32_t)pp, tt_oid(3, 0, 0), 0), 0);
+    page_of(page, 2000, true);
+    assert_int_equal(tmem_put_page(c, (uint32_t)pp, tt_oid(5, 0, 0), 0, page), 0);
+    /* full again; then the source would lend one more unit: within a few
+     * milliseconds the store asks again and gets it */
+    for (uint32_t i = 1; tmem_put_page(c, (uint32_t)pp, tt_oid(5, 0, 0), i,
+                                       (page_of(page, 2000 + i, true), page)) == 0; i++)
+        assert_true(i < 10 * UFRAMES);
+    pthread_mutex_lock(&s->lock);
+    s->limit[TMEM_ARENA_PERSISTENT] = 2;
+    pthread_mutex_unlock(&s->lock);
+    struct timespec ts = { 0, 20000000 };       /* past the 5 ms of a full store */
+    nanosleep(&ts, NULL);
+    page_of(page, 3000, true);
+    assert_int_equal(tmem_put_page(c, (uint32_t)pp, tt_oid(6, 0, 0), 0, page), 0);
+    assert_int_equal(s->nheld[TMEM_ARENA_PERSISTENT], 2);
+    assert_int_equal(tmem_get_page(c, (uint32_t)pp, tt_oid(6, 0, 0), 0, got), 0);
+    assert_memory_equal(got, page, PG);
     tt_close(t);
     src_free(s);
 }
@@ -611,6 +662,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_refuses_bad_arenas),
         cmocka_unit_test(grow_takes_units_as_needed),
+        cmocka_unit_test(full_persistent_store_refuses_early),
         cmocka_unit_test(shrink_gives_free_then_least_used),
         cmocka_unit_test(revoked_units_miss_never_zeros),
         cmocka_unit_test(race_revocations_with_calls),
