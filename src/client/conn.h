@@ -50,9 +50,14 @@ void tmr_window_close(struct tmr_window *w);
 /* The daemon is gone: every call on w returns -ENOTCONN from now on, and
  * calls waiting return it (once their slot is looked at one last time). */
 void tmr_window_break(struct tmr_window *w);
-/* No thread reads the connection (no lent memory): waits look at sock
- * for the daemon's end themselves. */
-void tmr_window_watch(struct tmr_window *w, int sock);
+/* Waits on w look at sock for the daemon's end themselves (sock -1: they
+ * do not): with no lent memory no thread reads the connection, and
+ * anything readable is the end (TMR_WATCH_ANY); while the service thread
+ * joins shared pools again it does not read it either, and only a hang-up
+ * is the end (TMR_WATCH_HANGUP: messages may be waiting). */
+#define TMR_WATCH_ANY    0
+#define TMR_WATCH_HANGUP 1
+void tmr_window_watch(struct tmr_window *w, int sock, int watch);
 bool tmr_window_broken(const struct tmr_window *w);
 int  tmr_call(struct tmr_window *w, uint32_t op, uint32_t pool_id, const tmem_oid_t *oid,
               uint32_t index, uint32_t arg, const void *in, void *out);
@@ -109,16 +114,23 @@ struct tmc {
     uint64_t unit_bytes;                /* the arenas' unit (immutable after open) */
     int share_fd;
     struct tmw_share *share;            /* the shared page (mapped) */
-    pthread_mutex_t grow_lock;
-    _Atomic uint32_t grow_seq;          /* bumped by the service thread per GROW_REPLY */
-    int grow_result;                    /* (grow_lock; written before grow_seq) */
-    _Atomic uint64_t grow_want;         /* the (kind, unit) + 1 awaited, 0 none */
+    pthread_mutex_t units_lock;         /* one walk taking units away at a time: a
+                                           revocation (and its cleaned list), a
+                                           shrink, free units given back (lend.c) */
+    _Atomic int periodic_queued;        /* a JOB_PERIODIC is queued or running */
+    pthread_mutex_t grow_lock;          /* one GROW in flight (held while it waits) */
+    _Atomic uint32_t grow_seq;          /* bumped per GROW_REPLY taken, and when the
+                                           connection ends: the waiter looks then */
+    pthread_mutex_t reply_lock;         /* guards grow_want and grow_result: the reply
+                                           is taken, or the request given up, once */
+    uint64_t grow_want;                 /* the (kind, unit) + 1 awaited, 0 none */
+    int grow_result;                    /* the reply's, once grow_want went to 0 */
     _Atomic uint64_t grow_quiet_until;  /* no GROW before then, unless woken */
     _Atomic int woken;                  /* a WAKE came since the last refusal */
     /* units given back while disconnected, told at the reconnection (jobs_lock) */
     uint32_t *pending_ret[TMEM_ARENA_KINDS];
     size_t npending_ret[TMEM_ARENA_KINDS], cap_pending_ret[TMEM_ARENA_KINDS];
-    uint32_t *cleaned;                  /* units cleaned in the job running now (job thread) */
+    uint32_t *cleaned;                  /* units cleaned by the revocation running (units_lock) */
     size_t ncleaned, cap_cleaned;
 
     /* threads */
@@ -138,6 +150,7 @@ struct tmc {
     pthread_mutex_t report_lock;        /* one writer of the report at a time */
 
     struct tmc *next_dead;              /* closed handles (tombstones) */
+    struct tmc *live_prev, *live_next;  /* open handles (connect.c live_lock) */
 };
 
 static inline struct tmc *TMC(const tmem_client_t *c)

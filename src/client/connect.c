@@ -13,8 +13,10 @@
  * drain (both seq_cst: either the call sees the flag or close sees the
  * call), then tears down: a closed handle answers -ENODEV and stays
  * allocated (a tombstone, like the engine's).  A child of fork() has none
- * of the parent's mappings (they are MADV_DONTFORK) and no service thread:
- * its handles answer -ENOTCONN; a child connects on its own.
+ * of the parent's mappings (they are MADV_DONTFORK), none of its handles'
+ * descriptors (closed in the child at once, so that the daemon sees the
+ * connection end with the parent) and no service thread: its handles
+ * answer -ENOTCONN; a child connects on its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,8 +34,57 @@
 
 static _Atomic unsigned fork_gen;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
-static void install_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+/* Open handles, so that a child of fork can close its copies of their
+ * descriptors: a child that kept the socket would keep the connection (and
+ * the memory lent to it) after the parent has gone. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tmc *live_head;
+
+static void live_add(struct tmc *h)
+{
+    pthread_mutex_lock(&live_lock);
+    h->live_prev = NULL;
+    h->live_next = live_head;
+    if (live_head)
+        live_head->live_prev = h;
+    live_head = h;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_del(struct tmc *h)
+{
+    pthread_mutex_lock(&live_lock);
+    if (h->live_prev)
+        h->live_prev->live_next = h->live_next;
+    else if (live_head == h)
+        live_head = h->live_next;
+    if (h->live_next)
+        h->live_next->live_prev = h->live_prev;
+    h->live_prev = h->live_next = NULL;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void on_fork_prepare(void) { pthread_mutex_lock(&live_lock); }
+static void on_fork_parent(void) { pthread_mutex_unlock(&live_lock); }
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+    for (struct tmc *h = live_head; h; h = h->live_next) {
+        int fd[4] = { h->sock, h->share_fd, h->arena_fd[0], h->arena_fd[1] };
+        for (int i = 0; i < 4; i++)
+            if (fd[i] >= 0)
+                close(fd[i]);
+        h->sock = h->share_fd = h->arena_fd[0] = h->arena_fd[1] = -1;
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
 
 /* Closed handles stay allocated so that a late call gets -ENODEV instead
  * of a use after free; the list keeps them reachable (they are not leaks). */
@@ -213,6 +264,8 @@ static void handle_free(struct tmc *h)
     pthread_rwlock_destroy(&h->pools_lock);
     pthread_mutex_destroy(&h->send_lock);
     pthread_mutex_destroy(&h->grow_lock);
+    pthread_mutex_destroy(&h->reply_lock);
+    pthread_mutex_destroy(&h->units_lock);
     pthread_mutex_destroy(&h->jobs_lock);
     pthread_cond_destroy(&h->jobs_cond);
     pthread_mutex_destroy(&h->restore_lock);
@@ -251,6 +304,8 @@ tmem_client_t *tmem_connect(const char *socket_path, const char *name)
     pthread_rwlock_init(&h->pools_lock, NULL);
     pthread_mutex_init(&h->send_lock, NULL);
     pthread_mutex_init(&h->grow_lock, NULL);
+    pthread_mutex_init(&h->reply_lock, NULL);
+    pthread_mutex_init(&h->units_lock, NULL);
     pthread_mutex_init(&h->jobs_lock, NULL);
     pthread_cond_init(&h->jobs_cond, NULL);
     pthread_mutex_init(&h->restore_lock, NULL);
@@ -297,6 +352,7 @@ tmem_client_t *tmem_connect(const char *socket_path, const char *name)
     }
     if (h->restore_state)       /* a parked client's pools come first */
         tmc_wait_restore(h);
+    live_add(h);
     h->head.ops = &tmc_ops;
     atomic_store(&h->head.magic, TMEM_HANDLE_MAGIC);
     return (tmem_client_t *)(void *)h;
@@ -646,6 +702,7 @@ static void tmc_close(tmem_client_t *c)
             break;
         sched_yield();
     }
+    live_del(h);
     if (atomic_load(&fork_gen) == h->fork_gen) {
         tmc_threads_stop(h);            /* shuts the socket down: the daemon frees us */
         tmc_lend_close(h);              /* the engine, the arenas, the shared page */

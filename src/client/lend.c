@@ -8,9 +8,11 @@
  *
  * The source's grow() is the GROW round trip: the calling thread sends it
  * and waits for the service thread to hand it the reply (one in flight at a
- * time: grow_lock; a reply is matched to its request through grow_want, so
- * that a late reply to a request given up is never taken for another's and
- * a unit granted that way is given back).  After a refusal the source says
+ * time: grow_lock; a reply is matched to its request through grow_want,
+ * under reply_lock, so that a reply is taken or its request given up once:
+ * a late reply to a request given up (the connection ended, or 5 s passed)
+ * is never taken for another's, and a unit granted that way is given
+ * back).  After a refusal the source says
  * no at once for GROW_QUIET_NS, or until a WAKE.
  *
  * Every TMC_PERIOD_MS the service thread writes the report into the shared
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client/conn.h"
@@ -43,7 +46,8 @@
 #define GROW_QUIET_NS   50000000ull         /* 50 ms */
 #define GROW_WAIT_NS    5000000000ull       /* a GROW_REPLY later than 5 s: given up */
 
-enum tmc_job_type { JOB_SHRINK, JOB_REVOKED, JOB_SAVE, JOB_RESTORE, JOB_LIST, JOB_REPORT };
+enum tmc_job_type { JOB_SHRINK, JOB_REVOKED, JOB_SAVE, JOB_RESTORE, JOB_LIST, JOB_REPORT,
+                    JOB_PERIODIC };
 
 struct tmc_job {
     struct tmc_job *next;
@@ -125,7 +129,9 @@ static int src_grow(void *arg, int kind, size_t unit)
     pthread_mutex_lock(&h->grow_lock);
     uint32_t seq = atomic_load(&h->grow_seq);
     uint64_t key = want_key(kind, unit);
-    atomic_store(&h->grow_want, key);
+    pthread_mutex_lock(&h->reply_lock);
+    h->grow_want = key;
+    pthread_mutex_unlock(&h->reply_lock);
     atomic_store(&h->woken, 0);
     struct tmw_grow m;
     msg_init(&m.m, TMW_MSG_GROW, sizeof(m), 0);
@@ -134,18 +140,22 @@ static int src_grow(void *arg, int kind, size_t unit)
     int rc = tmc_send(h, &m, sizeof(m));
     uint64_t until = now + GROW_WAIT_NS;
     while (rc == 0 && atomic_load(&h->grow_seq) == seq) {
-        if (!atomic_load(&h->connected) || tm_now_ns() > until) {
-            rc = -ETIMEDOUT;
+        if (!atomic_load(&h->connected) || tm_now_ns() > until)
             break;
-        }
         tm_futex_wait(&h->grow_seq, seq, 100000000u);
     }
-    uint64_t k = key;
-    if (rc == -ETIMEDOUT && !atomic_compare_exchange_strong(&h->grow_want, &k, 0))
-        rc = 0;                             /* answered meanwhile after all */
-    if (rc == 0)
+    /* the reply was taken (grow_want cleared, grow_result set), or it never
+     * will be: the request is given up here, and a late reply is not ours
+     * (the service thread gives its unit back) */
+    pthread_mutex_lock(&h->reply_lock);
+    if (h->grow_want == key) {
+        h->grow_want = 0;
+        if (rc == 0)
+            rc = atomic_load(&h->connected) ? -ETIMEDOUT : -ENOTCONN;
+    } else if (rc == 0) {
         rc = h->grow_result;
-    atomic_store(&h->grow_want, 0);
+    }
+    pthread_mutex_unlock(&h->reply_lock);
     pthread_mutex_unlock(&h->grow_lock);
     if (rc == -ENOMEM || rc == -EDQUOT)
         atomic_store(&h->grow_quiet_until, now + GROW_QUIET_NS);
@@ -210,6 +220,15 @@ int tmc_lend_open(struct tmc *h, const struct tmw_hello_reply *rep, const int fd
 {
     h->arena_fd[0] = fds[1];
     h->arena_fd[1] = fds[2];
+    /* arenas that could shrink under our mappings would fault our calls:
+     * each at least the size said, sealed against shrinking */
+    for (int k = 0; k < TMEM_ARENA_KINDS; k++) {
+        struct stat st;
+        int seals = fcntl(fds[1 + k], F_GET_SEALS);
+        if (fstat(fds[1 + k], &st) != 0 || st.st_size < 0 ||
+            (uint64_t)st.st_size < rep->arena_bytes[k] || seals < 0 || !(seals & F_SEAL_SHRINK))
+            return -EPROTO;
+    }
     h->arena_bytes[0] = rep->arena_bytes[0];
     h->arena_bytes[1] = rep->arena_bytes[1];
     h->unit_bytes = rep->unit_bytes;
@@ -426,6 +445,20 @@ static void run_list(struct tmc *h, int long_form)
     tmc_send(h, &end, sizeof(end));
 }
 
+/* Drops the units taken by force (tmem_arena_revoked) and tells the
+ * daemon which are clean now (CLEANED, when tell).  Under units_lock: the
+ * job thread and a reconnection (revoked_unseen) share the list of cleaned
+ * units, and a walk giving units back must not run meanwhile. */
+static void drop_revoked(struct tmc *h, const uint64_t *units, size_t n, uint64_t epoch, bool tell)
+{
+    pthread_mutex_lock(&h->units_lock);
+    h->ncleaned = 0;
+    tmem_arena_revoked(h->engine, units, n, epoch);
+    if (tell && h->ncleaned)
+        send_units(h, TMW_MSG_CLEANED, TMEM_ARENA_EPHEMERAL, h->cleaned, h->ncleaned);
+    pthread_mutex_unlock(&h->units_lock);
+}
+
 static void run_job(struct tmc *h, struct tmc_job *j)
 {
     switch (j->type) {
@@ -433,10 +466,12 @@ static void run_job(struct tmc *h, struct tmc_job *j)
         /* all it holds of a kind: every page of it goes (pages that need
          * no memory too, as when the engine is asked to evict everything) */
         tmem_arena_info_t ai;
+        pthread_mutex_lock(&h->units_lock);
         if (j->kind == TMEM_ARENA_EPHEMERAL && tmem_arena_get_info(h->engine, &ai) == 0 &&
             j->n >= ai.units[TMEM_ARENA_EPHEMERAL])
             tmem_evict_npages(h->engine, SIZE_MAX);
         tmem_arena_shrink(h->engine, (int)j->kind, j->n, NULL);     /* RETURNs as it goes */
+        pthread_mutex_unlock(&h->units_lock);
         break;
     }
     case JOB_REVOKED: {
@@ -445,11 +480,8 @@ static void run_job(struct tmc *h, struct tmc_job *j)
             break;          /* gets go on missing; nothing wrong is read */
         for (uint32_t i = 0; i < j->n; i++)
             u[i] = j->unit[i];
-        h->ncleaned = 0;
-        tmem_arena_revoked(h->engine, u, j->n, j->epoch);
+        drop_revoked(h, u, j->n, j->epoch, true);
         free(u);
-        if (h->ncleaned)
-            send_units(h, TMW_MSG_CLEANED, TMEM_ARENA_EPHEMERAL, h->cleaned, h->ncleaned);
         break;
     }
     case JOB_SAVE: {
@@ -469,6 +501,15 @@ static void run_job(struct tmc *h, struct tmc_job *j)
     case JOB_REPORT:
         report(h);
         atomic_store(&h->share->report_ack, atomic_load(&h->share->report_req));
+        break;
+    case JOB_PERIODIC:
+        report(h);
+        if (atomic_load(&h->connected)) {
+            pthread_mutex_lock(&h->units_lock);
+            give_back_free(h);
+            pthread_mutex_unlock(&h->units_lock);
+        }
+        atomic_store(&h->periodic_queued, 0);
         break;
     }
 }
@@ -537,8 +578,14 @@ static bool handle_msg(struct tmc *h, const uint8_t *buf, size_t len)
             return false;
         const struct tmw_grow *g = (const void *)buf;
         uint64_t key = want_key((int)g->kind, g->unit);
-        if (atomic_compare_exchange_strong(&h->grow_want, &key, 0)) {
+        pthread_mutex_lock(&h->reply_lock);
+        bool taken = h->grow_want == key;
+        if (taken) {
+            h->grow_want = 0;
             h->grow_result = m->result;
+        }
+        pthread_mutex_unlock(&h->reply_lock);
+        if (taken) {
             atomic_fetch_add(&h->grow_seq, 1);
             tm_futex_wake(&h->grow_seq, INT32_MAX);
         } else if (m->result == 0 && g->kind < TMEM_ARENA_KINDS) {
@@ -662,7 +709,8 @@ static void disconnect(struct tmc *h)
     pthread_mutex_unlock(&h->restore_lock);
 }
 
-/* Units of kind with a hole (was punched) among those the engine holds. */
+/* The ephemeral units the daemon punched without our hearing of it (the
+ * REVOKED was lost with the connection), dropped before the next HELLO. */
 static void revoked_unseen(struct tmc *h)
 {
     uint64_t epoch = atomic_load(&h->share->revoke_epoch);
@@ -673,16 +721,17 @@ static void revoked_unseen(struct tmc *h)
     uint64_t *v = malloc((nunits ? nunits : 1) * sizeof(*v));
     if (!v)
         return;
+    /* the daemon writes the first byte of every unit it lends, and only a
+     * punch makes it a hole again (pages nobody wrote read as holes too,
+     * so a hole further in says nothing) */
     for (size_t u = 0; u < nunits; u++) {
         if (!tmem_arena_held(h->engine, TMEM_ARENA_EPHEMERAL, u))
             continue;
         off_t at = (off_t)(u * h->unit_bytes);
-        off_t hole = lseek(h->arena_fd[0], at, SEEK_HOLE);
-        if (hole >= 0 && hole < at + (off_t)h->unit_bytes)
+        if (lseek(h->arena_fd[0], at, SEEK_DATA) != at)
             v[n++] = u;
     }
-    h->ncleaned = 0;
-    tmem_arena_revoked(h->engine, v, n, epoch);
+    drop_revoked(h, v, n, epoch, false);      /* nobody to tell: the next daemon sees holes */
     free(v);
 }
 
@@ -718,7 +767,10 @@ static void return_surplus(struct tmc *h)
     }
 }
 
-/* One attempt to come back.  true once connected again. */
+/* One attempt to come back.  true once connected again.  Nothing here
+ * waits for the client's lock while a call could wait for this thread:
+ * connected stays 0 until the end, so no call is waiting for a GROW_REPLY
+ * (grow() fails at once while disconnected). */
 static bool come_back(struct tmc *h)
 {
     revoked_unseen(h);
@@ -734,22 +786,23 @@ static bool come_back(struct tmc *h)
         close(sock);
         return false;
     }
+    /* the shared pools again, at the same ids, empty; the socket is not read
+     * meanwhile (its messages wait for this thread), so the joins watch it
+     * for the daemon's end */
+    tmr_window_watch(w, sock, TMR_WATCH_HANGUP);
     pthread_rwlock_wrlock(&h->pools_lock);
-    pthread_rwlock_wrlock(&h->conn_lock);
-    h->win = w;
-    pthread_mutex_lock(&h->send_lock);
-    h->sock = sock;
-    pthread_mutex_unlock(&h->send_lock);
-    atomic_store(&h->id, rep.client_id);
-    atomic_store(&h->connected, 1);
-    pthread_rwlock_unlock(&h->conn_lock);
-    /* the shared pools again, at the same ids, empty */
     for (uint32_t i = 0; i < TMEM_MAX_POOLS; i++) {
         struct tmc_pool *p = &h->pools[i];
         if (atomic_load(&p->where) != TMC_REMOTE)
             continue;
         tmem_oid_t u = { { p->uuid.lo, p->uuid.hi, 0 } };
         int rc = tmr_call(w, TMW_OP_JOIN_SHARED, 0, &u, 0, p->flags, NULL, NULL);
+        if (rc == -ENOTCONN) {          /* that daemon is gone too: try again later */
+            pthread_rwlock_unlock(&h->pools_lock);
+            tmr_window_close(w);
+            close(sock);
+            return false;
+        }
         if (rc >= 0) {
             atomic_store(&p->remote_id, (uint32_t)rc);
         } else {        /* not authorised any more: a private pool, as at its creation */
@@ -758,8 +811,19 @@ static bool come_back(struct tmc *h)
                 atomic_store(&p->where, TMC_LOCAL);
         }
     }
+    tmr_window_watch(w, -1, TMR_WATCH_HANGUP);     /* from now on, this thread reads it */
+    pthread_rwlock_wrlock(&h->conn_lock);
+    h->win = w;
+    pthread_mutex_lock(&h->send_lock);
+    h->sock = sock;
+    pthread_mutex_unlock(&h->send_lock);
+    atomic_store(&h->id, rep.client_id);
+    pthread_rwlock_unlock(&h->conn_lock);
     pthread_rwlock_unlock(&h->pools_lock);
+    /* units the engine does not hold go back before any GROW can be in
+     * flight (one granted now would look like one of them) */
     return_surplus(h);
+    atomic_store(&h->connected, 1);
     atomic_fetch_add(&h->reconnects, 1);
     atomic_store(&h->woken, 1);
     return true;
@@ -768,13 +832,18 @@ static bool come_back(struct tmc *h)
 /* ------------------------------------------------------------------------
  * The service thread
  * ---------------------------------------------------------------------- */
+/* The report and the free units given back: a job, since both take the
+ * client's lock, which the service thread must never wait for (a put
+ * holding it may be waiting for the GROW_REPLY only this thread reads). */
 static void periodic(struct tmc *h)
 {
-    if (h->mode != TMW_MODE_LEND)
+    if (h->mode != TMW_MODE_LEND || atomic_exchange(&h->periodic_queued, 1))
         return;
-    report(h);
-    if (atomic_load(&h->connected))
-        give_back_free(h);
+    struct tmc_job *j = job_new(JOB_PERIODIC, 0, 0, 0, NULL);
+    if (j)
+        job_push(h, j);
+    else
+        atomic_store(&h->periodic_queued, 0);
 }
 
 static void *service_main(void *arg)
@@ -816,7 +885,7 @@ int tmc_threads_start(struct tmc *h)
     if (h->mode != TMW_MODE_LEND) {
         /* nothing to read but the daemon's end: the window's waits watch
          * for it, with no thread of ours in the process */
-        tmr_window_watch(h->win, h->sock);
+        tmr_window_watch(h->win, h->sock, TMR_WATCH_ANY);
         return 0;
     }
     int rc = pthread_create(&h->service, NULL, service_main, h);

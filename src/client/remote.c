@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -55,13 +56,16 @@ struct tmr_window {
     _Atomic uint64_t crowded_until;     /* calls sleep at once until then (TM_CROWDED_NS) */
     _Atomic int broken;                 /* the daemon is gone */
     int sock;                           /* >= 0: look at this socket for the daemon's end */
+    int watch;                          /* TMR_WATCH_*: what on it is the end */
 };
 
 struct tmr_window *tmr_window_open(int fd)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < (off_t)TMW_WINDOW_SIZE) {
-        errno = EPROTO;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (fstat(fd, &st) != 0 || st.st_size < (off_t)TMW_WINDOW_SIZE || seals < 0 ||
+        !(seals & F_SEAL_SHRINK)) {
+        errno = EPROTO;         /* one that could shrink under us would fault our calls */
         return NULL;
     }
     void *m = mmap(NULL, TMW_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -87,20 +91,23 @@ struct tmr_window *tmr_window_open(int fd)
     return w;
 }
 
-void tmr_window_watch(struct tmr_window *w, int sock)
+void tmr_window_watch(struct tmr_window *w, int sock, int watch)
 {
+    w->watch = watch;
     w->sock = sock;
 }
 
-/* The daemon is gone: its socket ended or said something (it sends
- * nothing after the HELLO reply to a client without lent memory). */
-static bool socket_ended(int sock)
+/* The daemon is gone: its socket ended, or (TMR_WATCH_ANY) said something:
+ * it sends nothing after the HELLO reply to a client without lent memory. */
+static bool socket_ended(int sock, int watch)
 {
     struct pollfd p = { sock, POLLIN | POLLRDHUP, 0 };
     if (poll(&p, 1, 0) <= 0)
         return false;
     if (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
         return true;
+    if (watch == TMR_WATCH_HANGUP)
+        return false;
     char b;
     return recv(sock, &b, 1, MSG_DONTWAIT | MSG_PEEK) >= 0;
 }
@@ -110,7 +117,7 @@ static bool gone(struct tmr_window *w)
 {
     if (tmr_window_broken(w))
         return true;
-    if (w->sock >= 0 && socket_ended(w->sock)) {
+    if (w->sock >= 0 && socket_ended(w->sock, w->watch)) {
         atomic_store(&w->broken, 1);
         return true;
     }

@@ -17,6 +17,7 @@
  * both before and after its copy.  The walk then only has to find the
  * pages; it sets epoch_done last, under the same lock.
  */
+#include <sched.h>
 #include <time.h>
 
 #include "internal.h"
@@ -184,9 +185,17 @@ static bool marks_init(struct marks *m, const struct tm_frames *fr)
     return m->bits != NULL;
 }
 
+/* Bits are set and cleared atomically: a release reads them (withheld)
+ * under the stripe lock of its own unit, which need not be the lock of the
+ * other units sharing the byte. */
 static void mark(struct marks *m, uint64_t u)
 {
-    m->bits[u / 8] |= (uint8_t)(1u << (u % 8));
+    __atomic_fetch_or(&m->bits[u / 8], (uint8_t)(1u << (u % 8)), __ATOMIC_RELAXED);
+}
+
+static void unmark(struct marks *m, uint64_t u)
+{
+    __atomic_fetch_and(&m->bits[u / 8], (uint8_t)~(1u << (u % 8)), __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------------
@@ -246,12 +255,21 @@ int tmem_arena_revoked(tmem_t *t, const uint64_t *units, size_t n, uint64_t epoc
         release_client(c);
         return -ENOMEM;     /* epoch_done stays: gets go on missing, nothing wrong is read */
     }
+    /* from its mark until it is dropped, a unit is not given back by a
+     * release running meanwhile (tmem_relinquish_pages, an allocation making
+     * room): the owner took it.  The mark comes first, then the look under
+     * the stripe lock: a release before that look leaves it not held (and
+     * cleaned below), one after it sees the mark. */
+    atomic_store_explicit(&fr->withheld, m.bits, memory_order_release);
     size_t held = 0;
     for (size_t i = 0; i < n; i++) {
-        if (units[i] < m.nunits && tm_unit_used(fr, units[i]) >= 0) {
-            mark(&m, units[i]);
+        if (units[i] >= m.nunits)
+            continue;
+        mark(&m, units[i]);
+        if (tm_unit_used(fr, units[i]) >= 0)
             held++;
-        }
+        else
+            unmark(&m, units[i]);
     }
     if (held) {
         tm_frames_flush(fr);
@@ -262,7 +280,18 @@ int tmem_arena_revoked(tmem_t *t, const uint64_t *units, size_t n, uint64_t epoc
     for (size_t i = 0; i < n; i++) {
         uint64_t u = units[i];
         bool was_held = u < m.nunits && ((m.bits[u / 8] >> (u % 8)) & 1);
-        if (was_held && !tm_unit_drop(fr, u)) {
+        /* a frame of it may be on its way from a cache to the maps, in
+         * another thread's flush: then the unit looks used for a moment */
+        bool dropped = !was_held;
+        for (int tries = 0; !dropped && tries < 1000; tries++) {
+            dropped = tm_unit_drop(fr, u);
+            if (!dropped) {
+                tm_frames_flush(fr);
+                for (int k = 0; k < 1000 && tm_load(fr->ntransit) != 0; k++)
+                    sched_yield();
+            }
+        }
+        if (!dropped) {
             tm_report("arena: unit %llu still used after its pages were dropped",
                       (unsigned long long)u);
             continue;       /* never handed out again: it stays held */
@@ -272,8 +301,10 @@ int tmem_arena_revoked(tmem_t *t, const uint64_t *units, size_t n, uint64_t epoc
         if (u < m.nunits && t->arena.ops->cleaned)
             t->arena.ops->cleaned(t->arena.arg, TMEM_ARENA_EPHEMERAL, (size_t)u);
         if (was_held)
-            m.bits[u / 8] &= (uint8_t)~(1u << (u % 8));     /* a repeat is not held */
+            unmark(&m, u);          /* a repeat is not held */
     }
+    atomic_store_explicit(&fr->withheld, NULL, memory_order_release);
+    tm_frames_quiesce(fr);          /* no release still reads the bits */
     if ((int64_t)(epoch - t->epoch_done) > 0)
         t->epoch_done = epoch;      /* gets may hit again */
     free(m.bits);
@@ -291,11 +322,7 @@ int tmem_arena_held(tmem_t *t, int kind, uint64_t unit)
     struct tm_frames *fr = &t->frames[kind];
     if (unit >= tm_units_count(fr))
         return 0;
-    struct tm_stripe *sp = &fr->stripes[(unit / (TM_CHUNK_FRAMES / fr->unit)) % TM_STRIPES];
-    pthread_mutex_lock(&sp->lock);
-    int used = tm_unit_used(fr, unit);
-    pthread_mutex_unlock(&sp->lock);
-    return used >= 0;
+    return tm_unit_used(fr, unit) >= 0;     /* under its stripe's lock */
 }
 int tmem_arena_get_info(tmem_t *t, tmem_arena_info_t *out)
 {

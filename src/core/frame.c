@@ -799,18 +799,22 @@ static size_t release_units_locked(struct tm_frames *fr, struct tm_stripe *sp, s
 {
     size_t done = 0;
     unsigned u = fr->unit, upw = 64 / u;
+    const uint8_t *withheld = atomic_load_explicit(&fr->withheld, memory_order_acquire);
     for (struct tm_chunk *ch = sp->with_free, *next; ch && done < max; ch = next) {
         next = ch->next_free;
         for (unsigned q = 0; q < units_per_chunk(fr) && done < max; q++) {
             uint64_t mask = unit_mask(fr, q % upw);
             if ((ch->free_map[q / upw] & mask) != mask)
                 continue;
+            uint64_t n = (uint64_t)ch->index * units_per_chunk(fr) + q;
+            if (withheld && ((__atomic_load_n(&withheld[n / 8], __ATOMIC_RELAXED) >> (n % 8)) & 1))
+                continue;               /* being revoked: its owner took it */
             ch->free_map[q / upw] &= ~mask;
             ch->backed_map[q / upw] &= ~mask;
             ch->nfree -= u;
             ch->nbacked -= u;
             tm_sub(sp->nfree, u);
-            out[done++] = (uint64_t)ch->index * units_per_chunk(fr) + q;
+            out[done++] = n;
         }
         if (ch->nfree == 0)
             free_list_del(sp, ch);
@@ -1112,6 +1116,14 @@ int tm_frames_check(tmem_t *t)
  * ---------------------------------------------------------------------- */
 void tm_frames_flush(struct tm_frames *fr) { flush_caches(fr); }
 
+void tm_frames_quiesce(struct tm_frames *fr)
+{
+    for (unsigned s = 0; s < TM_STRIPES; s++) {
+        pthread_mutex_lock(&fr->stripes[s].lock);
+        pthread_mutex_unlock(&fr->stripes[s].lock);
+    }
+}
+
 /* The chunk of unit n, or NULL if never opened; its word and mask. */
 static struct tm_chunk *unit_chunk(struct tm_frames *fr, uint64_t n, unsigned *w,
                                    uint64_t *mask)
@@ -1127,9 +1139,13 @@ int tm_unit_used(struct tm_frames *fr, uint64_t n)
     unsigned w;
     uint64_t m;
     struct tm_chunk *ch = unit_chunk(fr, n, &w, &m);
-    if (!ch || (ch->backed_map[w] & m) == 0)
+    if (!ch)
         return -1;
-    return (int)popc(ch->backed_map[w] & ~ch->free_map[w] & m);
+    struct tm_stripe *sp = stripe_of(fr, ch->index);
+    pthread_mutex_lock(&sp->lock);
+    int used = (ch->backed_map[w] & m) == 0 ? -1 : (int)popc(ch->backed_map[w] & ~ch->free_map[w] & m);
+    pthread_mutex_unlock(&sp->lock);
+    return used;
 }
 
 bool tm_unit_drop(struct tm_frames *fr, uint64_t n)
@@ -1137,10 +1153,15 @@ bool tm_unit_drop(struct tm_frames *fr, uint64_t n)
     unsigned w;
     uint64_t m;
     struct tm_chunk *ch = unit_chunk(fr, n, &w, &m);
-    if (!ch || (ch->backed_map[w] & m) != m || (ch->free_map[w] & m) != m)
+    if (!ch)
         return false;
     struct tm_stripe *sp = stripe_of(fr, ch->index);
     pthread_mutex_lock(&sp->lock);
+    /* checked under the lock: a unit released meanwhile is not dropped twice */
+    if ((ch->backed_map[w] & m) != m || (ch->free_map[w] & m) != m) {
+        pthread_mutex_unlock(&sp->lock);
+        return false;
+    }
     ch->free_map[w] &= ~m;
     ch->backed_map[w] &= ~m;
     ch->nfree -= fr->unit;

@@ -112,10 +112,13 @@ int    tm_frames_check(tmem_t *t);
 /* Arena units (frame.c), for arena.c, which runs them with the engine's
  * client write-locked.  A unit's number is its frame offset in its set / 64. */
 void   tm_frames_flush(struct tm_frames *fr);      /* caches -> maps */
+/* Returns once every stripe lock of fr was free a moment: whoever read a
+ * field under one before the call is done with what it read. */
+void   tm_frames_quiesce(struct tm_frames *fr);
 /* Gives up to max wholly free units back to the source (ops->shrink);
  * their numbers to out (may be NULL).  How many went. */
 size_t tm_units_release(struct tm_frames *fr, size_t max, uint64_t *out);
-int    tm_unit_used(struct tm_frames *fr, uint64_t unit);   /* frames used, -1 unbacked */
+int    tm_unit_used(struct tm_frames *fr, uint64_t unit);   /* frames used, -1 unbacked (takes its stripe lock) */
 /* Takes a wholly free unit off the maps without telling the source (it
  * took it).  false if it is not held or not wholly free. */
 bool   tm_unit_drop(struct tm_frames *fr, uint64_t unit);

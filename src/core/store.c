@@ -328,6 +328,9 @@ void tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
         tm_store_count_add(s, TM_SC_WORDS, -1);
     } else {
         raw_free(t, s, loc);
+        /* room again, if it was full (store_full) */
+        if (atomic_load_explicit(&s->full_tick, memory_order_relaxed))
+            atomic_store_explicit(&s->full_tick, 0, memory_order_relaxed);
     }
 }
 
@@ -338,10 +341,8 @@ void tm_loc_free(tmem_t *t, struct tm_store *s, const struct tm_loc *loc)
  * frees none; a put that finds no room has compressed its page for
  * nothing (LZ4: several microseconds, against a swap write the caller
  * makes anyway).  So for TM_FULL_TICKS after a put found no room, while
- * the store holds no more frames and has freed no fragment bytes, a new
- * put is refused before it is compressed.  A page whole (incompressible)
- * freed meanwhile is not seen: such a put is refused for at most 5 ms
- * more, which any put may be. */
+ * the store has freed no data (tm_loc_free clears the state) and holds no
+ * more frames, a new put is refused before it is compressed. */
 static bool store_full(tmem_t *t, struct tm_store *s)
 {
     uint32_t at = atomic_load_explicit(&s->full_tick, memory_order_relaxed);
@@ -350,9 +351,7 @@ static bool store_full(tmem_t *t, struct tm_store *s)
     struct tm_frames *fr = &t->frames[TMEM_ARENA_PERSISTENT];
     if (tm_now_tick(t) - at < TM_FULL_TICKS &&
         atomic_load_explicit(&fr->nheld, memory_order_relaxed) ==
-            atomic_load_explicit(&s->full_held, memory_order_relaxed) &&
-        atomic_load_explicit(&s->heap.bytes_used, memory_order_relaxed) >=
-            atomic_load_explicit(&s->full_used, memory_order_relaxed))
+            atomic_load_explicit(&s->full_held, memory_order_relaxed))
         return true;
     atomic_store_explicit(&s->full_tick, 0, memory_order_relaxed);
     return false;
@@ -362,9 +361,6 @@ static void store_found_full(tmem_t *t, struct tm_store *s)
 {
     struct tm_frames *fr = &t->frames[TMEM_ARENA_PERSISTENT];
     atomic_store_explicit(&s->full_held, atomic_load_explicit(&fr->nheld, memory_order_relaxed),
-                          memory_order_relaxed);
-    atomic_store_explicit(&s->full_used,
-                          atomic_load_explicit(&s->heap.bytes_used, memory_order_relaxed),
                           memory_order_relaxed);
     uint32_t now = tm_now_tick(t);
     atomic_store_explicit(&s->full_tick, now ? now : 1, memory_order_relaxed);

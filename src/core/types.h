@@ -141,6 +141,12 @@ struct tm_frames {
     struct tm_chunk **chunks;       /* [nchunks], NULL until first used; chunks[i]
                                        is set under its stripe's lock */
     struct tm_stripe stripes[TM_STRIPES];
+    /* units a revocation is taking (arena.c, tmem_arena_revoked): a bit per
+     * unit, or NULL; set and cleared by that walk (the client's write lock
+     * serialises them), read under a stripe lock by release_units_locked,
+     * which leaves those units alone (the owner took them: they are not to
+     * be given back) */
+    _Atomic(const uint8_t *) withheld;
     pthread_mutex_t lent_lock;      /* guards lent[] (after a stripe lock) */
     struct tm_lent *lent;           /* blocks out on loan */
     size_t    nlent_blocks, lent_cap;
@@ -298,10 +304,10 @@ enum tm_store_counter { TM_SC_WHOLE, TM_SC_WORDS, TM_SC_BODY_REFS };
 struct tm_store {
     bool persistent;
     /* a persistent store over an arena that found no room (store.c,
-     * store_full): when (a tick, 0 none), and the frames held and heap
-     * bytes used then; racy hints, never a correctness matter */
+     * store_full): when (a tick, 0 none; a free clears it), and the frames
+     * held then; racy hints, never a correctness matter */
     atomic_u32 full_tick;
-    atomic_u64 full_held, full_used;
+    atomic_u64 full_held;
     struct tm_zheap heap;
     struct tm_dedup_shard shards[TM_DEDUP_SHARDS];
     struct tm_store_count count[TM_STRIPES];

@@ -349,6 +349,27 @@ static void wake_waiters_locked(struct tmd *d)
 }
 
 /* Takes n ephemeral units of l by force: epoch, punch, REVOKED. */
+/* Tells l that its ephemeral units u[0..k) were taken (the epoch already
+ * raised to e), in as many REVOKED messages as it takes.  Only the last
+ * carries e: a library that has processed an earlier one must still see
+ * its epoch behind the live one, so that its gets keep missing on the units
+ * of the messages still to come (they are punched already). */
+static void send_revoked(struct tmd_lent *l, const uint32_t *u, size_t k, uint64_t e)
+{
+    uint8_t buf[sizeof(struct tmw_units) + TMW_UNITS_MAX * sizeof(uint32_t)];
+    struct tmw_units *m = (struct tmw_units *)(void *)buf;
+    for (size_t at = 0; at < k; at += TMW_UNITS_MAX) {
+        size_t c = k - at < TMW_UNITS_MAX ? k - at : TMW_UNITS_MAX;
+        uint32_t len = (uint32_t)(sizeof(*m) + c * sizeof(uint32_t));
+        msg_init(&m->m, TMW_MSG_REVOKED, len, 0);
+        m->kind = 0;
+        m->n = (uint32_t)c;
+        m->epoch = at + c == k ? e : e - 1;
+        memcpy(m->unit, u + at, c * sizeof(uint32_t));
+        send_to(l, m, len);
+    }
+}
+
 static uint64_t revoke_locked(struct tmd *d, struct tmd_lent *l, uint64_t n, const char *why)
 {
     uint32_t *u = malloc((size_t)(n ? n : 1) * sizeof(*u));
@@ -370,18 +391,7 @@ static uint64_t revoke_locked(struct tmd *d, struct tmd_lent *l, uint64_t n, con
         set_state(d, l, 0, u[i], U_REVOKED);
     }
     publish_lent(l);
-    uint8_t buf[sizeof(struct tmw_units) + TMW_UNITS_MAX * sizeof(uint32_t)];
-    struct tmw_units *m = (struct tmw_units *)(void *)buf;
-    for (size_t at = 0; at < k; at += TMW_UNITS_MAX) {
-        size_t c = k - at < TMW_UNITS_MAX ? k - at : TMW_UNITS_MAX;
-        uint32_t len = (uint32_t)(sizeof(*m) + c * sizeof(uint32_t));
-        msg_init(&m->m, TMW_MSG_REVOKED, len, 0);
-        m->kind = 0;
-        m->n = (uint32_t)c;
-        m->epoch = e;
-        memcpy(m->unit, u + at, c * sizeof(uint32_t));
-        send_to(l, m, len);
-    }
+    send_revoked(l, u, k, e);
     free(u);
     l->st.revoked += k;
     L(d)->tot.revoked += k;
@@ -599,18 +609,7 @@ void tmd_lend_started(struct tmd *d, struct tmd_lent *l)
         atomic_store(&l->share->revoke_epoch, e);
         for (size_t i = 0; i < l->nlate; i++)
             punch(l, 0, l->late_revoke[i]);
-        uint8_t buf[sizeof(struct tmw_units) + TMW_UNITS_MAX * sizeof(uint32_t)];
-        struct tmw_units *m = (struct tmw_units *)(void *)buf;
-        for (size_t at = 0; at < l->nlate; at += TMW_UNITS_MAX) {
-            size_t c = l->nlate - at < TMW_UNITS_MAX ? l->nlate - at : TMW_UNITS_MAX;
-            uint32_t len = (uint32_t)(sizeof(*m) + c * sizeof(uint32_t));
-            msg_init(&m->m, TMW_MSG_REVOKED, len, 0);
-            m->kind = 0;
-            m->n = (uint32_t)c;
-            m->epoch = e;
-            memcpy(m->unit, l->late_revoke + at, c * sizeof(uint32_t));
-            send_to(l, m, len);
-        }
+        send_revoked(l, l->late_revoke, l->nlate, e);
         l->st.revoked += l->nlate;
         ld->tot.revoked += l->nlate;
         free(l->late_revoke);

@@ -842,9 +842,12 @@ static void save_restore_two_daemons(void **state)
         uint8_t want[PG], got[PG];
         for (unsigned i = 0; i < NPERS; i++) {
             tt_fill(want, TT_TEXT, 1000 + i);
-            if (tmem_get_page(n, (uint32_t)p0, tt_oid(11, 0, 0), i, got) != 0 ||
-                memcmp(want, got, PG) != 0)
+            int rc = tmem_get_page(n, (uint32_t)p0, tt_oid(11, 0, 0), i, got);
+            if (rc != 0 || memcmp(want, got, PG) != 0) {
+                fprintf(stderr, "the owner's child: page %u of the restored pool: %s\n", i,
+                        rc ? tmem_strerror(rc) : "wrong data");
                 _exit(4);
+            }
         }
         tmem_client_close(n);
         _exit(0);
