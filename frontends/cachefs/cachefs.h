@@ -75,6 +75,7 @@ struct cfs_stats {
     _Atomic uint64_t local_dropped;     /* pages dropped by changes and versions */
     _Atomic uint64_t puts_skipped;      /* evicted pages of a file without a key */
     _Atomic uint64_t tier_hits;         /* local misses cleancache served */
+    _Atomic uint64_t tier_batches;      /* read-ahead windows asked of cleancache */
     _Atomic uint64_t backing_reads;     /* pages read from the backing store */
     _Atomic uint64_t backing_writes;    /* pages written (touched) in it */
     _Atomic uint64_t backing_read_bytes, backing_write_bytes;
@@ -153,6 +154,12 @@ void cfs_tier_start(struct cfs_tier *t, const struct cfs_options *o, tmem_uuid_t
 void cfs_tier_tick(struct cfs_tier *t, bool force_rejoin);
 /* Invalidates the fs and closes; no call may be in flight. */
 void cfs_tier_stop(struct cfs_tier *t);
+/* Pages index .. index + n - 1 of one file in one batch (a read-ahead
+ * window, n <= CFS_READAHEAD): res[i] 0 when pages + i * CFS_PAGE holds
+ * page index + i, else negative. */
+#define CFS_READAHEAD 32u
+void cfs_tier_get_run(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint32_t index,
+                      unsigned n, uint8_t *pages, int *res);
 int  cfs_tier_get(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint32_t index,
                   void *page);
 void cfs_tier_put(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint32_t index,

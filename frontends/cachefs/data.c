@@ -5,7 +5,10 @@
  * Read of one page (index i of inode ino):
  *   1. local cache hit: copy out.
  *   2. miss: note ino->gen and the key (if the version has one), unlock;
- *      ask cleancache under the key, else read the backing store (bytes past
+ *      ask cleancache under the key (for a read of several pages, one
+ *      batch for the pages it still needs, at most CFS_READAHEAD: the
+ *      read-ahead window, kept for the next misses of this read), else
+ *      read the backing store (bytes past
  *      the size this mount knows are zeroed, so the page is exactly the
  *      version's page); lock; insert the page only if gen has not moved
  *      (no change of this mount raced the read); a page the insertion
@@ -19,17 +22,55 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cachefs.h"
 
+/* Pages fetched from cleancache ahead of the read loop (a read-ahead
+ * window): one batch for the local misses of a read of several pages. */
+struct readahead {
+    uint32_t first;
+    unsigned n;                 /* 0: none */
+    uint8_t *pages;             /* CFS_READAHEAD pages, allocated at first use */
+    int res[CFS_READAHEAD];
+};
+
+/* Page index from cleancache: from the window if it covers index (else a
+ * new window of the pages the read still needs, at most CFS_READAHEAD, one
+ * batch), copied to page.  0 if found. */
+static int tier_get_ahead(struct cfs_cache *c, struct readahead *ra,
+                          const tmem_cleancache_filekey_t *key, uint32_t index,
+                          uint32_t last, uint8_t *page)
+{
+    if (!(ra->n && index >= ra->first && index - ra->first < ra->n)) {
+        uint64_t want = (uint64_t)last - index + 1;
+        unsigned n = want < CFS_READAHEAD ? (unsigned)want : CFS_READAHEAD;
+        if (n < 2 || (!ra->pages && !(ra->pages = malloc(CFS_READAHEAD * CFS_PAGE)))) {
+            ra->n = 0;
+            return cfs_tier_get(c->tier, key, index, page);
+        }
+        cfs_tier_get_run(c->tier, key, index, n, ra->pages, ra->res);
+        CFS_INC(c->st, tier_batches);
+        ra->first = index;
+        ra->n = n;
+    }
+    unsigned i = index - ra->first;
+    if (ra->res[i] != 0)
+        return ra->res[i];
+    memcpy(page, ra->pages + (size_t)i * CFS_PAGE, CFS_PAGE);
+    ra->res[i] = -ENOENT;       /* taken (private pools: the get was exclusive) */
+    return 0;
+}
+
 ssize_t cfs_data_read(struct cfs_cache *c, struct cfs_inode *ino, int fd, char *buf,
                       size_t size, off_t off)
 {
     uint8_t page[TMEM_PAGE_SIZE];
     struct cfs_victim victim;
+    struct readahead ra = { 0, 0, NULL, { 0 } };
     size_t done = 0;
     while (done < size) {
         off_t pos = off + (off_t)done;
@@ -61,12 +102,18 @@ ssize_t cfs_data_read(struct cfs_cache *c, struct cfs_inode *ino, int fd, char *
         pthread_mutex_unlock(&c->lock);
         CFS_INC(c->st, local_misses);
 
-        if (keyed && cfs_tier_get(c->tier, &key, index, page) == 0) {
+        /* the last page this read needs, within the file as known */
+        int64_t end = (int64_t)off + (int64_t)size < fsize ? (int64_t)off + (int64_t)size : fsize;
+        uint32_t last = (uint64_t)(end - 1) / CFS_PAGE > UINT32_MAX
+                            ? UINT32_MAX : (uint32_t)((uint64_t)(end - 1) / CFS_PAGE);
+        if (keyed && tier_get_ahead(c, &ra, &key, index, last, page) == 0) {
             CFS_INC(c->st, tier_hits);
         } else {
             ssize_t r = cfs_backing_read_page(c->backing, fd, index, page);
-            if (r < 0)
+            if (r < 0) {
+                free(ra.pages);
                 return done ? (ssize_t)done : r;
+            }
             int64_t valid = fsize - (int64_t)index * (int64_t)CFS_PAGE;
             if (valid < (int64_t)CFS_PAGE)
                 memset(page + valid, 0, CFS_PAGE - (size_t)valid);
@@ -82,6 +129,7 @@ ssize_t cfs_data_read(struct cfs_cache *c, struct cfs_inode *ino, int fd, char *
         memcpy(buf + done, page + pofs, n);
         done += n;
     }
+    free(ra.pages);
     CFS_ADD(c->st, read_bytes, done);
     return (ssize_t)done;
 }

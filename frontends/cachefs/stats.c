@@ -74,6 +74,7 @@ size_t cfs_stats_format(struct cfs_fs *fs, char *buf, size_t size)
     U("cc_reconnects", cs.reconnects);
     U("cc_disconnected", cs.disconnected);
     C(tier_hits);
+    C(tier_batches);
     C(backing_reads);
     C(backing_writes);
     C(backing_read_bytes);

@@ -203,6 +203,20 @@ int cfs_tier_get(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint3
     return r;
 }
 
+void cfs_tier_get_run(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint32_t index,
+                      unsigned n, uint8_t *pages, int *res)
+{
+    void *out[CFS_READAHEAD];
+    for (unsigned i = 0; i < n; i++) {
+        out[i] = pages + (size_t)i * CFS_PAGE;
+        res[i] = -ENOENT;
+    }
+    pthread_rwlock_rdlock(&t->lock);
+    if (t->cc && t->fs >= 0 && n <= CFS_READAHEAD)
+        tmem_cleancache_get_pages(t->cc, t->fs, key, index, n, out, res);
+    pthread_rwlock_unlock(&t->lock);
+}
+
 void cfs_tier_put(struct cfs_tier *t, const tmem_cleancache_filekey_t *key, uint32_t index,
                   const void *page)
 {

@@ -109,6 +109,19 @@ TMEM_API int  tmem_cleancache_get_page(tmem_cleancache_t *cc, int fs,
 TMEM_API int  tmem_cleancache_put_page(tmem_cleancache_t *cc, int fs,
                                        const tmem_cleancache_filekey_t *key,
                                        uint32_t index, const void *page);
+/* A run of n consecutive pages of one file, index .. index + n - 1 (a
+ * read-ahead window to get, a run of evicted pages to put): page i for
+ * index + i, results[i] as the single call's, in one batch (through tmemd's
+ * window a single wake-up).  The number found (or taken); a negative
+ * result for every page, and no call, on a bad fs, key, page array or
+ * n > TMEM_CLEANCACHE_MAX_BATCH. */
+#define TMEM_CLEANCACHE_MAX_BATCH 256
+TMEM_API int  tmem_cleancache_get_pages(tmem_cleancache_t *cc, int fs,
+                                        const tmem_cleancache_filekey_t *key, uint32_t index,
+                                        size_t n, void *const *pages, int *results);
+TMEM_API int  tmem_cleancache_put_pages(tmem_cleancache_t *cc, int fs,
+                                        const tmem_cleancache_filekey_t *key, uint32_t index,
+                                        size_t n, const void *const *pages, int *results);
 TMEM_API void tmem_cleancache_invalidate_page(tmem_cleancache_t *cc, int fs,
                                               const tmem_cleancache_filekey_t *key,
                                               uint32_t index);

@@ -97,6 +97,17 @@ TMEM_API int tmem_frontswap_store(tmem_frontswap_t *fs, unsigned type, uint64_t 
  * the data is gone.  -EINVAL: bad type or offset. */
 TMEM_API int tmem_frontswap_load(tmem_frontswap_t *fs, unsigned type, uint64_t offset,
                                  void *page);
+/* A swap cluster: n stores (or loads) of the consecutive slots offset ..
+ * offset + n - 1, page i for slot offset + i, results[i] as the single
+ * call's.  One batch (through tmemd's window a single wake-up) where a
+ * single call per page would cost one each.  The number of pages stored
+ * (or loaded); -EINVAL, with nothing done, for a bad type, a range outside
+ * the area, or n > TMEM_FRONTSWAP_MAX_BATCH. */
+#define TMEM_FRONTSWAP_MAX_BATCH 256
+TMEM_API int tmem_frontswap_store_pages(tmem_frontswap_t *fs, unsigned type, uint64_t offset,
+                                        size_t n, const void *const *pages, int *results);
+TMEM_API int tmem_frontswap_load_pages(tmem_frontswap_t *fs, unsigned type, uint64_t offset,
+                                       size_t n, void *const *pages, int *results);
 /* The swap slot is free: tmem's copy goes, the bit is cleared. */
 TMEM_API void tmem_frontswap_invalidate_page(tmem_frontswap_t *fs, unsigned type,
                                              uint64_t offset);

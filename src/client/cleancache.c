@@ -289,6 +289,72 @@ static int cc_call(tmem_cleancache_t *cc, int fs, enum cc_op op,
     return r;
 }
 
+/* A run of gets or puts (op) in one batch: results[i] for index + i.  As
+ * cc_call, for each page. */
+static int cc_call_batch(tmem_cleancache_t *cc, int fs, enum cc_op op,
+                         const tmem_cleancache_filekey_t *key, uint32_t index, size_t n,
+                         void *const *pages, int *results)
+{
+    if (!results || n > TMEM_CLEANCACHE_MAX_BATCH)
+        return -EINVAL;
+    int bad = !fs_ok(cc, fs) || !key || (n && !pages) ? -EINVAL : 0;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = pages[i] ? 0 : -EINVAL;
+    if (bad) {
+        for (size_t i = 0; i < n; i++)
+            results[i] = bad;
+        return bad;
+    }
+    uint64_t gen;
+    tmem_client_t *c = tl_get(&cc->link, &gen);
+    const struct cc_fs *f = &cc->fs[fs];
+    int none = !f->used ? -ENODEV : !c || f->pool == CC_POOL_UNKNOWN ? -ENOTCONN
+             : f->pool < 0 ? -ENOMEM : 0;
+    int ok = 0;
+    if (none) {
+        for (size_t i = 0; i < n; i++)
+            results[i] = none;
+    } else {
+        tmem_handle_t h[TMEM_CLEANCACHE_MAX_BATCH];
+        tmem_oid_t oid = key_oid(key);
+        for (size_t i = 0; i < n; i++)
+            h[i] = (tmem_handle_t){ (uint32_t)f->pool, index + (uint32_t)i, oid };
+        ok = op == CC_GET ? tmem_get_pages(c, n, h, pages, results)
+                          : tmem_put_pages(c, n, h, (const void *const *)pages, results);
+    }
+    tl_put(&cc->link);
+    bool lost = none == -ENOTCONN;
+    for (size_t i = 0; i < n && !lost; i++)
+        lost = results[i] == -ENOTCONN;
+    if (lost) {
+        cc->disconnected++;
+        tl_repair(&cc->link, gen, 0);
+    }
+    return ok;
+}
+
+int tmem_cleancache_get_pages(tmem_cleancache_t *cc, int fs, const tmem_cleancache_filekey_t *key,
+                              uint32_t index, size_t n, void *const *pages, int *results)
+{
+    int r = cc_call_batch(cc, fs, CC_GET, key, index, n, pages, results);
+    if (cc && r >= 0) {
+        cc->succ_gets += (uint64_t)r;
+        cc->failed_gets += n - (uint64_t)r;
+    }
+    return r;
+}
+
+int tmem_cleancache_put_pages(tmem_cleancache_t *cc, int fs, const tmem_cleancache_filekey_t *key,
+                              uint32_t index, size_t n, const void *const *pages, int *results)
+{
+    int r = cc_call_batch(cc, fs, CC_PUT, key, index, n, (void *const *)pages, results);
+    if (cc && r >= 0) {
+        cc->puts += n;
+        cc->puts_refused += n - (uint64_t)r;
+    }
+    return r;
+}
+
 int tmem_cleancache_get_page(tmem_cleancache_t *cc, int fs, const tmem_cleancache_filekey_t *key,
                              uint32_t index, void *page)
 {

@@ -328,6 +328,119 @@ int tmem_frontswap_store(tmem_frontswap_t *fs, unsigned type, uint64_t offset, c
     return r;
 }
 
+/* n calls of op on the slots offset.. in one batch under the read lock
+ * (pages[i] for slot offset + i; only those with want[i], when want). */
+static void fs_call_batch(tmem_frontswap_t *fs, enum fs_op op, unsigned type, uint64_t offset,
+                          size_t n, void *const *pages, const bool *want, int *results,
+                          uint64_t *gen)
+{
+    tmem_handle_t h[TMEM_FRONTSWAP_MAX_BATCH];
+    void *pg[TMEM_FRONTSWAP_MAX_BATCH];
+    int res[TMEM_FRONTSWAP_MAX_BATCH];
+    size_t at[TMEM_FRONTSWAP_MAX_BATCH], k = 0;
+    tmem_client_t *c = tl_get(&fs->link, gen);
+    int none = !c || fs->pool_unknown ? -ENOTCONN : fs->pool < 0 ? -ENOMEM : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (want && !want[i])
+            continue;
+        results[i] = none;
+        if (none)
+            continue;
+        h[k] = (tmem_handle_t){ (uint32_t)fs->pool, slot_index(offset + i),
+                                slot_oid(type, offset + i) };
+        pg[k] = pages[i];
+        at[k++] = i;
+    }
+    if (k) {
+        if (op == FS_PUT)
+            tmem_put_pages(c, k, h, (const void *const *)pg, res);
+        else
+            tmem_get_pages(c, k, h, pg, res);
+        for (size_t j = 0; j < k; j++)
+            results[at[j]] = res[j];
+    }
+    tl_put(&fs->link);
+}
+
+int tmem_frontswap_store_pages(tmem_frontswap_t *fs, unsigned type, uint64_t offset,
+                               size_t n, const void *const *pages, int *results)
+{
+    if (!slot_ok(fs, type, offset) || n > TMEM_FRONTSWAP_MAX_BATCH || !results ||
+        (n && (!pages || offset + n > fs->area[type].slots)))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!pages[i])
+            return -EINVAL;
+    uint64_t gen = 0;
+    fs_call_batch(fs, FS_PUT, type, offset, n, (void *const *)pages, NULL, results, &gen);
+    int stored = 0;
+    bool lost_conn = false;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t o = offset + i;
+        int r = results[i];
+        if (r == 0) {           /* as tmem_frontswap_store */
+            bool wt = fs->writethrough;
+            set_bit(fs, B_WT, type, o, wt);
+            set_bit(fs, B_STALE, type, o, false);
+            set_bit(fs, B_MAP, type, o, true);
+            fs->succ_stores++;
+            results[i] = wt ? 1 : 0;
+            stored++;
+            continue;
+        }
+        bool was = set_bit(fs, B_MAP, type, o, false);
+        if (was && r == -ENOTCONN)
+            set_bit(fs, B_STALE, type, o, true);
+        else if (was)
+            flush_slot(fs, type, o);
+        fs->failed_stores++;
+        lost_conn |= r == -ENOTCONN;
+    }
+    if (lost_conn)
+        tl_repair(&fs->link, gen, 0);
+    return stored;
+}
+
+static int load_failed(tmem_frontswap_t *fs, unsigned type, uint64_t offset, int r);
+
+int tmem_frontswap_load_pages(tmem_frontswap_t *fs, unsigned type, uint64_t offset, size_t n,
+                              void *const *pages, int *results)
+{
+    if (!slot_ok(fs, type, offset) || n > TMEM_FRONTSWAP_MAX_BATCH || !results ||
+        (n && (!pages || offset + n > fs->area[type].slots)))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!pages[i])
+            return -EINVAL;
+    bool want[TMEM_FRONTSWAP_MAX_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        want[i] = test_bit(fs, B_MAP, type, offset + i);
+        if (!want[i])
+            results[i] = -ENOENT;
+    }
+    uint64_t gen = 0;
+    fs_call_batch(fs, FS_GET, type, offset, n, pages, want, results, &gen);
+    int loaded = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!want[i])
+            continue;
+        uint64_t o = offset + i;
+        if (results[i] == -ENOTCONN) {
+            /* the single load waits for a restarting daemon (or says what
+             * is lost), as a fault on that slot would */
+            results[i] = tmem_frontswap_load(fs, type, o, pages[i]);
+        } else if (results[i] == 0) {
+            if (!(fs->flags & TMEM_FRONTSWAP_KEEP_ON_LOAD))
+                set_bit(fs, B_MAP, type, o, false);
+            fs->loads++;
+        } else {
+            results[i] = load_failed(fs, type, o, results[i]);
+        }
+        loaded += results[i] == 0;
+    }
+    return loaded;
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };

@@ -671,6 +671,13 @@ static void test_shared(void **state)
            (unsigned long long)b_reads);
     assert_true(b_hits > 0);
     assert_true(b_reads < PAGES);
+    /* B's reads of many pages asked the pool for them a window at a time
+     * (one batch through the daemon's window), not a page at a time */
+    uint64_t b_batches = stat_of(&b, "tier_batches");
+    printf("shared: B asked the pool in %llu read-ahead windows\n",
+           (unsigned long long)b_batches);
+    assert_true(b_batches > 0);
+    assert_true(b_batches * 2 <= b_hits + b_reads);
 
     /* changes through one tenant are never read stale through the other once
      * it reopens the file: both have the old version cached locally and in

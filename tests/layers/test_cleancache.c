@@ -78,6 +78,62 @@ static void m_put(struct fsmodel *m, unsigned s, unsigned f, unsigned i)
     m->puts++;
 }
 
+/* A read-ahead window: pages i..i+n-1 of file f in one batch, each as
+ * m_get would check it. */
+static void m_get_run(struct fsmodel *m, unsigned s, unsigned f, unsigned i, unsigned n)
+{
+    uint8_t pages[8][PG], want[PG];
+    void *out[8];
+    int res[8];
+    for (unsigned j = 0; j < n; j++)
+        out[j] = pages[j];
+    tmem_cleancache_filekey_t k = key_of(f);
+    int ok = tmem_cleancache_get_pages(m->cc, m->fs[s], &k, i, n, out, res);
+    int count = 0;
+    for (unsigned j = 0; j < n; j++) {
+        m->gets++;
+        if (res[j] == 0) {
+            m->hits++;
+            count++;
+            assert_true(m->maybe[s][f][i + j]);
+            content(want, f, i + j, m->latest[s][f][i + j]);
+            assert_memory_equal(pages[j], want, PG);
+            m->maybe[s][f][i + j] = false;
+        } else {
+            assert_true(res[j] == -ENOENT || res[j] == -ENOTCONN);
+        }
+    }
+    assert_int_equal(ok, count);
+}
+
+/* A run of evicted pages of file f put in one batch (holes are skipped, as
+ * m_put skips them: the run stops before the first). */
+static void m_put_run(struct fsmodel *m, unsigned s, unsigned f, unsigned i, unsigned n)
+{
+    uint8_t pages[8][PG];
+    const void *in[8];
+    int res[8];
+    unsigned len = 0;
+    while (len < n && m->latest[s][f][i + len]) {
+        content(pages[len], f, i + len, m->latest[s][f][i + len]);
+        in[len] = pages[len];
+        len++;
+    }
+    if (!len)
+        return;
+    tmem_cleancache_filekey_t k = key_of(f);
+    int ok = tmem_cleancache_put_pages(m->cc, m->fs[s], &k, i, len, in, res);
+    int count = 0;
+    for (unsigned j = 0; j < len; j++) {
+        if (res[j] == 0) {
+            m->maybe[s][f][i + j] = true;
+            count++;
+        }
+        m->puts++;
+    }
+    assert_int_equal(ok, count);
+}
+
 static void m_write(struct fsmodel *m, unsigned s, unsigned f, unsigned i, uint64_t tag)
 {
     tmem_cleancache_filekey_t k = key_of(f);
@@ -117,10 +173,17 @@ static void m_run(struct fsmodel *m, unsigned ops, uint64_t seed)
     for (unsigned n = 0; n < ops; n++) {
         unsigned s = (unsigned)tt_below(&r, NFS), f = (unsigned)tt_below(&r, NFILES);
         unsigned i = (unsigned)tt_below(&r, NIDX), k = (unsigned)tt_below(&r, 1000);
-        if (k < 450)
+        unsigned run = 1 + (unsigned)tt_below(&r, 8);
+        if (i + run > NIDX)
+            run = NIDX - i;
+        if (k < 400)
             m_put(m, s, f, i);
-        else if (k < 800)
+        else if (k < 450)
+            m_put_run(m, s, f, i, run);
+        else if (k < 750)
             m_get(m, s, f, i);
+        else if (k < 800)
+            m_get_run(m, s, f, i, run);
         else if (k < 996)
             m_write(m, s, f, i, tag++);
         else if (k < 999)
@@ -178,6 +241,19 @@ static void bad_input(void **state)
     assert_int_equal(tmem_cleancache_put_page(cc, fs, NULL, 0, page), -EINVAL);
     assert_int_equal(tmem_cleancache_put_page(cc, fs, &k, 0, NULL), -EINVAL);
     assert_int_equal(tmem_cleancache_get_page(cc, fs, &k, 0, NULL), -EINVAL);
+    /* runs: a NULL page, a bad fs or too long a run: every result says so */
+    void *run[2] = { page, NULL };
+    int res[2] = { 7, 7 };
+    assert_int_equal(tmem_cleancache_get_pages(cc, fs, &k, 0, 2, run, res), -EINVAL);
+    assert_true(res[0] == -EINVAL && res[1] == -EINVAL);
+    run[1] = page;
+    assert_int_equal(tmem_cleancache_get_pages(cc, -1, &k, 0, 2, run, res), -EINVAL);
+    assert_int_equal(tmem_cleancache_get_pages(cc, 9, &k, 0, 2, run, res), 0);  /* no fs 9 */
+    assert_true(res[0] == -ENODEV && res[1] == -ENODEV);
+    assert_int_equal(tmem_cleancache_put_pages(cc, fs, &k, 0, TMEM_CLEANCACHE_MAX_BATCH + 1,
+                                               (const void *const *)run, res), -EINVAL);
+    assert_int_equal(tmem_cleancache_get_pages(cc, fs, &k, 0, 2, run, res), 0);   /* misses */
+    assert_true(res[0] == -ENOENT && res[1] == -ENOENT);
     assert_int_equal(tmem_cleancache_fs_is_shared(cc, fs), 0);
     assert_int_equal(tmem_cleancache_fs_is_shared(cc, 5), -ENODEV);
     /* tmem allows 16 pools per client: the 17th fs is refused by tmem */

@@ -102,6 +102,84 @@ static void pager_load(struct pager *p, unsigned a, unsigned s)
     assert_int_equal(tmem_frontswap_test(p->fs, a, s), p->in_tmem[a][s]);
 }
 
+/* A swap cluster out: slots s.. (n, within the area) in one batch; each
+ * page as pager_store would have it. */
+static void pager_store_cluster(struct pager *p, unsigned a, unsigned s, unsigned n,
+                                uint64_t *tag)
+{
+    uint8_t pages[16][PG];
+    const void *in[16];
+    int res[16];
+    uint64_t tags[16];
+    for (unsigned i = 0; i < n; i++) {
+        tags[i] = (*tag)++;
+        tt_fill(pages[i], (enum tt_kind)(tags[i] % 5 == 0 ? TT_TEXT : TT_RANDOM), tags[i]);
+        in[i] = pages[i];
+    }
+    int ok = tmem_frontswap_store_pages(p->fs, a, s, n, in, res);
+    int count = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned t = s + i;
+        p->latest[a][t] = tags[i];
+        p->resident[a][t] = false;
+        if (res[i] == 0 || res[i] == 1) {
+            assert_int_equal(res[i], p->wt ? 1 : 0);
+            p->in_tmem[a][t] = true;
+            p->stores_ok++;
+            count++;
+        } else {
+            assert_true(res[i] < 0);
+            p->in_tmem[a][t] = false;
+            p->stores_refused++;
+        }
+        if (res[i] != 0)
+            memcpy((*p->swap)[a][t], pages[i], PG);
+        assert_int_equal(tmem_frontswap_test(p->fs, a, t), p->in_tmem[a][t]);
+    }
+    assert_int_equal(ok, count);
+}
+
+/* A cluster in (swap read-ahead): slots s.. (n) in one batch; a slot tmem
+ * holds comes back from it whether the pager holds the page or not (its
+ * data is the latest either way), the others are read from the swap file
+ * if swapped out. */
+static void pager_load_cluster(struct pager *p, unsigned a, unsigned s, unsigned n)
+{
+    uint8_t pages[16][PG], want[PG];
+    void *out[16];
+    int res[16];
+    for (unsigned i = 0; i < n; i++)
+        out[i] = pages[i];
+    int ok = tmem_frontswap_load_pages(p->fs, a, s, n, out, res);
+    int count = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned t = s + i;
+        if (p->latest[a][t])
+            tt_fill(want, (enum tt_kind)(p->latest[a][t] % 5 == 0 ? TT_TEXT : TT_RANDOM),
+                    p->latest[a][t]);
+        if (res[i] == 0) {
+            assert_true(p->in_tmem[a][t]);
+            assert_memory_equal(pages[i], want, PG);
+            p->loads_tmem++;
+            count++;
+            if (!p->keep)
+                p->in_tmem[a][t] = false;
+            p->resident[a][t] = true;
+        } else {
+            assert_int_equal(res[i], -ENOENT);  /* never -EIO: nothing may be lost */
+            assert_false(p->in_tmem[a][t] && !p->wt);
+            p->in_tmem[a][t] = false;
+            if (p->latest[a][t] && !p->resident[a][t]) {
+                assert_memory_equal((*p->swap)[a][t], want, PG);
+                p->loads_swap++;
+                p->resident[a][t] = true;
+            }
+        }
+        assert_int_equal(tmem_frontswap_test(p->fs, a, t), p->in_tmem[a][t]);
+    }
+    assert_int_equal(ok, count);
+}
+
 static void pager_free_slot(struct pager *p, unsigned a, unsigned s)
 {
     tmem_frontswap_invalidate_page(p->fs, a, s);
@@ -136,10 +214,17 @@ static void pager_run(struct pager *p, unsigned ops, uint64_t seed)
     for (unsigned i = 0; i < ops; i++) {
         unsigned a = (unsigned)tt_below(&r, AREAS), s = (unsigned)tt_below(&r, SLOTS);
         unsigned k = (unsigned)tt_below(&r, 100);
-        if (k < 50)
+        unsigned n = 1 + (unsigned)tt_below(&r, 16);
+        if (s + n > SLOTS)
+            n = SLOTS - s;
+        if (k < 45)
             pager_store(p, a, s, tag++);
-        else if (k < 90)
+        else if (k < 50)
+            pager_store_cluster(p, a, s, n, &tag);
+        else if (k < 84)
             pager_load(p, a, s);
+        else if (k < 90)
+            pager_load_cluster(p, a, s, n);
         else
             pager_free_slot(p, a, s);
         if (i % 997 == 0)
@@ -212,6 +297,18 @@ static void bad_input(void **state)
     assert_int_equal(tmem_frontswap_store(fs, 0, 0, NULL), -EINVAL);
     assert_int_equal(tmem_frontswap_load(fs, 0, 100, page), -EINVAL);
     assert_int_equal(tmem_frontswap_load(fs, 0, 5, page), -ENOENT);      /* never stored */
+    /* clusters: past the area, too long, a NULL page: refused whole */
+    const void *two[2] = { page, page };
+    void *two_out[2] = { page, NULL };
+    int res[2] = { 7, 7 };
+    assert_int_equal(tmem_frontswap_store_pages(fs, 0, 99, 2, two, res), -EINVAL);
+    assert_int_equal(tmem_frontswap_store_pages(fs, 0, 0, TMEM_FRONTSWAP_MAX_BATCH + 1, two,
+                                                res), -EINVAL);
+    assert_int_equal(tmem_frontswap_store_pages(fs, 1, 0, 2, two, res), -EINVAL);
+    assert_int_equal(tmem_frontswap_load_pages(fs, 0, 0, 2, two_out, res), -EINVAL);
+    assert_int_equal(res[0], 7);                                         /* nothing done */
+    assert_int_equal(tmem_frontswap_curr_pages(fs), 0);
+    assert_int_equal(tmem_frontswap_store_pages(fs, 0, 0, 0, NULL, res), 0);
     assert_int_equal(tmem_frontswap_test(fs, 0, 1000), 0);
     tmem_frontswap_invalidate_page(fs, 0, 1000);                         /* harmless */
     tmem_frontswap_invalidate_area(fs, 7);                               /* harmless */
