@@ -412,7 +412,7 @@ int tmem_frontswap_load_pages(tmem_frontswap_t *fs, unsigned type, uint64_t offs
     for (size_t i = 0; i < n; i++)
         if (!pages[i])
             return -EINVAL;
-    bool want[TMEM_FRONTSWAP_MAX_BATCH];
+    bool want[TMEM_FRONTSWAP_MAX_BATCH] = { false };
     for (size_t i = 0; i < n; i++) {
         want[i] = test_bit(fs, B_MAP, type, offset + i);
         if (!want[i])
