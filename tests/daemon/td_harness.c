@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,4 +198,53 @@ int td_stop(td_t *d)
     if (system(cmd) != 0)
         fprintf(stderr, "td_stop: could not remove %s\n", d->dir);
     return rc;
+}
+
+int td_can_switch_uid(void)
+{
+    return geteuid() == 0;
+}
+
+int td_open_to_all(const td_t *d)
+{
+    if (chmod(d->dir, 0755) != 0) {
+        perror("td_open_to_all: chmod");
+        return -1;
+    }
+    return 0;
+}
+
+pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("td_spawn_as: fork");
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+            setresuid(uid, uid, uid) != 0) {
+            perror("td_spawn_as: becoming the tenant");
+            _exit(126);
+        }
+        int rc = fn(arg);
+        fflush(NULL);
+        _exit(rc);
+    }
+    return pid;
+}
+
+int td_wait_child(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    fprintf(stderr, "td_wait_child: pid %d died of signal %d\n", (int)pid,
+            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return -1;
 }

@@ -46,4 +46,24 @@ int td_stop_all(td_t *const *ds, size_t n);
  * catches up with closes asynchronously).  0, or -1 after 10 s. */
 int td_wait_connections(const td_t *d, unsigned n);
 
+/* ---- tenants of other uids (tests of isolation; they need root) ---- */
+/* The exit code that ctest counts as skipped (SKIP_RETURN_CODE of every
+ * daemon test). */
+#define TD_SKIP 77
+/* Two uids no account uses, for two unprivileged tenants. */
+#define TD_UID_A 61001u
+#define TD_UID_B 61002u
+/* Can this process start tenants of other uids (it is root)? */
+int td_can_switch_uid(void);
+/* Lets every uid reach the daemon's client socket: its directory becomes
+ * 0755 (the socket's own mode is the daemon's socket_mode, 0666 by
+ * default).  0, or -1. */
+int td_open_to_all(const td_t *d);
+/* Forks a child that becomes uid (gid uid, no supplementary groups) and
+ * exits with fn(arg): a real process of another user.  Its pid, or -1. */
+pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg);
+/* Waits for a child of td_spawn_as: its exit code, or -1 (a signal; said
+ * on stderr). */
+int td_wait_child(pid_t pid);
+
 #endif
