@@ -244,6 +244,17 @@ int tmem_check(tmem_t *t)
             bad++;
         }
     }
+    /* quota groups: each counts its open clients' persistent pages */
+    for (struct tm_group *g = t->groups; g; g = g->next) {
+        uint64_t sum = 0;
+        for (struct tmem_client *c = t->clients.next; c != &t->clients; c = c->next)
+            sum += c->group == g ? tm_load(c->pers_pages) : 0;
+        if (sum != tm_load(g->pages)) {
+            tm_report("quota group %u: counts %llu persistent pages, its clients %llu", g->id,
+                      L(tm_load(g->pages)), L(sum));
+            bad++;
+        }
+    }
     pthread_rwlock_unlock(&t->clients_lock);
 
     add_store(&fs, t->global_eph);

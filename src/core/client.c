@@ -288,6 +288,75 @@ int tmem_admin_set_cap(tmem_t *t, uint32_t id, uint64_t pages)
     return admin_apply(t, id, true, do_cap, pages, no_uuid);
 }
 
+/* The group id (clients_lock held), made if make and missing. */
+static struct tm_group *group_find_locked(tmem_t *t, uint32_t id, bool make)
+{
+    for (struct tm_group *g = t->groups; g; g = g->next)
+        if (g->id == id)
+            return g;
+    if (!make)
+        return NULL;
+    struct tm_group *g = tm_meta_calloc(t, sizeof(*g), true);
+    if (g) {
+        g->id = id;
+        g->next = t->groups;
+        t->groups = g;
+    }
+    return g;
+}
+
+int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
+{
+    if (!t || id == TMEM_CLIENT_ALL)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&t->clients_lock);
+    struct tmem_client *c = tm_client_find_locked(t, id);
+    if (c)
+        atomic_fetch_add(&c->pins, 1);      /* the client stays while we lock it */
+    pthread_rwlock_unlock(&t->clients_lock);
+    if (!c)
+        return -ENOENT;
+    /* the client's write lock: no call of it runs, so no pool appears */
+    tm_brlock_write(&c->lock);
+    pthread_rwlock_wrlock(&t->clients_lock);
+    int rc = c->dead ? -ENOENT : 0;
+    for (uint32_t i = 0; rc == 0 && i < TMEM_MAX_POOLS; i++)
+        if (c->pools[i])
+            rc = -EBUSY;
+    struct tm_group *g = NULL;
+    if (rc == 0 && group && !(g = group_find_locked(t, group, true)))
+        rc = -ENOMEM;
+    if (rc == 0)
+        c->group = g;
+    pthread_rwlock_unlock(&t->clients_lock);
+    tm_brlock_write_unlock(&c->lock);
+    atomic_fetch_sub(&c->pins, 1);
+    return rc;
+}
+
+int tmem_admin_set_group_cap(tmem_t *t, uint32_t group, uint64_t pages)
+{
+    if (!t || !group)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&t->clients_lock);
+    struct tm_group *g = group_find_locked(t, group, true);
+    if (g)
+        atomic_store(&g->cap, pages);
+    pthread_rwlock_unlock(&t->clients_lock);
+    return g ? 0 : -ENOMEM;
+}
+
+uint64_t tmem_group_pages(tmem_t *t, uint32_t group)
+{
+    if (!t)
+        return 0;
+    pthread_rwlock_rdlock(&t->clients_lock);
+    struct tm_group *g = group_find_locked(t, group, false);
+    uint64_t n = g ? tm_load(g->pages) : 0;
+    pthread_rwlock_unlock(&t->clients_lock);
+    return n;
+}
+
 int tmem_admin_set_compress(tmem_t *t, uint32_t id, int codec)
 {
     if (codec < TMEM_COMPRESS_NONE || codec > TMEM_COMPRESS_ZSTD)

@@ -364,6 +364,40 @@ static inline void tm_client_eph_add(struct tmem_client *c, int64_t d)
     atomic_fetch_add_explicit(&c->eph[tm_home_stripe()].n, d, TM_RELAXED);
 }
 
+/* Persistent pages of c (a persistent pool's owner) and of its quota
+ * group.  Would one more pass cap (the caller's, 0 none) or the group's? */
+static inline bool tm_pers_full(const struct tmem_client *c, uint64_t cap)
+{
+    const struct tm_group *g = c->group;
+    uint64_t gcap = g ? tm_load(g->cap) : 0;
+    return (cap && tm_load(c->pers_pages) >= cap) || (gcap && tm_load(g->pages) >= gcap);
+}
+/* Counts one more persistent page: -EDQUOT (nothing counted) when that
+ * would pass cap or the group's cap. */
+static inline int tm_pers_charge(struct tmem_client *c, uint64_t cap)
+{
+    struct tm_group *g = c->group;
+    if (tm_add(c->pers_pages, 1) >= cap && cap) {
+        tm_sub(c->pers_pages, 1);
+        return -EDQUOT;
+    }
+    if (g) {
+        uint64_t gcap = tm_load(g->cap);
+        if (tm_add(g->pages, 1) >= gcap && gcap) {
+            tm_sub(g->pages, 1);
+            tm_sub(c->pers_pages, 1);
+            return -EDQUOT;
+        }
+    }
+    return 0;
+}
+static inline void tm_pers_uncharge(struct tmem_client *c, uint64_t n)
+{
+    tm_sub(c->pers_pages, n);
+    if (c->group)
+        tm_sub(c->group->pages, n);
+}
+
 /* ---- arena.c: the revoke epoch (arena.h) ---------------------------------
  * A reader of ephemeral data that an arena's owner may take by force reads
  * the epoch before (tm_arena_epoch_ok: false if a revocation is pending,

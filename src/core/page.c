@@ -104,7 +104,7 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
      * on.  Both are decided again under the bucket lock below. */
     uint64_t cap = tm_load(c->cap);
     int early = tm_client_frozen(c) ? -TMEM_EFROZEN
-              : (p->persistent && cap && tm_load(p->owner->pers_pages) >= cap) ? -EDQUOT : 0;
+              : (p->persistent && tm_pers_full(p->owner, cap)) ? -EDQUOT : 0;
     if (early) {
         pthread_mutex_lock(&b->lock);
         bool dup = tm_pgd_find_locked(b, h, &oid, index, NULL, NULL) != NULL;
@@ -208,12 +208,8 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
             continue;       /* a new object may now need its page table grown */
         }
         if (p->persistent) {
-            cap = tm_load(c->cap);
-            uint64_t n = tm_add(p->owner->pers_pages, 1);
-            if (cap && n >= cap) {
-                tm_sub(p->owner->pers_pages, 1);
+            if ((rc = tm_pers_charge(p->owner, tm_load(c->cap))) != 0) {
                 tm_inc(c->st.refused_quota);
-                rc = -EDQUOT;
                 break;
             }
         }
@@ -246,7 +242,7 @@ int tm_put_page(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oidp, uint
         }
         if (rc != 0) {
             if (p->persistent)
-                tm_sub(p->owner->pers_pages, 1);
+                tm_pers_uncharge(p->owner, 1);
             tm_inc(c->st.refused_nomem);
             break;
         }

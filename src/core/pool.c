@@ -113,7 +113,7 @@ void tm_pgd_unlink_locked(struct tm_pool *p, struct tm_bucket *b, struct tm_pgd 
     tm_dedup_unindex(p->store, pgd);
     tm_table_remove(&o->pages, TM_TABLE_PAGES, pgd);
     if (p->persistent) {
-        tm_sub(p->owner->pers_pages, 1);
+        tm_pers_uncharge(p->owner, 1);
     } else {
         pthread_mutex_lock(&p->lru_lock);
         lru_del_locked(p, pgd);
@@ -147,7 +147,7 @@ static uint32_t obj_unlink_pages_locked(struct tm_pool *p, struct tm_obj *o)
             continue;
         tm_dedup_unindex(p->store, pgd);
         if (p->persistent)
-            tm_sub(p->owner->pers_pages, 1);
+            tm_pers_uncharge(p->owner, 1);
         else
             lru_del_locked(p, pgd);
         n++;

@@ -433,6 +433,16 @@ struct tm_client_stats {
     atomic_u64 same_filled, flushed_pages;
 };
 
+/* A persistent-page quota group (client.c): its clients hold at most cap
+ * persistent pages together (a daemon makes one per uid).  Lives until
+ * tmem_close: groups are few. */
+struct tm_group {
+    struct tm_group *next;          /* t->groups (clients_lock) */
+    uint32_t id;                    /* immutable, > 0 */
+    atomic_u64 cap;                 /* pages; 0: none */
+    atomic_u64 pages;               /* its clients' pers_pages, summed */
+};
+
 struct tmem_client {
     struct tmem_client_head head;   /* TMEM_HANDLE_MAGIC, &tm_engine_ops (transport.h) */
     atomic_u64 magic;               /* TM_CLIENT_MAGIC, or TM_CLIENT_DEAD after close */
@@ -460,6 +470,10 @@ struct tmem_client {
      * pool whose owner this client is: two threads of one client putting in
      * two pools wrote one line on every call. */
     atomic_u64 pers_pages;
+    /* its quota group, or NULL: set (clients_lock and the client's write
+     * lock) only while it has no pools, so every page it counts in
+     * pers_pages is counted in the same group (tm_pers_charge) */
+    struct tm_group *group;
     struct { _Alignas(64) atomic_i64 n; } eph[TM_STRIPES];
     struct tm_store *eph_store, *pers_store;  /* immutable until close */
     /* shared-pool authorisation (t->clients_lock) */
@@ -547,6 +561,7 @@ struct tmem {
     pthread_rwlock_t clients_lock;
     struct tmem_client clients;     /* sentinel of the open-client list */
     struct tmem_client *tombstones; /* closed clients, freed by tmem_close */
+    struct tm_group *groups;        /* persistent quota groups */
     uint32_t nclients, next_id;
     struct tm_pool *shared[TMEM_MAX_SHARED_POOLS];
     struct tm_store *global_eph, *global_pers;   /* dedup_across_clients */

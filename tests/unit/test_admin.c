@@ -70,6 +70,49 @@ static void cap_refuses_persistent(void **state)
     tt_close(t);
 }
 
+/* Two clients of one quota group share its cap; a third outside it does
+ * not; a client with pools cannot change group; closing gives pages back. */
+static void group_cap_is_shared(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *a = tmem_client_open(t, "a"), *b = tmem_client_open(t, "b"),
+                  *o = tmem_client_open(t, "other");
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(a), 7), 0);
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(b), 7), 0);
+    assert_int_equal(tmem_admin_set_group_cap(t, 7, 12), 0);
+    assert_int_equal(tmem_admin_set_group(t, 999999, 7), -ENOENT);
+    assert_int_equal(tmem_admin_set_group_cap(t, 0, 1), -EINVAL);
+    int pa = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST);
+    int pb = tmem_new_pool(b, NOUUID, TMEM_POOL_PERSIST);
+    int po = tmem_new_pool(o, NOUUID, TMEM_POOL_PERSIST);
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(a), 0), -EBUSY);
+    uint8_t page[PG];
+    uint32_t i;
+    for (i = 0; i < 8; i++) {
+        tt_fill(page, TT_TEXT, i);
+        assert_int_equal(tmem_put_page(a, (uint32_t)pa, tt_oid(1, 0, 0), i, page), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        tt_fill(page, TT_TEXT, 100 + i);
+        assert_int_equal(tmem_put_page(b, (uint32_t)pb, tt_oid(1, 0, 0), i, page), 0);
+    }
+    assert_int_equal(tmem_group_pages(t, 7), 12);
+    assert_int_equal(tmem_put_page(b, (uint32_t)pb, tt_oid(1, 0, 0), 4, page), -EDQUOT);
+    assert_int_equal(tmem_put_page(a, (uint32_t)pa, tt_oid(1, 0, 0), 8, page), -EDQUOT);
+    for (i = 0; i < 20; i++) {      /* outside the group: no cap */
+        tt_fill(page, TT_TEXT, 200 + i);
+        assert_int_equal(tmem_put_page(o, (uint32_t)po, tt_oid(1, 0, 0), i, page), 0);
+    }
+    assert_int_equal(tmem_check(t), 0);
+    assert_int_equal(tmem_flush_page(a, (uint32_t)pa, tt_oid(1, 0, 0), 0), 0);
+    assert_int_equal(tmem_put_page(b, (uint32_t)pb, tt_oid(1, 0, 0), 4, page), 0);
+    tmem_client_close(a);           /* its 7 pages leave the group */
+    assert_int_equal(tmem_group_pages(t, 7), 5);
+    assert_int_equal(tmem_check(t), 0);
+    tt_close(t);
+}
+
 static void compress_switch(void **state)
 {
     (void)state;
@@ -219,6 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(freeze_all_and_thaw),
         cmocka_unit_test(cap_refuses_persistent),
+        cmocka_unit_test(group_cap_is_shared),
         cmocka_unit_test(compress_switch),
         cmocka_unit_test(client_listing),
         cmocka_unit_test(list_text),
