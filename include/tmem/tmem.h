@@ -333,10 +333,10 @@ TMEM_API int tmem_admin_set_cap(tmem_t *t, uint32_t client_id, uint64_t pages);
 /* Persistent quota groups: the clients of group g (> 0) hold at most the
  * group's cap of persistent pages together, beside each one's own cap
  * (tmemd makes one group per uid).  A client joins (or, with group 0,
- * leaves) its group while it has no pools: -EBUSY after; -ENOENT. */
+ * leaves) its group while it has no pools: -EBUSY after; -ENOENT, -ENOMEM. */
 TMEM_API int tmem_admin_set_group(tmem_t *t, uint32_t client_id, uint32_t group);
-/* The cap of group (> 0) in pages, 0 = none; makes the group if needed.
- * Pages above a lowered cap stay.  0, -EINVAL or -ENOMEM. */
+/* The cap of group (> 0) in pages, 0 = none.  Pages above a lowered cap
+ * stay.  A group lives while it has clients.  0, -EINVAL or -ENOENT. */
 TMEM_API int tmem_admin_set_group_cap(tmem_t *t, uint32_t group, uint64_t pages);
 /* The persistent pages group's clients hold (0 if there is no such group). */
 TMEM_API uint64_t tmem_group_pages(tmem_t *t, uint32_t group);

@@ -154,6 +154,22 @@ void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align)
     return p;
 }
 
+void *tm_meta_calloc_reserved(tmem_t *t, size_t size, size_t align)
+{
+    void *p = tm_meta_calloc_aligned(t, size, align);
+    if (p || tm_load(t->fail_at))       /* an injected failure stays one */
+        return p;
+    uint64_t want = size + TM_META_OVERHEAD + 16;
+    if (tm_bytes_held(t) + want > tm_load(t->max_bytes) + TM_OPEN_RESERVE)
+        return NULL;
+    p = aligned_alloc(align, (size + align - 1) / align * align);
+    if (!p)
+        return NULL;
+    meta_charge(t, (int64_t)(malloc_usable_size(p) + TM_META_OVERHEAD));
+    memset(p, 0, size);
+    return p;
+}
+
 /* align 0: malloc's own alignment; else aligned_alloc (for structures with
  * cache-line-aligned members). */
 static void *meta_alloc(tmem_t *t, size_t size, bool may_evict, size_t align)

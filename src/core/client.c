@@ -54,7 +54,7 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
         return NULL;
     }
     /* aligned: its hot lines are its own, not shared with a neighbour in the heap */
-    struct tmem_client *c = tm_meta_calloc_aligned(t, sizeof(*c), 64);
+    struct tmem_client *c = tm_meta_calloc_reserved(t, sizeof(*c), 64);
     if (!c) {
         errno = ENOMEM;
         return NULL;
@@ -72,18 +72,6 @@ tmem_client_t *tmem_client_open(tmem_t *t, const char *name)
     atomic_init(&c->weight, t->cfg.default_weight);
     atomic_init(&c->cap, t->cfg.default_cap);
     atomic_init(&c->compress, t->cfg.compress);
-    if (!t->cfg.dedup_across_clients) {
-        c->eph_store = tm_store_new(t, false);
-        c->pers_store = tm_store_new(t, true);
-        if (!c->eph_store || !c->pers_store) {
-            tm_store_free(t, c->eph_store);
-            tm_store_free(t, c->pers_store);
-            tm_brlock_destroy(&c->lock);
-            tm_meta_free(t, c);
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
     pthread_rwlock_wrlock(&t->clients_lock);
     if (t->arena.ops) {         /* an arena engine serves one client */
         if (t->arena_client) {
@@ -118,6 +106,21 @@ void tm_stats_fold(struct tm_client_stats *into, const struct tm_client_stats *f
         tm_add(dst[i], tm_load(src[i]));
 }
 
+/* Drops a client's reference to g (clients_lock held): the last one frees
+ * it. */
+static void group_put_locked(tmem_t *t, struct tm_group *g)
+{
+    if (!g || --g->refs > 0)
+        return;
+    for (struct tm_group **pp = &t->groups; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
+    tm_meta_free(t, g);
+}
+
 void tm_client_close(tmem_client_t *c)
 {
     if (!c || atomic_load(&c->magic) != TM_CLIENT_MAGIC)
@@ -146,6 +149,8 @@ void tm_client_close(tmem_client_t *c)
     c->prev = NULL;
     t->tombstones = c;
     t->nclients--;
+    group_put_locked(t, c->group);
+    c->group = NULL;
     tm_stats_fold(&t->retired, &c->st);
     pthread_rwlock_unlock(&t->clients_lock);
     tm_store_free(t, c->eph_store);
@@ -326,8 +331,12 @@ int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
     struct tm_group *g = NULL;
     if (rc == 0 && group && !(g = group_find_locked(t, group, true)))
         rc = -ENOMEM;
-    if (rc == 0)
+    if (rc == 0 && g != c->group) {
+        if (g)
+            g->refs++;
+        group_put_locked(t, c->group);
         c->group = g;
+    }
     pthread_rwlock_unlock(&t->clients_lock);
     tm_brlock_write_unlock(&c->lock);
     atomic_fetch_sub(&c->pins, 1);
@@ -339,11 +348,11 @@ int tmem_admin_set_group_cap(tmem_t *t, uint32_t group, uint64_t pages)
     if (!t || !group)
         return -EINVAL;
     pthread_rwlock_wrlock(&t->clients_lock);
-    struct tm_group *g = group_find_locked(t, group, true);
+    struct tm_group *g = group_find_locked(t, group, false);
     if (g)
         atomic_store(&g->cap, pages);
     pthread_rwlock_unlock(&t->clients_lock);
-    return g ? 0 : -ENOMEM;
+    return g ? 0 : -ENOENT;
 }
 
 uint64_t tmem_group_pages(tmem_t *t, uint32_t group)

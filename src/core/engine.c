@@ -127,11 +127,6 @@ void tmem_close(tmem_t *t)
         tm_brlock_destroy(&c->lock);
         tm_meta_free(t, c);
     }
-    while (t->groups) {
-        struct tm_group *g = t->groups;
-        t->groups = g->next;
-        tm_meta_free(t, g);
-    }
     tm_store_free(t, t->global_eph);
     tm_store_free(t, t->global_pers);
     tm_slab_fini(t);

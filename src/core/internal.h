@@ -48,6 +48,12 @@ void *tm_meta_calloc(tmem_t *t, size_t size, bool may_evict);
 /* Zeroed metadata aligned to align (a power of two), for structures with
  * cache-line-aligned members; freed with tm_meta_free. */
 void *tm_meta_calloc_aligned(tmem_t *t, size_t size, size_t align);
+/* The same for a new client's own structure, which pages never crowd out:
+ * when nothing can be evicted it may go up to TM_OPEN_RESERVE over the
+ * limit (a client's own structure is under 2 KiB; its stores come with its
+ * first pools). */
+#define TM_OPEN_RESERVE (512u * 1024u)
+void *tm_meta_calloc_reserved(tmem_t *t, size_t size, size_t align);
 void  tm_meta_free(tmem_t *t, void *p);
 /* Is there room under the limit for want more bytes?  Releases free
  * frames, then (may_evict) evicts ephemeral pages to make it; false (and

@@ -291,6 +291,21 @@ static struct tm_pool *shared_join(tmem_t *t, struct tmem_client *c, uint32_t fl
     return p;
 }
 
+/* c's store of private pools of a kind, made with its first such pool (c
+ * write-locked; published under clients_lock too, which tmem_freeable_pages
+ * reads it under).  NULL when there is no memory for it. */
+static struct tm_store *client_store(tmem_t *t, struct tmem_client *c, bool pers)
+{
+    struct tm_store **sp = pers ? &c->pers_store : &c->eph_store;
+    if (!*sp) {
+        struct tm_store *s = tm_store_new(t, pers);
+        pthread_rwlock_wrlock(&t->clients_lock);
+        *sp = s;
+        pthread_rwlock_unlock(&t->clients_lock);
+    }
+    return *sp;
+}
+
 int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t flags)
 {
     int rc = tm_client_enter(c);
@@ -343,8 +358,8 @@ int tm_pool_create(struct tmem_client *c, int slot, tmem_uuid_t uuid, uint32_t f
     } else {
         bool pers = (flags & TMEM_POOL_PERSIST) != 0;
         struct tm_store *s = t->cfg.dedup_across_clients ? (pers ? t->global_pers : t->global_eph)
-                                                         : (pers ? c->pers_store : c->eph_store);
-        p = tm_pool_new(t, c, flags & ~TMEM_POOL_SHARED, uuid, false, s);
+                                                         : client_store(t, c, pers);
+        p = s ? tm_pool_new(t, c, flags & ~TMEM_POOL_SHARED, uuid, false, s) : NULL;
         rc = -ENOMEM;
     }
     if (p) {

@@ -434,13 +434,14 @@ struct tm_client_stats {
 };
 
 /* A persistent-page quota group (client.c): its clients hold at most cap
- * persistent pages together (a daemon makes one per uid).  Lives until
- * tmem_close: groups are few. */
+ * persistent pages together (a daemon makes one per uid).  Made with its
+ * first client, freed with its last. */
 struct tm_group {
     struct tm_group *next;          /* t->groups (clients_lock) */
     uint32_t id;                    /* immutable, > 0 */
     atomic_u64 cap;                 /* pages; 0: none */
     atomic_u64 pages;               /* its clients' pers_pages, summed */
+    uint32_t refs;                  /* its clients (clients_lock) */
 };
 
 struct tmem_client {
@@ -475,7 +476,9 @@ struct tmem_client {
      * pers_pages is counted in the same group (tm_pers_charge) */
     struct tm_group *group;
     struct { _Alignas(64) atomic_i64 n; } eph[TM_STRIPES];
-    struct tm_store *eph_store, *pers_store;  /* immutable until close */
+    /* made with its first private pool of the kind (client_store: write
+     * lock and clients_lock), then immutable until close; NULL before */
+    struct tm_store *eph_store, *pers_store;
     /* shared-pool authorisation (t->clients_lock) */
     tmem_uuid_t auth[TM_MAX_AUTH];
     uint32_t nauth;

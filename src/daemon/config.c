@@ -54,6 +54,7 @@ const char tmd_default_config[] =
     "shared_allow =\n"
     "default_weight = 100\n"
     "default_cap = 0\n"
+    "uid_persistent_max = 50%\n"
     "\n"
     "[governor]\n"
     "enabled = true\n"
@@ -187,6 +188,8 @@ static const struct key keys[] = {
     { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0, 1000000, 0 },
     { "memory", "default_cap",          K_UINT,     F(engine.default_cap), 0,
       (double)(1ull << 40), 0 },
+    { "memory", "uid_persistent_max",   K_SIZE,     F(uid_pers_max), 0, 0,
+      offsetof(struct tmd_config, uid_pers_max_pct) },
     { "governor", "enabled",            K_BOOL,     F(governor), 0, 0, 0 },
     { "governor", "interval_ms",        K_UINT,     F(governor_interval_ms), 10, 3600000, 0 },
     { "governor", "reserve",            K_SIZE,     F(reserve), 0, 0,
@@ -430,7 +433,7 @@ static int apply(struct tmd_config *cfg, const struct key *k, const char *v, cha
         double pct;
         if (tmd_parse_size(v, &bytes, &pct) != 0) {
             snprintf(why, whylen, "'%s' is not a size (e.g. 512M, 4G, 1048576) or a "
-                     "percentage of MemTotal (e.g. 25%%)", v);
+                     "percentage (e.g. 25%%)", v);
             return -1;
         }
         *(uint64_t *)field = bytes;
@@ -681,6 +684,13 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
     if (cfg->engine.compress_max == 0 || cfg->engine.compress_max >= TMEM_PAGE_SIZE) {
         snprintf(err, errlen, "memory.compress_max: must be from 1 to %u",
                  TMEM_PAGE_SIZE - 1);
+        return -1;
+    }
+    /* a uid's persistent share: a percentage is of max_memory */
+    if (cfg->uid_pers_max_pct > 0)
+        cfg->uid_pers_max = (uint64_t)((double)cfg->max_memory * cfg->uid_pers_max_pct / 100.0);
+    if (cfg->uid_pers_max_pct > 100 || cfg->uid_pers_max > cfg->max_memory) {
+        snprintf(err, errlen, "memory.uid_persistent_max: more than max_memory");
         return -1;
     }
     /* The engine is opened with the ceiling: its address space is sized

@@ -8,6 +8,7 @@
  *               (restored, unclaimed) clients
  *   worker.c    one worker per client serving its window's requests
  *   lend.c      lent memory: clients' arenas, grants, taking memory back
+ *   tenants.c   what one uid may hold: its persistent share
  *   control.c   the control socket (administrators only)
  *   state.c     the state file: persistent pages across a clean restart
  *   governor.c  the memory governor (MemAvailable, PSI)
@@ -50,6 +51,9 @@ struct tmd_config {
     uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
     double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
     tmem_config_t engine;               /* max_bytes is set by the governor */
+    uint64_t uid_pers_max;              /* persistent bytes one uid may hold (0: no bound;
+                                           resolved from uid_pers_max_pct) */
+    double   uid_pers_max_pct;          /* > 0: that share of max_memory */
     int      lend;                      /* lend memory to clients (lend.c) */
     unsigned shrink_deadline_ms;        /* a SHRINK's deadline */
     /* the governor */
@@ -121,6 +125,7 @@ struct tmd {
     struct tmd_governor *governor;
     struct tmd_metrics *metrics;
     struct tmd_lender *lender;
+    struct tmd_tenants *tenants;
     pthread_t listener;
     bool quiesced;                      /* tmd_server_quiesce has run (main thread) */
     bool state_loaded;                  /* the state file was loaded, not yet removed */
@@ -171,6 +176,23 @@ int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint3
  * fails (-ENOMEM: c is released). */
 int  tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
                      const char *name);
+
+/* ---- tenants.c: each uid's persistent share ---- */
+int  tmd_tenants_init(struct tmd *d);
+void tmd_tenants_fini(struct tmd *d);
+/* The daemon engine's quota group of uid's clients. */
+uint32_t tmd_uid_group(uid_t uid);
+/* The persistent bytes uid may hold (an administrator's setting for it,
+ * else cfg.uid_pers_max): 0 for no bound. */
+uint64_t tmd_uid_pers_max(struct tmd *d, uid_t uid);
+/* An administrator's bound for uid (bytes, 0 none), or (reset) back to the
+ * configured one.  0 or -ENOMEM. */
+int  tmd_uid_set_pers_max(struct tmd *d, uid_t uid, uint64_t bytes, bool reset);
+/* The engine group's cap follows lent_bytes of persistent units lent to
+ * uid's clients. */
+void tmd_uid_follow(struct tmd *d, uid_t uid, uint64_t lent_bytes);
+/* Puts engine client c (no pools yet) in uid's group.  0 or -errno. */
+int  tmd_uid_join(struct tmd *d, tmem_client_t *c, uid_t uid);
 
 /* ---- state.c: the state file (cfg.state_file) ---- */
 /* At start-up, before the sockets appear: restores each client of the file

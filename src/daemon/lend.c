@@ -73,6 +73,7 @@ struct tmd_lent {
     bool frozen;
     uint64_t last_ask_ms;               /* its last GROW: activity */
     bool wants_room;                    /* refused for lack of room: WAKE it */
+    bool said_share;                    /* logged that its uid's share is full */
     /* a SHRINK outstanding (kind ephemeral) */
     uint64_t shrink_want, shrink_base, shrink_deadline_ms;
     /* units an adoption could not keep, revoked once the reply is out */
@@ -175,6 +176,44 @@ static uint64_t room_locked(struct tmd *d)
 static bool fits_locked(struct tmd *d, uint64_t bytes)
 {
     return room_locked(d) >= bytes;
+}
+
+/* Bytes of persistent units lent to uid's clients (those on the list). */
+static uint64_t uid_pers_locked(struct tmd_lender *ld, uid_t uid)
+{
+    uint64_t n = 0;
+    for (struct tmd_lent *o = ld->head.next; o != &ld->head; o = o->next)
+        n += o->uid == uid ? o->lent[1] * o->unit : 0;
+    return n;
+}
+
+uint64_t tmd_lend_uid_persistent(struct tmd *d, uid_t uid)
+{
+    struct tmd_lender *ld = L(d);
+    if (!ld)
+        return 0;
+    pthread_mutex_lock(&ld->lock);
+    uint64_t n = uid_pers_locked(ld, uid);
+    pthread_mutex_unlock(&ld->lock);
+    return n;
+}
+
+/* The uid's share in the engine follows what is lent to it (tenants.c). */
+static void uid_follow_locked(struct tmd *d, uid_t uid)
+{
+    tmd_uid_follow(d, uid, uid_pers_locked(L(d), uid));
+}
+
+/* Would one more persistent unit pass the uid's share (its lent units and
+ * its pages in the daemon's engine)? */
+static bool over_uid_share_locked(struct tmd *d, struct tmd_lent *l)
+{
+    uint64_t max = tmd_uid_pers_max(d, l->uid);
+    if (!max)
+        return false;
+    uint64_t held = uid_pers_locked(L(d), l->uid) +
+                    tmem_group_pages(d->engine, tmd_uid_group(l->uid)) * TMEM_PAGE_SIZE;
+    return held + l->unit > max;
 }
 
 static void publish_lent(struct tmd_lent *l)
@@ -603,6 +642,8 @@ void tmd_lend_started(struct tmd *d, struct tmd_lent *l)
     l->prev = ld->head.prev;
     ld->head.prev->next = l;
     ld->head.prev = l;
+    if (l->lent[1])
+        uid_follow_locked(d, l->uid);      /* an adoption's persistent units */
     if (l->nlate) {
         /* the REVOKED of an adoption: as revoke_locked, units chosen there */
         uint64_t e = atomic_load(&l->share->revoke_epoch) + 1;
@@ -633,6 +674,8 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     ld->lent_bytes[1] -= l->lent[1] * l->unit;
     ld->tot.closed_units += l->lent[0] + l->lent[1];
     engine_follow_locked(d);
+    if (l->lent[1])
+        uid_follow_locked(d, l->uid);
     wake_waiters_locked(d);
     pthread_mutex_unlock(&ld->lock);
     /* A client that keeps its mappings after its end must not keep the
@@ -667,6 +710,18 @@ static int on_grow(struct tmd *d, struct tmd_lent *l, const struct tmw_grow *g)
         l->st.refused++;
         return -EDQUOT;
     }
+    if (kind == 1 && over_uid_share_locked(d, l)) {
+        l->st.refused++;
+        ld->tot.refused++;
+        if (!l->said_share) {
+            l->said_share = true;
+            tmd_log(LOG_NOTICE, "client %u (uid %u \"%s\"): its uid holds its persistent share "
+                    "(%" PRIu64 " MiB, memory.uid_persistent_max): persistent puts refused",
+                    l->client_id, (unsigned)l->uid, l->name,
+                    tmd_uid_pers_max(d, l->uid) >> 20);
+        }
+        return -EDQUOT;
+    }
     if (!fits_locked(d, l->unit)) {
         l->st.refused++;
         ld->tot.refused++;
@@ -692,6 +747,8 @@ static int on_grow(struct tmd *d, struct tmd_lent *l, const struct tmw_grow *g)
     ld->tot.grown++;
     publish_lent(l);
     engine_follow_locked(d);
+    if (kind == 1)
+        uid_follow_locked(d, l->uid);
     return 0;
 }
 
@@ -725,6 +782,10 @@ static void on_units(struct tmd *d, struct tmd_lent *l, uint16_t type, const str
             l->shrink_want = 0;     /* done in time */
         publish_lent(l);
         engine_follow_locked(d);
+        if (kind == 1) {
+            uid_follow_locked(d, l->uid);
+            l->said_share = false;
+        }
         wake_waiters_locked(d);
     }
 }

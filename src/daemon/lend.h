@@ -108,6 +108,9 @@ int64_t tmd_lend_restore(struct tmd *d, struct tmd_lent *l, int fd, uint32_t par
  * uncompressed twice over, and metadata. */
 uint64_t tmd_lend_stream_bound(struct tmd *d, struct tmd_lent *l);
 
+/* The bytes of persistent units lent to uid's clients. */
+uint64_t tmd_lend_uid_persistent(struct tmd *d, uid_t uid);
+
 /* ---- figures and settings -------------------------------------------------- */
 struct tmd_lent_stats {         /* per client, and summed in the totals */
     uint64_t grown, refused, returned, revoked, bad;

@@ -179,7 +179,13 @@ int main(int argc, char **argv)
         return 1;
     }
     /* the state file's clients are parked before any connection can come,
-     * with the limit at max_memory (the governor may lower it later) */
+     * with the limit at max_memory (the governor may lower it later), each
+     * in its uid's persistent share */
+    if (tmd_tenants_init(&d) != 0) {
+        tmd_log(LOG_ERR, "out of memory");
+        tmem_close(d.engine);
+        return 1;
+    }
     tmd_state_load(&d);
     if (tmd_lend_init(&d) != 0) {
         tmd_log(LOG_ERR, "out of memory");
@@ -245,6 +251,7 @@ int main(int argc, char **argv)
     tmd_metrics_stop(&d);
     tmd_governor_stop(&d);
     tmd_lend_fini(&d);
+    tmd_tenants_fini(&d);
     int bad = tmem_check(d.engine);
     if (bad)
         tmd_log(LOG_ERR, "self-check: %d inconsistencies in the engine", bad);

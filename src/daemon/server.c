@@ -58,8 +58,15 @@
 #include "daemon/daemon.h"
 #include "daemon/lend.h"
 
-#define HELLO_TIMEOUT_MS 5000u
-#define MAX_HANDSHAKES   64u        /* connections beyond max_clients still in their HELLO */
+/* Connections that have not sent their HELLO: a client library sends it
+ * right after connect(), so they are few and short-lived.  Each uid may
+ * have MAX_HANDSHAKES_PER_UID of them (the peer's uid is known at accept,
+ * before a byte is read), all uids MAX_HANDSHAKES, and each is dropped
+ * after HELLO_TIMEOUT_MS: one uid's silent connections never use up what
+ * another uid needs to connect. */
+#define HELLO_TIMEOUT_MS        1000u
+#define MAX_HANDSHAKES          64u
+#define MAX_HANDSHAKES_PER_UID  4u
 #define TAG_LISTEN  ((uint64_t)1)
 #define TAG_CONTROL ((uint64_t)2)
 #define TAG_STOP    ((uint64_t)3)
@@ -340,15 +347,25 @@ static void accept_client(struct tmd *d)
             return;
         if (fd < 0)
             continue;
-        /* the limits are applied to the HELLO (handle_hello), so that the
-         * refusal is an answer; here only a bound on handshakes under way */
+        /* the limits on clients are applied to the HELLO (handle_hello),
+         * so that the refusal is an answer; here the bounds on handshakes
+         * under way, per uid and in all */
+        uint32_t pending = 0, mine = 0, nconns;
         pthread_mutex_lock(&d->conns_lock);
-        bool full = d->nconns >= d->cfg.max_clients + MAX_HANDSHAKES;
+        for (struct tmd_conn *o = d->conns; o; o = o->next) {
+            bool p = !o->ready && !o->parked;
+            pending += p;
+            mine += p && o->uid == cr.uid;
+        }
+        nconns = d->nconns;
         pthread_mutex_unlock(&d->conns_lock);
+        const char *full = mine >= MAX_HANDSHAKES_PER_UID ? "handshakes of this uid"
+                         : pending >= MAX_HANDSHAKES ? "handshakes"
+                         : nconns >= d->cfg.max_clients + MAX_HANDSHAKES ? "connections" : NULL;
         if (full) {
             atomic_fetch_add(&d->n.refused_conn, 1);
-            tmd_log(LOG_WARNING, "refused pid %d uid %u: %u connections already", (int)cr.pid,
-                    (unsigned)cr.uid, d->nconns);
+            tmd_log(LOG_DEBUG, "refused pid %d uid %u: too many %s under way", (int)cr.pid,
+                    (unsigned)cr.uid, full);
             send_refusal(fd, -EAGAIN);
             close(fd);
             continue;
@@ -580,8 +597,11 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         c = NULL;
     }
     bool adopted = c != NULL;
-    if (!c)
-        c = tmem_client_open(d->engine, name);
+    if (!c && (c = tmem_client_open(d->engine, name)) && tmd_uid_join(d, c, k->uid) != 0) {
+        tmem_client_release(c);         /* no room for its quota group */
+        c = NULL;
+        errno = ENOMEM;
+    }
     int wfd = -1;
     void *win = c ? make_window(d, tmem_client_id(c), &wfd) : NULL;
     if (!win) {

@@ -75,9 +75,12 @@ tt_host *th_open_cfg(const tmem_config_t *cfg)
     snprintf(opt[6], sizeof(opt[6]), "memory.zstd_level=%d", cfg->zstd_level);
     snprintf(opt[7], sizeof(opt[7]), "memory.default_weight=%u", cfg->default_weight);
     snprintf(opt[8], sizeof(opt[8]), "memory.default_cap=%" PRIu64, cfg->default_cap);
+    /* the engine's rules alone, as in process: no uid's persistent share
+     * (the isolation tests check that one) */
     const char *args[] = { "--set", opt[0], "--set", opt[1], "--set", opt[2],
                            "--set", opt[3], "--set", opt[4], "--set", opt[5],
-                           "--set", opt[6], "--set", opt[7], "--set", opt[8], NULL };
+                           "--set", opt[6], "--set", opt[7], "--set", opt[8],
+                           "--set", "memory.uid_persistent_max=0", NULL };
     assert_int_equal(td_start(&h->td, args), 0);
 #else
     h->t = tmem_open(cfg);

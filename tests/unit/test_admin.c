@@ -78,6 +78,7 @@ static void group_cap_is_shared(void **state)
     tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
     tmem_client_t *a = tmem_client_open(t, "a"), *b = tmem_client_open(t, "b"),
                   *o = tmem_client_open(t, "other");
+    assert_int_equal(tmem_admin_set_group_cap(t, 7, 12), -ENOENT);   /* no client yet */
     assert_int_equal(tmem_admin_set_group(t, tmem_client_id(a), 7), 0);
     assert_int_equal(tmem_admin_set_group(t, tmem_client_id(b), 7), 0);
     assert_int_equal(tmem_admin_set_group_cap(t, 7, 12), 0);
@@ -110,6 +111,9 @@ static void group_cap_is_shared(void **state)
     tmem_client_close(a);           /* its 7 pages leave the group */
     assert_int_equal(tmem_group_pages(t, 7), 5);
     assert_int_equal(tmem_check(t), 0);
+    tmem_client_close(b);           /* its last client: the group is gone */
+    assert_int_equal(tmem_admin_set_group_cap(t, 7, 1), -ENOENT);
+    assert_int_equal(tmem_group_pages(t, 7), 0);
     tt_close(t);
 }
 
