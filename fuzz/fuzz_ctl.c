@@ -84,8 +84,15 @@ static void check_accepted(const struct tmw_ctl *r)
         arg64 = true;
         break;
     case TMW_CTL_SAVE:
+    case TMW_CTL_END_CLIENT:
         client = true;
-        CHECK(r->client_id != TMEM_CLIENT_ALL, "save of every client");
+        CHECK(r->client_id != TMEM_CLIENT_ALL, "op %u of every client", r->op);
+        break;
+    case TMW_CTL_SET_UID:
+        uid = arg = arg64 = true;
+        CHECK(r->uid != UINT32_MAX, "set-uid of uid -1");
+        CHECK(!(r->arg & ~TMW_SET_UID_DEFAULT) && !(r->arg && r->arg64), "set-uid arg %#x",
+              r->arg);
         break;
     case TMW_CTL_RESTORE:
         arg = true;

@@ -103,10 +103,20 @@ static unsigned my_stripe(void)
 static const struct tmem_client_ops tmc_ops;
 
 /* Enters a call: 0 (leave() afterwards), or -ENODEV / -ENOTCONN. */
+/* Did the daemon end this client (TMW_EPOCH_ENDED)?  Its lent memory is
+ * gone: a local call fails, and a local get that ran while the daemon took
+ * it back (the mark comes first) fails too. */
+static inline bool ended(const struct tmc *h)
+{
+    return h->share && __builtin_expect(atomic_load(&h->share->revoke_epoch) == TMW_EPOCH_ENDED, 0);
+}
+
 static inline int enter(struct tmc *h, unsigned *s)
 {
     if (__builtin_expect(atomic_load_explicit(&fork_gen, memory_order_relaxed) != h->fork_gen, 0))
         return -ENOTCONN;                   /* a child of fork */
+    if (ended(h))
+        return -ENOTCONN;
     *s = my_stripe();
     atomic_fetch_add(&h->inflight[*s].n, 1);    /* seq_cst: then closed */
     if (__builtin_expect(atomic_load(&h->closed), 0)) {
@@ -423,6 +433,8 @@ static int tmc_get(tmem_client_t *c, uint32_t pool_id, const tmem_oid_t *oid, ui
     switch ((int)where_is(h, pool_id, &id)) {
     case TMC_LOCAL:
         rc = tmem_get_page(h->local, id, *oid, index, page);
+        if (ended(h))
+            rc = -ENOTCONN;
         break;
     case TMC_REMOTE:
         rc = page ? window_call(h, TMW_OP_GET, id, oid, index, 0, NULL, page) : -EINVAL;
@@ -538,6 +550,8 @@ static int vector(tmem_client_t *c, uint32_t op, size_t n, const tmem_handle_t *
             rc = op == TMW_OP_PUT ? tmem_put_page(h->local, id, hs[i].oid, hs[i].index, pin)
                : op == TMW_OP_GET ? tmem_get_page(h->local, id, hs[i].oid, hs[i].index, pout)
                                   : tmem_flush_page(h->local, id, hs[i].oid, hs[i].index);
+            if (op == TMW_OP_GET && ended(h))
+                rc = -ENOTCONN;
         } else if (w == TMC_REMOTE && (op == TMW_OP_FLUSH_PAGE || pin || pout)) {
             if (!b) {
                 rc = window_call(h, op, id, &hs[i].oid, hs[i].index, 0, pin, pout);

@@ -19,7 +19,8 @@
  * page (a seqlock) and gives back free units beyond TMC_FREE_SLACK per kind.
  *
  * When the socket ends, the window is broken (calls on the daemon's pools
- * return -ENOTCONN) and the service thread connects again every
+ * return -ENOTCONN) and, unless the daemon ended the client (its shared
+ * page says TMW_EPOCH_ENDED: every call fails), the service thread connects again every
  * TMC_PERIOD_MS, handing the arenas back (tmc_hello with adopt): the
  * private pools never stop working meanwhile.  Before that it checks its
  * arenas for revocations it was never told of (a unit it holds with a hole
@@ -858,8 +859,10 @@ static void *service_main(void *arg)
             next = now + TMC_PERIOD_MS * 1000000ull;
         }
         if (!atomic_load(&h->connected)) {
-            if (h->mode != TMW_MODE_LEND)
-                break;                      /* the daemon had the pools: they are gone */
+            if (h->mode != TMW_MODE_LEND ||
+                atomic_load(&h->share->revoke_epoch) == TMW_EPOCH_ENDED)
+                break;                      /* the daemon had the pools, or ended the
+                                               client: they are gone */
             if (!come_back(h)) {
                 struct timespec ts = { 0, TMC_PERIOD_MS * 1000000L };
                 nanosleep(&ts, NULL);

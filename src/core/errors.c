@@ -13,7 +13,7 @@ const char *tmem_strerror(int code)
     case 0:            return "success";
     case ENOENT:       return "not found (a get that missed)";
     case ENOMEM:       return "no room: put refused";
-    case EDQUOT:       return "over the client's persistent cap: put refused";
+    case EDQUOT:       return "over a persistent cap (the client's, or its uid's share): put refused";
     case ENOSPC:       return "duplicate put failed; the old copy was removed";
     case ENODEV:       return "no such pool, or the client is closed";
     case EINVAL:       return "invalid argument";

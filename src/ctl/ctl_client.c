@@ -361,6 +361,22 @@ int tmc_set(const char *path, uint32_t client_id, uint32_t mask, uint32_t weight
     return tmc_call(path, &req, NULL);
 }
 
+int tmc_end_client(const char *path, uint32_t client_id)
+{
+    struct tmw_ctl req = { .op = TMW_CTL_END_CLIENT, .client_id = client_id };
+    return tmc_call(path, &req, NULL);
+}
+
+int tmc_set_uid(const char *path, uint32_t uid, uint64_t bytes, int reset)
+{
+    struct tmw_ctl req = { .op = TMW_CTL_SET_UID, .uid = uid };
+    if (reset)
+        req.arg = TMW_SET_UID_DEFAULT;
+    else
+        req.arg64 = bytes;
+    return tmc_call(path, &req, NULL);
+}
+
 int tmc_shared_auth(const char *path, uint32_t client_id, tmem_uuid_t uuid, int allow)
 {
     struct tmw_ctl req = { .op = TMW_CTL_SHARED_AUTH, .client_id = client_id,

@@ -62,6 +62,11 @@ int tmc_freeze(const char *path, uint32_t client_id, int freeze);
 int tmc_set(const char *path, uint32_t client_id, uint32_t mask, uint32_t weight,
             uint64_t cap, int compress);
 int tmc_shared_auth(const char *path, uint32_t client_id, tmem_uuid_t uuid, int allow);
+/* Ends a client: its connection closed, its pools freed. */
+int tmc_end_client(const char *path, uint32_t client_id);
+/* The persistent bytes uid's clients may hold together (0: no bound), or
+ * (reset) back to the daemon's memory.uid_persistent_max. */
+int tmc_set_uid(const char *path, uint32_t uid, uint64_t bytes, int reset);
 /* Evicts ephemeral pages worth bytes and gives the memory back to the host;
  * *freed_bytes (may be NULL) says how much was given back. */
 int tmc_flush(const char *path, uint64_t bytes, uint64_t *freed_bytes);

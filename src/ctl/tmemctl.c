@@ -683,6 +683,75 @@ static int cmd_freeze(const struct cmd *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- end, set-uid ---- */
+static int cmd_end(const struct cmd *c, int argc, char **argv)
+{
+    static const struct option longs[] = { HELP_OPT, { 0 } };
+    bool help = false;
+    int o;
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
+        if (o == 'h')
+            help = true;
+    int st = opts_done(c, o, help, argc - optind, 1, 1);
+    if (st >= 0)
+        return st;
+    uint32_t id;
+    const char *who = argv[optind];
+    if ((st = resolve_client(c->name, who, &id)) != 0)
+        return st;
+    char label[96];
+    client_label(id, label);        /* before it is gone */
+    int rc = tmc_end_client(sock, id);
+    if (rc < 0)
+        return report(c->name, rc, who);
+    printf("ended %s\n", label);
+    return 0;
+}
+
+static int cmd_set_uid(const struct cmd *c, int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "persistent-max", required_argument, NULL, 'p' }, HELP_OPT, { 0 } };
+    bool help = false;
+    const char *max = NULL;
+    int o;
+    while ((o = next_opt(argc, argv, "p:h", longs)) != -1 && o != '?')
+        switch (o) {
+        case 'p': max = optarg; break;
+        case 'h': help = true; break;
+        }
+    int st = opts_done(c, o, help, argc - optind, 1, 1);
+    if (st >= 0)
+        return st;
+    if (!max)
+        return usage_error(c->name, "nothing to set: give --persistent-max");
+    uint64_t v, bytes = 0;
+    uint32_t uid;
+    const char *who = argv[optind];
+    if (parse_u64(who, &v) && v < UINT32_MAX) {
+        uid = (uint32_t)v;
+    } else {
+        struct passwd *pw = getpwnam(who);
+        if (!pw)
+            return usage_error(c->name, "no user '%s'", who);
+        uid = pw->pw_uid;
+    }
+    bool reset = strcmp(max, "default") == 0;
+    if (!reset && strcmp(max, "none") != 0 && (!parse_size(max, &bytes) || bytes == UINT64_MAX))
+        return usage_error(c->name, "--persistent-max: '%s' is not a size, none or default",
+                           max);
+    int rc = tmc_set_uid(sock, uid, bytes, reset);
+    if (rc < 0)
+        return report(c->name, rc, who);
+    if (reset)
+        printf("set uid %u: persistent share back to the default\n", (unsigned)uid);
+    else if (bytes)
+        printf("set uid %u: persistent share %" PRIu64 " MiB\n", (unsigned)uid, bytes >> 20);
+    else
+        printf("set uid %u: no bound on its persistent share\n", (unsigned)uid);
+    return 0;
+}
+
 /* ---- flush, freeable ---- */
 static int cmd_flush(const struct cmd *c, int argc, char **argv)
 {
@@ -1293,6 +1362,20 @@ static const struct cmd cmds[] = {
       "  -c, --cap PAGES       the most persistent pages it may hold (0 or none: no cap);\n"
       "                        pages above a lowered cap stay, new puts are refused\n"
       "  -p, --compress CODEC  the codec for pages it puts from now on\n" },
+    { "set-uid", cmd_set_uid, "UID --persistent-max SIZE|none|default",
+      "bound what one user's clients hold in persistent pages",
+      "The persistent memory (pages lent to its clients for persistent pools, and\n"
+      "its clients' persistent pages in the daemon) that all clients of UID (a uid\n"
+      "or a user name) may hold together; puts beyond are refused.  The default\n"
+      "is memory.uid_persistent_max (half of max_memory unless configured).  The\n"
+      "setting lasts until the daemon stops.\n\n"
+      "  -p, --persistent-max SIZE   bytes, or K, M, G, T (binary multiples); none\n"
+      "                              for no bound, default for the configured one\n" },
+    { "end", cmd_end, "CLIENT", "end a client",
+      "Closes the client's connection and frees its pools (its persistent pages are\n"
+      "lost; its process sees the daemon gone, and may connect again).  A parked\n"
+      "client (restored, not yet adopted) is released.  Logged as an administrator's\n"
+      "action.\n" },
     { "shared-auth", cmd_shared_auth, "CLIENT UUID allow|deny",
       "allow or deny a client to join shared pools of a uuid",
       "UUID is in the canonical form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (the 16 bytes\n"

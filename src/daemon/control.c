@@ -264,6 +264,7 @@ static const char *const op_names[TMW_CTL_OP_MAX_] = {
     [TMW_CTL_FREEZE] = "freeze", [TMW_CTL_THAW] = "thaw", [TMW_CTL_SET] = "set",
     [TMW_CTL_SHARED_AUTH] = "shared-auth", [TMW_CTL_FLUSH] = "flush",
     [TMW_CTL_FREEABLE] = "freeable", [TMW_CTL_SAVE] = "save", [TMW_CTL_RESTORE] = "restore",
+    [TMW_CTL_END_CLIENT] = "end-client", [TMW_CTL_SET_UID] = "set-uid",
 };
 
 static bool name_ok(const char *name)
@@ -335,8 +336,15 @@ int tmd_ctl_check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const
         allowed = F_ARG64;
         break;
     case TMW_CTL_SAVE:
+    case TMW_CTL_END_CLIENT:
         allowed = F_CLIENT;
         if (r->client_id == TMEM_CLIENT_ALL)
+            return -EINVAL;
+        break;
+    case TMW_CTL_SET_UID:
+        allowed = F_UID | F_ARG | F_ARG64;
+        if (r->uid == UINT32_MAX || r->arg & ~TMW_SET_UID_DEFAULT ||
+            (r->arg && r->arg64))
             return -EINVAL;
         break;
     case TMW_CTL_RESTORE:
@@ -605,6 +613,31 @@ static int op_set(struct ctl_conn *k, const struct tmw_ctl *r)
                 (int)k->pid, r->client_id, client_name(k->d, r->client_id, name), what,
                 rc ? " (then failed)" : "");
     }
+    return rc;
+}
+
+static int op_end_client(struct ctl_conn *k, const struct tmw_ctl *r)
+{
+    char name[TMW_NAME_MAX];
+    client_name(k->d, r->client_id, name);
+    int rc = tmd_end_client(k->d, r->client_id);
+    if (rc == 0)
+        tmd_log(LOG_NOTICE, "control: uid %u (pid %d) ended client %u (%s): its connection "
+                "closed, its pools freed", (unsigned)k->uid, (int)k->pid, r->client_id, name);
+    return rc;
+}
+
+static int op_set_uid(struct ctl_conn *k, const struct tmw_ctl *r)
+{
+    bool reset = r->arg & TMW_SET_UID_DEFAULT;
+    if (r->arg64 > k->d->cfg.max_memory)
+        return -EINVAL;
+    int rc = tmd_uid_set_pers_max(k->d, r->uid, r->arg64, reset);
+    if (rc == 0)
+        tmd_log(LOG_INFO, "control: uid %u (pid %d) set uid %u's persistent share to %" PRIu64
+                " MiB%s", (unsigned)k->uid, (int)k->pid, (unsigned)r->uid,
+                tmd_uid_pers_max(k->d, r->uid) >> 20,
+                reset ? " (the default)" : r->arg64 ? "" : " (no bound)");
     return rc;
 }
 
@@ -943,6 +976,8 @@ static void serve(struct ctl_conn *k)
     case TMW_CTL_FREEABLE:    rc = op_freeable(k); break;
     case TMW_CTL_SAVE:        rc = op_save(k, &r); break;
     case TMW_CTL_RESTORE:     rc = op_restore(k, &r); break;
+    case TMW_CTL_END_CLIENT:  rc = op_end_client(k, &r); break;
+    case TMW_CTL_SET_UID:     rc = op_set_uid(k, &r); break;
     case TMW_CTL_OP_MAX_:     rc = -EINVAL; break;
     }
     send_end(k->fd, rc, 0);

@@ -168,6 +168,11 @@ struct tmd_conn *tmd_conn_borrow(struct tmd *d, uint32_t client_id, int *fd,
 void tmd_conn_return(struct tmd *d, struct tmd_conn *k);
 int  tmd_lent_apply(struct tmd *d, uint32_t client_id,
                     void (*fn)(struct tmd *d, struct tmd_lent *l, void *arg), void *arg);
+/* Ends client client_id (an administrator's order): a connected one's
+ * socket is shut down, and the listener ends it as any client that leaves
+ * (its pools freed, its lent memory taken back); a parked one is released.
+ * 0 or -ENOENT. */
+int  tmd_end_client(struct tmd *d, uint32_t client_id);
 /* The identity of an engine client (connected or parked).  0 or -ENOENT. */
 int  tmd_client_identity(struct tmd *d, uint32_t client_id, uint32_t *uid, uint32_t *gid,
                          char name[TMW_NAME_MAX]);

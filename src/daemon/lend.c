@@ -90,6 +90,11 @@ struct tmd_lender {
     uint64_t limit;                     /* bytes: lent + engine */
     uint64_t report_seq;                /* the last REPORT asked */
     struct tmd_lend_totals tot;
+    /* every arena this daemon made or adopted, ended or not: one handed
+     * back again is refused (a client ended by the daemon, or one adopting
+     * the arenas of a live connection, must not be counted twice) */
+    struct arena_id { dev_t dev; ino_t ino; } *held;
+    size_t nheld, held_cap;
 };
 
 static struct tmd_lender *L(struct tmd *d) { return d->lender; }
@@ -131,6 +136,7 @@ void tmd_lend_fini(struct tmd *d)
     struct tmd_lender *ld = L(d);
     if (!ld)
         return;
+    free(ld->held);
     pthread_mutex_destroy(&ld->lock);
     free(ld);
     d->lender = NULL;
@@ -458,6 +464,36 @@ static int make_arena(uint64_t bytes)
     return fd;
 }
 
+/* Is arena fd one this daemon has held (lend_lock)? */
+static bool arena_held_locked(struct tmd_lender *ld, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return true;
+    for (size_t i = 0; i < ld->nheld; i++)
+        if (ld->held[i].ino == st.st_ino && ld->held[i].dev == st.st_dev)
+            return true;
+    return false;
+}
+
+/* Records arena fd as held by this daemon (lend_lock).  -ENOMEM. */
+static int arena_note_locked(struct tmd_lender *ld, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (ld->nheld == ld->held_cap) {
+        size_t cap = ld->held_cap ? ld->held_cap * 2 : 64;
+        struct arena_id *v = realloc(ld->held, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        ld->held = v;
+        ld->held_cap = cap;
+    }
+    ld->held[ld->nheld++] = (struct arena_id){ st.st_dev, st.st_ino };
+    return 0;
+}
+
 /* A file a client handed over: a memfd sealed exactly as we seal ours, of
  * a size we can describe.  Its size, or -EPROTO. */
 static int64_t check_handed(int fd, int seals, uint64_t min, uint64_t max, uint64_t align)
@@ -571,17 +607,36 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         return rc;
     }
     pthread_mutex_lock(&ld->lock);
+    if (hi->adopt && (arena_held_locked(ld, l->fd[0]) || arena_held_locked(ld, l->fd[1]))) {
+        ld->tot.adopt_refused++;
+        pthread_mutex_unlock(&ld->lock);
+        tmd_log(LOG_WARNING, "client (uid %u \"%s\") handing back arenas this daemon has "
+                "already lent (to a client it ended, or one still connected): refused",
+                (unsigned)l->uid, l->name);
+        lent_free(l);
+        return -EPROTO;
+    }
+    for (int k = 0; k < 2; k++) {
+        if ((rc = arena_note_locked(ld, l->fd[k])) != 0) {
+            pthread_mutex_unlock(&ld->lock);
+            lent_free(l);
+            return rc;
+        }
+    }
     if (hi->adopt) {
-        /* what it holds: persistent all or none, ephemeral while it fits */
+        /* what it holds: persistent all or none (within its uid's share),
+         * ephemeral while it fits */
         uint64_t room = room_locked(d) / l->unit;
         uint64_t pers = find_lent(l, 1), eph = find_lent(l, 0);
-        if (pers > room) {
+        uint64_t share = tmd_uid_pers_max(d, l->uid);
+        bool over_share = share && uid_pers_locked(ld, l->uid) + pers * l->unit > share;
+        if (pers > room || over_share) {
             ld->tot.adopt_refused++;
             pthread_mutex_unlock(&ld->lock);
             tmd_log(LOG_WARNING, "client (uid %u \"%s\") coming back with %" PRIu64
-                    " persistent units (%" PRIu64 " MiB): no room under the limit; refused "
-                    "(it keeps its pages and tries again)", (unsigned)l->uid, l->name, pers,
-                    pers * l->unit >> 20);
+                    " persistent units (%" PRIu64 " MiB): %s; refused (it keeps its pages and "
+                    "tries again)", (unsigned)l->uid, l->name, pers, pers * l->unit >> 20,
+                    over_share ? "over its uid's persistent share" : "no room under the limit");
             lent_free(l);
             return -ENOMEM;
         }
@@ -679,8 +734,12 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     wake_waiters_locked(d);
     pthread_mutex_unlock(&ld->lock);
     /* A client that keeps its mappings after its end must not keep the
-     * daemon's memory: punched, what it touches again is its own.  (A
-     * daemon that stops leaves them: its clients bring them back.) */
+     * daemon's memory: punched, what it touches again is its own; its
+     * library is told first (TMW_EPOCH_ENDED), so that no call of it
+     * returns what the punch leaves.  (A daemon that stops leaves them:
+     * its clients bring them back.) */
+    if (punch_all && l->share)
+        atomic_store(&l->share->revoke_epoch, TMW_EPOCH_ENDED);
     for (int k = 0; k < 2 && punch_all; k++)
         if (l->fd[k] >= 0)
             fallocate(l->fd[k], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,

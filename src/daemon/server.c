@@ -80,6 +80,7 @@ struct tmd_conn {
     char name[TMW_NAME_MAX];        /* sanitised label */
     bool parked, ready;             /* ready: HELLO done, worker running */
     bool borrowed;                  /* a control thread runs a stream on fd: out of epoll */
+    _Atomic bool ended;             /* an administrator ended it (tmd_end_client) */
     uint64_t since_ms;
     tmem_client_t *c;               /* the engine client (NULL before HELLO) */
     void *win;
@@ -745,12 +746,13 @@ static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
                 drop_conn(d, k, "protocol violation");
                 return;
             }
-            drop_conn(d, k, "connection closed");
+            drop_conn(d, k, atomic_load(&k->ended) ? "ended by an administrator"
+                                                   : "connection closed");
             return;
         }
         return;             /* more to read: epoll says so again */
     }
-    drop_conn(d, k, "connection closed");
+    drop_conn(d, k, atomic_load(&k->ended) ? "ended by an administrator" : "connection closed");
 }
 
 static void drop_stale_hellos(struct tmd *d)
@@ -768,6 +770,35 @@ static void drop_stale_hellos(struct tmd *d)
         atomic_fetch_add(&d->n.bad_msgs, 1);
         drop_conn(d, stale, "no HELLO in time");
     }
+}
+
+int tmd_end_client(struct tmd *d, uint32_t client_id)
+{
+    struct tmd_conn *parked = NULL;
+    int rc = -ENOENT;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct tmd_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+        struct tmd_conn *k = *pp;
+        if (!k->c || tmem_client_id(k->c) != client_id)
+            continue;
+        if (k->parked) {
+            *pp = k->next;
+            d->nparked--;
+            parked = k;
+        } else {
+            /* the listener sees the end (epoll) and ends it */
+            atomic_store(&k->ended, true);
+            shutdown(k->fd, SHUT_RDWR);
+        }
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    if (parked) {
+        tmem_client_release(parked->c);
+        free(parked);
+    }
+    return rc;
 }
 
 /* Releases the parked clients nobody adopted within cfg.park_timeout

@@ -219,6 +219,12 @@ enum tmw_report_field {
  * shrinking and growing.  The first line is the daemon's, the rest (the
  * report, under a seqlock: seq is odd while the client writes) the
  * client's: hostile input to the daemon, every figure clamped. */
+/* revoke_epoch of a client the daemon ended while it goes on (its
+ * connection closed by an administrator or for a protocol violation): all
+ * its memory is taken back; its library fails every call from then on
+ * (-ENOTCONN) and never hands those arenas back. */
+#define TMW_EPOCH_ENDED UINT64_MAX
+
 struct tmw_share {
     _Alignas(64) _Atomic uint64_t revoke_epoch; /* daemon: raised before units are taken */
     _Atomic uint64_t lent[2];                   /* daemon: units lent now, per kind */
@@ -288,12 +294,17 @@ enum tmw_ctl_op {
     TMW_CTL_SAVE,               /* client_id; reply DATA: the save file, then END */
     TMW_CTL_RESTORE,            /* request DATA: the save file, then END; END reply
                                    result = pages restored; name/uid override */
+    TMW_CTL_END_CLIENT,         /* client_id: its connection closed, its pools freed */
+    TMW_CTL_SET_UID,            /* uid; arg64 = the persistent bytes it may hold (0 no
+                                   bound), or arg = TMW_SET_UID_DEFAULT */
     TMW_CTL_OP_MAX_
 };
 
 #define TMW_SET_WEIGHT   0x1u
 #define TMW_SET_CAP      0x2u
 #define TMW_SET_COMPRESS 0x4u
+
+#define TMW_SET_UID_DEFAULT 0x1u    /* back to memory.uid_persistent_max */
 
 #define TMW_RESTORE_NAME 0x1u       /* restore under ctl.name instead of the saved name */
 #define TMW_RESTORE_UID  0x2u       /* restore for ctl.uid instead of the saved uid */
