@@ -5,7 +5,10 @@
  * answered and counted, and a client moved between two daemons with
  * save and restore (it reconnects to the second and finds every page).
  *
- * The tests run as root (they change to uid 65534 in forked children).
+ * The tests of who may (non_admin_refused, admin_group_member_allowed,
+ * restore_for_another_user) change to uid 65534 in forked children: they
+ * need root and are skipped otherwise (the reason on stderr); the others
+ * run as any user.
  * Every daemon must stop with exit status 0 (its engine passed
  * tmem_check()).
  */
@@ -37,6 +40,14 @@ static const tmem_uuid_t NOUUID = { 0, 0 };
 /* The daemons of the running test: global, so that a failed test's are
  * stopped too (by stop_daemons). */
 static td_t D0, D1;
+
+/* The tests that change to uid NOBODY in a child (or connect as a user
+ * other than NOBODY) need root: skipped otherwise, the others run. */
+#define NEED_ROOT()                                                                  \
+    do {                                                                             \
+        if (!td_can_switch_uid())                                                    \
+            TT_SKIP_CASE("not root: this test changes to uid %d in a child", NOBODY); \
+    } while (0)
 
 static int stop_daemons(void **state)
 {
@@ -472,6 +483,7 @@ static int stats_as(const td_t *d, gid_t gid, const gid_t *groups, size_t ngroup
 static void non_admin_refused(void **state)
 {
     (void)state;
+    NEED_ROOT();
     td_t *d = &D0;
     static const char *const args[] = { "--set", "daemon.control_socket_mode=0666", NULL };
     assert_int_equal(td_start(d, args), 0);
@@ -504,11 +516,10 @@ static void non_admin_refused(void **state)
 static void admin_group_member_allowed(void **state)
 {
     (void)state;
+    NEED_ROOT();
     struct group *g = getgrnam("users");
-    if (!g) {
-        skip();
-        return;
-    }
+    if (!g)
+        TT_SKIP_CASE("no group 'users' here");
     gid_t users = g->gr_gid;
     td_t *d = &D0;
     static const char *const args[] = { "--set", "daemon.control_socket_mode=0666", "--set",
@@ -818,10 +829,78 @@ static void save_restore_two_daemons(void **state)
     assert_int_equal(tmem_pool_is_shared(c2, (uint32_t)p0), 0);
     tmem_client_close(c2);
 
-    /* under another name and for another user: only that user finds it */
     CTL_OK(A, &r, "list");             /* A is empty now */
     expect_in(r.out, "no clients");
     run_free(&r);
+
+    /* the library calls straight, through a pipe (tmemctl save - / restore -) */
+    c = connect_to(A, "piped");
+    int q0 = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    put_pages(c, q0, 21, 64, TT_HALF, 50);
+    uint32_t id = client_named(A, "piped").info.id;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        _exit(tmc_save(A->ctl, id, pfd[1]) == 64 ? 0 : 1);
+    }
+    close(pfd[1]);
+    assert_int_equal(tmc_restore(B->ctl, pfd[0], NULL, -1), 64);
+    close(pfd[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 0);
+    tmem_client_close(c);
+    c2 = connect_to(B, "piped");
+    check_pages(c2, q0, 21, 64, TT_HALF, 50);
+    tmem_client_close(c2);
+
+    /* errors: no such client, not a save file */
+    assert_int_equal(CTL(A, &r, "save", "ghost", file), 1);
+    expect_in(r.err, "no client named 'ghost'");
+    run_free(&r);
+    assert_int_equal(CTL(A, &r, "save", "4242", file), 1);
+    expect_in(r.err, "save: no client 4242");
+    run_free(&r);
+    assert_int_equal(stat(file, &sb), -1);              /* no partial file left */
+    assert_int_equal(CTL(B, &r, "restore", "/etc/hostname"), 1);
+    expect_in(r.err, "not a tmem save file");
+    run_free(&r);
+    assert_int_equal(CTL(B, &r, "restore", "/nonexistent/file"), 1);
+    expect_in(r.err, "No such file");
+    run_free(&r);
+
+    assert_int_equal(td_stop(A), 0);
+    assert_int_equal(td_stop(B), 0);
+}
+
+/* A save restored under another name for another user (tmemctl restore
+ * --name --uid): only that user finds it.  Needs root: a child becomes
+ * uid NOBODY, and the test itself must be another user. */
+static void restore_for_another_user(void **state)
+{
+    (void)state;
+    NEED_ROOT();
+    td_t *A = &D0, *B = &D1;
+    assert_int_equal(td_start(A, NULL), 0);
+    assert_int_equal(td_start(B, NULL), 0);
+    tmem_client_t *c = connect_to(A, "mover");
+    int p0, e1, p2;
+    fill_mover(c, &p0, &e1, &p2);
+    struct run r;
+    char file[1024], bfile[1024], cmd[2100];
+    snprintf(file, sizeof(file), "%s/mover.save", A->dir);
+    CTL_OK(A, &r, "save", "mover", file);
+    expect_in(r.out, "350 persistent pages");
+    run_free(&r);
+    tmem_client_close(c);
+    snprintf(bfile, sizeof(bfile), "%s/mover.save", B->dir);
+    snprintf(cmd, sizeof(cmd), "cp %s %s", file, bfile);
+    assert_int_equal(system(cmd), 0);
+    uint8_t page[PG];
+
     CTL_OK(B, &r, "restore", bfile, "--name", "moved", "--uid", "65534");
     expect_in(r.out, "for 'moved' (uid 65534)");
     run_free(&r);
@@ -857,44 +936,6 @@ static void save_restore_two_daemons(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_int_equal(stats(B).parked, 0);
-
-    /* the library calls straight, through a pipe (tmemctl save - / restore -) */
-    c = connect_to(A, "piped");
-    int q0 = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
-    put_pages(c, q0, 21, 64, TT_HALF, 50);
-    uint32_t id = client_named(A, "piped").info.id;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        _exit(tmc_save(A->ctl, id, pfd[1]) == 64 ? 0 : 1);
-    }
-    close(pfd[1]);
-    assert_int_equal(tmc_restore(B->ctl, pfd[0], NULL, -1), 64);
-    close(pfd[0]);
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_int_equal(WEXITSTATUS(st), 0);
-    tmem_client_close(c);
-    c2 = connect_to(B, "piped");
-    check_pages(c2, q0, 21, 64, TT_HALF, 50);
-    tmem_client_close(c2);
-
-    /* errors: no such client, not a save file */
-    assert_int_equal(CTL(A, &r, "save", "ghost", file), 1);
-    expect_in(r.err, "no client named 'ghost'");
-    run_free(&r);
-    assert_int_equal(CTL(A, &r, "save", "4242", file), 1);
-    expect_in(r.err, "save: no client 4242");
-    run_free(&r);
-    assert_int_equal(stat(file, &sb), -1);              /* no partial file left */
-    assert_int_equal(CTL(B, &r, "restore", "/etc/hostname"), 1);
-    expect_in(r.err, "not a tmem save file");
-    run_free(&r);
-    assert_int_equal(CTL(B, &r, "restore", "/nonexistent/file"), 1);
-    expect_in(r.err, "No such file");
-    run_free(&r);
 
     assert_int_equal(td_stop(A), 0);
     assert_int_equal(td_stop(B), 0);
@@ -946,15 +987,14 @@ static void busy_control(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (geteuid() != 0)
-        fprintf(stderr, "test_control: not root: the tests that change user will fail\n");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(commands_end_to_end, stop_daemons),
         cmocka_unit_test_teardown(non_admin_refused, stop_daemons),
         cmocka_unit_test_teardown(admin_group_member_allowed, stop_daemons),
         cmocka_unit_test_teardown(malformed_messages, stop_daemons),
         cmocka_unit_test_teardown(save_restore_two_daemons, stop_daemons),
+        cmocka_unit_test_teardown(restore_for_another_user, stop_daemons),
         cmocka_unit_test_teardown(busy_control, stop_daemons),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tt_run_tests(tests, sizeof(tests) / sizeof(tests[0]), NULL);
 }

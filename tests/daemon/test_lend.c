@@ -1735,30 +1735,26 @@ static void punched_pages_charge_the_client(void **state)
 {
     (void)state;
     const char *why = cg_find();
-    if (why) {
-        printf("punched_pages_charge_the_client: skipped: %s\n", why);
-        skip();
-    }
+    if (why)
+        TT_SKIP_CASE("punched_pages_charge_the_client: %s", why);
     for (int i = 0; i < 2; i++) {
         snprintf(cg_dir[i], sizeof(cg_dir[i]), "%s/tmem-test-lend-%s-%d", cg_base,
                  i ? "client" : "daemon", (int)getpid());
         if (mkdir(cg_dir[i], 0755) != 0) {
             int e = errno;
             cg_dir[i][0] = '\0';
-            printf("punched_pages_charge_the_client: skipped: cannot create a cgroup under %s: "
-                   "%s\n", cg_base, strerror(e));
             teardown(NULL);
-            skip();
+            TT_SKIP_CASE("punched_pages_charge_the_client: cannot create a cgroup under %s: %s",
+                         cg_base, strerror(e));
         }
     }
     const char *args[] = { "--max-memory", "256M", NULL };
     assert_int_equal(td_start(&D, args), 0);
     int rc = cg_move(cg_dir[0], D.pid);
     if (rc == -EACCES || rc == -EPERM || rc == -EROFS) {
-        printf("punched_pages_charge_the_client: skipped: cannot move a process between "
-               "cgroups: %s\n", strerror(-rc));
         teardown(NULL);
-        skip();
+        TT_SKIP_CASE("punched_pages_charge_the_client: cannot move a process between "
+                     "cgroups: %s", strerror(-rc));
     }
     assert_int_equal(rc, 0);
     int to[2], from[2];
@@ -2336,9 +2332,10 @@ int main(int argc, char **argv)
         return own_connection(argv[2]);
     seed = tt_seed_from_args(argc, argv, "test_lend");
     signal(SIGPIPE, SIG_IGN);
+    const char *only = NULL;
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--only"))
-            cmocka_set_test_filter(argv[i + 1]);
+            only = argv[i + 1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(grants_follow_demand, teardown),
         cmocka_unit_test_teardown(client_ignores_shrink, teardown),
@@ -2355,5 +2352,5 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(empty_message_after_hello, teardown),
         cmocka_unit_test_teardown(return_with_negative_kind, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tt_run_tests(tests, sizeof(tests) / sizeof(tests[0]), only);
 }

@@ -4,7 +4,9 @@
 #include "tmem_test.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <time.h>
+#include <unistd.h>
 
 void tt_seed(tt_rng *r, uint64_t seed)
 {
@@ -161,4 +163,67 @@ void tt_write_file(const char *path, const char *text)
     fputs(text, f);
     fclose(f);
     assert_int_equal(rename(tmp, path), 0);
+}
+
+/* ---- tests that cannot run here ---------------------------------------- */
+static size_t tt_skipped;
+
+void tt_skip_all(const char *test, const char *missing)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s: skipped: %s\n", test, missing);
+    exit(TT_SKIP);
+}
+
+void tt_skip_note(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fputs("skipped: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    tt_skipped++;
+}
+
+int tt_run_tests(const struct CMUnitTest *tests, size_t n, const char *only)
+{
+    struct CMUnitTest *run = calloc(n ? n : 1, sizeof(*run));
+    assert_non_null(run);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!only || fnmatch(only, tests[i].name, 0) == 0)
+            run[k++] = tests[i];
+    if (k == 0) {
+        fprintf(stderr, "no test matches %s\n", only ? only : "(none)");
+        free(run);
+        return 1;
+    }
+    tt_skipped = 0;
+    int failed = _cmocka_run_group_tests("tests", run, k, NULL, NULL);
+    free(run);
+    if (failed)
+        return 1;
+    return tt_skipped >= k ? TT_SKIP : 0;
+}
+
+int tt_have_tool(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t l = strcspn(path, ":");
+        char f[512];
+        if (l > 0 && l + strlen(name) + 2 <= sizeof(f)) {
+            snprintf(f, sizeof(f), "%.*s/%s", (int)l, path, name);
+            if (access(f, X_OK) == 0)
+                return 1;
+        }
+        path += l;
+        if (*path == ':')
+            path++;
+    }
+    return 0;
 }

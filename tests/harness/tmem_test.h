@@ -69,4 +69,31 @@ int  tt_buf_write(void *arg, const void *p, size_t len);
 int  tt_buf_read(void *arg, void *p, size_t len);
 void tt_buf_free(tt_buf *b);
 
+/* ---- tests that cannot run here ----------------------------------------
+ * A test that lacks what it needs (root, a device, a kernel feature, a
+ * tool) is reported as skipped, never as passed or failed: its binary exits
+ * with TT_SKIP, which ctest counts as skipped on a test with the property
+ * SKIP_RETURN_CODE 77 (docs/testing.md, "Tests that cannot run here").
+ *   tt_skip_all   every case main is about to run needs what is missing:
+ *                 "TEST: skipped: MISSING" on stderr, exit(TT_SKIP) before
+ *                 anything runs.
+ *   TT_SKIP_CASE  this case cannot run (others of the binary may): one line
+ *                 on stderr, counted, then cmocka's skip().
+ *   tt_run_tests  runs tests[0..n) (only those whose name matches the
+ *                 glob only, if not NULL, as cmocka's test filter) and
+ *                 returns main's exit code: 1 if any failed (or only
+ *                 matches none), TT_SKIP if every case run was skipped with
+ *                 TT_SKIP_CASE, else 0. */
+#define TT_SKIP 77
+_Noreturn void tt_skip_all(const char *test, const char *missing);
+void tt_skip_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define TT_SKIP_CASE(...)            \
+    do {                             \
+        tt_skip_note(__VA_ARGS__);   \
+        skip();                      \
+    } while (0)
+int tt_run_tests(const struct CMUnitTest *tests, size_t n, const char *only);
+/* Is name an executable file in a directory of $PATH? */
+int tt_have_tool(const char *name);
+
 #endif

@@ -17,7 +17,12 @@
  *   shim_*             the launcher and LD_PRELOAD shim on unmodified
  *                      programs (the examples, GNU sort)
  *
- * Needs root (userfaultfd): otherwise every test is skipped with the reason.
+ * All but shim_needs_root_message page with userfaultfd, which needs root
+ * here: without it they are skipped, the reason on stderr.  --uffd runs only
+ * those (ctest's test_uswap: exit 77 before anything runs if userfaultfd is
+ * not usable, which ctest reports as skipped), --no-uffd only the others
+ * (test_uswap_launcher); neither, all of them (exit 77 if every one
+ * skipped).
  * Replay: test_uswap --seed N.  Children: test_uswap --tenant SOCK SEED and
  * test_uswap --lost-child SOCK (run by the tests themselves).
  */
@@ -49,10 +54,8 @@ static bool g_d_up;
 
 #define NEED_UFFD()                                                       \
     do {                                                                  \
-        if (!g_ok) {                                                      \
-            print_message("skipped: %s\n", g_why);                        \
-            skip();                                                       \
-        }                                                                 \
+        if (!g_ok)                                                        \
+            TT_SKIP_CASE("%s", g_why);                                    \
     } while (0)
 
 static void start_daemon(const char *const *extra)
@@ -741,8 +744,8 @@ static void shim_gnu_sort(void **state)
 {
     (void)state;
     NEED_UFFD();
-    if (system("command -v sort >/dev/null") != 0)
-        skip();
+    if (!tt_have_tool("sort") || !tt_have_tool("awk") || !tt_have_tool("cmp"))
+        TT_SKIP_CASE("GNU sort, awk and cmp are needed in $PATH");
     start_daemon(NULL);
     char dir[] = "/tmp/uswap-sort.XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -796,12 +799,23 @@ int main(int argc, char **argv)
         return tenant_main(argv[2], strtoull(argv[3], NULL, 10));
     if (argc == 3 && strcmp(argv[1], "--lost-child") == 0)
         return lost_main(argv[2]);
+    int part = 0;                   /* 1: --uffd, 2: --no-uffd, 0: all */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--uffd"))
+            part = 1;
+        else if (!strcmp(argv[i], "--no-uffd"))
+            part = 2;
+    }
     signal(SIGPIPE, SIG_IGN);
-    g_seed = tt_seed_from_args(argc, argv, "test_uswap");
     g_ok = uswap_probe(g_why, sizeof g_why) == 0;
-    if (!g_ok)
-        fprintf(stderr, "test_uswap: userfaultfd is not usable, tests skipped: %s\n", g_why);
-    const struct CMUnitTest tests[] = {
+    if (!g_ok && part == 1)
+        tt_skip_all("test_uswap", g_why);
+    g_seed = tt_seed_from_args(argc, argv, "test_uswap");
+    if (!g_ok && part == 0)
+        fprintf(stderr, "test_uswap: userfaultfd is not usable, its tests are skipped: %s\n",
+                g_why);
+    /* the tests that page with userfaultfd */
+    const struct CMUnitTest uffd_tests[] = {
         cmocka_unit_test_teardown(random_tmem, stop_daemon),
         cmocka_unit_test_teardown(random_no_tmem, stop_daemon),
         cmocka_unit_test_teardown(random_writethrough, stop_daemon),
@@ -815,7 +829,20 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(lost_is_loud, window_mode, stop_daemon),
         cmocka_unit_test_teardown(shim_examples, stop_daemon),
         cmocka_unit_test_teardown(shim_gnu_sort, stop_daemon),
+    };
+    /* the tests that run without it too */
+    const struct CMUnitTest other_tests[] = {
         cmocka_unit_test(shim_needs_root_message),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const size_t nu = sizeof(uffd_tests) / sizeof(uffd_tests[0]);
+    const size_t no = sizeof(other_tests) / sizeof(other_tests[0]);
+    if (part == 1)
+        return tt_run_tests(uffd_tests, nu, NULL);
+    if (part == 2)
+        return tt_run_tests(other_tests, no, NULL);
+    struct CMUnitTest all[sizeof(uffd_tests) / sizeof(uffd_tests[0]) +
+                          sizeof(other_tests) / sizeof(other_tests[0])];
+    memcpy(all, uffd_tests, sizeof(uffd_tests));
+    memcpy(all + nu, other_tests, sizeof(other_tests));
+    return tt_run_tests(all, nu + no, NULL);
 }
