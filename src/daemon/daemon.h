@@ -63,6 +63,7 @@ struct tmd_config {
     char     psi_path[256];             /* /proc/pressure/memory */
     /* metrics */
     int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
+    int      metrics_per_client;        /* per-client series (names, uids, pids) too */
     /* standing shared-pool authorisations, applied to every client at its
      * HELLO (a tmemctl shared-auth lasts only as long as its client) */
     struct tmd_shared_rule {
