@@ -442,7 +442,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    tmd_log(LOG_WARNING, "metrics: %s", line);
+    /* a connection over the limit, a malformed request: any local user can
+     * cause these at will */
+    tmd_log_limited(LOG_WARNING, "metrics", TMD_NO_UID, "metrics: %s", line);
 }
 
 int tmd_metrics_start(struct tmd *d)

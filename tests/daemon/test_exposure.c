@@ -8,7 +8,11 @@
  *     holds pages: by default it names no client (no uid, name, gid or pid
  *     labels, no per-client series; uid A's uid, name and pid appear nowhere
  *     in it) and counts both in its totals; with metrics.per_client=true an
- *     administrator gets every client's series.
+ *     administrator gets every client's series;
+ *   - a flood of at least 20,000 malformed HELLOs from uid A (about 2 s on
+ *     an idle machine): the daemon's log grows by at most 200 lines and says
+ *     how many it suppressed, and meanwhile a client of uid B connects, puts
+ *     and gets a page within 2 s.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -19,18 +23,28 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl/ctl_client.h"
 #include "td_harness.h"
 #include "tmem_test.h"
 
 #define NAME_A "tenant-a-7f3e"
 #define NAME_B "tenant-b-91c4"
 #define NPAGES 16
+#define FLOOD  20000u
 
 static const tmem_uuid_t NOUUID = { 0, 0 };
 static const tmem_oid_t OID = { { 13, 0, 0 } };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* One byte from fd within ms: 1, or 0 (end, error or time out). */
 static int read_byte(int fd, int ms)
@@ -283,6 +297,186 @@ static void metrics_per_client_on_request(void **state)
     free(r);
 }
 
+/* ------------------------------------------------------------------------
+ * A flood of malformed HELLOs
+ * ---------------------------------------------------------------------- */
+struct flood {
+    const char *sock;
+    int started_w;      /* one byte after the first 1000 */
+    int count_w;        /* how many were sent, at the end */
+    int stop_r;         /* its end: stop once FLOOD were sent (at most 15 s in all) */
+    int stop_w;         /* the parent's: closed here */
+};
+
+static int flood_main(void *arg)
+{
+    struct flood *f = arg;
+    close(f->stop_w);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+    uint64_t t0 = now_ms();
+    uint32_t sent = 0;
+    bool stop = false;
+    while (now_ms() - t0 < 15000) {         /* about 2 s on an idle machine */
+        if (sent % 256 == 0 && !stop) {
+            struct pollfd p = { .fd = f->stop_r, .events = POLLIN };
+            stop = poll(&p, 1, 0) == 1;        /* POLLHUP: the parent closed it */
+        }
+        if (stop && sent >= FLOOD)
+            break;
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (s < 0)
+            return 30;
+        if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            send(s, "not a HELLO", 11, MSG_NOSIGNAL) == 11)
+            sent++;
+        close(s);
+        if (sent == 1000 && write(f->started_w, "s", 1) != 1)
+            return 31;
+    }
+    if (write(f->count_w, &sent, sizeof(sent)) != sizeof(sent))
+        return 32;
+    return 0;
+}
+
+/* A client of uid B: connects, puts and gets a page; writes the time it
+ * took (ms) and its connection attempts to out_w.  A refusal (-EAGAIN: the
+ * daemon's bound on handshakes under way, which the flood can fill) is
+ * tried again, as a client would, within the 2 s. */
+struct quick {
+    const char *sock;
+    int out_w;
+};
+
+static int quick_main(void *arg)
+{
+    struct quick *q = arg;
+    uint64_t t0 = now_ms(), r[2] = { 0, 0 };
+    tmem_client_t *c = NULL;
+    while (!c) {
+        r[1]++;
+        c = tmem_connect(q->sock, "quick-b");
+        if (!c && (errno != EAGAIN || now_ms() - t0 > 2000))
+            return 40;
+        if (!c)
+            usleep(10000);
+    }
+    int pool = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    static uint8_t page[PG], back[PG];
+    tt_fill(page, TT_RANDOM, 99);
+    if (pool < 0 || tmem_put_page(c, (uint32_t)pool, OID, 0, page) != 0)
+        return 41;
+    if (tmem_get_page(c, (uint32_t)pool, OID, 0, back) != 0 || memcmp(page, back, PG) != 0)
+        return 42;
+    r[0] = now_ms() - t0;
+    tmem_client_close(c);
+    return write(q->out_w, r, sizeof(r)) == sizeof(r) ? 0 : 43;
+}
+
+static char *daemon_log(const td_t *d)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/tmemd.log", d->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    char *text = read_all(fileno(f), NULL);
+    fclose(f);
+    return text;
+}
+
+static size_t count_lines(const char *text)
+{
+    size_t n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void hello_flood_is_quiet(void **state)
+{
+    (void)state;
+    td_t D;
+    assert_int_equal(td_start(&D, NULL), 0);
+    assert_int_equal(td_open_to_all(&D), 0);
+    bool logged = !getenv("TD_VERBOSE");        /* else the log is on stderr */
+    char *before = daemon_log(&D);
+    size_t lines0 = count_lines(before);
+    size_t off0 = strlen(before);
+    free(before);
+    struct tmw_ctl_stats s0;
+    assert_int_equal(tmc_stats(D.ctl, &s0), 0);
+
+    int started[2], count[2], stop[2];
+    assert_int_equal(pipe(started), 0);
+    assert_int_equal(pipe(count), 0);
+    assert_int_equal(pipe(stop), 0);
+    struct flood f = { .sock = D.sock, .started_w = started[1], .count_w = count[1],
+                       .stop_r = stop[0], .stop_w = stop[1] };
+    uint64_t t0 = now_ms();
+    pid_t fp = td_spawn_as(TD_UID_A, flood_main, &f);
+    assert_true(fp > 0);
+    close(started[1]);
+    close(count[1]);
+    close(stop[0]);
+    if (!read_byte(started[0], 30000))
+        fail_msg("the flood did not start (exit %d)", td_wait_child(fp));
+
+    /* meanwhile, uid B */
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    struct quick q = { .sock = D.sock, .out_w = out[1] };
+    pid_t qp = td_spawn_as(TD_UID_B, quick_main, &q);
+    assert_true(qp > 0);
+    close(out[1]);
+    uint64_t r[2] = { UINT64_MAX, 0 }, took;
+    size_t got = 0;
+    char *res = read_all(out[0], &got);
+    close(out[0]);
+    if (got == sizeof(r))
+        memcpy(r, res, sizeof(r));
+    free(res);
+    took = r[0];
+    int qrc = td_wait_child(qp);
+
+    close(stop[1]);
+    uint32_t sent = 0;
+    char *cnt = read_all(count[0], &got);
+    if (got == sizeof(sent))
+        memcpy(&sent, cnt, sizeof(sent));
+    free(cnt);
+    close(count[0]);
+    close(started[0]);
+    assert_int_equal(td_wait_child(fp), 0);
+    uint64_t flood_ms = now_ms() - t0;
+    struct tmw_ctl_stats s1;
+    assert_int_equal(tmc_stats(D.ctl, &s1), 0);
+    /* what the daemon read: a line each before the rate limit */
+    uint64_t bad = s1.bad_msgs - s0.bad_msgs, refused = s1.refused_conn - s0.refused_conn;
+    print_message("flood: %u malformed HELLOs sent in %llu ms, %llu read as malformed and %llu "
+                  "refused by the daemon; uid B's connect (%llu attempts), put and get took "
+                  "%llu ms\n", sent, (unsigned long long)flood_ms, (unsigned long long)bad,
+                  (unsigned long long)refused, (unsigned long long)r[1],
+                  (unsigned long long)took);
+
+    assert_int_equal(qrc, 0);
+    assert_true(took <= 2000);
+    assert_true(sent >= FLOOD);
+    assert_true(bad + refused >= FLOOD / 2);
+    if (logged) {
+        char *log = daemon_log(&D);
+        size_t grew = count_lines(log) - lines0;
+        const char *news = log + off0;
+        print_message("the daemon's log grew by %zu lines\n", grew);
+        if (grew > 200 || !strstr(news, "similar messages suppressed") ||
+            !strstr(news, "malformed HELLO") || !strstr(news, "\"quick-b\") connected"))
+            fail_msg("the log grew by %zu lines (at most 200, with a suppressed count, "
+                     "and uid B's client):\n%.6000s", grew, news);
+        free(log);
+    }
+    assert_int_equal(td_stop(&D), 0);
+}
+
 int main(void)
 {
     if (!td_can_switch_uid()) {
@@ -293,6 +487,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(metrics_show_no_tenant),
         cmocka_unit_test(metrics_per_client_on_request),
+        cmocka_unit_test(hello_flood_is_quiet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
