@@ -66,7 +66,8 @@ const char tmd_default_config[] =
     "psi = /proc/pressure/memory\n"
     "\n"
     "[metrics]\n"
-    "port = 9464\n";
+    "port = 9464\n"
+    "per_client = false\n";
 
 /* ------------------------------------------------------------------------
  * Sizes
@@ -199,6 +200,7 @@ static const struct key keys[] = {
     { "governor", "meminfo",            K_FILE,     F(meminfo_path), 0, 0, 0 },
     { "governor", "psi",                K_FILE,     F(psi_path), 0, 0, 0 },
     { "metrics", "port",                K_INT,      F(metrics_port), -1, 65535, 0 },
+    { "metrics", "per_client",          K_BOOL,     F(metrics_per_client), 0, 0, 0 },
 };
 
 #undef F

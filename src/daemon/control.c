@@ -66,8 +66,6 @@ struct tmd_control {
     bool stopping;
     bool have_group;
     gid_t admin_gid;
-    uint64_t refusal_log_ms;    /* refusals are logged at most once a second */
-    uint64_t refusals_quiet;    /* refusals not logged since */
 };
 
 /* ------------------------------------------------------------------------
@@ -948,16 +946,18 @@ static void serve(struct ctl_conn *k)
     if (n == 0)
         return;                         /* closed without asking */
     if (n < 0) {
-        tmd_log(LOG_DEBUG, "control: uid %u (pid %d): no request: %s", (unsigned)k->uid,
-                (int)k->pid, strerror((int)-n));
+        tmd_log_limited(LOG_DEBUG, "control-no-request", k->uid,
+                        "control: uid %u (pid %d): no request: %s", (unsigned)k->uid,
+                        (int)k->pid, strerror((int)-n));
         return;
     }
     struct tmw_ctl r;
     int rc = tmd_ctl_check_request(k->buf, (size_t)n, &r, &why);
     if (rc < 0) {
         atomic_fetch_add(&d->n.bad_msgs, 1);
-        tmd_log(LOG_NOTICE, "control: malformed request from uid %u (pid %d): %s",
-                (unsigned)k->uid, (int)k->pid, why);
+        tmd_log_limited(LOG_NOTICE, "control-malformed", k->uid,
+                        "control: malformed request from uid %u (pid %d): %s",
+                        (unsigned)k->uid, (int)k->pid, why);
         send_end(k->fd, rc, 0);
         drain(k->fd, k->buf);
         return;
@@ -1061,21 +1061,9 @@ void tmd_control_accept(struct tmd *d, int fd, pid_t pid, uid_t uid, gid_t gid)
     }
     if (!is_admin(ctl, fd, uid, gid)) {
         atomic_fetch_add(&d->n.ctl_refused, 1);
-        uint64_t now = tmd_now_ms();
-        pthread_mutex_lock(&ctl->lock);
-        uint64_t quiet = ctl->refusals_quiet;
-        bool log = now - ctl->refusal_log_ms >= 1000;
-        if (log) {
-            ctl->refusal_log_ms = now;
-            ctl->refusals_quiet = 0;
-        } else {
-            ctl->refusals_quiet++;
-        }
-        pthread_mutex_unlock(&ctl->lock);
-        if (log)
-            tmd_log(LOG_NOTICE, "control: refused uid %u gid %u (pid %d): not an administrator%s",
-                    (unsigned)uid, (unsigned)gid, (int)pid,
-                    quiet ? " (and earlier refusals not logged)" : "");
+        tmd_log_limited(LOG_NOTICE, "control-refused", uid,
+                        "control: refused uid %u gid %u (pid %d): not an administrator",
+                        (unsigned)uid, (unsigned)gid, (int)pid);
         refuse(fd, -EPERM);
         return;
     }
@@ -1113,11 +1101,13 @@ void tmd_control_accept(struct tmd *d, int fd, pid_t pid, uid_t uid, gid_t gid)
             free(k);
         }
         if (err == -EBUSY)
-            tmd_log(LOG_WARNING, "control: refused uid %u (pid %d): %d control connections "
-                    "already", (unsigned)uid, (int)pid, CTL_MAX_CONNS);
+            tmd_log_limited(LOG_WARNING, "control-busy", uid,
+                            "control: refused uid %u (pid %d): %d control connections "
+                            "already", (unsigned)uid, (int)pid, CTL_MAX_CONNS);
         else if (err != -ESHUTDOWN)
-            tmd_log(LOG_ERR, "control: cannot serve uid %u (pid %d): %s", (unsigned)uid,
-                    (int)pid, strerror(-err));
+            tmd_log_limited(LOG_ERR, "control-failed", uid,
+                            "control: cannot serve uid %u (pid %d): %s", (unsigned)uid,
+                            (int)pid, strerror(-err));
         refuse(fd, err);
     }
 }

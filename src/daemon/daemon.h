@@ -14,7 +14,7 @@
  *   governor.c  the memory governor (MemAvailable, PSI)
  *   metrics.c   Prometheus text on a localhost HTTP endpoint
  *
- * Threads: main (signals, then waits), the listener (server.c: accepts on
+ * Threads: main (signals; sums up suppressed log lines), the listener (server.c: accepts on
  * both sockets), one worker per connected client, one thread per control
  * connection, the governor, and libmicrohttpd's thread.  The engine is
  * thread-safe; the daemon's own shared state is the connection list
@@ -67,6 +67,7 @@ struct tmd_config {
     char     psi_path[256];             /* /proc/pressure/memory */
     /* metrics */
     int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
+    int      metrics_per_client;        /* per-client series (names, uids, pids) too */
     /* standing shared-pool authorisations, applied to every client at its
      * HELLO (a tmemctl shared-auth lasts only as long as its client) */
     struct tmd_shared_rule {
@@ -94,6 +95,61 @@ extern const char tmd_default_config[];  /* the embedded default, as INI text */
 /* ---- logs (log.c) ---- */
 void tmd_log_init(int level);
 void tmd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line about an event that a client or a local user can repeat at will
+ * (a malformed HELLO, a refused connection, a protocol violation, a
+ * control refusal, a connection come and gone): written while its key
+ * (cause, uid) has a token, TMD_LOG_BURST lines at once and then
+ * TMD_LOG_PER_S a second; the lines beyond are counted, and the next line
+ * written for the key ends with "[N similar messages suppressed]" (or
+ * tmd_log_flush_suppressed says so).  One uid's flood thus costs a few
+ * lines a second and never hides another uid's lines.  cause: a short
+ * literal naming the kind of event ("bad-hello"); uid: the peer's, or
+ * TMD_NO_UID.  Thread-safe. */
+#define TMD_NO_UID ((uid_t)-1)
+void tmd_log_limited(int level, const char *cause, uid_t uid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* One line for each key with suppressed lines not yet said: with all,
+ * every such key; else those with a token now (taking it), so that a flood
+ * that stopped is summed up.  The main thread calls it every second, and
+ * with all once stopped. */
+void tmd_log_flush_suppressed(bool all);
+
+/* The limiter of tmd_log_limited, on a clock given by the caller (its unit
+ * test drives the clock).  A token bucket per (cause, uid) key: full at
+ * TMD_LOG_BURST lines, refilled at TMD_LOG_PER_S lines a second.  Up to
+ * TMD_LOG_KEYS keys at once; a key's entry is taken over by a new key once
+ * its bucket is full again and nothing of it is left to say, and while every
+ * entry is busy, new keys share one more ("other"). */
+#define TMD_LOG_BURST 10
+#define TMD_LOG_PER_S 5
+#define TMD_LOG_KEYS  128
+struct tmd_log_key {
+    const char *cause;                  /* NULL: unused */
+    uid_t uid;
+    int level;                          /* of its last line */
+    uint64_t tokens;                    /* thousandths of a line */
+    uint64_t at_ms;                     /* when tokens was brought up to date */
+    uint64_t suppressed;                /* lines not written since its last one said */
+};
+struct tmd_log_limiter {
+    pthread_mutex_t lock;
+    struct tmd_log_key keys[TMD_LOG_KEYS];
+    struct tmd_log_key other;           /* the keys that found no entry */
+};
+#define TMD_LOG_LIMITER_INIT { .lock = PTHREAD_MUTEX_INITIALIZER }
+/* Takes a token of (cause, uid) at now_ms: true (write the line), with
+ * *suppressed the key's lines suppressed since its last one said (then
+ * zero; always 0 on "other", whose count only the flush says); or false,
+ * the line counted as suppressed. */
+bool tmd_log_limiter_take(struct tmd_log_limiter *lim, const char *cause, uid_t uid,
+                          int level, uint64_t now_ms, uint64_t *suppressed);
+/* For each key with suppressed lines (all: every one; else those with a
+ * token at now_ms, which is taken): fn(key, n, arg), n its count, which
+ * then starts again; the key's cause is NULL for "other".  fn runs with the
+ * limiter's lock held.  The number of calls. */
+size_t tmd_log_limiter_flush(struct tmd_log_limiter *lim, uint64_t now_ms, bool all,
+                             void (*fn)(const struct tmd_log_key *key, uint64_t n, void *arg),
+                             void *arg);
 
 /* ---- the daemon ---- */
 struct tmd_counters {

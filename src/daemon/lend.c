@@ -440,9 +440,10 @@ static uint64_t revoke_locked(struct tmd *d, struct tmd_lent *l, uint64_t n, con
     free(u);
     l->st.revoked += k;
     L(d)->tot.revoked += k;
-    tmd_log(LOG_NOTICE, "client %u (uid %u \"%s\"): %zu ephemeral units (%zu KiB) taken by "
-            "force: %s", l->client_id, (unsigned)l->uid, l->name, k, k * (size_t)(l->unit >> 10),
-            why);
+    tmd_log_limited(LOG_NOTICE, "lend-revoke", l->uid,
+                    "client %u (uid %u \"%s\"): %zu ephemeral units (%zu KiB) taken by force: "
+                    "%s", l->client_id, (unsigned)l->uid, l->name, k,
+                    k * (size_t)(l->unit >> 10), why);
     engine_follow_locked(d);
     return k;
 }
@@ -610,9 +611,10 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
     if (hi->adopt && (arena_held_locked(ld, l->fd[0]) || arena_held_locked(ld, l->fd[1]))) {
         ld->tot.adopt_refused++;
         pthread_mutex_unlock(&ld->lock);
-        tmd_log(LOG_WARNING, "client (uid %u \"%s\") handing back arenas this daemon has "
-                "already lent (to a client it ended, or one still connected): refused",
-                (unsigned)l->uid, l->name);
+        tmd_log_limited(LOG_WARNING, "lend-adopt-held", l->uid,
+                        "client (uid %u \"%s\") handing back arenas this daemon has already "
+                        "lent (to a client it ended, or one still connected): refused",
+                        (unsigned)l->uid, l->name);
         lent_free(l);
         return -EPROTO;
     }
@@ -633,10 +635,12 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         if (pers > room || over_share) {
             ld->tot.adopt_refused++;
             pthread_mutex_unlock(&ld->lock);
-            tmd_log(LOG_WARNING, "client (uid %u \"%s\") coming back with %" PRIu64
-                    " persistent units (%" PRIu64 " MiB): %s; refused (it keeps its pages and "
-                    "tries again)", (unsigned)l->uid, l->name, pers, pers * l->unit >> 20,
-                    over_share ? "over its uid's persistent share" : "no room under the limit");
+            tmd_log_limited(LOG_WARNING, "lend-adopt", l->uid,
+                            "client (uid %u \"%s\") coming back with %" PRIu64 " persistent "
+                            "units (%" PRIu64 " MiB): %s; refused (it keeps its pages and tries "
+                            "again)", (unsigned)l->uid, l->name, pers, pers * l->unit >> 20,
+                            over_share ? "over its uid's persistent share"
+                                       : "no room under the limit");
             lent_free(l);
             return -ENOMEM;
         }
@@ -660,10 +664,11 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         }
         l->nlate = nlate;
         ld->tot.adopted_units += l->lent[0] + l->lent[1];
-        tmd_log(LOG_INFO, "client %u (uid %u \"%s\") came back with its memory: %" PRIu64
-                " ephemeral and %" PRIu64 " persistent units adopted%s", l->client_id,
-                (unsigned)l->uid, l->name, l->lent[0], l->lent[1],
-                nlate ? ", ephemeral ones over the limit taken back" : "");
+        tmd_log_limited(LOG_INFO, "lend-adopt", l->uid,
+                        "client %u (uid %u \"%s\") came back with its memory: %" PRIu64
+                        " ephemeral and %" PRIu64 " persistent units adopted%s", l->client_id,
+                        (unsigned)l->uid, l->name, l->lent[0], l->lent[1],
+                        nlate ? ", ephemeral ones over the limit taken back" : "");
     }
     /* on the lender's list only once the HELLO reply is out
      * (tmd_lend_started): nothing may reach the socket before it */
@@ -1160,8 +1165,8 @@ static int stream_other(struct stream *s, size_t len)
     const char *why = "unexpected message";
     if (tmd_lend_msg(s->d, s->l, s->buf, len, &why) == 0)
         return 0;
-    tmd_log(LOG_WARNING, "client %u: protocol violation during a stream (%s)", s->l->client_id,
-            why);
+    tmd_log_limited(LOG_WARNING, "protocol", s->l->uid,
+                    "client %u: protocol violation during a stream (%s)", s->l->client_id, why);
     s->violation = 1;
     shutdown(s->fd, SHUT_RDWR);
     return -EPROTO;

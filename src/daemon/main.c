@@ -20,6 +20,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "daemon/daemon.h"
 #include "daemon/lend.h"
@@ -227,10 +228,15 @@ int main(int argc, char **argv)
             d.cfg.state_file[0] ? d.cfg.state_file : "off");
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d.cfg.socket_path);
 
+    /* a second's wait at a time: the logs' suppressed lines are summed up
+     * once their flood has stopped */
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        struct timespec second = { 1, 0 };
+        int sig = sigtimedwait(&set, NULL, &second);
+        if (sig < 0) {
+            tmd_log_flush_suppressed(false);
             continue;
+        }
         if (sig == SIGHUP) {
             tmd_log(LOG_INFO, "SIGHUP: configuration reload is not supported; restart to apply");
             continue;
@@ -256,6 +262,7 @@ int main(int argc, char **argv)
     if (bad)
         tmd_log(LOG_ERR, "self-check: %d inconsistencies in the engine", bad);
     tmem_close(d.engine);
+    tmd_log_flush_suppressed(true);
     tmd_log(LOG_INFO, "stopped");
     return bad ? 1 : 0;
 }

@@ -4,9 +4,12 @@
  *
  * Every scrape takes a fresh snapshot (tmd_stats_snapshot,
  * tmd_clients_snapshot) and renders it: engine totals (tmem_*), the
- * daemon's counters and the governor (tmemd_*), and per-client series
- * (tmem_client_*{client="id",name="..."}).  docs/configuration.md lists
- * every metric.  Only GET and HEAD of /metrics are served: other paths are
+ * daemon's counters and the governor (tmemd_*), and, only when the
+ * administrator chose so (metrics.per_client), per-client series
+ * (tmem_client_*{client="id",name="..."}, tmem_client_info with uid, gid
+ * and pid): the endpoint answers every local user, and those series would
+ * show each tenant to the others.  docs/configuration.md lists every
+ * metric.  Only GET and HEAD of /metrics are served: other paths are
  * 404, other methods 405.  Port 0 in the configuration: no endpoint; -1: any
  * free port (tests read it back with tmd_metrics_port).
  */
@@ -340,6 +343,15 @@ static void render(struct tmd *d, struct text *t)
     add(t, "# HELP tmemd_uptime_seconds Seconds since the daemon started.\n"
         "# TYPE tmemd_uptime_seconds gauge\ntmemd_uptime_seconds %" PRIu64 ".%03" PRIu64 "\n",
         s.uptime_ms / 1000, s.uptime_ms % 1000);
+    uint64_t frozen = 0;
+    for (size_t k = 0; k < ncl; k++)
+        frozen += cl[k].info.frozen != 0;
+    add(t, "# HELP tmemd_frozen_clients Clients whose puts are refused (frozen).\n"
+        "# TYPE tmemd_frozen_clients gauge\ntmemd_frozen_clients %" PRIu64 "\n", frozen);
+    if (!d->cfg.metrics_per_client) {
+        free(cl);
+        return;
+    }
 
     /* per client: one info series with the identity, then the figures */
     add(t, "# HELP tmem_client_info A client's identity (the value is 1).\n"
@@ -430,7 +442,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    tmd_log(LOG_WARNING, "metrics: %s", line);
+    /* a connection over the limit, a malformed request: any local user can
+     * cause these at will */
+    tmd_log_limited(LOG_WARNING, "metrics", TMD_NO_UID, "metrics: %s", line);
 }
 
 int tmd_metrics_start(struct tmd *d)

@@ -241,13 +241,15 @@ static void finish_conn(struct tmd *d, struct tmd_conn *k, bool counted)
 {
     close_conn(d, k);
     if (k->c) {
-        tmd_log(LOG_INFO, "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
-                tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, k->why,
-                (unsigned long long)atomic_load(&k->st.requests));
+        tmd_log_limited(LOG_INFO, "leave", k->uid,
+                        "client %u (pid %d uid %u \"%s\") left: %s; %llu requests",
+                        tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, k->name, k->why,
+                        (unsigned long long)atomic_load(&k->st.requests));
         tmem_client_release(k->c);
     } else {
-        tmd_log(LOG_DEBUG, "connection from pid %d uid %u ended before its HELLO: %s",
-                (int)k->pid, (unsigned)k->uid, k->why);
+        tmd_log_limited(LOG_DEBUG, "no-hello", k->uid,
+                        "connection from pid %d uid %u ended before its HELLO: %s",
+                        (int)k->pid, (unsigned)k->uid, k->why);
     }
     if (k->win)
         munmap(k->win, TMW_WINDOW_SIZE);
@@ -328,7 +330,8 @@ static int accept_peer(int lfd, int flags, const char *what, struct ucred *cr)
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | flags);
     if (fd < 0) {
         if (errno != EAGAIN && errno != EINTR)
-            tmd_log(LOG_WARNING, "accept on the %s socket: %s", what, strerror(errno));
+            tmd_log_limited(LOG_WARNING, "accept", TMD_NO_UID, "accept on the %s socket: %s",
+                            what, strerror(errno));
         return -1;
     }
     socklen_t len = sizeof(*cr);
@@ -365,8 +368,9 @@ static void accept_client(struct tmd *d)
                          : nconns >= d->cfg.max_clients + MAX_HANDSHAKES ? "connections" : NULL;
         if (full) {
             atomic_fetch_add(&d->n.refused_conn, 1);
-            tmd_log(LOG_DEBUG, "refused pid %d uid %u: too many %s under way", (int)cr.pid,
-                    (unsigned)cr.uid, full);
+            tmd_log_limited(LOG_WARNING, "refused", cr.uid,
+                            "refused pid %d uid %u: too many %s under way", (int)cr.pid,
+                            (unsigned)cr.uid, full);
             send_refusal(fd, -EAGAIN);
             close(fd);
             continue;
@@ -493,11 +497,13 @@ static void apply_shared_rules(struct tmd *d, tmem_client_t *c, uid_t uid, const
         tmem_uuid_format(r->uuid, u);
         int rc = tmem_admin_shared_auth(d->engine, tmem_client_id(c), r->uuid, 1);
         if (rc)
-            tmd_log(LOG_WARNING, "client %u (%s, uid %u): shared_allow %s: %s",
-                    tmem_client_id(c), name, (unsigned)uid, u, tmem_strerror(rc));
+            tmd_log_limited(LOG_WARNING, "shared-allow", uid,
+                            "client %u (%s, uid %u): shared_allow %s: %s", tmem_client_id(c),
+                            name, (unsigned)uid, u, tmem_strerror(rc));
         else
-            tmd_log(LOG_DEBUG, "client %u (%s, uid %u): may join shared pools of %s",
-                    tmem_client_id(c), name, (unsigned)uid, u);
+            tmd_log_limited(LOG_DEBUG, "shared-allow", uid,
+                            "client %u (%s, uid %u): may join shared pools of %s",
+                            tmem_client_id(c), name, (unsigned)uid, u);
     }
 }
 
@@ -564,8 +570,9 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     if (bad) {
         close_fds(hfds, nh);
         atomic_fetch_add(&d->n.bad_msgs, 1);
-        tmd_log(LOG_WARNING, "pid %d uid %u: malformed HELLO (%zd bytes): dropped",
-                (int)k->pid, (unsigned)k->uid, n);
+        tmd_log_limited(LOG_WARNING, "bad-hello", k->uid,
+                        "pid %d uid %u: malformed HELLO (%zd bytes): dropped", (int)k->pid,
+                        (unsigned)k->uid, n);
         send_refusal(k->fd, bad);
         return false;
     }
@@ -579,9 +586,10 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     bool full_uid = d->cfg.max_clients_per_uid && mine >= d->cfg.max_clients_per_uid;
     if (all >= d->cfg.max_clients || full_uid) {
         atomic_fetch_add(&d->n.refused_conn, 1);
-        tmd_log(LOG_WARNING, "refused pid %d uid %u: %u clients already (%s)", (int)k->pid,
-                (unsigned)k->uid, full_uid ? mine : all,
-                full_uid ? "max_clients_per_uid" : "max_clients");
+        tmd_log_limited(LOG_WARNING, "refused", k->uid,
+                        "refused pid %d uid %u: %u clients already (%s)", (int)k->pid,
+                        (unsigned)k->uid, full_uid ? mine : all,
+                        full_uid ? "max_clients_per_uid" : "max_clients");
         send_refusal(k->fd, -EAGAIN);
         close_fds(hfds, nh);
         return false;
@@ -606,8 +614,8 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     int wfd = -1;
     void *win = c ? make_window(d, tmem_client_id(c), &wfd) : NULL;
     if (!win) {
-        tmd_log(LOG_ERR, "pid %d uid %u: cannot open a client: %s", (int)k->pid,
-                (unsigned)k->uid, strerror(errno));
+        tmd_log_limited(LOG_ERR, "open-failed", k->uid, "pid %d uid %u: cannot open a client: %s",
+                        (int)k->pid, (unsigned)k->uid, strerror(errno));
         send_refusal(k->fd, -ENOMEM);
         if (c)
             give_back(d, k, c, adopted, name);
@@ -629,8 +637,9 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         rc = tmd_lend_open(d, &hi, &r, afds, &lent);
         if (rc == -EPROTO) {
             atomic_fetch_add(&d->n.bad_msgs, 1);
-            tmd_log(LOG_WARNING, "pid %d uid %u: HELLO with a shared page or arenas that are "
-                    "not ours: dropped", (int)k->pid, (unsigned)k->uid);
+            tmd_log_limited(LOG_WARNING, "bad-hello", k->uid,
+                            "pid %d uid %u: HELLO with a shared page or arenas that are not "
+                            "ours: dropped", (int)k->pid, (unsigned)k->uid);
         }
     }
     close_fds(hfds, nh);
@@ -695,16 +704,19 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
                     "lent memory: %" PRId64 " pages", r.client_id, (unsigned)k->uid, k->name, got);
             tmem_client_release(parked);
         } else {
-            tmd_log(LOG_WARNING, "client %u (uid %u \"%s\"): restoring its parked pools "
-                    "failed (%s); they stay parked", r.client_id, (unsigned)k->uid, k->name,
-                    strerror((int)-got));
+            tmd_log_limited(LOG_WARNING, "restore", k->uid,
+                            "client %u (uid %u \"%s\"): restoring its parked pools failed "
+                            "(%s); they stay parked", r.client_id, (unsigned)k->uid, k->name,
+                            strerror((int)-got));
             tmd_park_client(d, parked, k->uid, k->gid, name);
         }
     }
-    tmd_log(LOG_INFO, "client %u (pid %d uid %u gid %u \"%s\") connected%s%s", r.client_id,
-            (int)k->pid, (unsigned)k->uid, (unsigned)k->gid, k->name,
-            lent ? (adopt ? ", bringing back its lent memory" : ", with lent memory") : "",
-            adopted ? ", adopting its restored pools" : "");
+    tmd_log_limited(LOG_INFO, "connect", k->uid,
+                    "client %u (pid %d uid %u gid %u \"%s\") connected%s%s", r.client_id,
+                    (int)k->pid, (unsigned)k->uid, (unsigned)k->gid, k->name,
+                    lent ? (adopt ? ", bringing back its lent memory" : ", with lent memory")
+                         : "",
+                    adopted ? ", adopting its restored pools" : "");
     return true;
 }
 
@@ -726,8 +738,10 @@ static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
                 if (!k->lent || n > (ssize_t)sizeof(b) ||
                     tmd_lend_msg(d, k->lent, b, (size_t)n, &why) != 0) {
                     atomic_fetch_add(&d->n.bad_msgs, 1);
-                    tmd_log(LOG_WARNING, "client %u (pid %d uid %u): protocol violation (%s): "
-                            "dropped", tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid, why);
+                    tmd_log_limited(LOG_WARNING, "protocol", k->uid,
+                                    "client %u (pid %d uid %u): protocol violation (%s): "
+                                    "dropped", tmem_client_id(k->c), (int)k->pid,
+                                    (unsigned)k->uid, why);
                     drop_conn(d, k, "protocol violation");
                     return;
                 }
@@ -741,8 +755,10 @@ static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events)
              * message the socket is still open and has nothing more */
             if (n == 0 && recv(k->fd, b, 1, MSG_DONTWAIT | MSG_PEEK) < 0 && errno == EAGAIN) {
                 atomic_fetch_add(&d->n.bad_msgs, 1);
-                tmd_log(LOG_WARNING, "client %u (pid %d uid %u): protocol violation (an empty "
-                        "message): dropped", tmem_client_id(k->c), (int)k->pid, (unsigned)k->uid);
+                tmd_log_limited(LOG_WARNING, "protocol", k->uid,
+                                "client %u (pid %d uid %u): protocol violation (an empty "
+                                "message): dropped", tmem_client_id(k->c), (int)k->pid,
+                                (unsigned)k->uid);
                 drop_conn(d, k, "protocol violation");
                 return;
             }

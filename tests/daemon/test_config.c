@@ -135,6 +135,7 @@ static void defaults(void **state)
     assert_string_equal(c.meminfo_path, "/proc/meminfo");
     assert_string_equal(c.psi_path, "/proc/pressure/memory");
     assert_int_equal(c.metrics_port, 9464);
+    assert_int_equal(c.metrics_per_client, 0);  /* no tenant shown to the others */
 }
 
 /* Every field a key sets (engine.max_bytes is set by tmd_config_resolve). */
@@ -175,6 +176,7 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
     assert_memory_equal(a->meminfo_path, b->meminfo_path, sizeof(a->meminfo_path));
     assert_memory_equal(a->psi_path, b->psi_path, sizeof(a->psi_path));
     assert_int_equal(a->metrics_port, b->metrics_port);
+    assert_int_equal(a->metrics_per_client, b->metrics_per_client);
 }
 
 /* dist/tmemd.conf sets every key (loaded over garbage, nothing is left of
@@ -266,6 +268,7 @@ static void file_keys(void **state)
         "meminfo = /tmp/meminfo\n"
         "psi = /tmp/psi\n"
         "[metrics]\n"
+        "per_client = yes\n"
         "port = -1");
     if (tmd_config_load(&c, path, err, sizeof(err)) != 0)
         fail_msg("%s", err);
@@ -293,6 +296,7 @@ static void file_keys(void **state)
     assert_string_equal(c.meminfo_path, "/tmp/meminfo");
     assert_string_equal(c.psi_path, "/tmp/psi");
     assert_int_equal(c.metrics_port, -1);
+    assert_int_equal(c.metrics_per_client, 1);
     /* a file over a file: only what it names changes */
     path = write_tmp("more.conf", "[memory]\nmax_memory = 25%\n");
     assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), 0);
@@ -412,6 +416,12 @@ static void set_keys(void **state)
     assert_string_equal(err, "nowhere.port: unknown section");
     assert_int_equal(tmd_config_set(&c, "", "port", "-3", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "metrics.port: '-3' is not an integer from -1 to 65535"));
+    assert_int_equal(tmd_config_set(&c, "metrics", "per_client", "true", err, sizeof(err)), 0);
+    assert_int_equal(c.metrics_per_client, 1);
+    assert_int_equal(tmd_config_set(&c, "", "per_client", "off", err, sizeof(err)), 0);
+    assert_int_equal(c.metrics_per_client, 0);
+    assert_int_equal(tmd_config_set(&c, "", "per_client", "some", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "metrics.per_client: 'some' is not a boolean"));
 
     /* standing shared-pool authorisations */
     assert_int_equal(c.nshared_allow, 0);

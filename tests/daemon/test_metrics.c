@@ -3,7 +3,8 @@
  * governor off, metrics on an ephemeral port): GET /metrics is well-formed
  * text exposition 0.0.4 (HELP and TYPE once per family before its samples,
  * counters named _total, label values escaped), carries the engine, daemon,
- * governor and per-client series of a connected and a parked client; HEAD
+ * governor and (metrics.per_client on) per-client series of a connected and
+ * a parked client; HEAD
  * has no body; other paths are 404 and other methods 405; port 0 is off.
  */
 #include <arpa/inet.h>
@@ -162,6 +163,7 @@ static void metrics_endpoint(void **state)
     assert_int_equal(tmd_config_set(&d.cfg, "", "enabled", "false", err, sizeof(err)), 0);
     assert_int_equal(tmd_config_set(&d.cfg, "", "max_memory", "32M", err, sizeof(err)), 0);
     assert_int_equal(tmd_config_set(&d.cfg, "", "port", "-1", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "per_client", "true", err, sizeof(err)), 0);
     if (tmd_config_resolve(&d.cfg, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     pthread_mutex_init(&d.conns_lock, NULL);
@@ -206,6 +208,7 @@ static void metrics_endpoint(void **state)
         "tmemd_connections 1\n",
         "tmemd_parked_clients 1\n",
         "tmemd_governor_psi_some_avg10 0.00\n",
+        "tmemd_frozen_clients 0\n",
         "# TYPE tmemd_uptime_seconds gauge\n",
         "tmemd_lending 0\n",                 /* these daemon parts lend nothing */
         "tmemd_lent_bytes{kind=\"persistent\"} 0\n",
