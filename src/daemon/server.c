@@ -191,6 +191,10 @@ static void fold_stats(struct tmd *d, struct tmd_conn *k)
     atomic_fetch_add(&d->n.requests, atomic_load(&k->st.requests));
     atomic_fetch_add(&d->n.bad_requests, atomic_load(&k->st.bad_requests));
     atomic_fetch_add(&d->n.worker_sleeps, atomic_load(&k->st.sleeps));
+    atomic_fetch_add(&d->n.worker_wakeups, atomic_load(&k->st.wakeups));
+    atomic_fetch_add(&d->n.worker_empty_wakeups, atomic_load(&k->st.empty_wakeups));
+    atomic_fetch_add(&d->n.worker_cpu_ns, atomic_load(&k->st.cpu_ns));
+    atomic_fetch_add(&d->n.worker_throttles, atomic_load(&k->st.throttles));
 }
 
 /* Stops k's worker, ends its lent memory, then closes its socket.  In
@@ -616,7 +620,10 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     struct tmd_worker *w = NULL;
     if (rc == 0) {
         apply_shared_rules(d, c, k->uid, name);
-        rc = tmd_worker_start(d, &w, c, win, &k->st);
+        char who[160];
+        snprintf(who, sizeof(who), "client %u (pid %d uid %u \"%s\")", tmem_client_id(c),
+                 (int)k->pid, (unsigned)k->uid, name);
+        rc = tmd_worker_start(d, &w, c, win, &k->st, who);
     }
     if (rc) {
         send_refusal(k->fd, rc);
