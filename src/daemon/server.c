@@ -1031,6 +1031,10 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
     o->bad_requests = atomic_load(&d->n.bad_requests);
     o->requests = atomic_load(&d->n.requests);
     o->worker_sleeps = atomic_load(&d->n.worker_sleeps);
+    o->worker_wakeups = atomic_load(&d->n.worker_wakeups);
+    o->worker_empty_wakeups = atomic_load(&d->n.worker_empty_wakeups);
+    o->worker_cpu_ns = atomic_load(&d->n.worker_cpu_ns);
+    o->worker_throttles = atomic_load(&d->n.worker_throttles);
     o->ctl_refused = atomic_load(&d->n.ctl_refused);
     pthread_mutex_lock(&d->conns_lock);
     o->connections = d->nconns;
@@ -1039,6 +1043,11 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
         o->requests += atomic_load(&k->st.requests);
         o->bad_requests += atomic_load(&k->st.bad_requests);
         o->worker_sleeps += atomic_load(&k->st.sleeps);
+        o->worker_wakeups += atomic_load(&k->st.wakeups);
+        o->worker_empty_wakeups += atomic_load(&k->st.empty_wakeups);
+        o->worker_cpu_ns += atomic_load(&k->st.cpu_ns);
+        o->worker_throttles += atomic_load(&k->st.throttles);
+        o->throttled += atomic_load(&k->st.throttled) != 0;
         if (k->lent) {
             struct tmd_lend_client r;
             tmd_lend_report(d, k->lent, &r);
@@ -1098,6 +1107,11 @@ int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, 
         r->parked = k->parked;
         r->requests = atomic_load(&k->st.requests);
         r->bad_requests = atomic_load(&k->st.bad_requests);
+        r->wakeups = atomic_load(&k->st.wakeups);
+        r->empty_wakeups = atomic_load(&k->st.empty_wakeups);
+        r->worker_cpu_ns = atomic_load(&k->st.cpu_ns);
+        r->throttles = atomic_load(&k->st.throttles);
+        r->throttled = atomic_load(&k->st.throttled) != 0;
         if (k->lent) {
             struct tmd_lend_client rep;
             tmd_lend_report(d, k->lent, &rep);
