@@ -33,7 +33,7 @@ static bool frame_ok(const uint8_t *buf, size_t n)
     if (n > TMW_MSG_MAX || n < sizeof(m))
         return false;
     memcpy(&m, buf, sizeof(m));
-    return m.magic == TMW_MAGIC && m.version == TMW_VERSION && m.len == n &&
+    return m.magic == TMW_MAGIC && m.version == TMW_CTL_VERSION && m.len == n &&
            m.type == TMW_MSG_CTL && n == sizeof(struct tmw_ctl);
 }
 

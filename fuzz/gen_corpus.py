@@ -18,6 +18,7 @@ import sys
 
 # ---- wire.h ----------------------------------------------------------------
 TMW_MAGIC, TMW_VERSION = 0x544D454D, 1
+TMW_CTL_VERSION = 3                          # the control socket's messages
 POSTED, FREE, DONE = 1, 0, 2
 PUT, GET, FLUSH_PAGE, FLUSH_OBJECT, NEW_POOL, DESTROY_POOL, IS_SHARED = range(1, 8)
 MSG_HELLO, MSG_HELLO_REPLY, MSG_CTL = 1, 2, 3
@@ -236,7 +237,7 @@ ALL = 0xFFFFFFFF
 
 
 def ctl(op, client_id=0, arg=0, set_mask=0, arg64=0, weight=0, compress=0, cap=0,
-        uuid=(0, 0), uid=0, reserved=0, name=b"", magic=TMW_MAGIC, version=TMW_VERSION,
+        uuid=(0, 0), uid=0, reserved=0, name=b"", magic=TMW_MAGIC, version=TMW_CTL_VERSION,
         type_=MSG_CTL, length=None, result=0):
     body = struct.pack("<IIIIQIiQQQII", op, client_id, arg, set_mask, arg64, weight, compress,
                        cap, uuid[0], uuid[1], uid, reserved) + name.ljust(NAME_MAX, b"\0")[:NAME_MAX]

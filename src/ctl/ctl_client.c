@@ -103,7 +103,7 @@ static int send_msg(int fd, const void *buf, size_t len)
 
 static int send_end(int fd, int32_t result)
 {
-    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_END,
+    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_END,
                          .len = HDR, .result = result };
     return send_msg(fd, &m, sizeof(m));
 }
@@ -137,7 +137,7 @@ static long recv_msg(int fd, uint8_t *buf)
         return -EPROTO;
     struct tmw_msg m;
     memcpy(&m, buf, HDR);
-    if (m.magic != TMW_MAGIC || m.version != TMW_VERSION || m.len != (uint32_t)n)
+    if (m.magic != TMW_MAGIC || m.version != TMW_CTL_VERSION || m.len != (uint32_t)n)
         return -EPROTO;
     if (m.type == TMW_MSG_END && (size_t)n == HDR)
         return n;
@@ -190,7 +190,7 @@ static int stream_out(int fd, struct xfer *x, uint8_t *buf)
             send_end(fd, 0);        /* a broken send shows in the reply */
             return 0;
         }
-        struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_DATA,
+        struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_DATA,
                              .len = (uint32_t)(HDR + (size_t)n) };
         memcpy(buf, &m, HDR);
         if (send_msg(fd, buf, HDR + (size_t)n) != 0)
@@ -210,7 +210,7 @@ static int exchange_once(const char *path, const struct tmw_ctl *req_in, struct 
         return fail(TMC_AT_LOCAL, -ENOMEM);
     }
     struct tmw_ctl req = *req_in;
-    req.m = (struct tmw_msg){ .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_CTL,
+    req.m = (struct tmw_msg){ .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_CTL,
                               .len = sizeof(req) };
     int rc = send_msg(fd, &req, sizeof(req));
     enum tmc_where w = TMC_AT_TRANSPORT;

@@ -228,6 +228,8 @@ static const char *client_state(const struct tmw_ctl_client *c)
 {
     if (c->parked)
         return c->info.frozen ? "parked,frozen" : "parked";
+    if (c->throttled)       /* its worker waits: it rang without requests */
+        return c->info.frozen ? "frozen,throttled" : "throttled";
     return c->info.frozen ? "frozen" : "-";
 }
 
@@ -390,6 +392,12 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     NUM("reported_meta_bytes", c->meta_bytes);
     NUM("reported_oldest_ephemeral_ms", c->oldest_eph_ms);
     NUM("revoked_units", c->revoked_units);
+    /* its worker: wake-ups, those that found nothing posted, CPU, throttles */
+    NUM("wakeups", c->wakeups);
+    NUM("empty_wakeups", c->empty_wakeups);
+    NUM("worker_cpu_ns", c->worker_cpu_ns);
+    NUM("throttles", c->throttles);
+    json_object_set_new(o, "throttled", json_boolean(c->throttled));
 #undef NUM
     json_object_set_new(o, "hit_pct", json_real(hit_pct(i->gets_hit, i->gets)));
     json_object_set_new(o, "compression_ratio", json_real(comp_ratio(i)));
@@ -554,6 +562,11 @@ static json_t *stats_json(const struct tmw_ctl_stats *s)
     NUM(o, "lend_shrinks_asked", s->lend_shrinks_asked);
     NUM(o, "lend_adopted_units", s->lend_adopted_units);
     NUM(o, "lend_adopt_refused", s->lend_adopt_refused);
+    NUM(o, "worker_wakeups", s->worker_wakeups);
+    NUM(o, "worker_empty_wakeups", s->worker_empty_wakeups);
+    NUM(o, "worker_cpu_ns", s->worker_cpu_ns);
+    NUM(o, "worker_throttles", s->worker_throttles);
+    NUM(o, "throttled", s->throttled);
 #define E(f) NUM(e, #f, t->f)
     E(ephemeral_pages); E(persistent_pages); E(bytes_held); E(max_bytes); E(frames_held);
     E(frames_free); E(frames_whole); E(frames_zalloc); E(frames_lent); E(meta_bytes);
@@ -603,6 +616,10 @@ static void print_stats(const struct tmw_ctl_stats *s)
     printf("%-14s %" PRIu64 " served, %" PRIu64 " malformed requests, %" PRIu64
            " malformed socket messages\n", "requests", s->requests, s->bad_requests,
            s->bad_msgs);
+    printf("%-14s %" PRIu64 " wake-ups (%" PRIu64 " found nothing posted), %.3f s of CPU; %"
+           PRIu64 " throttles for empty wake-ups, %" PRIu64 " clients throttled now\n",
+           "workers", s->worker_wakeups, s->worker_empty_wakeups,
+           (double)s->worker_cpu_ns / 1e9, s->worker_throttles, s->throttled);
     printf("%-14s limit %s of at most %s, reserve %s, MemAvailable %s, PSI some avg10 %.2f\n",
            "governor", fmt_bytes(s->gov_limit, false, a), fmt_bytes(s->gov_max, false, b),
            fmt_bytes(s->gov_reserve, false, c2),
@@ -1130,8 +1147,8 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
                   s->lend_revoked);
     frame_add(f, "%s", "");
     int nw = name_width(cur->cl, cur->n);
-    frame_add(f, "%5s %-*s %7s %5s %8s %8s %7s %7s %5s %5s %s", "ID", nw, "NAME", "PID",
-              "POOLS", "EPH", "PERS", "PUT/s", "GET/s", "HIT%", "COMP", "STATE");
+    frame_add(f, "%5s %-*s %7s %5s %8s %8s %7s %7s %5s %5s %5s %s", "ID", nw, "NAME", "PID",
+              "POOLS", "EPH", "PERS", "PUT/s", "GET/s", "HIT%", "COMP", "CPU%", "STATE");
     for (size_t k = 0; k < cur->n; k++) {
         const struct tmw_ctl_client *cl = &cur->cl[k];
         const tmem_client_info_t *i = &cl->info;
@@ -1140,6 +1157,9 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
         snprintf(pid, sizeof(pid), cl->parked ? "-" : "%d", cl->pid);
         rate_text(r1, i->puts, p ? p->info.puts : 0, secs, p != NULL);
         rate_text(r2, i->gets, p ? p->info.gets : 0, secs, p != NULL);
+        /* its worker's CPU, in percent of one CPU */
+        rate_text(r3, cl->worker_cpu_ns / 10000000u, p ? p->worker_cpu_ns / 10000000u : 0,
+                  secs, p != NULL);
         double r = comp_ratio(i);
         if (r > 0)
             snprintf(ratio, sizeof(ratio), "%.2f", r);
@@ -1149,9 +1169,9 @@ static void top_render(struct frame *f, const struct sample *cur, const struct s
             snprintf(hit, sizeof(hit), "%.1f", hit_pct(i->gets_hit, i->gets));
         else
             strcpy(hit, "-");
-        frame_add(f, "%5u %-*.*s %7s %5u %8" PRIu64 " %8" PRIu64 " %7s %7s %5s %5s %s",
+        frame_add(f, "%5u %-*.*s %7s %5u %8" PRIu64 " %8" PRIu64 " %7s %7s %5s %5s %5s %s",
                   i->id, nw, nw, i->name, pid, i->nr_pools, i->ephemeral_pages,
-                  i->persistent_pages, r1, r2, hit, ratio, client_state(cl));
+                  i->persistent_pages, r1, r2, hit, ratio, r3, client_state(cl));
     }
     if (cur->n == 0)
         frame_add(f, "%s", "  (no clients)");

@@ -86,7 +86,7 @@ static int send_msg(int fd, const void *buf, size_t len, int flags)
 
 static int send_end(int fd, int32_t result, int flags)
 {
-    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_END,
+    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_END,
                          .len = HDR, .result = result };
     return send_msg(fd, &m, sizeof(m), flags);
 }
@@ -97,7 +97,7 @@ static int send_data(struct ctl_conn *k, const void *p, size_t len)
     const uint8_t *q = p;
     do {
         size_t n = len < PAYLOAD_MAX ? len : PAYLOAD_MAX;
-        struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_DATA,
+        struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_DATA,
                              .len = (uint32_t)(HDR + n) };
         memcpy(k->buf, &m, HDR);
         memcpy(k->buf + HDR, q, n);
@@ -122,7 +122,7 @@ static const char *check_frame(const uint8_t *buf, size_t n)
     memcpy(&m, buf, HDR);
     if (m.magic != TMW_MAGIC)
         return "bad magic";
-    if (m.version != TMW_VERSION)
+    if (m.version != TMW_CTL_VERSION)
         return "unsupported version";
     if (m.len != (uint32_t)n)
         return "length field does not match the message";
@@ -519,6 +519,54 @@ static char *merge_lines(struct tmd *d, const char *text, int long_form)
     return out;
 }
 
+/* The long form's C= lines with each client's worker figures added
+ * before nm (the name, last): wu wake-ups, we empty wake-ups, wc its
+ * worker's CPU in ms, wt throttles, th throttled now.  NULL without
+ * memory. */
+static char *add_worker_keys(struct tmd *d, const char *text)
+{
+    struct tmw_ctl_client *v = NULL;
+    size_t n = 0;
+    if (tmd_clients_snapshot(d, &v, &n, false) < 0)
+        return NULL;
+    size_t lines = 1;
+    for (const char *q = text; *q; q++)
+        lines += *q == '\n';
+    enum { KEYS_MAX = 5 * 21 + 16 };      /* five keys of up to 20 digits each */
+    size_t cap = strlen(text) + lines * KEYS_MAX + 1, o = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        free(v);
+        return NULL;
+    }
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line + 1) : strlen(line);
+        const struct tmw_ctl_client *c = NULL;
+        unsigned id;
+        if (sscanf(line, "C=CI:%u,", &id) == 1)
+            for (size_t i = 0; i < n && !c; i++)
+                if (v[i].info.id == id)
+                    c = &v[i];
+        const char *nm = c ? strstr(line, ",nm:") : NULL;
+        if (!nm || nm > line + len)
+            nm = NULL;
+        size_t head = nm ? (size_t)(nm - line) : len;
+        memcpy(out + o, line, head);
+        o += head;
+        if (nm)
+            o += (size_t)snprintf(out + o, KEYS_MAX, ",wu:%" PRIu64 ",we:%" PRIu64 ",wc:%" PRIu64
+                                  ",wt:%" PRIu64 ",th:%u", c->wakeups, c->empty_wakeups,
+                                  c->worker_cpu_ns / 1000000u, c->throttles, c->throttled);
+        memcpy(out + o, line + head, len - head);
+        o += len - head;
+        line += len;
+    }
+    out[o] = 0;
+    free(v);
+    return out;
+}
+
 static int op_list(struct ctl_conn *k, const struct tmw_ctl *r)
 {
     tmem_t *t = k->d->engine;
@@ -535,7 +583,11 @@ static int op_list(struct ctl_conn *k, const struct tmw_ctl *r)
             text[need < size ? need : size - 1] = 0;
             char *merged = tmd_lending(k->d) ? merge_lines(k->d, text, (int)r->arg) : NULL;
             const char *out = merged ? merged : text;
+            char *keyed = r->arg ? add_worker_keys(k->d, out) : NULL;
+            if (keyed)
+                out = keyed;
             int rc = send_data(k, out, strlen(out));
+            free(keyed);
             free(merged);
             free(text);
             return rc;
@@ -716,7 +768,7 @@ static int save_flush(struct save_out *s)
 {
     if (!s->fill)
         return 0;
-    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_VERSION, .type = TMW_MSG_DATA,
+    struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_DATA,
                          .len = (uint32_t)(HDR + s->fill) };
     memcpy(s->k->buf, &m, HDR);
     int rc = send_msg(s->k->fd, s->k->buf, HDR + s->fill, 0);

@@ -152,9 +152,12 @@ size_t tmd_log_limiter_flush(struct tmd_log_limiter *lim, uint64_t now_ms, bool 
                              void *arg);
 
 /* ---- the daemon ---- */
+/* Daemon-wide counters; the workers' figures of connections that ended
+ * (server.c folds each in at the end; live ones are added when read). */
 struct tmd_counters {
     atomic_uint_fast64_t accepted, refused_conn, bad_msgs, bad_requests, requests;
     atomic_uint_fast64_t worker_sleeps, ctl_refused;
+    atomic_uint_fast64_t worker_wakeups, worker_empty_wakeups, worker_cpu_ns, worker_throttles;
 };
 
 struct tmd_gov_state {
@@ -271,9 +274,20 @@ int  tmd_state_save(struct tmd *d);
 
 /* ---- worker.c (one per connected client) ---- */
 struct tmd_worker;
-struct tmd_worker_stats { atomic_uint_fast64_t requests, bad_requests, sleeps; };
+/* A client's figures: written by its worker only (relaxed atomics), read
+ * by control and metrics threads (tmd_clients_snapshot). */
+struct tmd_worker_stats {
+    atomic_uint_fast64_t requests, bad_requests, sleeps;
+    atomic_uint_fast64_t wakeups;       /* returns from sleep by a doorbell (not the timeout) */
+    atomic_uint_fast64_t empty_wakeups; /* of which found no posted slot */
+    atomic_uint_fast64_t cpu_ns;        /* the worker thread's CPU time (read at most once a
+                                           ms while it runs, exactly when it ends) */
+    atomic_uint_fast64_t throttles;     /* times it was throttled for empty wake-ups */
+    atomic_uint throttled;              /* 1 while it is */
+};
+/* who: the client as the log names it ("client N (pid P uid U \"name\")"). */
 int  tmd_worker_start(struct tmd *d, struct tmd_worker **out, tmem_client_t *c, void *window,
-                      struct tmd_worker_stats *st);
+                      struct tmd_worker_stats *st, const char *who);
 void tmd_worker_stop(struct tmd_worker *w);   /* joins; the window stays mapped */
 /* Serves slot s (with its page) for engine client c if it is posted: the
  * request decoder and dispatcher, apart for the fuzzer.  1 served, 0 not. */

@@ -92,7 +92,7 @@ static void add_escaped(struct text *t, const char *s, size_t max)
  * The metrics, as tables over the snapshot structures.  Rows of one family
  * are consecutive; the first row of a family carries HELP and TYPE.
  * ---------------------------------------------------------------------- */
-enum width { U64, U32, S32 };
+enum width { U64, U32, S32, NS };      /* NS: a uint64_t of nanoseconds, shown in seconds */
 
 struct row {
     const char *name;
@@ -190,6 +190,15 @@ static const struct row stats_rows[] = {
       NULL },
     { "tmemd_worker_sleeps_total", 'c', "Times a worker went to sleep.", S(worker_sleeps), U64,
       NULL },
+    { "tmemd_worker_wakeups_total", 'c', "Times a worker was woken by a doorbell, by "
+      "outcome.", S(worker_wakeups), U64, "outcome=\"any\"" },
+    { "tmemd_worker_wakeups_total", 'c', NULL, S(worker_empty_wakeups), U64,
+      "outcome=\"empty\"" },
+    { "tmemd_worker_cpu_seconds_total", 'c', "CPU time of the workers.", S(worker_cpu_ns),
+      NS, NULL },
+    { "tmemd_worker_throttles_total", 'c', "Times a client's worker was throttled for empty "
+      "wake-ups.", S(worker_throttles), U64, NULL },
+    { "tmemd_throttled_clients", 'g', "Clients throttled now.", S(throttled), U64, NULL },
     { "tmemd_control_refused_total", 'c', "Control connections refused (not an "
       "administrator).", S(ctl_refused), U64, NULL },
     /* lent memory (the daemon's count) */
@@ -270,6 +279,15 @@ static const struct row client_rows[] = {
       U64, NULL },
     { "tmem_client_bad_requests_total", 'c', "A client's malformed window requests.",
       C(bad_requests), U64, NULL },
+    { "tmem_client_wakeups_total", 'c', "Times a client's worker was woken by its doorbell, "
+      "by outcome.", C(wakeups), U64, "outcome=\"any\"" },
+    { "tmem_client_wakeups_total", 'c', NULL, C(empty_wakeups), U64, "outcome=\"empty\"" },
+    { "tmem_client_worker_cpu_seconds_total", 'c', "CPU time of a client's worker.",
+      C(worker_cpu_ns), NS, NULL },
+    { "tmem_client_throttles_total", 'c', "Times a client's worker was throttled for empty "
+      "wake-ups.", C(throttles), U64, NULL },
+    { "tmem_client_throttled", 'g', "1 while a client's worker is throttled.", C(throttled),
+      U32, NULL },
     { "tmem_client_lent_bytes", 'g', "Memory lent to a client (the daemon's count), by kind; "
       "its other figures are what its library reports.", C(lent_bytes[0]), U64,
       "kind=\"ephemeral\"" },
@@ -294,6 +312,10 @@ static void add_value(struct text *t, const void *base, const struct row *r)
         uint64_t v;
         memcpy(&v, p, sizeof(v));
         add(t, " %" PRIu64 "\n", v);
+    } else if (r->w == NS) {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        add(t, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
     } else if (r->w == U32) {
         uint32_t v;
         memcpy(&v, p, sizeof(v));

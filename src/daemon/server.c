@@ -199,6 +199,10 @@ static void fold_stats(struct tmd *d, struct tmd_conn *k)
     atomic_fetch_add(&d->n.requests, atomic_load(&k->st.requests));
     atomic_fetch_add(&d->n.bad_requests, atomic_load(&k->st.bad_requests));
     atomic_fetch_add(&d->n.worker_sleeps, atomic_load(&k->st.sleeps));
+    atomic_fetch_add(&d->n.worker_wakeups, atomic_load(&k->st.wakeups));
+    atomic_fetch_add(&d->n.worker_empty_wakeups, atomic_load(&k->st.empty_wakeups));
+    atomic_fetch_add(&d->n.worker_cpu_ns, atomic_load(&k->st.cpu_ns));
+    atomic_fetch_add(&d->n.worker_throttles, atomic_load(&k->st.throttles));
 }
 
 /* Stops k's worker, ends its lent memory, then closes its socket.  In
@@ -646,7 +650,10 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     struct tmd_worker *w = NULL;
     if (rc == 0) {
         apply_shared_rules(d, c, k->uid, name);
-        rc = tmd_worker_start(d, &w, c, win, &k->st);
+        char who[160];
+        snprintf(who, sizeof(who), "client %u (pid %d uid %u \"%s\")", tmem_client_id(c),
+                 (int)k->pid, (unsigned)k->uid, name);
+        rc = tmd_worker_start(d, &w, c, win, &k->st, who);
     }
     if (rc) {
         send_refusal(k->fd, rc);
@@ -1091,6 +1098,10 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
     o->bad_requests = atomic_load(&d->n.bad_requests);
     o->requests = atomic_load(&d->n.requests);
     o->worker_sleeps = atomic_load(&d->n.worker_sleeps);
+    o->worker_wakeups = atomic_load(&d->n.worker_wakeups);
+    o->worker_empty_wakeups = atomic_load(&d->n.worker_empty_wakeups);
+    o->worker_cpu_ns = atomic_load(&d->n.worker_cpu_ns);
+    o->worker_throttles = atomic_load(&d->n.worker_throttles);
     o->ctl_refused = atomic_load(&d->n.ctl_refused);
     pthread_mutex_lock(&d->conns_lock);
     o->connections = d->nconns;
@@ -1099,6 +1110,11 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
         o->requests += atomic_load(&k->st.requests);
         o->bad_requests += atomic_load(&k->st.bad_requests);
         o->worker_sleeps += atomic_load(&k->st.sleeps);
+        o->worker_wakeups += atomic_load(&k->st.wakeups);
+        o->worker_empty_wakeups += atomic_load(&k->st.empty_wakeups);
+        o->worker_cpu_ns += atomic_load(&k->st.cpu_ns);
+        o->worker_throttles += atomic_load(&k->st.throttles);
+        o->throttled += atomic_load(&k->st.throttled) != 0;
         if (k->lent) {
             struct tmd_lend_client r;
             tmd_lend_report(d, k->lent, &r);
@@ -1158,6 +1174,11 @@ int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, 
         r->parked = k->parked;
         r->requests = atomic_load(&k->st.requests);
         r->bad_requests = atomic_load(&k->st.bad_requests);
+        r->wakeups = atomic_load(&k->st.wakeups);
+        r->empty_wakeups = atomic_load(&k->st.empty_wakeups);
+        r->worker_cpu_ns = atomic_load(&k->st.cpu_ns);
+        r->throttles = atomic_load(&k->st.throttles);
+        r->throttled = atomic_load(&k->st.throttled) != 0;
         if (k->lent) {
             struct tmd_lend_client rep;
             tmd_lend_report(d, k->lent, &rep);

@@ -14,6 +14,22 @@
  * with a busy process pinned to its CPU, a spinning worker
  * served 0.3-12 k requests/s, each waiting for that process's time slice.
  *
+ * Wake-ups (docs/protocol.md, "Empty wake-ups"): the worker spins only
+ * after a look that found work, as a caller with more to come would.  A
+ * wake-up that finds no posted slot (an empty wake-up: a doorbell rung
+ * without a request) sends it back to sleep at once.  Each client's
+ * wake-ups, empty wake-ups and the worker thread's CPU time are counted
+ * (tmd_worker_stats); a client whose empty wake-ups within WAKE_PERIOD_NS
+ * outnumber the requests it had served by more than EMPTY_ALLOWANCE is
+ * throttled: after each empty wake-up its worker waits (THROTTLE_MIN_NS,
+ * doubling to THROTTLE_MAX_NS) before it sleeps on the doorbell again, so
+ * its doorbells cost the daemon at most a wake-up per wait.  An honest
+ * client rings only after posting: each of its empty wake-ups is a ring
+ * whose request the worker had already taken, so they never outnumber its
+ * requests by more than the slots it can have in flight (TMW_NSLOTS), and
+ * it is never throttled.  A throttle ends after THROTTLE_QUIET_NS without
+ * an empty wake-up.
+ *
  * The window is hostile input (wire.h): a slot's fields are copied out
  * once, with volatile loads, before anything is decided on them; the page
  * pointer is computed here from the slot number, never taken from the
@@ -21,25 +37,39 @@
  * any caller.  What the client can still do is change a page while it is
  * being put or got: that spoils only its own data (docs/protocol.md,
  * "Hostile clients").  A client that only rings the doorbell (bits without
- * posted slots) is counted and slowed down; one that zeroes the mask or
- * the sleeping flag only delays its own calls: the sleep has a timeout so
- * that stopping never depends on the client's memory.
+ * posted slots, or a bare FUTEX_WAKE) is counted and throttled; one that
+ * zeroes the mask or the sleeping flag only delays its own calls: the
+ * sleep has a timeout so that stopping never depends on the client's
+ * memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "daemon/daemon.h"
 #include "proto/futex.h"
 
 #define SLEEP_TIMEOUT_NS  1000000000u   /* 1 s: the longest a stop can wait */
-#define SPURIOUS_LIMIT    1024u         /* doorbell rounds without work before a pause */
-#define SPURIOUS_PAUSE_NS 1000000u      /* 1 ms */
 #define PAUSE_NS          1500u         /* idle spinning turns from pause to yield after this */
+#define WAKE_PERIOD_NS    100000000u    /* 100 ms: empty wake-ups are weighed per period */
+#define EMPTY_ALLOWANCE   (2u * TMW_NSLOTS) /* empty wake-ups beyond its requests, per period,
+                                           before a client is throttled (an honest one
+                                           causes at most TMW_NSLOTS) */
+#define THROTTLE_MIN_NS   1000000u      /* 1 ms: a throttled worker's first wait */
+#define THROTTLE_MAX_NS   64000000u     /* 64 ms: its longest */
+#define THROTTLE_QUIET_NS 1000000000u   /* 1 s without an empty wake-up ends a throttle (far
+                                           over THROTTLE_MAX_NS: a client that keeps ringing
+                                           stays throttled, one that pauses to start over
+                                           gets a burst a second) */
+#define CPU_SAMPLE_NS     1000000u      /* the thread's CPU time is read at most once a ms */
+#define WHO_MAX           160u
 
 struct tmd_worker {
     struct tmd *d;
@@ -47,10 +77,21 @@ struct tmd_worker {
     struct tmw_header *hdr;
     struct tmw_slot *slots;
     uint8_t *pages;
-    struct tmd_worker_stats *st;
+    struct tmd_worker_stats *st;        /* the connection's; read by control threads */
     uint64_t spin_ns;
-    _Atomic int stop;
+    _Atomic uint32_t stop;              /* set once; a throttled worker waits on it */
     pthread_t thread;
+    char who[WHO_MAX];                  /* "client N (pid P uid U "name")", for the log */
+    /* the worker thread's own (the figures others read are in *st) */
+    uint64_t period_start;              /* the current period of WAKE_PERIOD_NS */
+    uint64_t period_reqs;               /* st->requests when it began */
+    uint32_t period_empty;              /* empty wake-ups in it */
+    uint64_t delay_ns;                  /* throttled: the wait after an empty wake-up; 0 not */
+    uint64_t quiet_since;               /* throttled: since when no empty wake-up came (the
+                                           end of its last delay) */
+    uint64_t throttled_empty;           /* empty wake-ups in the current throttle */
+    bool logged;                        /* its first throttle was logged */
+    uint64_t cpu_at;                    /* when its CPU time was last read */
 };
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
@@ -112,20 +153,89 @@ int tmd_serve_request(tmem_client_t *c, struct tmw_slot *s, uint8_t *page,
     return 1;
 }
 
+/* Reads the thread's CPU time into st->cpu_ns, at most once per
+ * CPU_SAMPLE_NS of now (force: whatever the time). */
+static void sample_cpu(struct tmd_worker *w, uint64_t now, bool force)
+{
+    if (!force && now - w->cpu_at < CPU_SAMPLE_NS)
+        return;
+    w->cpu_at = now;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        atomic_store_explicit(&w->st->cpu_ns,
+                              (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+                              memory_order_relaxed);
+}
+
+static void end_throttle(struct tmd_worker *w)
+{
+    tmd_log(w->logged ? LOG_DEBUG : LOG_INFO, "%s: no longer throttled (%" PRIu64
+            " empty wake-ups while it was)", w->who, w->throttled_empty);
+    w->logged = true;       /* its first throttle, and the end of it, are logged */
+    w->delay_ns = 0;
+    atomic_store_explicit(&w->st->throttled, 0, memory_order_relaxed);
+}
+
+/* Counts a return from sleep at now (woken: by a doorbell, not the
+ * timeout) whose look served `served` requests, and applies the rule
+ * (above).  Returns how long to wait before sleeping again: 0, or the
+ * throttled client's delay after an empty wake-up. */
+static uint64_t count_wakeup(struct tmd_worker *w, bool woken, unsigned served, uint64_t now)
+{
+    struct tmd_worker_stats *st = w->st;
+    if (w->delay_ns && now - w->quiet_since >= THROTTLE_QUIET_NS)
+        end_throttle(w);
+    if (!woken)
+        return 0;
+    atomic_fetch_add_explicit(&st->wakeups, 1, memory_order_relaxed);
+    uint64_t reqs = atomic_load_explicit(&st->requests, memory_order_relaxed);
+    if (now - w->period_start >= WAKE_PERIOD_NS) {
+        w->period_start = now;
+        w->period_reqs = reqs - served;         /* what this wake-up served counts in it */
+        w->period_empty = 0;
+    }
+    if (served)
+        return 0;
+    atomic_fetch_add_explicit(&st->empty_wakeups, 1, memory_order_relaxed);
+    w->period_empty++;
+    if (w->delay_ns) {
+        w->throttled_empty++;
+        w->delay_ns = w->delay_ns * 2 < THROTTLE_MAX_NS ? w->delay_ns * 2 : THROTTLE_MAX_NS;
+        return w->delay_ns;
+    }
+    if (w->period_empty <= reqs - w->period_reqs + EMPTY_ALLOWANCE)
+        return 0;
+    tmd_log(w->logged ? LOG_DEBUG : LOG_WARNING, "%s: %" PRIu32 " wake-ups without a posted "
+            "slot in %" PRIu64 " ms, for %" PRIu64 " requests: throttled (its worker waits "
+            "%u to %u ms before it looks at its doorbell again)", w->who, w->period_empty,
+            (now - w->period_start) / 1000000u, reqs - w->period_reqs,
+            THROTTLE_MIN_NS / 1000000u, THROTTLE_MAX_NS / 1000000u);
+    w->delay_ns = THROTTLE_MIN_NS;
+    w->throttled_empty = 1;
+    atomic_fetch_add_explicit(&st->throttles, 1, memory_order_relaxed);
+    atomic_store_explicit(&st->throttled, 1, memory_order_relaxed);
+    return w->delay_ns;
+}
+
+/* What woke the worker last (the first look after a sleep is weighed). */
+enum { AWAKE, WOKEN, TIMED_OUT };
+
 static void *worker_main(void *arg)
 {
     struct tmd_worker *w = arg;
     struct tmw_header *h = w->hdr;
     uint64_t idle_since = tm_now_ns(), now = idle_since;
     uint64_t crowded_until = 0;             /* sleep after each request until then */
-    unsigned spurious = 0, spins = 0;
+    unsigned spins = 0;
+    int back = AWAKE;
     unsigned mycpu = (unsigned)sched_getcpu();
+    w->period_start = now;
     atomic_store_explicit(&h->worker_cpu, mycpu, memory_order_relaxed);
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         uint32_t m = atomic_exchange(&h->pending, 0);
+        unsigned served = 0;
+        bool same_cpu = false;
         if (m) {
-            unsigned served = 0;
-            bool same_cpu = false;
             unsigned cpu = (unsigned)sched_getcpu();
             if (cpu != mycpu) {
                 mycpu = cpu;
@@ -138,22 +248,33 @@ static void *worker_main(void *arg)
                 served += (unsigned)tmd_serve_request(w->c, &w->slots[i],
                                                       w->pages + (size_t)i * TMEM_PAGE_SIZE, w->st);
             }
-            if (served) {
-                spurious = 0;
-                spins = 0;
-                idle_since = now = tm_now_ns();
-                if (same_cpu)
-                    goto sleep;     /* its client shares our CPU: spinning would keep it off */
-                if (now < crowded_until)
-                    goto sleep;     /* our CPU is shared with other work */
-                continue;
+            if (!served)        /* bits that named no posted slot */
+                atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
+        }
+        if (back != AWAKE) {
+            /* the first look after a sleep: an empty one sends the worker
+             * back to sleep without spinning (a throttled client's after
+             * its delay) */
+            uint64_t delay = count_wakeup(w, back == WOKEN, served, now);
+            back = AWAKE;
+            if (!served) {
+                if (delay) {
+                    sample_cpu(w, now, false);
+                    tm_futex_wait(&w->stop, 0, delay);      /* a stop ends it */
+                    w->quiet_since = now = tm_now_ns();
+                }
+                goto sleep;
             }
-            atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
-            if (++spurious >= SPURIOUS_LIMIT) {
-                struct timespec ts = { 0, SPURIOUS_PAUSE_NS };
-                nanosleep(&ts, NULL);
-                spurious = 0;
-            }
+        }
+        if (served) {
+            spins = 0;
+            idle_since = now = tm_now_ns();
+            sample_cpu(w, now, false);
+            if (same_cpu)
+                goto sleep;     /* its client shares our CPU: spinning would keep it off */
+            if (now < crowded_until)
+                goto sleep;     /* our CPU is shared with other work */
+            continue;
         }
         if ((++spins & 7) != 0 || (now = tm_now_ns()) - idle_since < w->spin_ns) {
             /* as the client does (remote.c): pause, then yield, so that an
@@ -169,19 +290,23 @@ static void *worker_main(void *arg)
             continue;
         }
     sleep:
+        sample_cpu(w, now, false);
+        back = WOKEN;           /* a doorbell rung before we slept is a wake-up too */
         atomic_store(&h->sleeping, 1);          /* seq_cst: then the pending load */
         if (atomic_load(&h->pending) == 0 && !atomic_load(&w->stop)) {
             atomic_fetch_add_explicit(&w->st->sleeps, 1, memory_order_relaxed);
-            tm_futex_wait(&h->pending, 0, SLEEP_TIMEOUT_NS);
+            if (tm_futex_wait(&h->pending, 0, SLEEP_TIMEOUT_NS) == -ETIMEDOUT)
+                back = TIMED_OUT;
         }
         atomic_store(&h->sleeping, 0);
-        idle_since = tm_now_ns();
+        idle_since = now = tm_now_ns();
     }
+    sample_cpu(w, now, true);       /* its last figure, for the daemon's totals */
     return NULL;
 }
 
 int tmd_worker_start(struct tmd *d, struct tmd_worker **out, tmem_client_t *c, void *window,
-                     struct tmd_worker_stats *st)
+                     struct tmd_worker_stats *st, const char *who)
 {
     struct tmd_worker *w = calloc(1, sizeof(*w));
     if (!w)
@@ -193,6 +318,7 @@ int tmd_worker_start(struct tmd *d, struct tmd_worker **out, tmem_client_t *c, v
     w->pages = (uint8_t *)window + TMW_PAGES_OFF;
     w->st = st;
     w->spin_ns = (uint64_t)d->cfg.spin_us * 1000u;
+    snprintf(w->who, sizeof(w->who), "%s", who);
     int rc = pthread_create(&w->thread, NULL, worker_main, w);
     if (rc) {
         free(w);
@@ -207,6 +333,7 @@ void tmd_worker_stop(struct tmd_worker *w)
     if (!w)
         return;
     atomic_store(&w->stop, 1);
+    tm_futex_wake(&w->stop, 1);                 /* a throttled worker's wait */
     /* a poke that makes a sleeping worker's futex word differ; if the
      * client clears it first, the sleep's timeout ends the wait */
     atomic_fetch_or(&w->hdr->pending, 1u << (TMW_NSLOTS - 1));

@@ -17,7 +17,11 @@
  *
  *  - the control socket (administrators only): one request message, then
  *    zero or more DATA messages and one END message carrying the result.
- *    restore sends DATA messages the other way before its END.
+ *    restore sends DATA messages the other way before its END.  Its
+ *    messages carry TMW_CTL_VERSION, raised whenever a request or a reply
+ *    record changes, so that a tmemctl and a daemon of different records
+ *    refuse each other instead of misreading them; the client socket's
+ *    carry TMW_VERSION, which such a change leaves alone.
  *
  * The window (one per client, created and sealed by the daemon against
  * shrinking and growing, so that neither side can be made to fault):
@@ -59,7 +63,9 @@
 #include "tmem/tmem.h"
 
 #define TMW_MAGIC    0x544d454du        /* "TMEM" */
-#define TMW_VERSION  2u
+#define TMW_VERSION  2u                 /* the client socket and the window */
+#define TMW_CTL_VERSION 3u              /* the control socket (above): 3 added the workers'
+                                           wake-ups, CPU and throttles to the records */
 #define TMW_NSLOTS   32u                /* one bit each in header.pending */
 #define TMW_SLOTS_OFF 256u
 #define TMW_PAGES_OFF 4096u
@@ -354,6 +360,14 @@ struct tmw_ctl_stats {
     uint64_t lent_bytes[2];         /* [0] ephemeral, [1] persistent */
     uint64_t lend_grown, lend_refused, lend_returned, lend_revoked, lend_bad;
     uint64_t lend_shrinks_asked, lend_adopted_units, lend_adopt_refused;
+    /* the workers (every client's window), clients gone included:
+     * wake-ups by a doorbell, those that found no posted slot, the worker
+     * threads' CPU time, throttles for empty wake-ups (docs/protocol.md,
+     * "Empty wake-ups") */
+    uint64_t worker_wakeups, worker_empty_wakeups;
+    uint64_t worker_cpu_ns;
+    uint64_t worker_throttles;
+    uint64_t throttled;             /* clients throttled now */
 };
 
 /* TMW_CTL_CLIENTS reply: one record per client (connected or parked).
@@ -372,7 +386,23 @@ struct tmw_ctl_client {
     uint64_t meta_bytes;        /* its engine's metadata, in its own heap (reported) */
     uint64_t oldest_eph_ms;     /* the age of its oldest ephemeral page (reported) */
     uint64_t revoked_units;     /* ephemeral units taken from it by force */
+    /* its worker (0 for a parked client) */
+    uint64_t wakeups;           /* returns from sleep by a doorbell */
+    uint64_t empty_wakeups;     /* of which found no posted slot */
+    uint64_t worker_cpu_ns;     /* the worker thread's CPU time (to within 1 ms) */
+    uint64_t throttles;         /* times it was throttled for empty wake-ups */
+    uint32_t throttled;         /* 1: throttled now */
+    uint32_t reserved2_;
 };
+
+/* The control records as TMW_CTL_VERSION has them (on 64-bit hosts): a
+ * change to one (tmem_stats_t and tmem_client_info_t are in them) raises
+ * TMW_CTL_VERSION and these sizes. */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct tmw_ctl) == 144 && sizeof(struct tmw_ctl_stats) == 624 &&
+               sizeof(struct tmw_ctl_client) == 328,
+               "a control record changed: raise TMW_CTL_VERSION and the sizes here");
+#endif
 
 /* The save file written by TMW_CTL_SAVE: this header, then the engine's
  * save stream (docs/protocol.md). */

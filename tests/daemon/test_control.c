@@ -573,7 +573,7 @@ static struct tmw_ctl good_req(uint32_t op)
 {
     struct tmw_ctl q;
     memset(&q, 0, sizeof(q));
-    q.m = (struct tmw_msg){ TMW_MAGIC, TMW_VERSION, TMW_MSG_CTL, sizeof(q), 0 };
+    q.m = (struct tmw_msg){ TMW_MAGIC, TMW_CTL_VERSION, TMW_MSG_CTL, sizeof(q), 0 };
     q.op = op;
     return q;
 }
