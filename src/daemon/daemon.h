@@ -110,6 +110,7 @@ struct tmd {
     uint64_t start_ms;
     _Atomic int stopping;
     int listen_fd, control_fd;
+    int lock_fd[2];                     /* the sockets' locks (tmd_server_lock), held to the end */
     struct tmd_counters n;
     struct tmd_gov_state gov;
     /* connections and parked clients (conns_lock) */
@@ -129,6 +130,11 @@ struct tmd {
 uint64_t tmd_now_ms(void);
 
 /* ---- server.c ---- */
+/* Takes the lock of each socket path, PATH.lock beside it (an exclusive
+ * flock; the file holds the pid), before the daemon touches either path;
+ * they stay held until the process exits.  0, or -errno with the reason
+ * logged (-EWOULDBLOCK: another daemon holds one, its pid named). */
+int  tmd_server_lock(struct tmd *d);
 /* Binds both sockets, starts the listener; d->conns_lock is initialised. */
 int  tmd_server_start(struct tmd *d);
 /* Checks a received HELLO of n bytes (n as recv reported it with MSG_TRUNC)

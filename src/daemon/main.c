@@ -2,7 +2,8 @@
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *
  * Start-up: configuration (embedded default, then --config FILE, then the
- * command line), the engine, the state file's clients (restored and parked
+ * command line), the sockets' locks (another daemon on the same paths
+ * stops this one here), the engine, the state file's clients (restored and parked
  * before any connection can come), the governor (the first limit), the
  * metrics endpoint, the sockets (their paths appear only once they listen:
  * ready), then READY=1 to systemd.  SIGTERM or SIGINT stop it: the
@@ -159,6 +160,10 @@ int main(int argc, char **argv)
         return 1;
     }
     tmd_log_init(d.cfg.log_level);
+    /* one daemon per socket path: before anything touches the paths (or
+     * the state file, which the daemon serving them owns) */
+    if (tmd_server_lock(&d) != 0)
+        return 1;
 
     /* signals are taken by sigwait in this thread only */
     sigset_t set;

@@ -1,0 +1,278 @@
+/*
+ * test_startup.c - what tmemd refuses or survives at start-up, with real
+ * daemons (td_harness) and tmemd processes run directly: a second daemon
+ * on the same socket paths stops at their locks, also while the first
+ * one's listen backlogs are full, and the first keeps serving after the
+ * second is gone; a daemon removes only the socket file it bound.
+ *
+ * Every daemon started with td_start must stop with exit status 0 (its
+ * engine passed tmem_check()).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/ctl_client.h"
+#include "td_harness.h"
+#include "tmem_test.h"
+
+#ifndef TMEMD_BIN
+#define TMEMD_BIN "tmemd"
+#endif
+
+static const tmem_uuid_t NOUUID = { 0, 0 };
+static const tmem_oid_t OID = { { 1, 2, 3 } };
+
+/* The running test's daemon, and a tmemd it ran directly: global, so that
+ * a failed test's are stopped too (by cleanup). */
+static td_t D;
+static pid_t other = -1;
+
+static int cleanup(void **state)
+{
+    (void)state;
+    if (other > 0) {
+        kill(other, SIGKILL);
+        waitpid(other, NULL, 0);
+        other = -1;
+    }
+    if (D.pid > 0)
+        kill(D.pid, SIGCONT);   /* a test may have stopped it */
+    if (D.dir[0]) {
+        td_stop(&D);
+        memset(&D, 0, sizeof(D));
+    }
+    return 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* A file's text, terminated ("" if there is none), in a buffer of its own
+ * that the next call overwrites. */
+static char *read_text(const char *path)
+{
+    static char text[1 << 20];
+    text[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(text, 1, (1 << 20) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    return text;
+}
+
+/* Runs tmemd with args (NULL-terminated) directly, its stderr to log.
+ * Its pid (also in other). */
+static pid_t run_tmemd(const char *const *args, const char *log)
+{
+    const char *bin = getenv("TMEMD_BIN");
+    if (!bin)
+        bin = TMEMD_BIN;
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen(log, "w", stderr))
+            _exit(126);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    other = pid;
+    return pid;
+}
+
+/* Waits up to ms for the tmemd of run_tmemd to exit: its exit status, or
+ * -1 if it still runs (it is killed) or died of a signal. */
+static int wait_exit(pid_t pid, unsigned ms)
+{
+    uint64_t until = now_ms() + ms;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (now_ms() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            other = -1;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    other = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void expect_in(const char *text, const char *what, const char *where)
+{
+    if (!strstr(text, what))
+        fail_msg("expected \"%s\" in %s:\n%s", what, where, text);
+}
+
+/* The daemon's log (DIR/tmemd.log) has what (not checked with TD_VERBOSE,
+ * where the log goes to stderr). */
+static void expect_log(const char *what)
+{
+    if (getenv("TD_VERBOSE"))
+        return;
+    char path[300];
+    snprintf(path, sizeof(path), "%s/tmemd.log", D.dir);
+    expect_in(read_text(path), what, "the daemon's log");
+}
+
+/* A client that puts a page and gets it back through the daemon at sock. */
+static void client_works(const char *sock, const char *name)
+{
+    tmem_client_t *c = tmem_connect(sock, name);
+    if (!c)
+        fail_msg("tmem_connect(%s, %s): %s", sock, name, strerror(errno));
+    int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    assert_true(p >= 0);
+    uint8_t in[PG], out[PG];
+    tt_fill(in, TT_RANDOM, 42);
+    assert_int_equal(tmem_put_page(c, (uint32_t)p, OID, 0, in), 0);
+    assert_int_equal(tmem_get_page(c, (uint32_t)p, OID, 0, out), 0);
+    assert_memory_equal(in, out, PG);
+    tmem_client_close(c);
+}
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    return st.st_ino;
+}
+
+/* ------------------------------------------------------------------------
+ * One daemon per socket path
+ * ---------------------------------------------------------------------- */
+/* Connects to path until its listen backlog is full (the daemon is
+ * stopped: nothing is accepted); the descriptors go to fds. */
+static size_t fill_backlog(const char *path, int *fds, size_t max)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    size_t n = 0;
+    while (n < max) {
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            assert_int_equal(errno, EAGAIN);
+            close(fd);
+            return n;
+        }
+        fds[n++] = fd;
+    }
+    fail_msg("%s: the backlog took %zu connections and is not full", path, n);
+    return n;
+}
+
+/* A second daemon on the same socket paths, started while the first one
+ * is stopped with both listen backlogs full (connecting to them says
+ * EAGAIN, as if nobody listened): it refuses to start at once, naming the
+ * lock and the first one's pid, and the first one's sockets stay its own
+ * and serve. */
+static void second_daemon_is_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&D, NULL), 0);
+    client_works(D.sock, "first");
+    ino_t sock_ino = inode_of(D.sock), ctl_ino = inode_of(D.ctl);
+
+    enum { MAXFD = 4096 };
+    static int fds[2 * MAXFD];
+    assert_int_equal(kill(D.pid, SIGSTOP), 0);
+    size_t n = fill_backlog(D.sock, fds, MAXFD);
+    n += fill_backlog(D.ctl, fds + n, MAXFD);
+
+    char log[300];
+    snprintf(log, sizeof(log), "%s/second.log", D.dir);
+    const char *args[] = { "--socket", D.sock, "--control-socket", D.ctl, "--max-memory", "64M",
+                           "--set", "metrics.port=0", "--set", "governor.enabled=false", NULL };
+    uint64_t t0 = now_ms();
+    int rc = wait_exit(run_tmemd(args, log), 2000);
+    uint64_t took = now_ms() - t0;
+    kill(D.pid, SIGCONT);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    char *text = read_text(log);
+    if (rc <= 0)
+        fail_msg("the second tmemd %s (%llu ms); its log:\n%s",
+                 rc < 0 ? "did not exit within 2 s" : "exited 0",
+                 (unsigned long long)took, text);
+    char lock[300], pid[40];
+    snprintf(lock, sizeof(lock), "%s.lock", D.sock);
+    snprintf(pid, sizeof(pid), "(pid %d)", (int)D.pid);
+    expect_in(text, lock, "the second tmemd's log");
+    expect_in(text, pid, "the second tmemd's log");
+    expect_in(text, "not starting", "the second tmemd's log");
+
+    /* the first one's sockets are the files it bound, and serve */
+    assert_int_equal(inode_of(D.sock), sock_ino);
+    assert_int_equal(inode_of(D.ctl), ctl_ino);
+    client_works(D.sock, "after");
+    struct tmw_ctl_stats s;
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+}
+
+/* A daemon removes its socket paths at stop only while they are the files
+ * it bound: one put in their place meanwhile stays. */
+static void stop_leaves_a_replaced_socket(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&D, NULL), 0);
+    assert_int_equal(unlink(D.sock), 0);
+    FILE *f = fopen(D.sock, "w");
+    assert_non_null(f);
+    fputs("not the daemon's\n", f);
+    fclose(f);
+    assert_int_equal(kill(D.pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(D.pid, &status, 0), D.pid);
+    D.pid = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    struct stat st;
+    assert_int_equal(lstat(D.sock, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(lstat(D.ctl, &st), -1);        /* its own: removed */
+    expect_log("no longer the socket this daemon bound");
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(second_daemon_is_refused, cleanup),
+        cmocka_unit_test_teardown(stop_leaves_a_replaced_socket, cleanup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
