@@ -626,17 +626,37 @@ static uint64_t read_memtotal(const char *path)
     return kb > UINT64_MAX / 1024 ? 0 : (uint64_t)kb * 1024;
 }
 
+void tmd_format_size(char *out, size_t len, uint64_t bytes)
+{
+    static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    unsigned u = 0;
+    while (u < 6 && bytes >> (10 * (u + 1)))
+        u++;
+    if (u == 0 || (bytes & ((1ull << (10 * u)) - 1)) == 0)
+        snprintf(out, len, "%llu %s", (unsigned long long)(bytes >> (10 * u)), units[u]);
+    else
+        snprintf(out, len, "%.1f %s", (double)bytes / (double)(1ull << (10 * u)), units[u]);
+}
+
 int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
 {
-    uint64_t total = 0;
+    /* MemTotal is needed for percentages and the governor, and checks a
+     * fixed max_memory when it can be read */
+    uint64_t total = read_memtotal(cfg->meminfo_path);
     bool need_total = cfg->max_memory_pct > 0 || cfg->reserve_pct > 0 || cfg->governor;
-    if (need_total) {
-        total = read_memtotal(cfg->meminfo_path);
-        if (!total) {
-            snprintf(err, errlen, "governor.meminfo: no MemTotal in %s%s", cfg->meminfo_path,
-                     cfg->governor ? "" : " (needed for percentages)");
-            return -1;
-        }
+    if (need_total && !total) {
+        snprintf(err, errlen, "governor.meminfo: no MemTotal in %s%s", cfg->meminfo_path,
+                 cfg->governor ? "" : " (needed for percentages)");
+        return -1;
+    }
+    cfg->memtotal = total;
+    if (cfg->max_memory_pct == 0 && total && cfg->max_memory > total) {
+        char want[32], have[32];
+        tmd_format_size(want, sizeof(want), cfg->max_memory);
+        tmd_format_size(have, sizeof(have), total);
+        snprintf(err, errlen, "memory.max_memory: %s is more than this host's memory (%s)",
+                 want, have);
+        return -1;
     }
     if (cfg->max_memory_pct > 0)
         cfg->max_memory = (uint64_t)((double)total * cfg->max_memory_pct / 100.0) &

@@ -49,6 +49,7 @@ struct tmd_config {
     /* the engine */
     uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
     double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
+    uint64_t memtotal;                  /* MemTotal read by tmd_config_resolve (0 unknown) */
     tmem_config_t engine;               /* max_bytes is set by the governor */
     int      lend;                      /* lend memory to clients (lend.c) */
     unsigned shrink_deadline_ms;        /* a SHRINK's deadline */
@@ -80,9 +81,14 @@ int  tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t
  * finds the key by name (key names are unique). */
 int  tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
                     const char *value, char *err, size_t errlen);
-/* Resolves percentages against MemTotal read from cfg->meminfo_path, and
- * sets engine.max_bytes = max_memory. */
+/* Resolves percentages against MemTotal read from cfg->meminfo_path (kept
+ * in cfg->memtotal), checks the whole (a fixed max_memory above MemTotal is
+ * an error; when MemTotal cannot be read and nothing needs it, that check
+ * is skipped), and sets engine.max_bytes = max_memory. */
 int  tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen);
+/* bytes as "1000 TiB", "23.5 GiB", "512 MiB": in the largest binary unit it
+ * fills, with one decimal unless whole. */
+void tmd_format_size(char *out, size_t len, uint64_t bytes);
 /* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
 int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
 extern const char tmd_default_config[];  /* the embedded default, as INI text */

@@ -2,7 +2,8 @@
  * test_config.c - tmemd's configuration: sizes and percentages (good and
  * bad), the embedded default, files (keys, comments, indentation, errors
  * with file:line and key, nothing applied on error), single keys from the
- * command line, resolution against a fake MemTotal, and dist/tmemd.conf
+ * command line, resolution against a fake MemTotal (a fixed max_memory
+ * above it refused), sizes as the messages write them, and dist/tmemd.conf
  * equal to the embedded default.
  */
 #include <setjmp.h>
@@ -531,6 +532,28 @@ static void resolve(void **state)
                                     sizeof(err)), 0);
     assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "daemon.control_socket:"));
+    /* a fixed max_memory above MemTotal is refused, one at MemTotal taken */
+    resolve_with(&c, 24683772);         /* 23.5 GiB */
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "1000T", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "memory.max_memory: 1000 TiB is more than this host's memory "
+                             "(23.5 GiB)");
+    resolve_with(&c, 24683772);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "25276182529", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "memory.max_memory: 23.5 GiB is more than this host's memory"));
+    resolve_with(&c, 24683772);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "25276182528", err, sizeof(err)), 0);
+    if (tmd_config_resolve(&c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.max_memory, 24683772ull * 1024);
+    assert_int_equal(c.memtotal, 24683772ull * 1024);
+    resolve_with(&c, 8 * GiB / 1024);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "8G", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "9G", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "memory.max_memory: 9 GiB is more than this host's memory (8 GiB)");
     /* no MemTotal to resolve against */
     resolve_with(&c, 8 * GiB / 1024);
     assert_int_equal(tmd_config_set(&c, "", "meminfo", "/nonexistent", err, sizeof(err)), 0);
@@ -543,6 +566,22 @@ static void resolve(void **state)
     if (tmd_config_resolve(&c, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     assert_int_equal(c.engine.max_bytes, 64 * MiB);
+    assert_int_equal(c.memtotal, 0);    /* unknown: a fixed size is not checked */
+}
+
+static void format_size(void **state)
+{
+    (void)state;
+    static const struct { uint64_t bytes; const char *text; } cases[] = {
+        { 0, "0 bytes" }, { 1023, "1023 bytes" }, { 1024, "1 KiB" }, { 1536, "1.5 KiB" },
+        { 512 * MiB, "512 MiB" }, { 24683772ull * 1024, "23.5 GiB" },
+        { 1000ull << 40, "1000 TiB" }, { UINT64_MAX, "16.0 EiB" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[32];
+        tmd_format_size(out, sizeof(out), cases[i].bytes);
+        assert_string_equal(out, cases[i].text);
+    }
 }
 
 static int setup(void **state)
@@ -575,6 +614,7 @@ int main(void)
         cmocka_unit_test(file_errors),
         cmocka_unit_test(set_keys),
         cmocka_unit_test(resolve),
+        cmocka_unit_test(format_size),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,7 +3,9 @@
  * daemons (td_harness) and tmemd processes run directly: a second daemon
  * on the same socket paths stops at their locks, also while the first
  * one's listen backlogs are full, and the first keeps serving after the
- * second is gone; a daemon removes only the socket file it bound.
+ * second is gone; a daemon removes only the socket file it bound; a fixed
+ * max_memory above MemTotal stops the start (with the figures), and the
+ * figure used is logged.
  *
  * Every daemon started with td_start must stop with exit status 0 (its
  * engine passed tmem_check()).
@@ -35,6 +37,7 @@ static const tmem_oid_t OID = { { 1, 2, 3 } };
  * a failed test's are stopped too (by cleanup). */
 static td_t D;
 static pid_t other = -1;
+static char tmpdir[] = "/tmp/tmem-startup.XXXXXX";     /* the group's files */
 
 static int cleanup(void **state)
 {
@@ -267,12 +270,89 @@ static void stop_leaves_a_replaced_socket(void **state)
     expect_log("no longer the socket this daemon bound");
 }
 
+/* ------------------------------------------------------------------------
+ * Refused at start
+ * ---------------------------------------------------------------------- */
+/* Runs tmemd on sockets in the test directory with the options of td_start
+ * but --max-memory, then more (NULL-terminated); it must exit nonzero
+ * within 2 s, having logged what, and left no socket.  Its log (read_text). */
+static char *refused(const char *const *more, const char *what)
+{
+    char sock[300], ctl[300], log[300];
+    snprintf(sock, sizeof(sock), "%s/c.sock", tmpdir);
+    snprintf(ctl, sizeof(ctl), "%s/ctl.sock", tmpdir);
+    snprintf(log, sizeof(log), "%s/refused.log", tmpdir);
+    const char *args[32] = { "--socket", sock, "--control-socket", ctl, "--set",
+                             "metrics.port=0", "--set", "governor.enabled=false" };
+    int n = 8;
+    for (int i = 0; more[i] && n < 31; i++)
+        args[n++] = more[i];
+    args[n] = NULL;
+    uint64_t t0 = now_ms();
+    int rc = wait_exit(run_tmemd(args, log), 2000);
+    uint64_t took = now_ms() - t0;
+    char *text = read_text(log);
+    if (rc <= 0)
+        fail_msg("tmemd %s (%llu ms); its log:\n%s",
+                 rc < 0 ? "did not exit within 2 s" : "exited 0", (unsigned long long)took,
+                 text);
+    expect_in(text, what, "tmemd's log");
+    struct stat st;
+    assert_int_equal(lstat(sock, &st), -1);
+    assert_int_equal(lstat(ctl, &st), -1);
+    return text;
+}
+
+/* A fixed max_memory above MemTotal stops the start (never clamped). */
+static void max_memory_above_memtotal(void **state)
+{
+    (void)state;
+    const char *args[] = { "--max-memory", "1000T", NULL };
+    refused(args, "memory.max_memory: 1000 TiB is more than this host's memory (");
+    /* a host of 23.5 GiB (the meminfo file of the configuration) */
+    char meminfo[300], set[320];
+    snprintf(meminfo, sizeof(meminfo), "%s/meminfo", tmpdir);
+    tt_write_file(meminfo, "MemTotal:       24683772 kB\nMemFree:        23736740 kB\n"
+                           "MemAvailable:   24158340 kB\n");
+    snprintf(set, sizeof(set), "governor.meminfo=%s", meminfo);
+    const char *args2[] = { "--max-memory", "24G", "--set", set, NULL };
+    refused(args2, "tmemd: memory.max_memory: 24 GiB is more than this host's memory "
+                   "(23.5 GiB)\n");
+}
+
+/* What a daemon says of max_memory at start. */
+static void max_memory_is_logged(void **state)
+{
+    (void)state;
+    const char *args[] = { "--max-memory", "48M", NULL };
+    assert_int_equal(td_start(&D, args), 0);
+    expect_log("max_memory: 48 MiB (MemTotal ");
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+}
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(second_daemon_is_refused, cleanup),
         cmocka_unit_test_teardown(stop_leaves_a_replaced_socket, cleanup),
+        cmocka_unit_test_teardown(max_memory_above_memtotal, cleanup),
+        cmocka_unit_test_teardown(max_memory_is_logged, cleanup),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
