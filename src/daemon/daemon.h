@@ -75,7 +75,8 @@ struct tmd_config {
 
 /* Fills cfg with the embedded default configuration. */
 int  tmd_config_default(struct tmd_config *cfg);
-/* Reads an INI file over cfg; on error writes one line to err and returns -1. */
+/* Reads an INI file over cfg (a regular file of at most 1 MiB); on error
+ * writes one line to err and returns -1. */
 int  tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen);
 /* Sets key (e.g. "max_memory") in section from text; section "" or NULL
  * finds the key by name (key names are unique). */
@@ -86,6 +87,14 @@ int  tmd_config_set(struct tmd_config *cfg, const char *section, const char *key
  * an error; when MemTotal cannot be read and nothing needs it, that check
  * is skipped), and sets engine.max_bytes = max_memory. */
 int  tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen);
+/* Opens path for reading (flags: more O_* flags, e.g. O_NOFOLLOW) without
+ * blocking (O_NONBLOCK: a FIFO or a device does not hold the open) and
+ * keeps it only if it is a regular file.  The descriptor; -1 when it cannot
+ * be opened (errno set); -2 when it is not a regular file.  why says what
+ * is wrong ("not a regular file (a FIFO)", or strerror). */
+int  tmd_open_regular(const char *path, int flags, char *why, size_t whylen);
+/* "a FIFO", "a directory", ... for a st_mode. */
+const char *tmd_file_kind(unsigned mode);
 /* bytes as "1000 TiB", "23.5 GiB", "512 MiB": in the largest binary unit it
  * fills, with one decimal unless whole. */
 void tmd_format_size(char *out, size_t len, uint64_t bytes);
@@ -188,14 +197,16 @@ int  tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid
 /* At start-up, before the sockets appear: restores each client of the file
  * into a new engine client and parks it.  A damaged file keeps the clients
  * restored before the damage, is renamed to PATH.bad, and the daemon starts
- * anyway.  Never fails the start. */
+ * anyway; something at PATH that is not a regular file is logged and left
+ * alone.  Never blocks, never fails the start. */
 void tmd_state_load(struct tmd *d);
 /* Once the daemon serves (its sockets are up): removes the file loaded, so
  * that a later crash cannot bring its pages back.  A start that fails
  * before this leaves the file for the next start. */
 void tmd_state_loaded(struct tmd *d);
 /* After tmd_server_quiesce: writes every client with persistent pages to
- * the state file (temporary file, fsync, rename).  0 or -errno (logged). */
+ * the state file (temporary file, fsync, rename), unless something that is
+ * not a regular file is at its path (-EEXIST).  0 or -errno (logged). */
 int  tmd_state_save(struct tmd *d);
 
 /* ---- worker.c (one per connected client) ---- */

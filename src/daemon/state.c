@@ -39,8 +39,12 @@
  * another's pages.
  *
  * The file holds the clients' data (swap pages): it is created 0600, and
- * at start-up one that is not a regular file owned by the daemon's user,
- * writable by nobody else, is refused.
+ * at start-up one not owned by the daemon's user, or writable by others, is
+ * refused (renamed to PATH.bad).  Something at PATH that is not a regular
+ * file (a FIFO, a device, a directory, a symbolic link) is never read (it
+ * is opened without blocking, then looked at), renamed or replaced: the
+ * daemon logs it and starts without it, and the save at stop refuses to
+ * write over it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -267,6 +271,14 @@ int tmd_state_save(struct tmd *d)
     const char *path = d->cfg.state_file;
     if (!path[0])
         return 0;
+    /* what is at path now is replaced (or removed) only if it is a regular
+     * file: a FIFO, a device, a directory or a link is left alone */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        tmd_log(LOG_ERR, "state file %s: not a regular file (%s): not replaced; the persistent "
+                "pages of every client are lost", path, tmd_file_kind(st.st_mode));
+        return -EEXIST;
+    }
     uint64_t t0 = tmd_now_ms();
     char tmp[PATH_MAX];
     int rc = path_with(tmp, path, ".tmp");
@@ -657,13 +669,20 @@ void tmd_state_load(struct tmd *d)
                 "pages will be lost at stop", path, strerror(errno));
 
     uint64_t t0 = tmd_now_ms();
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    char why[100];
+    int fd = tmd_open_regular(path, O_NOFOLLOW, why, sizeof(why));
+    if (fd == -2) {
+        /* not ours to read, rename or replace: left as it is */
+        tmd_log(LOG_ERR, "state file %s: %s: not read, left in place; starting without it "
+                "(the save at stop will not replace it either)", path, why);
+        return;
+    }
     if (fd < 0) {
         if (errno == ENOENT)
             tmd_log(LOG_INFO, "state file %s: none (nothing to restore)", path);
         else
             tmd_log(LOG_ERR, "state file %s: cannot open it: %s; starting without it", path,
-                    strerror(errno));
+                    why);
         return;
     }
     struct load L = { .d = d, .r = { .fd = fd, .buf = malloc(ST_BUF) } };

@@ -5,7 +5,9 @@
  * one's listen backlogs are full, and the first keeps serving after the
  * second is gone; a daemon removes only the socket file it bound; a fixed
  * max_memory above MemTotal stops the start (with the figures), and the
- * figure used is logged.
+ * figure used is logged; --config naming a device or a FIFO stops the
+ * start at once, and a FIFO as the state file neither blocks the start nor
+ * is written over at stop.
  *
  * Every daemon started with td_start must stop with exit status 0 (its
  * engine passed tmem_check()).
@@ -331,6 +333,66 @@ static void max_memory_is_logged(void **state)
     memset(&D, 0, sizeof(D));
 }
 
+/* ------------------------------------------------------------------------
+ * Files that are not regular files
+ * ---------------------------------------------------------------------- */
+/* --config naming a device or a FIFO stops the start at once (it used to
+ * read /dev/zero for ever, and wait in open() for a FIFO's writer). */
+static void config_not_a_regular_file(void **state)
+{
+    (void)state;
+    const char *args[] = { "--config", "/dev/zero", NULL };
+    refused(args, "tmemd: /dev/zero: not a regular file (a character device)\n");
+    char fifo[300];
+    snprintf(fifo, sizeof(fifo), "%s/config.fifo", tmpdir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *args2[] = { "--config", fifo, NULL };
+    refused(args2, "config.fifo: not a regular file (a FIFO)");
+    unlink(fifo);
+}
+
+/* A FIFO as the state file: the daemon starts at once without it (the
+ * state file never fails the start), says why, serves, and at stop does
+ * not write over it. */
+static void state_file_fifo(void **state)
+{
+    (void)state;
+    char fifo[300], set[320];
+    snprintf(fifo, sizeof(fifo), "%s/state.fifo", tmpdir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(set, sizeof(set), "daemon.state_file=%s", fifo);
+    const char *args[] = { "--set", set, NULL };
+    td_window_mode = 1;         /* the daemon holds the persistent pages, to save */
+    uint64_t t0 = now_ms();
+    int rc = td_start(&D, args);
+    td_window_mode = 0;
+    assert_int_equal(rc, 0);
+    uint64_t took = now_ms() - t0;
+    if (took > 2000)
+        fail_msg("tmemd took %llu ms to start", (unsigned long long)took);
+    expect_log("not a regular file (a FIFO): not read, left in place; starting without it");
+    tmem_client_t *c = tmem_connect(D.sock, "keeper");
+    assert_non_null(c);
+    int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    assert_true(p >= 0);
+    uint8_t page[PG];
+    tt_fill(page, TT_RANDOM, 7);
+    assert_int_equal(tmem_put_page(c, (uint32_t)p, OID, 0, page), 0);
+    tmem_client_close(c);
+
+    /* the stop: nothing written over the FIFO */
+    assert_int_equal(kill(D.pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(D.pid, &status, 0), D.pid);
+    D.pid = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    struct stat st;
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    expect_log("not a regular file (a FIFO): not replaced");
+    unlink(fifo);
+}
+
 static int make_tmpdir(void **state)
 {
     (void)state;
@@ -353,6 +415,8 @@ int main(void)
         cmocka_unit_test_teardown(stop_leaves_a_replaced_socket, cleanup),
         cmocka_unit_test_teardown(max_memory_above_memtotal, cleanup),
         cmocka_unit_test_teardown(max_memory_is_logged, cleanup),
+        cmocka_unit_test_teardown(config_not_a_regular_file, cleanup),
+        cmocka_unit_test_teardown(state_file_fifo, cleanup),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
