@@ -145,6 +145,12 @@ struct tmd {
 uint64_t tmd_now_ms(void);
 
 /* ---- server.c ---- */
+/* A client's name as the daemon keeps and logs it, wherever it comes from
+ * (a HELLO, the state file, a restored save file): at most max bytes of in
+ * (and TMW_NAME_MAX - 1), cut at a NUL, with the engine's rule
+ * (client.c): printable ASCII but space and , : = become '_' (no control
+ * character reaches a log line or a tmem-list line). */
+void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max);
 /* Takes the lock of each socket path, PATH.lock beside it (an exclusive
  * flock; the file holds the pid), before the daemon touches either path;
  * they stay held until the process exits.  0, or -errno with the reason

@@ -96,9 +96,7 @@ uint64_t tmd_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The engine's rule for names (client.c): printable ASCII but space and
- * , : = become '_'. */
-static void sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
+void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
 {
     size_t n = strnlen(in, max < TMW_NAME_MAX - 1 ? max : TMW_NAME_MAX - 1);
     for (size_t i = 0; i < n; i++) {
@@ -534,7 +532,7 @@ int tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX])
         return -EPROTO;
     if (h.m.version != TMW_VERSION)
         return -EPROTONOSUPPORT;
-    sanitize_name(name, h.name, sizeof(h.name));
+    tmd_sanitize_name(name, h.name, sizeof(h.name));
     return 0;
 }
 
@@ -1016,7 +1014,7 @@ int tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
     k->parked = true;
     k->c = c;
     k->since_ms = tmd_now_ms();
-    sanitize_name(k->name, name, TMW_NAME_MAX);
+    tmd_sanitize_name(k->name, name, TMW_NAME_MAX);
     pthread_mutex_lock(&d->conns_lock);
     /* one parked client per (uid, name): a newer restore replaces it */
     struct tmd_conn *old = NULL;

@@ -33,7 +33,12 @@
  * on: the clients restored from the records before it (each verified whole)
  * are kept, the file is renamed to PATH.bad, and the daemon starts.  A
  * record whose pages do not fit (max_memory) or that the engine refuses is
- * logged and skipped: the file is sound, the others are restored.  Two
+ * logged and skipped: the file is sound, the others are restored (the
+ * engine checks the stream's settings as every other setter does: a weight
+ * above TMEM_WEIGHT_MAX or a cap above TMEM_CAP_MAX is refused so).  A
+ * record's name is taken as a HELLO's is (tmd_sanitize_name: a control
+ * character becomes '_'), so its owner, whose HELLO is sanitised the same
+ * way, still adopts it, and the log shows no raw byte of it.  Two
  * clients with the same uid and name are both left out at save time: which
  * owner would adopt which is ambiguous, and a client must never adopt
  * another's pages.
@@ -511,7 +516,7 @@ static int load_record(struct load *L, const struct st_record *rec, uint64_t k)
 {
     struct tmd *d = L->d;
     char name[TMW_NAME_MAX];
-    memcpy(name, rec->name, sizeof(name));
+    tmd_sanitize_name(name, rec->name, sizeof(rec->name));
     struct rec_in in = { .r = &L->r, .left = rec->stream_len, .h = L->stream };
     XXH64_reset(L->stream, 0);
     errno = 0;
@@ -560,7 +565,8 @@ static int load_record(struct load *L, const struct st_record *rec, uint64_t k)
         else
             tmd_log(LOG_ERR, "state file: client uid %u \"%s\" NOT restored (%" PRIu64
                     " persistent pages): %s", (unsigned)rec->uid, name, rec->pages,
-                    got == -EPROTO ? "the engine refused its save stream"
+                    got == -EPROTO ? "the engine refused its save stream (malformed, or a "
+                                     "weight or cap out of range)"
                                    : strerror((int)-got));
         return 0;
     }

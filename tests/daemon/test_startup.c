@@ -7,7 +7,9 @@
  * max_memory above MemTotal stops the start (with the figures), and the
  * figure used is logged; --config naming a device or a FIFO stops the
  * start at once, and a FIFO as the state file neither blocks the start nor
- * is written over at stop.
+ * is written over at stop; a forged state file's client name with control
+ * characters reaches neither the log nor the client list raw, and its
+ * weight or cap out of range is refused.
  *
  * Every daemon started with td_start must stop with exit status 0 (its
  * engine passed tmem_check()).
@@ -17,12 +19,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "ctl/ctl_client.h"
 #include "td_harness.h"
@@ -393,6 +397,199 @@ static void state_file_fifo(void **state)
     unlink(fifo);
 }
 
+/* ------------------------------------------------------------------------
+ * A forged state file
+ * ---------------------------------------------------------------------- */
+/* The state file's layout (src/daemon/state.c) and the engine's save
+ * stream (src/core/save.c), written here from scratch with the right
+ * checksums: what a forger can do. */
+struct st_header {
+    char     magic[8];
+    uint32_t version, header_size;
+    uint64_t saved_at, check;
+};
+struct st_record {
+    uint32_t tag, uid, gid, reserved;
+    char     name[64];
+    uint64_t stream_len, pages, stream_check, check;
+};
+struct st_trailer {
+    uint32_t tag, reserved;
+    uint64_t records, pages, stream_bytes, chain, check;
+};
+_Static_assert(sizeof(struct st_header) == 32, "state.c's header");
+_Static_assert(sizeof(struct st_record) == 112, "state.c's record");
+_Static_assert(sizeof(struct st_trailer) == 48, "state.c's trailer");
+
+struct out {
+    uint8_t p[1 << 14];
+    size_t len;
+};
+
+static void out_put(struct out *o, const void *p, size_t n)
+{
+    assert_true(o->len + n <= sizeof(o->p));
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+}
+
+static void out_u32(struct out *o, uint32_t v) { out_put(o, &v, 4); }
+static void out_u64(struct out *o, uint64_t v) { out_put(o, &v, 8); }
+
+/* An engine save stream with no pools: its settings, the end, the checksum. */
+static void forge_stream(struct out *o, uint32_t weight, uint64_t cap, const char *name)
+{
+    o->len = 0;
+    out_put(o, "TMEMSAVE", 8);
+    out_u32(o, 1);                      /* version */
+    out_u32(o, 0);                      /* flags: not frozen */
+    out_u32(o, TMEM_COMPRESS_LZ4);
+    out_u32(o, weight);
+    out_u64(o, cap);
+    out_u32(o, (uint32_t)strlen(name));
+    out_put(o, name, strlen(name));
+    out_u32(o, 0x21444e45u);            /* "END!" */
+    out_u64(o, 0);                      /* pools */
+    out_u64(o, 0);                      /* pages */
+    out_u64(o, XXH64(o->p, o->len, 0));
+}
+
+struct forged_client {
+    const char *name;
+    uint32_t weight;
+    uint64_t cap;
+};
+
+/* Writes a sound state file at path holding clients (of this uid). */
+static void forge_state_file(const char *path, const struct forged_client *cl, size_t n)
+{
+    static struct out file, stream;
+    file.len = 0;
+    XXH64_state_t *chain = XXH64_createState();
+    assert_non_null(chain);
+    XXH64_reset(chain, 0);
+    struct st_header hd;
+    memset(&hd, 0, sizeof(hd));
+    memcpy(hd.magic, "TMEMSTAT", 8);
+    hd.version = 1;
+    hd.header_size = sizeof(hd);
+    hd.saved_at = (uint64_t)time(NULL);
+    hd.check = XXH64(&hd, offsetof(struct st_header, check), 0);
+    XXH64_update(chain, &hd.check, 8);
+    out_put(&file, &hd, sizeof(hd));
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        forge_stream(&stream, cl[i].weight, cl[i].cap, cl[i].name);
+        struct st_record r;
+        memset(&r, 0, sizeof(r));
+        r.tag = 0x544e4c43u;            /* "CLNT" */
+        r.uid = (uint32_t)getuid();
+        r.gid = (uint32_t)getgid();
+        assert_true(strlen(cl[i].name) < sizeof(r.name));
+        memcpy(r.name, cl[i].name, strlen(cl[i].name));
+        r.stream_len = stream.len;
+        r.stream_check = XXH64(stream.p, stream.len, 0);
+        r.check = XXH64(&r, offsetof(struct st_record, check), 0);
+        XXH64_update(chain, &r.check, 8);
+        out_put(&file, &r, sizeof(r));
+        out_put(&file, stream.p, stream.len);
+        bytes += stream.len;
+    }
+    struct st_trailer t;
+    memset(&t, 0, sizeof(t));
+    t.tag = 0x2e444e45u;                /* "END." */
+    t.records = n;
+    t.stream_bytes = bytes;
+    t.chain = XXH64_digest(chain);
+    t.check = XXH64(&t, offsetof(struct st_trailer, check), 0);
+    out_put(&file, &t, sizeof(t));
+    XXH64_freeState(chain);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, file.p, file.len), (ssize_t)file.len);
+    close(fd);
+}
+
+/* A forged state file: a client name with control characters (an escape
+ * sequence, a newline, a bell) and clients whose weight or cap is out of
+ * the range every setter uses.  The name is taken as a HELLO's (control
+ * characters become '_': none reaches the log, and its owner still adopts
+ * it); the other clients are refused, named in the log, and none has the
+ * forged weight. */
+static void forged_state_file(void **state)
+{
+    (void)state;
+    static const char evil[] = "evil\x1b[31mred\nFORGED line\x07";
+    static const char shown[] = "evil_[31mred_FORGED_line_";
+    const struct forged_client cl[] = {
+        { evil, 500, 0 },
+        { "heavy", 0xFFFFFFFFu, 0 },
+        { "huge-cap", 100, TMEM_CAP_MAX + 1 },
+    };
+    td_window_mode = 1;         /* the daemon keeps parked clients' pools itself */
+    assert_int_equal(td_start(&D, NULL), 0);
+    char path[300], bad[310];
+    snprintf(path, sizeof(path), "%s/state", D.dir);
+    snprintf(bad, sizeof(bad), "%s.bad", path);
+    forge_state_file(path, cl, 3);
+    const char *args[] = { "--state-file", path, NULL };
+    int rc = td_restart(&D, args);
+    td_window_mode = 0;
+    assert_int_equal(rc, 0);
+
+    /* one client restored, as "evil_[31mred_FORGED_line_", weight 500 */
+    struct tmw_ctl_client *v = NULL;
+    size_t n = 0;
+    assert_int_equal(tmc_clients(D.ctl, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].info.name, shown);
+    assert_int_equal(v[0].info.weight, 500);
+    assert_int_equal(v[0].parked, 1);
+    for (size_t i = 0; i < n; i++)
+        assert_true(v[i].info.weight <= TMEM_WEIGHT_MAX);
+    free(v);
+    /* the file was sound: removed once loaded, not renamed aside */
+    struct stat st;
+    for (int i = 0; i < 1000 && lstat(path, &st) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(lstat(path, &st), -1);
+    assert_int_equal(lstat(bad, &st), -1);
+
+    char line[200];
+    snprintf(line, sizeof(line), "\"%s\"): 0 persistent pages; waiting for its owner", shown);
+    expect_log(line);
+    snprintf(line, sizeof(line), "client uid %u \"heavy\" NOT restored", (unsigned)getuid());
+    expect_log(line);
+    expect_log("weight or cap out of range");
+    snprintf(line, sizeof(line), "client uid %u \"huge-cap\" NOT restored", (unsigned)getuid());
+    expect_log(line);
+    if (!getenv("TD_VERBOSE")) {
+        /* no raw control character; every line is one of the daemon's */
+        char log[300];
+        snprintf(log, sizeof(log), "%s/tmemd.log", D.dir);
+        const char *text = read_text(log);
+        size_t len = strlen(text);
+        assert_true(len > 0);
+        for (size_t i = 0; i < len; i++) {
+            unsigned char ch = (unsigned char)text[i];
+            if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
+                fail_msg("byte %zu of the log is 0x%02x:\n%s", i, ch, text);
+            if ((i == 0 || text[i - 1] == '\n') && strncmp(text + i, "20", 2) != 0)
+                fail_msg("a log line does not start with a timestamp:\n%s", text + i);
+        }
+    }
+
+    /* its owner, whose HELLO carries the same raw name, adopts it */
+    tmem_client_t *c = tmem_connect(D.sock, evil);
+    assert_non_null(c);
+    struct tmw_ctl_stats s;
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    assert_int_equal(s.parked, 0);
+    tmem_client_close(c);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+}
+
 static int make_tmpdir(void **state)
 {
     (void)state;
@@ -417,6 +614,7 @@ int main(void)
         cmocka_unit_test_teardown(max_memory_is_logged, cleanup),
         cmocka_unit_test_teardown(config_not_a_regular_file, cleanup),
         cmocka_unit_test_teardown(state_file_fifo, cleanup),
+        cmocka_unit_test_teardown(forged_state_file, cleanup),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
