@@ -187,7 +187,9 @@ static ino_t inode_of(const char *path)
 static size_t fill_backlog(const char *path, int *fds, size_t max)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    size_t len = strlen(path);
+    assert_true(len < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, len + 1);
     size_t n = 0;
     while (n < max) {
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
