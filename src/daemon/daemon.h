@@ -211,8 +211,8 @@ void tmd_state_load(struct tmd *d);
  * before this leaves the file for the next start. */
 void tmd_state_loaded(struct tmd *d);
 /* After tmd_server_quiesce: writes every client with persistent pages to
- * the state file (temporary file, fsync, rename), unless something that is
- * not a regular file is at its path (-EEXIST).  0 or -errno (logged). */
+ * the state file (temporary file, fsync, rename), unless a FIFO, a device
+ * or a directory is at its path (-EEXIST).  0 or -errno (logged). */
 int  tmd_state_save(struct tmd *d);
 
 /* ---- worker.c (one per connected client) ---- */

@@ -46,10 +46,11 @@
  * The file holds the clients' data (swap pages): it is created 0600, and
  * at start-up one not owned by the daemon's user, or writable by others, is
  * refused (renamed to PATH.bad).  Something at PATH that is not a regular
- * file (a FIFO, a device, a directory, a symbolic link) is never read (it
- * is opened without blocking, then looked at), renamed or replaced: the
- * daemon logs it and starts without it, and the save at stop refuses to
- * write over it.
+ * file (a FIFO, a device, a directory) is never read (it is opened without
+ * blocking, then looked at), renamed or replaced: the daemon logs it and
+ * starts without it, and the save at stop refuses to write over it.  A
+ * symbolic link is not followed (not read, logged); the save replaces the
+ * link itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -277,9 +278,10 @@ int tmd_state_save(struct tmd *d)
     if (!path[0])
         return 0;
     /* what is at path now is replaced (or removed) only if it is a regular
-     * file: a FIFO, a device, a directory or a link is left alone */
+     * file or a symbolic link (the link itself, never what it points to):
+     * a FIFO, a device or a directory is left alone */
     struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
         tmd_log(LOG_ERR, "state file %s: not a regular file (%s): not replaced; the persistent "
                 "pages of every client are lost", path, tmd_file_kind(st.st_mode));
         return -EEXIST;
