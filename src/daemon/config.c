@@ -733,6 +733,10 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
         char want[32], have[32];
         tmd_format_size(want, sizeof(want), cfg->max_memory);
         tmd_format_size(have, sizeof(have), total);
+        if (strcmp(want, have) == 0) {          /* too close for one decimal */
+            snprintf(want, sizeof(want), "%llu bytes", (unsigned long long)cfg->max_memory);
+            snprintf(have, sizeof(have), "%llu bytes", (unsigned long long)total);
+        }
         snprintf(err, errlen, "memory.max_memory: %s is more than this host's memory (%s)",
                  want, have);
         return -1;
