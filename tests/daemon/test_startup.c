@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,6 +54,7 @@ static int cleanup(void **state)
         waitpid(other, NULL, 0);
         other = -1;
     }
+    td_window_mode = 0;
     if (D.pid > 0)
         kill(D.pid, SIGCONT);   /* a test may have stopped it */
     if (D.dir[0]) {
@@ -107,6 +109,7 @@ static pid_t run_tmemd(const char *const *args, const char *log)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);       /* it dies with the test */
         if (!freopen("/dev/null", "w", stdout) || !freopen(log, "w", stderr))
             _exit(126);
         execv(bin, (char *const *)argv);
