@@ -296,7 +296,8 @@ static void on_signal(int sig)
     if (getpid() == bench_main_pid) {
         /* async-signal-safe calls only: kill, wait, unlink the files we
          * know of, remove the directories */
-        static const char *const files[] = { "log", "c.sock", "ctl.sock" };
+        static const char *const files[] = { "log", "c.sock", "ctl.sock", "c.sock.lock",
+                                             "ctl.sock.lock" };
         for (int i = 0; i < S_N; i++) {
             if (g_srv[i].pid > 0) {
                 kill(g_srv[i].pid, SIGKILL);

@@ -12,7 +12,8 @@
  * -EPROTO exactly when the framing is wrong (wire.h: size, magic, version,
  * length field, type, the size of struct tmw_ctl); and a request accepted
  * has a known op, no reserved field set, no field the op does not use
- * (wire.h's table of control requests) set, a name that is NUL-terminated,
+ * (wire.h's table of control requests) set, a weight and a cap in the
+ * engine's ranges (TMEM_WEIGHT_MAX, TMEM_CAP_MAX), a name that is NUL-terminated,
  * non-empty and zero after its end when restore takes one (all zero
  * otherwise), and comes out byte for byte as it was sent.
  */
@@ -71,6 +72,8 @@ static void check_accepted(const struct tmw_ctl *r)
         CHECK((r->set_mask & TMW_SET_WEIGHT) || r->weight == 0, "weight without its bit");
         CHECK((r->set_mask & TMW_SET_CAP) || r->cap == 0, "cap without its bit");
         CHECK((r->set_mask & TMW_SET_COMPRESS) || r->compress == 0, "compress without its bit");
+        CHECK(r->weight <= TMEM_WEIGHT_MAX && r->cap <= TMEM_CAP_MAX, "weight %u cap %llu",
+              r->weight, (unsigned long long)r->cap);
         CHECK(!(r->set_mask & TMW_SET_COMPRESS) ||
               (r->compress >= TMEM_COMPRESS_NONE && r->compress <= TMEM_COMPRESS_ZSTD),
               "codec %d", r->compress);

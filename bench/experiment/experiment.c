@@ -79,7 +79,7 @@ static struct {
 #define MAX_PIDS (XP_MAX_TENANTS + 2)
 static volatile pid_t g_pids[MAX_PIDS];
 static char g_dir[96];    /* short: the sockets' paths must fit sun_path */
-static char g_files[2 * XP_MAX_TENANTS + 4][200];
+static char g_files[2 * XP_MAX_TENANTS + 6][200];
 static int g_nfiles;
 
 static void remove_files(void)
@@ -984,6 +984,8 @@ int main(int argc, char **argv)
     }
     add_file("%s/c.sock", g_dir);
     add_file("%s/ctl.sock", g_dir);
+    add_file("%s/c.sock.lock", g_dir);      /* tmemd's locks of its socket paths */
+    add_file("%s/ctl.sock.lock", g_dir);
     add_file("%s/tmemd.log", g_dir);
     atexit(cleanup);
     struct sigaction sa = { .sa_handler = on_signal };

@@ -95,8 +95,10 @@ typedef struct tmem_config {
     int      dedup_across_clients; /* extend dedup across clients: opt-in, since it
                                opens a timing side channel between tenants (default 0) */
     int      shared_auth_required; /* shared pools need tmem_admin_shared_auth (default 1) */
-    uint32_t default_weight;/* weight of new clients in eviction (default 100) */
-    uint64_t default_cap;   /* persistent-page cap of new clients, 0 = none (default 0) */
+    uint32_t default_weight;/* weight of new clients in eviction, at most
+                               TMEM_WEIGHT_MAX (default 100) */
+    uint64_t default_cap;   /* persistent-page cap of new clients, 0 = none, at most
+                               TMEM_CAP_MAX (default 0) */
 } tmem_config_t;
 
 TMEM_API void tmem_config_init(tmem_config_t *cfg);   /* fills every field with its default */
@@ -324,11 +326,19 @@ TMEM_API int    tmem_return_pages(tmem_t *t, void *p, unsigned order);
  * only).  client_id TMEM_CLIENT_ALL is accepted by freeze and thaw.
  * Each returns 0 or -ENOENT (no such client) / -EINVAL.
  * ---------------------------------------------------------------------- */
+/* The range of a client's weight and persistent cap wherever they are set:
+ * here, in tmem_config_t's defaults, in a restored save stream (a value
+ * outside is -EPROTO there), and in tmemd's configuration and control
+ * plane. */
+#define TMEM_WEIGHT_MAX 1000000u        /* weight: 0 .. this */
+#define TMEM_CAP_MAX    (1ull << 40)    /* cap: 0 (none) .. this many pages */
 TMEM_API int tmem_admin_freeze(tmem_t *t, uint32_t client_id);
 TMEM_API int tmem_admin_thaw(tmem_t *t, uint32_t client_id);
+/* 0 .. TMEM_WEIGHT_MAX (-EINVAL above). */
 TMEM_API int tmem_admin_set_weight(tmem_t *t, uint32_t client_id, uint32_t weight);
-/* Persistent-page cap; 0 = none.  Pages above a lowered cap stay; new puts
- * are refused with -EDQUOT until the client is below it. */
+/* Persistent-page cap, 0 (none) .. TMEM_CAP_MAX (-EINVAL above).  Pages
+ * above a lowered cap stay; new puts are refused with -EDQUOT until the
+ * client is below it. */
 TMEM_API int tmem_admin_set_cap(tmem_t *t, uint32_t client_id, uint64_t pages);
 /* Persistent quota groups: the clients of group g (> 0) hold at most the
  * group's cap of persistent pages together, beside each one's own cap
@@ -367,7 +377,8 @@ TMEM_API int64_t tmem_client_save(tmem_t *t, uint32_t client_id,
 /* Reads a stream into client c (in-process; -EOPNOTSUPP for a connected
  * one: tmemctl restore does that), which must have no pools and no restore
  * running (-EBUSY).  Pools are recreated at their saved ids, settings
- * applied (weight, cap, codec; a saved freeze), pages put.  All or nothing:
+ * applied (weight, cap, codec; a saved freeze; a weight or cap out of its
+ * range is -EPROTO), pages put.  All or nothing:
  * on any error (-EPROTO malformed, -ENOMEM no room, the reader's error) the
  * pools this restore created are destroyed.  Returns the pages restored. */
 TMEM_API int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg);

@@ -285,11 +285,15 @@ int tmem_admin_thaw(tmem_t *t, uint32_t id) { return admin_apply(t, id, true, do
 
 int tmem_admin_set_weight(tmem_t *t, uint32_t id, uint32_t weight)
 {
+    if (weight > TMEM_WEIGHT_MAX)
+        return -EINVAL;
     return admin_apply(t, id, true, do_weight, weight, no_uuid);
 }
 
 int tmem_admin_set_cap(tmem_t *t, uint32_t id, uint64_t pages)
 {
+    if (pages > TMEM_CAP_MAX)
+        return -EINVAL;
     return admin_apply(t, id, true, do_cap, pages, no_uuid);
 }
 

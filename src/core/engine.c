@@ -53,7 +53,8 @@ tmem_t *tm_open(const tmem_config_t *cfg, const tmem_arena_t *arena)
     }
     if (cfg->compress < TMEM_COMPRESS_NONE || cfg->compress > TMEM_COMPRESS_ZSTD ||
         cfg->compress_max == 0 || cfg->compress_max >= TMEM_PAGE_SIZE ||
-        cfg->max_bytes < TMEM_PAGE_SIZE || cfg->zstd_level < -7 || cfg->zstd_level > 22) {
+        cfg->max_bytes < TMEM_PAGE_SIZE || cfg->zstd_level < -7 || cfg->zstd_level > 22 ||
+        cfg->default_weight > TMEM_WEIGHT_MAX || cfg->default_cap > TMEM_CAP_MAX) {
         errno = EINVAL;
         return NULL;
     }

@@ -20,9 +20,10 @@
  * with a non-destructive lookup; a page flushed meanwhile is skipped.
  * (Xen's cursor skipped the first page; there is no cursor here.)
  *
- * Restore treats the stream as hostile: every field is checked, the
- * checksum is verified at the end, and on any error the client is left with
- * no pools (all or nothing).
+ * Restore treats the stream as hostile: every field is checked (the weight
+ * and the cap against the ranges every other setter uses, TMEM_WEIGHT_MAX
+ * and TMEM_CAP_MAX), the checksum is verified at the end, and on any error
+ * the client is left with no pools (all or nothing).
  */
 #include <xxhash.h>
 
@@ -244,8 +245,9 @@ int64_t tm_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
 
     if (rd(&r, magic, 8) || memcmp(magic, save_magic, 8) != 0 || rd32(&r, &version) ||
         version != SAVE_VERSION || rd32(&r, &flags) || (flags & ~1u) || rd32(&r, &codec) ||
-        codec > TMEM_COMPRESS_ZSTD || rd32(&r, &weight) || rd64(&r, &cap) || rd32(&r, &nlen) ||
-        nlen > 63 || rd(&r, name, nlen))
+        codec > TMEM_COMPRESS_ZSTD || rd32(&r, &weight) || weight > TMEM_WEIGHT_MAX ||
+        rd64(&r, &cap) || cap > TMEM_CAP_MAX || rd32(&r, &nlen) || nlen > 63 ||
+        rd(&r, name, nlen))
         goto fail;
     for (;;) {
         if (rd32(&r, &tag))

@@ -821,18 +821,18 @@ static int cmd_set(const struct cmd *c, int argc, char **argv)
             help = true;
             break;
         case 'w':
-            if (!parse_u64(optarg, &v) || v == 0 || v > UINT32_MAX)
+            if (!parse_u64(optarg, &v) || v == 0 || v > TMEM_WEIGHT_MAX)
                 return usage_error(c->name, "--weight: '%s' is not a weight (1 to %u)", optarg,
-                                   UINT32_MAX);
+                                   TMEM_WEIGHT_MAX);
             weight = (uint32_t)v;
             mask |= TMW_SET_WEIGHT;
             break;
         case 'c':
             if (strcmp(optarg, "none") == 0)
                 v = 0;
-            else if (!parse_u64(optarg, &v))
-                return usage_error(c->name, "--cap: '%s' is not a number of pages (or none)",
-                                   optarg);
+            else if (!parse_u64(optarg, &v) || v > TMEM_CAP_MAX)
+                return usage_error(c->name, "--cap: '%s' is not a number of pages up to %llu "
+                                   "(or none)", optarg, (unsigned long long)TMEM_CAP_MAX);
             cap = v;
             mask |= TMW_SET_CAP;
             break;
@@ -1377,9 +1377,11 @@ static const struct cmd cmds[] = {
       "would free) that flush could give back now.\n" },
     { "set", cmd_set, "CLIENT [--weight N] [--cap PAGES] [--compress none|lz4|zstd]",
       "tune a client",
-      "  -w, --weight N        the client's weight in eviction (default 100); a client\n"
-      "                        with twice the weight keeps twice the ephemeral pages\n"
-      "  -c, --cap PAGES       the most persistent pages it may hold (0 or none: no cap);\n"
+      "  -w, --weight N        the client's weight in eviction, 1 to 1000000 (default\n"
+      "                        100); a client with twice the weight keeps twice the\n"
+      "                        ephemeral pages\n"
+      "  -c, --cap PAGES       the most persistent pages it may hold, at most 2^40 (0 or\n"
+      "                        none: no cap);\n"
       "                        pages above a lowered cap stay, new puts are refused\n"
       "  -p, --compress CODEC  the codec for pages it puts from now on\n" },
     { "set-uid", cmd_set_uid, "UID --persistent-max SIZE|none|default",

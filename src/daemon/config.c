@@ -1,7 +1,10 @@
 /*
  * config.c - tmemd's configuration: the embedded default, INI files
  * (libinih), single keys from the command line, sizes and percentages, and
- * the checks that need the host (MemTotal).
+ * the checks that need the host (MemTotal).  Files read (the configuration,
+ * meminfo) are opened without blocking and must be regular files: a FIFO
+ * or a device given by mistake stops the start with a clear error instead
+ * of blocking it or reading for ever.
  *
  * One code path: the embedded default is INI text parsed by the same handler
  * as a file, so every key has exactly one parser and one set of limits.  A
@@ -11,17 +14,22 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 
 #define MiB (1ull << 20)
+#define TMD_CONFIG_MAX   (1 * MiB)     /* the largest configuration file */
+#define TMD_PROC_MAX     (1 * MiB)     /* what is read of meminfo for MemTotal */
 #define TMD_MIN_LIMIT    (1 * MiB)     /* the smallest max_memory (the engine tests run at 1 MiB) */
 #define TMD_RESERVE_FLOOR (256 * MiB)  /* a percentage reserve is at least this */
 
@@ -68,6 +76,46 @@ const char tmd_default_config[] =
     "[metrics]\n"
     "port = 9464\n"
     "per_client = false\n";
+
+/* ------------------------------------------------------------------------
+ * Files
+ * ---------------------------------------------------------------------- */
+const char *tmd_file_kind(unsigned mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:  return "a regular file";
+    case S_IFDIR:  return "a directory";
+    case S_IFCHR:  return "a character device";
+    case S_IFBLK:  return "a block device";
+    case S_IFIFO:  return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFLNK:  return "a symbolic link";
+    default:       return "an unknown kind of file";
+    }
+}
+
+int tmd_open_regular(const char *path, int flags, char *why, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | flags);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        snprintf(why, whylen, "%s", strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "not a regular file (%s)", tmd_file_kind(st.st_mode));
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
 
 /* ------------------------------------------------------------------------
  * Sizes
@@ -186,9 +234,10 @@ static const struct key keys[] = {
     { "memory", "shrink_deadline_ms",   K_UINT,     F(shrink_deadline_ms), 1, 60000, 0 },
     { "memory", "shared_auth_required", K_BOOL,     F(engine.shared_auth_required), 0, 0, 0 },
     { "memory", "shared_allow",         K_SHARED,   F(shared_allow), 0, 0, 0 },
-    { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0, 1000000, 0 },
+    { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0,
+      TMEM_WEIGHT_MAX, 0 },
     { "memory", "default_cap",          K_UINT,     F(engine.default_cap), 0,
-      (double)(1ull << 40), 0 },
+      (double)TMEM_CAP_MAX, 0 },
     { "memory", "uid_persistent_max",   K_SIZE,     F(uid_pers_max), 0, 0,
       offsetof(struct tmd_config, uid_pers_max_pct) },
     { "governor", "enabled",            K_BOOL,     F(governor), 0, 0, 0 },
@@ -476,6 +525,8 @@ struct parse {
     /* the source: a FILE, else a string */
     FILE *f;
     const char *s;
+    uint64_t bytes;             /* read from f so far */
+    bool too_big;               /* f had more than TMD_CONFIG_MAX bytes: read no more */
     int lineno;                 /* the line last handed to inih */
     int err_line;               /* the first error found by us (0: none) */
     char err[256];
@@ -494,7 +545,11 @@ static char *reader(char *buf, int num, void *arg)
     int c;
     for (;;) {
         if (p->f) {
-            c = getc(p->f);
+            c = p->too_big ? EOF : getc(p->f);
+            if (c != EOF && ++p->bytes > TMD_CONFIG_MAX) {
+                p->too_big = true;      /* it grew while read, or said no size */
+                c = EOF;
+            }
         } else {
             c = *p->s ? (unsigned char)*p->s++ : EOF;
         }
@@ -598,14 +653,32 @@ int tmd_config_default(struct tmd_config *cfg)
 
 int tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "re");
+    /* a FIFO or a device would block or never end: regular files only,
+     * opened without blocking, and of a bounded size */
+    char why[100];
+    int fd = tmd_open_regular(path, 0, why, sizeof(why));
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size > (off_t)TMD_CONFIG_MAX) {
+        snprintf(err, errlen, "%s: larger than a configuration file may be (1 MiB)", path);
+        close(fd);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r");
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     struct parse p = { .where = path, .f = f };
     int rc = parse_ini(cfg, &p, err, errlen);
-    if (rc == 0 && ferror(f)) {
+    if (p.too_big) {
+        snprintf(err, errlen, "%s: larger than a configuration file may be (1 MiB)", path);
+        rc = -1;
+    } else if (rc == 0 && ferror(f)) {
         snprintf(err, errlen, "%s: read error", path);
         rc = -1;
     }
@@ -616,32 +689,62 @@ int tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t 
 /* ------------------------------------------------------------------------
  * Resolution against the host
  * ---------------------------------------------------------------------- */
-/* MemTotal in bytes from a meminfo file, 0 if not found. */
+/* MemTotal in bytes from a meminfo file (a regular one: /proc's are), 0 if
+ * not found in its first TMD_PROC_MAX bytes. */
 static uint64_t read_memtotal(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
+    char why[100];
+    int fd = tmd_open_regular(path, 0, why, sizeof(why));
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return 0;
+    }
     char line[256];
     unsigned long long kb = 0;
-    while (fgets(line, sizeof(line), f))
+    for (size_t n = 0; n < TMD_PROC_MAX && fgets(line, sizeof(line), f); n += strlen(line))
         if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
             break;
     fclose(f);
     return kb > UINT64_MAX / 1024 ? 0 : (uint64_t)kb * 1024;
 }
 
+void tmd_format_size(char *out, size_t len, uint64_t bytes)
+{
+    static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    unsigned u = 0;
+    while (u < 6 && bytes >> (10 * (u + 1)))
+        u++;
+    if (u == 0 || (bytes & ((1ull << (10 * u)) - 1)) == 0)
+        snprintf(out, len, "%llu %s", (unsigned long long)(bytes >> (10 * u)), units[u]);
+    else
+        snprintf(out, len, "%.1f %s", (double)bytes / (double)(1ull << (10 * u)), units[u]);
+}
+
 int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
 {
-    uint64_t total = 0;
+    /* MemTotal is needed for percentages and the governor, and checks a
+     * fixed max_memory when it can be read */
+    uint64_t total = read_memtotal(cfg->meminfo_path);
     bool need_total = cfg->max_memory_pct > 0 || cfg->reserve_pct > 0 || cfg->governor;
-    if (need_total) {
-        total = read_memtotal(cfg->meminfo_path);
-        if (!total) {
-            snprintf(err, errlen, "governor.meminfo: no MemTotal in %s%s", cfg->meminfo_path,
-                     cfg->governor ? "" : " (needed for percentages)");
-            return -1;
+    if (need_total && !total) {
+        snprintf(err, errlen, "governor.meminfo: no MemTotal in %s%s", cfg->meminfo_path,
+                 cfg->governor ? "" : " (needed for percentages)");
+        return -1;
+    }
+    cfg->memtotal = total;
+    if (cfg->max_memory_pct == 0 && total && cfg->max_memory > total) {
+        char want[32], have[32];
+        tmd_format_size(want, sizeof(want), cfg->max_memory);
+        tmd_format_size(have, sizeof(have), total);
+        if (strcmp(want, have) == 0) {          /* too close for one decimal */
+            snprintf(want, sizeof(want), "%llu bytes", (unsigned long long)cfg->max_memory);
+            snprintf(have, sizeof(have), "%llu bytes", (unsigned long long)total);
         }
+        snprintf(err, errlen, "memory.max_memory: %s is more than this host's memory (%s)",
+                 want, have);
+        return -1;
     }
     if (cfg->max_memory_pct > 0)
         cfg->max_memory = (uint64_t)((double)total * cfg->max_memory_pct / 100.0) &

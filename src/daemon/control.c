@@ -324,6 +324,8 @@ int tmd_ctl_check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const
         if ((r->set_mask & TMW_SET_COMPRESS) &&
             (r->compress < TMEM_COMPRESS_NONE || r->compress > TMEM_COMPRESS_ZSTD))
             return -EINVAL;
+        if (r->weight > TMEM_WEIGHT_MAX || r->cap > TMEM_CAP_MAX)
+            return -EINVAL;     /* the engine's ranges, as everywhere */
         break;
     case TMW_CTL_SHARED_AUTH:
         allowed = F_CLIENT | F_ARG | F_UUID;
@@ -934,11 +936,9 @@ static int op_restore(struct ctl_conn *k, const struct tmw_ctl *r)
     char name[TMW_NAME_MAX];
     uint32_t uid = h.uid, gid = h.gid;
     if (rc == 0) {
-        if (r->arg & TMW_RESTORE_NAME)
-            memcpy(name, r->name, sizeof(name));
-        else
-            memcpy(name, h.name, sizeof(name));
-        name[TMW_NAME_MAX - 1] = 0;
+        /* the name is logged and matched against HELLOs: as a HELLO's */
+        tmd_sanitize_name(name, (r->arg & TMW_RESTORE_NAME) ? r->name : h.name,
+                          TMW_NAME_MAX);
         if (r->arg & TMW_RESTORE_UID) {
             uid = r->uid;
             gid = user_gid(uid, gid);

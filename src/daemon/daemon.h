@@ -50,6 +50,7 @@ struct tmd_config {
     /* the engine */
     uint64_t max_memory;                /* ceiling in bytes (resolved from max_memory_pct) */
     double   max_memory_pct;            /* > 0: the ceiling is this share of MemTotal */
+    uint64_t memtotal;                  /* MemTotal read by tmd_config_resolve (0 unknown) */
     tmem_config_t engine;               /* max_bytes is set by the governor */
     uint64_t uid_pers_max;              /* persistent bytes one uid may hold (0: no bound;
                                            resolved from uid_pers_max_pct) */
@@ -79,15 +80,29 @@ struct tmd_config {
 
 /* Fills cfg with the embedded default configuration. */
 int  tmd_config_default(struct tmd_config *cfg);
-/* Reads an INI file over cfg; on error writes one line to err and returns -1. */
+/* Reads an INI file over cfg (a regular file of at most 1 MiB); on error
+ * writes one line to err and returns -1. */
 int  tmd_config_load(struct tmd_config *cfg, const char *path, char *err, size_t errlen);
 /* Sets key (e.g. "max_memory") in section from text; section "" or NULL
  * finds the key by name (key names are unique). */
 int  tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
                     const char *value, char *err, size_t errlen);
-/* Resolves percentages against MemTotal read from cfg->meminfo_path, and
- * sets engine.max_bytes = max_memory. */
+/* Resolves percentages against MemTotal read from cfg->meminfo_path (kept
+ * in cfg->memtotal), checks the whole (a fixed max_memory above MemTotal is
+ * an error; when MemTotal cannot be read and nothing needs it, that check
+ * is skipped), and sets engine.max_bytes = max_memory. */
 int  tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen);
+/* Opens path for reading (flags: more O_* flags, e.g. O_NOFOLLOW) without
+ * blocking (O_NONBLOCK: a FIFO or a device does not hold the open) and
+ * keeps it only if it is a regular file.  The descriptor; -1 when it cannot
+ * be opened (errno set); -2 when it is not a regular file.  why says what
+ * is wrong ("not a regular file (a FIFO)", or strerror). */
+int  tmd_open_regular(const char *path, int flags, char *why, size_t whylen);
+/* "a FIFO", "a directory", ... for a st_mode. */
+const char *tmd_file_kind(unsigned mode);
+/* bytes as "1000 TiB", "23.5 GiB", "512 MiB": in the largest binary unit it
+ * fills, with one decimal unless whole. */
+void tmd_format_size(char *out, size_t len, uint64_t bytes);
 /* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
 int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
 extern const char tmd_default_config[];  /* the embedded default, as INI text */
@@ -173,6 +188,7 @@ struct tmd {
     uint64_t start_ms;
     _Atomic int stopping;
     int listen_fd, control_fd;
+    int lock_fd[2];                     /* the sockets' locks (tmd_server_lock), held to the end */
     struct tmd_counters n;
     struct tmd_gov_state gov;
     /* connections and parked clients (conns_lock) */
@@ -193,6 +209,17 @@ struct tmd {
 uint64_t tmd_now_ms(void);
 
 /* ---- server.c ---- */
+/* A client's name as the daemon keeps and logs it, wherever it comes from
+ * (a HELLO, the state file, a restored save file): at most max bytes of in
+ * (and TMW_NAME_MAX - 1), cut at a NUL, with the engine's rule
+ * (client.c): printable ASCII but space and , : = become '_' (no control
+ * character reaches a log line or a tmem-list line). */
+void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max);
+/* Takes the lock of each socket path, PATH.lock beside it (an exclusive
+ * flock; the file holds the pid), before the daemon touches either path;
+ * they stay held until the process exits.  0, or -errno with the reason
+ * logged (-EWOULDBLOCK: another daemon holds one, its pid named). */
+int  tmd_server_lock(struct tmd *d);
 /* Binds both sockets, starts the listener; d->conns_lock is initialised. */
 int  tmd_server_start(struct tmd *d);
 /* Checks a received HELLO of n bytes (n as recv reported it with MSG_TRUNC)
@@ -262,14 +289,16 @@ int  tmd_uid_join(struct tmd *d, tmem_client_t *c, uid_t uid);
 /* At start-up, before the sockets appear: restores each client of the file
  * into a new engine client and parks it.  A damaged file keeps the clients
  * restored before the damage, is renamed to PATH.bad, and the daemon starts
- * anyway.  Never fails the start. */
+ * anyway; something at PATH that is not a regular file is logged and left
+ * alone.  Never blocks, never fails the start. */
 void tmd_state_load(struct tmd *d);
 /* Once the daemon serves (its sockets are up): removes the file loaded, so
  * that a later crash cannot bring its pages back.  A start that fails
  * before this leaves the file for the next start. */
 void tmd_state_loaded(struct tmd *d);
 /* After tmd_server_quiesce: writes every client with persistent pages to
- * the state file (temporary file, fsync, rename).  0 or -errno (logged). */
+ * the state file (temporary file, fsync, rename), unless a FIFO, a device
+ * or a directory is at its path (-EEXIST).  0 or -errno (logged). */
 int  tmd_state_save(struct tmd *d);
 
 /* ---- worker.c (one per connected client) ---- */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 #include "daemon/governor.h"
@@ -182,17 +183,31 @@ uint64_t tmd_governor_first(const struct tmd_gov_input *in, char *why, size_t wh
 /* ------------------------------------------------------------------------
  * Reading the host
  * ---------------------------------------------------------------------- */
+#define PROC_MAX (1u << 20)     /* what is read of a file for its line */
+
+/* path opened for fgets: a regular file (/proc's are), opened without
+ * blocking; NULL if it cannot be. */
+static FILE *open_proc(const char *path)
+{
+    char why[100];
+    int fd = tmd_open_regular(path, 0, why, sizeof(why));
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f && fd >= 0)
+        close(fd);
+    return f;
+}
+
 /* MemAvailable (and MemTotal) in bytes.  0, or -1 if the file or the
- * MemAvailable line is missing. */
+ * MemAvailable line (in its first PROC_MAX bytes) is missing. */
 static int read_meminfo(const char *path, uint64_t *avail)
 {
-    FILE *f = fopen(path, "re");
+    FILE *f = open_proc(path);
     if (!f)
         return -1;
     char line[256];
     unsigned long long kb;
     int rc = -1;
-    while (fgets(line, sizeof(line), f))
+    for (size_t n = 0; n < PROC_MAX && fgets(line, sizeof(line), f); n += strlen(line))
         if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
             *avail = kb > UINT64_MAX / 1024 ? UINT64_MAX : (uint64_t)kb * 1024;
             rc = 0;
@@ -205,12 +220,12 @@ static int read_meminfo(const char *path, uint64_t *avail)
 /* PSI "some avg10" in percent; -1 if the file or the line is missing. */
 static double read_psi(const char *path)
 {
-    FILE *f = fopen(path, "re");
+    FILE *f = open_proc(path);
     if (!f)
         return -1;
     char line[256];
     double v = -1, x;
-    while (fgets(line, sizeof(line), f))
+    for (size_t n = 0; n < PROC_MAX && fgets(line, sizeof(line), f); n += strlen(line))
         if (sscanf(line, "some avg10=%lf", &x) == 1) {
             if (x >= 0 && x <= 100)
                 v = x;

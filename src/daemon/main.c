@@ -2,8 +2,10 @@
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *
  * Start-up: configuration (embedded default, then --config FILE, then the
- * command line), the engine, the state file's clients (restored and parked
- * before any connection can come), the governor (the first limit), the
+ * command line; a fixed max_memory above MemTotal stops it), the sockets'
+ * locks (another daemon on the same paths stops this one here), the
+ * engine, the state file's clients (restored and parked before any
+ * connection can come), the governor (the first limit), the
  * metrics endpoint, the sockets (their paths appear only once they listen:
  * ready), then READY=1 to systemd.  SIGTERM or SIGINT stop it: the
  * listener and every worker stop and the connections close, the clients
@@ -34,7 +36,8 @@ static void usage(FILE *f)
 "  -s, --socket PATH          client socket (default " TMW_DEFAULT_SOCKET ")\n"
 "  -c, --control-socket PATH  control socket for tmemctl (default " TMW_DEFAULT_CONTROL ")\n"
 "  -f, --config FILE          configuration file (INI; default: the embedded one)\n"
-"  -m, --max-memory SIZE      most memory to hold: 512M, 4G, 25%% (of MemTotal)\n"
+"  -m, --max-memory SIZE      most memory to hold: 512M, 4G, 25%% (of MemTotal);\n"
+"                             a size above MemTotal is an error\n"
 "  -o, --set SECTION.KEY=VAL  set one configuration key (repeatable)\n"
 "      --state-file PATH      keep clients' persistent pages in PATH across a\n"
 "                             clean restart (daemon.state_file; default: off)\n"
@@ -160,6 +163,19 @@ int main(int argc, char **argv)
         return 1;
     }
     tmd_log_init(d.cfg.log_level);
+    /* one daemon per socket path: before anything touches the paths (or
+     * the state file, which the daemon serving them owns) */
+    if (tmd_server_lock(&d) != 0)
+        return 1;
+    char total[32] = "unknown";
+    if (d.cfg.memtotal)
+        tmd_format_size(total, sizeof(total), d.cfg.memtotal);
+    if (d.cfg.max_memory_pct > 0)
+        tmd_log(LOG_INFO, "max_memory: %llu MiB (%g%% of MemTotal, %s)",
+                (unsigned long long)(d.cfg.max_memory >> 20), d.cfg.max_memory_pct, total);
+    else
+        tmd_log(LOG_INFO, "max_memory: %llu MiB (MemTotal %s)",
+                (unsigned long long)(d.cfg.max_memory >> 20), total);
 
     /* signals are taken by sigwait in this thread only */
     sigset_t set;

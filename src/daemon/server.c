@@ -24,6 +24,10 @@
  * wait for a connection from their uid with their name; with
  * cfg.park_timeout the listener releases those nobody adopted in time.
  *
+ * One daemon per socket path: before it touches either socket path the
+ * daemon takes PATH.lock of each (tmd_server_lock) and holds it until it
+ * exits; it removes a socket path only while it is still the file it bound.
+ *
  * Stopping: the listener and the control threads first, then each worker,
  * and only then each connection's socket (close_conn), so that a request a
  * worker took is completed and published before its client can see the
@@ -47,6 +51,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -99,9 +104,7 @@ uint64_t tmd_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The engine's rule for names (client.c): printable ASCII but space and
- * , : = become '_'. */
-static void sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
+void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
 {
     size_t n = strnlen(in, max < TMW_NAME_MAX - 1 ? max : TMW_NAME_MAX - 1);
     for (size_t i = 0; i < n; i++) {
@@ -136,11 +139,108 @@ static int make_dirs(const char *path)
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * The lock: one daemon per socket path
+ * ---------------------------------------------------------------------- */
+/* Takes PATH.lock (created 0600 beside the socket, never removed): an
+ * exclusive flock held by this process until it exits, the file holding
+ * its pid.  The descriptor, or -errno (logged, naming the holder). */
+static int lock_path(const char *path)
+{
+    char lock[TMD_PATH_MAX + 8];
+    snprintf(lock, sizeof(lock), "%s.lock", path);
+    int rc = make_dirs(path);
+    if (rc) {
+        tmd_log(LOG_ERR, "cannot create the directory of %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        tmd_log(LOG_ERR, "lock file %s: cannot open it: %s; not starting", lock, strerror(errno));
+        return rc;
+    }
+    /* the pid is written into it: a file of ours alone, not a link to another */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+        st.st_uid != geteuid()) {
+        tmd_log(LOG_ERR, "lock file %s: not a regular file of the daemon's user (uid %u) with "
+                "one link; remove it; not starting", lock, (unsigned)geteuid());
+        close(fd);
+        return -EPERM;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = -errno;
+        char text[32] = "";
+        ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+        long pid = 0;
+        char *end = text;
+        if (n > 0) {
+            text[n] = '\0';
+            pid = strtol(text, &end, 10);
+        }
+        if (rc == -EWOULDBLOCK && pid > 0 && end != text && *end == '\n')
+            tmd_log(LOG_ERR, "%s: another tmemd (pid %ld) serves it: it holds the lock file "
+                    "%s; not starting", path, pid, lock);
+        else if (rc == -EWOULDBLOCK)
+            tmd_log(LOG_ERR, "%s: another tmemd serves it: it holds the lock file %s; not "
+                    "starting", path, lock);
+        else
+            tmd_log(LOG_ERR, "lock file %s: cannot lock it: %s; not starting", lock,
+                    strerror(-rc));
+        close(fd);
+        return rc;
+    }
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len)
+        tmd_log(LOG_WARNING, "lock file %s: cannot write the pid into it: %s", lock,
+                strerror(errno));
+    return fd;
+}
+
+int tmd_server_lock(struct tmd *d)
+{
+    d->lock_fd[0] = lock_path(d->cfg.socket_path);
+    if (d->lock_fd[0] < 0)
+        return d->lock_fd[0];
+    d->lock_fd[1] = lock_path(d->cfg.control_path);
+    if (d->lock_fd[1] < 0) {
+        close(d->lock_fd[0]);
+        d->lock_fd[0] = -1;
+        return d->lock_fd[1];
+    }
+    return 0;
+}
+
+/* The socket files this daemon bound (device and inode), so that it
+ * removes only those: [0] the client socket, [1] the control socket. */
+static struct bound { dev_t dev; ino_t ino; bool set; } bound[2];
+
+/* Removes path if it is still the socket this daemon bound there (b). */
+static void unlink_own(const char *path, struct bound *b)
+{
+    struct stat st;
+    if (!b->set)
+        return;
+    b->set = false;
+    if (lstat(path, &st) != 0)
+        return;
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != b->dev || st.st_ino != b->ino) {
+        tmd_log(LOG_WARNING, "%s: no longer the socket this daemon bound (replaced "
+                "meanwhile): left in place", path);
+        return;
+    }
+    unlink(path);
+}
+
 /* Binds a SOCK_SEQPACKET socket at path, atomically: bound and listening
  * under a temporary name, then renamed, so that the path appearing means
- * the daemon is ready.  A live daemon already there is an error; a stale
- * socket file is replaced. */
-static int listen_at(const char *path, unsigned mode, gid_t group)
+ * the daemon is ready; b records the file.  Called with path's lock held
+ * (tmd_server_lock): a socket file already there is a stale one, replaced,
+ * unless something still listens on it (a daemon that takes no lock): that
+ * is an error. */
+static int listen_at(const char *path, unsigned mode, gid_t group, struct bound *b)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     char tmp[TMD_PATH_MAX];
@@ -158,22 +258,25 @@ static int listen_at(const char *path, unsigned mode, gid_t group)
     if (fd < 0)
         return -errno;
     strcpy(sa.sun_path, path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        tmd_log(LOG_ERR, "%s: another tmemd is serving it", path);
+    /* a full backlog (EAGAIN) is a listener too */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN) {
+        tmd_log(LOG_ERR, "%s: another process is serving it", path);
         close(fd);
         return -EADDRINUSE;
     }
     strcpy(sa.sun_path, tmp);
     unlink(tmp);
+    struct stat st;
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 128) != 0 ||
         chmod(tmp, mode) != 0 || (group != (gid_t)-1 && chown(tmp, (uid_t)-1, group) != 0) ||
-        rename(tmp, path) != 0) {
+        lstat(tmp, &st) != 0 || rename(tmp, path) != 0) {
         rc = -errno;
         tmd_log(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
         unlink(tmp);
         close(fd);
         return rc;
     }
+    *b = (struct bound){ st.st_dev, st.st_ino, true };
     return fd;
 }
 
@@ -455,7 +558,7 @@ int tmd_check_hello(const void *msg, ssize_t n, char name[TMW_NAME_MAX])
         return -EPROTO;
     if (h.m.version != TMW_VERSION)
         return -EPROTONOSUPPORT;
-    sanitize_name(name, h.name, sizeof(h.name));
+    tmd_sanitize_name(name, h.name, sizeof(h.name));
     return 0;
 }
 
@@ -906,13 +1009,13 @@ int tmd_server_start(struct tmd *d)
     stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (epfd < 0 || stop_fd < 0)
         return -errno;
-    d->control_fd = listen_at(d->cfg.control_path, d->cfg.control_mode, admin);
+    d->control_fd = listen_at(d->cfg.control_path, d->cfg.control_mode, admin, &bound[1]);
     if (d->control_fd < 0)
         return d->control_fd;
-    d->listen_fd = listen_at(d->cfg.socket_path, d->cfg.socket_mode, (gid_t)-1);
+    d->listen_fd = listen_at(d->cfg.socket_path, d->cfg.socket_mode, (gid_t)-1, &bound[0]);
     if (d->listen_fd < 0) {
         close(d->control_fd);
-        unlink(d->cfg.control_path);
+        unlink_own(d->cfg.control_path, &bound[1]);
         return d->listen_fd;
     }
     epoll_add(d->listen_fd, TAG_LISTEN, EPOLLIN);
@@ -926,8 +1029,8 @@ int tmd_server_start(struct tmd *d)
             stop_reaper();
     }
     if (rc) {
-        unlink(d->cfg.socket_path);
-        unlink(d->cfg.control_path);
+        unlink_own(d->cfg.socket_path, &bound[0]);
+        unlink_own(d->cfg.control_path, &bound[1]);
         close(d->listen_fd);
         close(d->control_fd);
         return -rc;
@@ -946,8 +1049,8 @@ void tmd_server_quiesce(struct tmd *d)
     if (write(stop_fd, &one, sizeof(one)) != sizeof(one))
         tmd_log(LOG_ERR, "cannot stop the listener: %s", strerror(errno));
     pthread_join(d->listener, NULL);
-    unlink(d->cfg.socket_path);
-    unlink(d->cfg.control_path);
+    unlink_own(d->cfg.socket_path, &bound[0]);
+    unlink_own(d->cfg.control_path, &bound[1]);
     close(d->listen_fd);
     close(d->control_fd);
     tmd_control_stop(d);
@@ -985,7 +1088,7 @@ int tmd_park_client(struct tmd *d, tmem_client_t *c, uint32_t uid, uint32_t gid,
     k->parked = true;
     k->c = c;
     k->since_ms = tmd_now_ms();
-    sanitize_name(k->name, name, TMW_NAME_MAX);
+    tmd_sanitize_name(k->name, name, TMW_NAME_MAX);
     pthread_mutex_lock(&d->conns_lock);
     /* one parked client per (uid, name): a newer restore replaces it */
     struct tmd_conn *old = NULL;

@@ -33,14 +33,24 @@
  * on: the clients restored from the records before it (each verified whole)
  * are kept, the file is renamed to PATH.bad, and the daemon starts.  A
  * record whose pages do not fit (max_memory) or that the engine refuses is
- * logged and skipped: the file is sound, the others are restored.  Two
+ * logged and skipped: the file is sound, the others are restored (the
+ * engine checks the stream's settings as every other setter does: a weight
+ * above TMEM_WEIGHT_MAX or a cap above TMEM_CAP_MAX is refused so).  A
+ * record's name is taken as a HELLO's is (tmd_sanitize_name: a control
+ * character becomes '_'), so its owner, whose HELLO is sanitised the same
+ * way, still adopts it, and the log shows no raw byte of it.  Two
  * clients with the same uid and name are both left out at save time: which
  * owner would adopt which is ambiguous, and a client must never adopt
  * another's pages.
  *
  * The file holds the clients' data (swap pages): it is created 0600, and
- * at start-up one that is not a regular file owned by the daemon's user,
- * writable by nobody else, is refused.
+ * at start-up one not owned by the daemon's user, or writable by others, is
+ * refused (renamed to PATH.bad).  Something at PATH that is not a regular
+ * file (a FIFO, a device, a directory) is never read (it is opened without
+ * blocking, then looked at), renamed or replaced: the daemon logs it and
+ * starts without it, and the save at stop refuses to write over it.  A
+ * symbolic link is not followed (not read, logged); the save replaces the
+ * link itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -267,6 +277,15 @@ int tmd_state_save(struct tmd *d)
     const char *path = d->cfg.state_file;
     if (!path[0])
         return 0;
+    /* what is at path now is replaced (or removed) only if it is a regular
+     * file or a symbolic link (the link itself, never what it points to):
+     * a FIFO, a device or a directory is left alone */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        tmd_log(LOG_ERR, "state file %s: not a regular file (%s): not replaced; the persistent "
+                "pages of every client are lost", path, tmd_file_kind(st.st_mode));
+        return -EEXIST;
+    }
     uint64_t t0 = tmd_now_ms();
     char tmp[PATH_MAX];
     int rc = path_with(tmp, path, ".tmp");
@@ -499,7 +518,7 @@ static int load_record(struct load *L, const struct st_record *rec, uint64_t k)
 {
     struct tmd *d = L->d;
     char name[TMW_NAME_MAX];
-    memcpy(name, rec->name, sizeof(name));
+    tmd_sanitize_name(name, rec->name, sizeof(rec->name));
     struct rec_in in = { .r = &L->r, .left = rec->stream_len, .h = L->stream };
     XXH64_reset(L->stream, 0);
     errno = 0;
@@ -548,7 +567,8 @@ static int load_record(struct load *L, const struct st_record *rec, uint64_t k)
         else
             tmd_log(LOG_ERR, "state file: client uid %u \"%s\" NOT restored (%" PRIu64
                     " persistent pages): %s", (unsigned)rec->uid, name, rec->pages,
-                    got == -EPROTO ? "the engine refused its save stream"
+                    got == -EPROTO ? "the engine refused its save stream (malformed, or a "
+                                     "weight or cap out of range)"
                                    : strerror((int)-got));
         return 0;
     }
@@ -657,13 +677,20 @@ void tmd_state_load(struct tmd *d)
                 "pages will be lost at stop", path, strerror(errno));
 
     uint64_t t0 = tmd_now_ms();
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    char why[100];
+    int fd = tmd_open_regular(path, O_NOFOLLOW, why, sizeof(why));
+    if (fd == -2) {
+        /* not ours to read, rename or replace: left as it is */
+        tmd_log(LOG_ERR, "state file %s: %s: not read, left in place; starting without it "
+                "(the save at stop will not replace it either)", path, why);
+        return;
+    }
     if (fd < 0) {
         if (errno == ENOENT)
             tmd_log(LOG_INFO, "state file %s: none (nothing to restore)", path);
         else
             tmd_log(LOG_ERR, "state file %s: cannot open it: %s; starting without it", path,
-                    strerror(errno));
+                    why);
         return;
     }
     struct load L = { .d = d, .r = { .fd = fd, .buf = malloc(ST_BUF) } };

@@ -292,7 +292,8 @@ enum tmw_ctl_op {
     TMW_CTL_LIST,               /* reply: DATA text (tmem-list); arg = long form */
     TMW_CTL_FREEZE,             /* client_id (TMEM_CLIENT_ALL for all) */
     TMW_CTL_THAW,
-    TMW_CTL_SET,                /* set_mask: TMW_SET_*; weight, cap, compress */
+    TMW_CTL_SET,                /* set_mask: TMW_SET_*; weight (<= TMEM_WEIGHT_MAX),
+                                   cap (<= TMEM_CAP_MAX), compress */
     TMW_CTL_SHARED_AUTH,        /* client_id, uuid, arg = allow */
     TMW_CTL_FLUSH,              /* arg64 = bytes to evict and give back; END result = 0,
                                    reply DATA uint64 bytes freed */

@@ -2,7 +2,9 @@
  * test_config.c - tmemd's configuration: sizes and percentages (good and
  * bad), the embedded default, files (keys, comments, indentation, errors
  * with file:line and key, nothing applied on error), single keys from the
- * command line, resolution against a fake MemTotal, and dist/tmemd.conf
+ * command line, resolution against a fake MemTotal (a fixed max_memory
+ * above it refused), sizes as the messages write them, files that are not
+ * regular (a FIFO, a device) or too big refused at once, and dist/tmemd.conf
  * equal to the embedded default.
  */
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -541,6 +544,29 @@ static void resolve(void **state)
                                     sizeof(err)), 0);
     assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "daemon.control_socket:"));
+    /* a fixed max_memory above MemTotal is refused, one at MemTotal taken */
+    resolve_with(&c, 24683772);         /* 23.5 GiB */
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "1000T", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "memory.max_memory: 1000 TiB is more than this host's memory "
+                             "(23.5 GiB)");
+    resolve_with(&c, 24683772);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "25276182529", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "memory.max_memory: 25276182529 bytes is more than this host's "
+                             "memory (25276182528 bytes)");     /* the same in GiB */
+    resolve_with(&c, 24683772);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "25276182528", err, sizeof(err)), 0);
+    if (tmd_config_resolve(&c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.max_memory, 24683772ull * 1024);
+    assert_int_equal(c.memtotal, 24683772ull * 1024);
+    resolve_with(&c, 8 * GiB / 1024);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "8G", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_set(&c, "", "max_memory", "9G", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "memory.max_memory: 9 GiB is more than this host's memory (8 GiB)");
     /* no MemTotal to resolve against */
     resolve_with(&c, 8 * GiB / 1024);
     assert_int_equal(tmd_config_set(&c, "", "meminfo", "/nonexistent", err, sizeof(err)), 0);
@@ -553,6 +579,76 @@ static void resolve(void **state)
     if (tmd_config_resolve(&c, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     assert_int_equal(c.engine.max_bytes, 64 * MiB);
+    assert_int_equal(c.memtotal, 0);    /* unknown: a fixed size is not checked */
+}
+
+/* A configuration file (and meminfo) must be a regular file of at most
+ * 1 MiB: a FIFO or a device is refused at once, never read. */
+static void files_not_regular(void **state)
+{
+    (void)state;
+    struct tmd_config c;
+    char err[300], path[300];
+    assert_int_equal(tmd_config_default(&c), 0);
+    assert_int_equal(tmd_config_load(&c, "/dev/zero", err, sizeof(err)), -1);
+    assert_string_equal(err, "/dev/zero: not a regular file (a character device)");
+    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "/fifo: not a regular file (a FIFO)"));
+    assert_int_equal(tmd_config_load(&c, tmpdir, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, ": not a regular file (a directory)"));
+    assert_int_equal(tmd_config_load(&c, "/nonexistent.conf", err, sizeof(err)), -1);
+    assert_string_equal(err, "/nonexistent.conf: No such file or directory");
+    /* meminfo too: no MemTotal in a FIFO or a device */
+    assert_int_equal(tmd_config_set(&c, "", "meminfo", path, err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "governor.meminfo: no MemTotal in "));
+    assert_int_equal(tmd_config_set(&c, "", "meminfo", "/dev/zero", err, sizeof(err)), 0);
+    assert_int_equal(tmd_config_resolve(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "governor.meminfo: no MemTotal in /dev/zero"));
+    unlink(path);
+
+    /* a file of 1 MiB is read (a key, then comments); one byte more is refused */
+    snprintf(path, sizeof(path), "%s/big.conf", tmpdir);
+    size_t len = 1 << 20;
+    char *text = malloc(len);
+    assert_non_null(text);
+    const char *head = "[memory]\nmax_memory = 7M\n";
+    size_t h = strlen(head);
+    memcpy(text, head, h);
+    for (size_t i = h; i < len; i++)
+        text[i] = (i - h) % 100 == 99 || i == len - 1 ? '\n' : (i - h) % 100 == 0 ? '#' : 'x';
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    free(text);
+    if (tmd_config_load(&c, path, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.max_memory, 7 * MiB);
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("\n", f);
+    fclose(f);
+    assert_int_equal(tmd_config_load(&c, path, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "/big.conf: larger than a configuration file may be (1 MiB)"));
+    unlink(path);
+}
+
+static void format_size(void **state)
+{
+    (void)state;
+    static const struct { uint64_t bytes; const char *text; } cases[] = {
+        { 0, "0 bytes" }, { 1023, "1023 bytes" }, { 1024, "1 KiB" }, { 1536, "1.5 KiB" },
+        { 512 * MiB, "512 MiB" }, { 24683772ull * 1024, "23.5 GiB" },
+        { 1000ull << 40, "1000 TiB" }, { UINT64_MAX, "16.0 EiB" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[32];
+        tmd_format_size(out, sizeof(out), cases[i].bytes);
+        assert_string_equal(out, cases[i].text);
+    }
 }
 
 static int setup(void **state)
@@ -565,7 +661,7 @@ static int teardown(void **state)
 {
     (void)state;
     static const char *const names[] = { "good.conf", "more.conf", "bad.conf", "meminfo",
-                                         "rules.conf" };
+                                         "rules.conf", "fifo", "big.conf" };
     char path[300];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]);
@@ -585,6 +681,8 @@ int main(void)
         cmocka_unit_test(file_errors),
         cmocka_unit_test(set_keys),
         cmocka_unit_test(resolve),
+        cmocka_unit_test(format_size),
+        cmocka_unit_test(files_not_regular),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

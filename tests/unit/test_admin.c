@@ -1,7 +1,8 @@
 /*
  * test_admin.c - the administrator's controls and the statistics: freeze and
- * thaw (one client and all), weight, persistent cap, compression on and
- * off, client listing and info, and the tmem-list text.
+ * thaw (one client and all), weight, persistent cap (and their ranges,
+ * also as defaults), compression on and off, client listing and info, and
+ * the tmem-list text.
  */
 #include <errno.h>
 
@@ -164,6 +165,27 @@ static void client_listing(void **state)
     tmem_admin_set_weight(t, tmem_client_id(b), 7);
     tmem_client_info(t, tmem_client_id(b), &ci);
     assert_int_equal(ci.weight, 7);
+    /* the ranges: TMEM_WEIGHT_MAX and TMEM_CAP_MAX, no more */
+    assert_int_equal(tmem_admin_set_weight(t, tmem_client_id(b), TMEM_WEIGHT_MAX + 1), -EINVAL);
+    assert_int_equal(tmem_admin_set_weight(t, tmem_client_id(b), 0xFFFFFFFFu), -EINVAL);
+    assert_int_equal(tmem_admin_set_cap(t, tmem_client_id(b), TMEM_CAP_MAX + 1), -EINVAL);
+    tmem_client_info(t, tmem_client_id(b), &ci);
+    assert_int_equal(ci.weight, 7);
+    assert_int_equal(ci.cap, 0);
+    assert_int_equal(tmem_admin_set_weight(t, tmem_client_id(b), TMEM_WEIGHT_MAX), 0);
+    assert_int_equal(tmem_admin_set_cap(t, tmem_client_id(b), TMEM_CAP_MAX), 0);
+    tmem_client_info(t, tmem_client_id(b), &ci);
+    assert_int_equal(ci.weight, TMEM_WEIGHT_MAX);
+    assert_int_equal(ci.cap, TMEM_CAP_MAX);
+    tmem_config_t cfg;
+    tt_config(&cfg, 0, TMEM_COMPRESS_LZ4, 1);
+    cfg.default_weight = TMEM_WEIGHT_MAX + 1;
+    errno = 0;
+    assert_null(tmem_open(&cfg));
+    assert_int_equal(errno, EINVAL);
+    cfg.default_weight = 100;
+    cfg.default_cap = TMEM_CAP_MAX + 1;
+    assert_null(tmem_open(&cfg));
     uint32_t old = tmem_client_id(a);
     tmem_client_close(a);
     assert_int_equal(tmem_client_ids(t, ids, 4), 1);

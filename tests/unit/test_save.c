@@ -1,10 +1,12 @@
 /*
  * test_save.c - save and restore of a client: a round trip between two
  * engines carries settings, pool ids and persistent pages (not ephemeral
- * ones); a hostile stream (truncated anywhere, any byte changed) is refused
- * and leaves the client with no pools; the documented errors.
+ * ones); a hostile stream (truncated anywhere, any byte changed, a weight
+ * or cap out of range behind a right checksum) is refused and leaves the
+ * client with no pools; the documented errors.
  */
 #include <errno.h>
+#include <xxhash.h>
 
 #include "tmem_test.h"
 
@@ -142,6 +144,55 @@ static void any_byte_changed(void **state)
                     rc == -EBUSY);
         m.p[i] = old;
     }
+    tt_buf_free(&m);
+    tt_close(t);
+}
+
+/* The stream's weight (at byte 20) and cap (at byte 24) set to w and cap,
+ * its checksum (the last 8 bytes, XXH64 of all before) made right again. */
+static void forge_settings(tt_buf *m, uint32_t w, uint64_t cap)
+{
+    memcpy(m->p + 20, &w, sizeof(w));
+    memcpy(m->p + 24, &cap, sizeof(cap));
+    uint64_t sum = XXH64(m->p, m->len - 8, 0);
+    memcpy(m->p + m->len - 8, &sum, sizeof(sum));
+}
+
+/* A stream whose checksum is right but whose weight or cap is out of the
+ * engine's range is refused as malformed; the limits themselves restore. */
+static void settings_out_of_range(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(0, TMEM_COMPRESS_LZ4, 1);
+    tmem_client_t *src = make_source(t, 3);
+    tt_buf m = TT_BUF_INIT;
+    assert_int_equal(tmem_client_save(t, tmem_client_id(src), tt_buf_write, &m), 3);
+    m.limit = m.len;
+    uint32_t w;
+    uint64_t cap;
+    memcpy(&w, m.p + 20, sizeof(w));
+    memcpy(&cap, m.p + 24, sizeof(cap));
+    assert_int_equal(w, 42);                /* where make_source's settings are */
+    assert_int_equal(cap, 1000);
+    forge_settings(&m, TMEM_WEIGHT_MAX, TMEM_CAP_MAX);
+    tmem_client_t *c = tmem_client_open(t, "edge");
+    m.pos = 0;
+    assert_int_equal(tmem_client_restore(c, tt_buf_read, &m), 3);
+    tmem_client_info_t ci;
+    assert_int_equal(tmem_client_info(t, tmem_client_id(c), &ci), 0);
+    assert_int_equal(ci.weight, TMEM_WEIGHT_MAX);
+    assert_int_equal(ci.cap, TMEM_CAP_MAX);
+    tmem_client_close(c);
+    forge_settings(&m, 0xFFFFFFFFu, 1000);
+    assert_int_equal(restore_expect(t, &m), -EPROTO);
+    forge_settings(&m, TMEM_WEIGHT_MAX + 1, 1000);
+    assert_int_equal(restore_expect(t, &m), -EPROTO);
+    forge_settings(&m, 42, TMEM_CAP_MAX + 1);
+    assert_int_equal(restore_expect(t, &m), -EPROTO);
+    forge_settings(&m, 42, UINT64_MAX);
+    assert_int_equal(restore_expect(t, &m), -EPROTO);
+    forge_settings(&m, 42, 1000);           /* as saved: restores */
+    assert_int_equal(restore_expect(t, &m), 3);
     tt_buf_free(&m);
     tt_close(t);
 }
@@ -289,6 +340,7 @@ int main(void)
         cmocka_unit_test(truncated_anywhere),
         cmocka_unit_test(any_byte_changed),
         cmocka_unit_test(errors),
+        cmocka_unit_test(settings_out_of_range),
         cmocka_unit_test(restore_no_room),
         cmocka_unit_test(save_keeps_admin_state),
         cmocka_unit_test(one_restore_at_a_time),
