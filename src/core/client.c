@@ -297,16 +297,17 @@ int tmem_admin_set_cap(tmem_t *t, uint32_t id, uint64_t pages)
     return admin_apply(t, id, true, do_cap, pages, no_uuid);
 }
 
-/* The group id (clients_lock held), made if make and missing. */
-static struct tm_group *group_find_locked(tmem_t *t, uint32_t id, bool make)
+/* The group id (clients_lock held); if missing, *spare (allocated before
+ * the lock: an allocation may evict, which takes clients_lock) becomes it
+ * and *spare is NULL. */
+static struct tm_group *group_find_locked(tmem_t *t, uint32_t id, struct tm_group **spare)
 {
     for (struct tm_group *g = t->groups; g; g = g->next)
         if (g->id == id)
             return g;
-    if (!make)
-        return NULL;
-    struct tm_group *g = tm_meta_calloc(t, sizeof(*g), true);
+    struct tm_group *g = spare ? *spare : NULL;
     if (g) {
+        *spare = NULL;
         g->id = id;
         g->next = t->groups;
         t->groups = g;
@@ -325,6 +326,9 @@ int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
     pthread_rwlock_unlock(&t->clients_lock);
     if (!c)
         return -ENOENT;
+    /* a group's few bytes are never refused for lack of page memory: a
+     * client joins its group as it opens */
+    struct tm_group *spare = group ? tm_meta_calloc_reserved(t, sizeof(*spare), 8) : NULL;
     /* the client's write lock: no call of it runs, so no pool appears */
     tm_brlock_write(&c->lock);
     pthread_rwlock_wrlock(&t->clients_lock);
@@ -333,7 +337,7 @@ int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
         if (c->pools[i])
             rc = -EBUSY;
     struct tm_group *g = NULL;
-    if (rc == 0 && group && !(g = group_find_locked(t, group, true)))
+    if (rc == 0 && group && !(g = group_find_locked(t, group, &spare)))
         rc = -ENOMEM;
     if (rc == 0 && g != c->group) {
         if (g)
@@ -344,6 +348,7 @@ int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
     pthread_rwlock_unlock(&t->clients_lock);
     tm_brlock_write_unlock(&c->lock);
     atomic_fetch_sub(&c->pins, 1);
+    tm_meta_free(t, spare);         /* the group was there already */
     return rc;
 }
 
@@ -352,7 +357,7 @@ int tmem_admin_set_group_cap(tmem_t *t, uint32_t group, uint64_t pages)
     if (!t || !group)
         return -EINVAL;
     pthread_rwlock_wrlock(&t->clients_lock);
-    struct tm_group *g = group_find_locked(t, group, false);
+    struct tm_group *g = group_find_locked(t, group, NULL);
     if (g)
         atomic_store(&g->cap, pages);
     pthread_rwlock_unlock(&t->clients_lock);
@@ -364,7 +369,7 @@ uint64_t tmem_group_pages(tmem_t *t, uint32_t group)
     if (!t)
         return 0;
     pthread_rwlock_rdlock(&t->clients_lock);
-    struct tm_group *g = group_find_locked(t, group, false);
+    struct tm_group *g = group_find_locked(t, group, NULL);
     uint64_t n = g ? tm_load(g->pages) : 0;
     pthread_rwlock_unlock(&t->clients_lock);
     return n;

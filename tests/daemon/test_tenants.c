@@ -10,7 +10,8 @@
  *     uid's share, and uid B (and root) still connect within 2 s and store
  *     and read back persistent pages, with lent memory and without;
  *   - an administrator lowers uid A's share (tmemctl set-uid) and ends one
- *     of its clients (tmemctl end): its pages are freed.
+ *     of its clients (tmemctl end): its pages are freed;
+ *   - with no share at all, uid A fills the daemon: others still connect.
  *
  * Needs root (to become the two uids): skipped (exit 77) otherwise.
  */
@@ -75,6 +76,12 @@ static int neighbour_main(void *arg)
     if (!c) {
         fprintf(stderr, "neighbour: no connection in 2 s: %s\n", strerror(errno));
         return 10;
+    }
+    if (nb->pages == 0) {       /* only the connection */
+        fprintf(stderr, "neighbour: connected in %llu ms\n",
+                (unsigned long long)(now_ms() - t0));
+        tmem_client_close(c);
+        return 0;
     }
     int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
     if (p < 0) {
@@ -391,6 +398,41 @@ static void persistent_flood_window(void **state)
     persistent_flood(true);
 }
 
+/* With no share at all (memory.uid_persistent_max=0), uid A fills the
+ * whole daemon with persistent pages: another uid, and root, still connect
+ * (a client's own structure is never crowded out by pages). */
+static void connect_when_full(void **state)
+{
+    (void)state;
+    const char *args[] = { "--set", "memory.lend=false", "--set", "memory.uid_persistent_max=0",
+                           NULL };
+    td_t d = start_shared_daemon(args);
+    int stop[2], ready[2];
+    assert_int_equal(pipe(stop), 0);
+    assert_int_equal(pipe(ready), 0);
+    struct flood f = { d.sock, stop[0], ready[1] };
+    pid_t a = td_spawn_as(TD_UID_A, flood_main, &f);
+    assert_true(a > 0);
+    char b;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    struct tmw_ctl_stats st;
+    assert_int_equal(tmc_stats(d.ctl, &st), 0);
+    fprintf(stderr, "uid A holds %llu KiB of persistent memory of %llu KiB\n",
+            (unsigned long long)(uid_persistent_bytes(&d, TD_UID_A) >> 10),
+            (unsigned long long)(st.gov_max >> 10));
+    run_neighbour(d.sock, 0);
+    tmem_client_t *root = tmem_connect(d.sock, "root");
+    assert_non_null(root);
+    tmem_client_close(root);
+    assert_int_equal(write(stop[1], "s", 1), 1);
+    assert_int_equal(td_wait_child(a), 0);
+    close(stop[0]);
+    close(stop[1]);
+    close(ready[0]);
+    close(ready[1]);
+    assert_int_equal(td_stop(&d), 0);
+}
+
 int main(void)
 {
     if (!td_can_switch_uid()) {
@@ -403,6 +445,7 @@ int main(void)
         cmocka_unit_test(silent_connections_window),
         cmocka_unit_test(persistent_flood_lend),
         cmocka_unit_test(persistent_flood_window),
+        cmocka_unit_test(connect_when_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
