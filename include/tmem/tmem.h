@@ -343,7 +343,8 @@ TMEM_API int tmem_admin_set_cap(tmem_t *t, uint32_t client_id, uint64_t pages);
 /* Persistent quota groups: the clients of group g (> 0) hold at most the
  * group's cap of persistent pages together, beside each one's own cap
  * (tmemd makes one group per uid).  A client joins (or, with group 0,
- * leaves) its group while it has no pools: -EBUSY after; -ENOENT, -ENOMEM. */
+ * leaves) with the persistent pages it holds (above the cap they stay;
+ * new puts are refused).  0, -ENOENT or -ENOMEM. */
 TMEM_API int tmem_admin_set_group(tmem_t *t, uint32_t client_id, uint32_t group);
 /* The cap of group (> 0) in pages, 0 = none.  Pages above a lowered cap
  * stay.  A group lives while it has clients.  0, -EINVAL or -ENOENT. */

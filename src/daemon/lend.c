@@ -477,13 +477,10 @@ static bool arena_held_locked(struct tmd_lender *ld, int fd)
     return false;
 }
 
-/* Records arena fd as held by this daemon (lend_lock).  -ENOMEM. */
-static int arena_note_locked(struct tmd_lender *ld, int fd)
+/* Room in the held set for two more arenas (lend_lock).  -ENOMEM. */
+static int arena_room_locked(struct tmd_lender *ld)
 {
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (ld->nheld == ld->held_cap) {
+    if (ld->nheld + 2 > ld->held_cap) {
         size_t cap = ld->held_cap ? ld->held_cap * 2 : 64;
         struct arena_id *v = realloc(ld->held, cap * sizeof(*v));
         if (!v)
@@ -491,6 +488,18 @@ static int arena_note_locked(struct tmd_lender *ld, int fd)
         ld->held = v;
         ld->held_cap = cap;
     }
+    return 0;
+}
+
+/* Records arena fd as held by this daemon (lend_lock), in the room
+ * arena_room_locked made.  0 or -errno. */
+static int arena_note_locked(struct tmd_lender *ld, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (ld->nheld >= ld->held_cap)
+        return -ENOMEM;
     ld->held[ld->nheld++] = (struct arena_id){ st.st_dev, st.st_ino };
     return 0;
 }
@@ -618,12 +627,10 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         lent_free(l);
         return -EPROTO;
     }
-    for (int k = 0; k < 2; k++) {
-        if ((rc = arena_note_locked(ld, l->fd[k])) != 0) {
-            pthread_mutex_unlock(&ld->lock);
-            lent_free(l);
-            return rc;
-        }
+    if ((rc = arena_room_locked(ld)) != 0) {
+        pthread_mutex_unlock(&ld->lock);
+        lent_free(l);
+        return rc;
     }
     if (hi->adopt) {
         /* what it holds: persistent all or none (within its uid's share),
@@ -631,7 +638,9 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         uint64_t room = room_locked(d) / l->unit;
         uint64_t pers = find_lent(l, 1), eph = find_lent(l, 0);
         uint64_t share = tmd_uid_pers_max(d, l->uid);
-        bool over_share = share && uid_pers_locked(ld, l->uid) + pers * l->unit > share;
+        bool over_share = share && uid_pers_locked(ld, l->uid) + pers * l->unit +
+                                           tmem_group_pages(d->engine, tmd_uid_group(l->uid)) *
+                                               TMEM_PAGE_SIZE > share;
         if (pers > room || over_share) {
             ld->tot.adopt_refused++;
             pthread_mutex_unlock(&ld->lock);
@@ -670,6 +679,10 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
                         (unsigned)l->uid, l->name, l->lent[0], l->lent[1],
                         nlate ? ", ephemeral ones over the limit taken back" : "");
     }
+    /* held from now on (an adoption refused above was not: the client
+     * keeps its arenas and may hand them back again) */
+    for (int k = 0; k < 2; k++)
+        (void)arena_note_locked(ld, l->fd[k]);      /* fstat of our own dup: no failure */
     /* on the lender's list only once the HELLO reply is out
      * (tmd_lend_started): nothing may reach the socket before it */
     l->next = l->prev = NULL;

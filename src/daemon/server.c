@@ -713,8 +713,11 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         c = NULL;
     }
     bool adopted = c != NULL;
-    if (!c && (c = tmem_client_open(d->engine, name)) && tmd_uid_join(d, c, k->uid) != 0) {
-        tmem_client_release(c);         /* no room for its quota group */
+    if (!c)
+        c = tmem_client_open(d->engine, name);
+    /* in its uid's persistent share, a restored one with its pages */
+    if (c && tmd_uid_join(d, c, k->uid) != 0) {
+        give_back(d, k, c, adopted, name);
         c = NULL;
         errno = ENOMEM;
     }
