@@ -223,12 +223,17 @@ pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg)
         return -1;
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        pid_t parent = getppid();
         if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
             setresuid(uid, uid, uid) != 0) {
             perror("td_spawn_as: becoming the tenant");
             _exit(126);
         }
+        /* after the change of credentials, which clears it; and the
+         * parent may have gone before it was set */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(125);
         int rc = fn(arg);
         fflush(NULL);
         _exit(rc);
