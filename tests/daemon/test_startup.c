@@ -248,9 +248,12 @@ static void second_daemon_is_refused(void **state)
     expect_in(text, pid, "the second tmemd's log");
     expect_in(text, "not starting", "the second tmemd's log");
 
-    /* the first one's sockets are the files it bound, and serve */
+    /* the first one's sockets are the files it bound, and serve (once it
+     * has seen the ends of the backlog's connections: this uid's
+     * connections still in their HELLO are bounded) */
     assert_int_equal(inode_of(D.sock), sock_ino);
     assert_int_equal(inode_of(D.ctl), ctl_ino);
+    assert_int_equal(td_wait_connections(&D, 0), 0);
     client_works(D.sock, "after");
     struct tmw_ctl_stats s;
     assert_int_equal(tmc_stats(D.ctl, &s), 0);
