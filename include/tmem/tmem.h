@@ -132,8 +132,9 @@ TMEM_API tmem_client_t *tmem_client_open(tmem_t *t, const char *name);
  * /run/tmem/tmemd.sock).  Every call below works on it with the same
  * results as in-process; pages travel through shared memory, not the
  * socket.  NULL with errno on failure: ENOENT/ECONNREFUSED (no daemon),
- * EACCES, EAGAIN (the daemon has too many clients), EPROTO (not a tmemd of
- * this version).  The client's identity is its uid/gid/pid, taken by the
+ * EACCES, EAGAIN (the daemon has too many clients, or connections of this
+ * uid under way: it is tried again for up to a second first), EPROTO (not
+ * a tmemd of this version).  The client's identity is its uid/gid/pid, taken by the
  * daemon from the socket; name is a label (and, with the uid, what a
  * restored client is found by: docs/protocol.md). */
 TMEM_API tmem_client_t *tmem_connect(const char *socket_path, const char *name);

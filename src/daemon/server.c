@@ -449,6 +449,8 @@ static int accept_peer(int lfd, int flags, const char *what, struct ucred *cr)
     return fd;
 }
 
+static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events);
+
 static void accept_client(struct tmd *d)
 {
     for (;;) {
@@ -504,6 +506,10 @@ static void accept_client(struct tmd *d)
         d->nconns++;
         pthread_mutex_unlock(&d->conns_lock);
         atomic_fetch_add(&d->n.accepted, 1);
+        /* a client library sends its HELLO right after connect(): read it
+         * now, so that a burst of connections of one uid is served, not
+         * refused as handshakes under way */
+        conn_event(d, k, EPOLLIN);
     }
 }
 

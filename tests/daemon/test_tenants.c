@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,6 +204,48 @@ static void silent_connections(bool window)
     close(stop[0]);
     close(ready[0]);
     close(ready[1]);
+    assert_int_equal(td_stop(&d), 0);
+}
+
+/* The bound on one uid's connections still in their HELLO does not refuse
+ * an honest burst: 32 processes of uid B connect at once, with their
+ * HELLOs, and every one is served. */
+struct burst {
+    const char *sock;
+};
+
+static int burst_main(void *arg)
+{
+    const struct burst *b = arg;
+    pid_t kids[32];
+    for (int i = 0; i < 32; i++) {
+        if ((kids[i] = fork()) == 0) {
+            tmem_client_t *c = tmem_connect(b->sock, "burst");
+            if (!c)
+                _exit(1);
+            sleep_ms(300);          /* all of them connected at once */
+            tmem_client_close(c);
+            _exit(0);
+        }
+    }
+    int refused = 0;
+    for (int i = 0; i < 32; i++) {
+        int st;
+        refused += kids[i] < 0 || waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) ||
+                   WEXITSTATUS(st) != 0;
+    }
+    fprintf(stderr, "burst: %d of 32 connections refused\n", refused);
+    return refused ? 40 : 0;
+}
+
+static void burst_of_one_uid(void **state)
+{
+    (void)state;
+    td_t d = start_shared_daemon(NULL);
+    struct burst b = { d.sock };
+    pid_t p = td_spawn_as(TD_UID_B, burst_main, &b);
+    assert_true(p > 0);
+    assert_int_equal(td_wait_child(p), 0);
     assert_int_equal(td_stop(&d), 0);
 }
 
@@ -441,6 +484,7 @@ int main(void)
     }
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(burst_of_one_uid),
         cmocka_unit_test(silent_connections_lend),
         cmocka_unit_test(silent_connections_window),
         cmocka_unit_test(persistent_flood_lend),
