@@ -1389,8 +1389,9 @@ static const struct cmd cmds[] = {
       "The persistent memory (pages lent to its clients for persistent pools, and\n"
       "its clients' persistent pages in the daemon) that all clients of UID (a uid\n"
       "or a user name) may hold together; puts beyond are refused.  The default\n"
-      "is memory.uid_persistent_max (half of max_memory unless configured).  The\n"
-      "setting lasts until the daemon stops.\n\n"
+      "is the configured one (memory.uid_persistent for that uid, else\n"
+      "memory.uid_persistent_max: half of max_memory).  The setting lasts until\n"
+      "the daemon stops.\n\n"
       "  -p, --persistent-max SIZE   bytes, or K, M, G, T (binary multiples); none\n"
       "                              for no bound, default for the configured one\n" },
     { "end", cmd_end, "CLIENT", "end a client",

@@ -35,6 +35,7 @@
 #define TMD_PATH_MAX 108                /* sun_path */
 
 #define TMD_SHARED_RULES 16
+#define TMD_UID_SHARES   32
 
 struct tmd_config {
     char     socket_path[TMD_PATH_MAX];
@@ -76,6 +77,13 @@ struct tmd_config {
         int64_t uid;                    /* -1: any uid */
     } shared_allow[TMD_SHARED_RULES];
     uint32_t nshared_allow;
+    /* persistent shares of named uids, over uid_pers_max */
+    struct tmd_uid_share {
+        uint32_t uid;
+        uint64_t bytes;                 /* resolved from pct */
+        double pct;                     /* > 0: that share of max_memory */
+    } uid_share[TMD_UID_SHARES];
+    uint32_t nuid_share;
 };
 
 /* Fills cfg with the embedded default configuration. */
@@ -274,7 +282,7 @@ void tmd_tenants_fini(struct tmd *d);
 /* The daemon engine's quota group of uid's clients. */
 uint32_t tmd_uid_group(uid_t uid);
 /* The persistent bytes uid may hold (an administrator's setting for it,
- * else cfg.uid_pers_max): 0 for no bound. */
+ * else its cfg.uid_share, else cfg.uid_pers_max): 0 for no bound. */
 uint64_t tmd_uid_pers_max(struct tmd *d, uid_t uid);
 /* An administrator's bound for uid (bytes, 0 none), or (reset) back to the
  * configured one.  0 or -ENOMEM. */

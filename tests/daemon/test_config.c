@@ -170,6 +170,9 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
                         a->nshared_allow * sizeof(a->shared_allow[0]));
     assert_int_equal(a->engine.default_weight, b->engine.default_weight);
     assert_int_equal(a->engine.default_cap, b->engine.default_cap);
+    assert_int_equal(a->uid_pers_max, b->uid_pers_max);
+    assert_true(a->uid_pers_max_pct == b->uid_pers_max_pct);
+    assert_int_equal(a->nuid_share, b->nuid_share);
     assert_int_equal(a->governor, b->governor);
     assert_int_equal(a->governor_interval_ms, b->governor_interval_ms);
     assert_int_equal(a->reserve, b->reserve);
@@ -425,6 +428,28 @@ static void set_keys(void **state)
     assert_int_equal(c.metrics_per_client, 0);
     assert_int_equal(tmd_config_set(&c, "", "per_client", "some", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "metrics.per_client: 'some' is not a boolean"));
+
+    /* persistent shares: every uid's, and those of named uids */
+    assert_true(c.uid_pers_max_pct == 50);
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent_max", "1G", err,
+                                    sizeof(err)), 0);
+    assert_int_equal(c.uid_pers_max, 1ull << 30);
+    assert_int_equal(c.nuid_share, 0);
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", "1000:2G, 1001:10%", err,
+                                    sizeof(err)), 0);
+    assert_int_equal(c.nuid_share, 2);
+    assert_int_equal(c.uid_share[0].uid, 1000);
+    assert_int_equal(c.uid_share[0].bytes, 2ull << 30);
+    assert_true(c.uid_share[1].pct == 10);
+    const char *bad_share[] = { "1000", "x:1G", "1000:lots", "-1:1G", "1000:150%" };
+    for (size_t i = 0; i < sizeof(bad_share) / sizeof(bad_share[0]); i++) {
+        assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", bad_share[i], err,
+                                        sizeof(err)), -1);
+        assert_non_null(strstr(err, "memory.uid_persistent: '"));
+        assert_int_equal(c.nuid_share, 2);                      /* unchanged */
+    }
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", "", err, sizeof(err)), 0);
+    assert_int_equal(c.nuid_share, 0);
 
     /* standing shared-pool authorisations */
     assert_int_equal(c.nshared_allow, 0);

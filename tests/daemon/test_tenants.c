@@ -370,10 +370,15 @@ static bool client_present(const td_t *d, uint32_t id)
     return found;
 }
 
-static void persistent_flood(bool window)
+/* share_mib: uid A's share named in the configuration (memory.
+ * uid_persistent), or 0 for the default (half of the daemon's 64 MiB). */
+static void persistent_flood(bool window, unsigned share_mib)
 {
-    const char *args[] = { "--set", window ? "memory.lend=false" : "memory.lend=true", NULL };
-    td_t d = start_shared_daemon(args);     /* 64 MiB; a uid's share 32 MiB */
+    char named[64];
+    snprintf(named, sizeof(named), "memory.uid_persistent=%u:%uM", TD_UID_A, share_mib);
+    const char *args[] = { "--set", window ? "memory.lend=false" : "memory.lend=true",
+                           share_mib ? "--set" : NULL, named, NULL };
+    td_t d = start_shared_daemon(args);
     int stop[2], ready[2];
     assert_int_equal(pipe(stop), 0);
     assert_int_equal(pipe(ready), 0);
@@ -382,7 +387,8 @@ static void persistent_flood(bool window)
     assert_true(a > 0);
     char b;
     assert_int_equal(read(ready[0], &b, 1), 1);
-    uint64_t held = uid_persistent_bytes(&d, TD_UID_A), share = 32ull << 20;
+    uint64_t held = uid_persistent_bytes(&d, TD_UID_A);
+    uint64_t share = (share_mib ? share_mib : 32ull) << 20;
     fprintf(stderr, "uid A holds %llu KiB of persistent memory (its share %llu KiB)\n",
             (unsigned long long)(held >> 10), (unsigned long long)(share >> 10));
     assert_true(held <= share);
@@ -432,13 +438,25 @@ static void persistent_flood(bool window)
 static void persistent_flood_lend(void **state)
 {
     (void)state;
-    persistent_flood(false);
+    persistent_flood(false, 0);
+}
+
+static void named_share_lend(void **state)
+{
+    (void)state;
+    persistent_flood(false, 12);
+}
+
+static void named_share_window(void **state)
+{
+    (void)state;
+    persistent_flood(true, 12);
 }
 
 static void persistent_flood_window(void **state)
 {
     (void)state;
-    persistent_flood(true);
+    persistent_flood(true, 0);
 }
 
 /* With no share at all (memory.uid_persistent_max=0), uid A fills the
@@ -489,6 +507,8 @@ int main(void)
         cmocka_unit_test(silent_connections_window),
         cmocka_unit_test(persistent_flood_lend),
         cmocka_unit_test(persistent_flood_window),
+        cmocka_unit_test(named_share_lend),
+        cmocka_unit_test(named_share_window),
         cmocka_unit_test(connect_when_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
