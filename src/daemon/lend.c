@@ -477,6 +477,17 @@ static bool arena_held_locked(struct tmd_lender *ld, int fd)
     return false;
 }
 
+/* Forgets arena fd (lend_lock): a client that keeps it may hand it back. */
+static void arena_forget_locked(struct tmd_lender *ld, int fd)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return;
+    for (size_t i = 0; i < ld->nheld; i++)
+        if (ld->held[i].ino == st.st_ino && ld->held[i].dev == st.st_dev)
+            ld->held[i--] = ld->held[--ld->nheld];
+}
+
 /* Room in the held set for two more arenas (lend_lock).  -ENOMEM. */
 static int arena_room_locked(struct tmd_lender *ld)
 {
@@ -750,6 +761,8 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     if (l->lent[1])
         uid_follow_locked(d, l->uid);
     wake_waiters_locked(d);
+    for (int k = 0; k < 2 && !punch_all; k++)
+        arena_forget_locked(ld, l->fd[k]);      /* left with the client: it brings them back */
     pthread_mutex_unlock(&ld->lock);
     /* A client that keeps its mappings after its end must not keep the
      * daemon's memory: punched, what it touches again is its own; its

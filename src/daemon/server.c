@@ -769,7 +769,8 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     }
     if (rc) {
         send_refusal(k->fd, rc);
-        tmd_lend_close(d, lent, true);
+        tmd_lend_close(d, lent, !adopt);    /* an adoption's arenas stay the client's:
+                                               it tries again with them */
         munmap(win, TMW_WINDOW_SIZE);
         close(wfd);
         give_back(d, k, c, adopted, name);
