@@ -224,8 +224,9 @@ pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg)
     }
     if (pid == 0) {
         pid_t parent = getppid();
-        if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
-            setresuid(uid, uid, uid) != 0) {
+        if (uid != TD_UID_SELF &&
+            (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+             setresuid(uid, uid, uid) != 0)) {
             perror("td_spawn_as: becoming the tenant");
             _exit(126);
         }

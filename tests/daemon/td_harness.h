@@ -59,6 +59,9 @@ int td_can_switch_uid(void);
  * 0755 (the socket's own mode is the daemon's socket_mode, 0666 by
  * default).  0, or -1. */
 int td_open_to_all(const td_t *d);
+/* A tenant of td_spawn_as that stays this process's uid (where the test
+ * cannot switch: not root). */
+#define TD_UID_SELF ((uid_t)-1)
 /* Forks a child that becomes uid (gid uid, no supplementary groups) and
  * exits with fn(arg): a real process of another user.  Its pid, or -1. */
 pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg);

@@ -158,6 +158,40 @@ static void expect_log(const char *what)
     expect_in(read_text(path), what, "the daemon's log");
 }
 
+/* A put and a get through the daemon at ((const char **)arg)[0] as client
+ * [1], in a tenant's process: 0, or what failed. */
+static int put_get_main(void *arg)
+{
+    const char *const *a = arg;
+    tmem_client_t *c = tmem_connect(a[0], a[1]);
+    if (!c)
+        return 2;
+    int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    uint8_t in[PG], out[PG];
+    tt_fill(in, TT_RANDOM, 43);
+    if (p < 0 || tmem_put_page(c, (uint32_t)p, OID, 0, in) != 0 ||
+        tmem_get_page(c, (uint32_t)p, OID, 0, out) != 0 || memcmp(in, out, PG) != 0)
+        return 3;
+    tmem_client_close(c);
+    return 0;
+}
+
+/* Two tenants where the test may switch uids (root), else two processes
+ * of this uid. */
+static uid_t tenant(uid_t uid)
+{
+    return td_can_switch_uid() ? uid : TD_UID_SELF;
+}
+
+/* client_works in a process of uid (the daemon's directory open to all). */
+static void client_works_as(uid_t uid, const char *sock, const char *name)
+{
+    const char *a[] = { sock, name };
+    pid_t p = td_spawn_as(uid, put_get_main, a);
+    assert_true(p > 0);
+    assert_int_equal(td_wait_child(p), 0);
+}
+
 /* A client that puts a page and gets it back through the daemon at sock. */
 static void client_works(const char *sock, const char *name)
 {
@@ -208,23 +242,69 @@ static size_t fill_backlog(const char *path, int *fds, size_t max)
     return n;
 }
 
+/* A tenant that fills the client socket's backlog, says so on ready_fd,
+ * holds the connections until a byte comes on stop_fd, then closes them.
+ * 0, or 1. */
+struct filler {
+    const char *path;
+    int ready_fd, stop_fd;
+};
+
+static int fill_main(void *arg)
+{
+    const struct filler *f = arg;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+    static int fds[4096];
+    size_t n = 0;
+    while (n < 4096) {
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 1;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(fd);
+            if (errno != EAGAIN)
+                return 1;
+            break;
+        }
+        fds[n++] = fd;
+    }
+    if (n == 4096 || write(f->ready_fd, "r", 1) != 1)
+        return 1;
+    char b;
+    if (read(f->stop_fd, &b, 1) != 1)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    return 0;
+}
+
 /* A second daemon on the same socket paths, started while the first one
  * is stopped with both listen backlogs full (connecting to them says
- * EAGAIN, as if nobody listened): it refuses to start at once, naming the
- * lock and the first one's pid, and the first one's sockets stay its own
- * and serve. */
+ * EAGAIN, as if nobody listened; a tenant of one uid filled the client
+ * socket's): it refuses to start at once, naming the lock and the first
+ * one's pid, and the first one's sockets stay its own and serve a tenant
+ * of another uid. */
 static void second_daemon_is_refused(void **state)
 {
     (void)state;
     assert_int_equal(td_start(&D, NULL), 0);
+    assert_int_equal(td_open_to_all(&D), 0);
     client_works(D.sock, "first");
     ino_t sock_ino = inode_of(D.sock), ctl_ino = inode_of(D.ctl);
 
     enum { MAXFD = 4096 };
-    static int fds[2 * MAXFD];
+    static int fds[MAXFD];
     assert_int_equal(kill(D.pid, SIGSTOP), 0);
-    size_t n = fill_backlog(D.sock, fds, MAXFD);
-    n += fill_backlog(D.ctl, fds + n, MAXFD);
+    int ready[2], stop[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(stop), 0);
+    struct filler f = { D.sock, ready[1], stop[0] };
+    pid_t filler = td_spawn_as(tenant(TD_UID_A), fill_main, &f);
+    assert_true(filler > 0);
+    char b;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    size_t n = fill_backlog(D.ctl, fds, MAXFD);     /* (the control socket: administrators) */
 
     char log[300];
     snprintf(log, sizeof(log), "%s/second.log", D.dir);
@@ -236,6 +316,12 @@ static void second_daemon_is_refused(void **state)
     kill(D.pid, SIGCONT);
     for (size_t i = 0; i < n; i++)
         close(fds[i]);
+    assert_int_equal(write(stop[1], "s", 1), 1);
+    assert_int_equal(td_wait_child(filler), 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(stop[0]);
+    close(stop[1]);
     char *text = read_text(log);
     if (rc <= 0)
         fail_msg("the second tmemd %s (%llu ms); its log:\n%s",
@@ -254,7 +340,7 @@ static void second_daemon_is_refused(void **state)
     assert_int_equal(inode_of(D.sock), sock_ino);
     assert_int_equal(inode_of(D.ctl), ctl_ino);
     assert_int_equal(td_wait_connections(&D, 0), 0);
-    client_works(D.sock, "after");
+    client_works_as(tenant(TD_UID_B), D.sock, "after");
     struct tmw_ctl_stats s;
     assert_int_equal(tmc_stats(D.ctl, &s), 0);
     assert_int_equal(td_stop(&D), 0);
@@ -364,7 +450,8 @@ static void config_not_a_regular_file(void **state)
 }
 
 /* A FIFO as the state file: the daemon starts at once without it (the
- * state file never fails the start), says why, serves, and at stop does
+ * state file never fails the start), says why, serves (a tenant of another
+ * uid, and one of this uid with a persistent page), and at stop does
  * not write over it. */
 static void state_file_fifo(void **state)
 {
@@ -383,6 +470,8 @@ static void state_file_fifo(void **state)
     if (took > 2000)
         fail_msg("tmemd took %llu ms to start", (unsigned long long)took);
     expect_log("not a regular file (a FIFO): not read, left in place; starting without it");
+    assert_int_equal(td_open_to_all(&D), 0);
+    client_works_as(tenant(TD_UID_A), D.sock, "keeper");   /* a tenant with persistent pages */
     tmem_client_t *c = tmem_connect(D.sock, "keeper");
     assert_non_null(c);
     int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
