@@ -359,7 +359,7 @@ static void connections_per_uid(void **state)
     errno = 0;
     assert_null(tmem_connect(d.sock, "c"));
     assert_int_equal(errno, EAGAIN);
-    assert_int_equal(stats(&d).refused_conn, 1);
+    assert_true(stats(&d).refused_conn >= 1);      /* tmem_connect tries again for 1 s */
     tmem_client_close(a);
     assert_int_equal(td_wait_connections(&d, 1), 0);
     tmem_client_t *c = tmem_connect(d.sock, "c");     /* room again */
