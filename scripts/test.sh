@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test.sh - installs what is missing, builds, and passes every test:
 #   1. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (Debug, warnings are errors), the replay of the committed fuzz corpus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * launcher.c - tmem-uswap: runs an unmodified program with its big anonymous
  * memory paged through tmem (frontswap) and a swap file, by preloading

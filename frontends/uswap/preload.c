@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * preload.c - libtmem-uswap-preload.so: pages an unmodified program's big
  * anonymous memory through one uswap region (LD_PRELOAD; docs/uswap.md).

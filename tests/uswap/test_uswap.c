@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_uswap.c - uswap (frontends/uswap) end to end: a region paged through
  * a real tmemd and a swap file, checked byte for byte against a model (a
