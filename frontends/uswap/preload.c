@@ -44,6 +44,8 @@
 
 #include "uswap.h"
 
+/* The interposed functions; preload.map lists the same names, the only
+ * symbols the shim exports (its copy of libtmem stays its own). */
 #define EXPORT __attribute__((visibility("default")))
 
 extern void *__libc_malloc(size_t);
