@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check-layers.sh - each part of tmem includes only what it may (a test:
 # ctest check_layers; the rules are in CONTRIBUTING.md).
 #

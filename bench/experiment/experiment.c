@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * experiment.c - tmem-experiment: what tmem saves when tenants' working sets
  * shift (xp.h; docs/experiment.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem.h - the public API of tmem, transcendent memory for Linux hosts.
  *

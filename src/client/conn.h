@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conn.h - a connection to tmemd, as the client library's parts share it
  * (private to src/client).

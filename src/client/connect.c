@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * connect.c - tmem_connect(): the HELLO, and the handle it returns.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.c - lent memory, the client's side (docs/protocol.md, "Lent
  * memory"): the handle's engine runs over the two arenas tmemd passed at

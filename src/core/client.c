@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c - clients: open, close, the handle check every call makes, and
  * the administrator's controls (freeze, thaw, weight, cap, compression,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * types.h - the engine's data structures, their invariants and their locks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmemctl.c - the administrator's tool for tmemd: list clients and pools,
  * freeze and thaw, tune (weight, cap, codec), authorise shared pools, take

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c - tmemd's configuration: the embedded default, INI files
  * (libinih), single keys from the command line, sizes and percentages, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon.h - tmemd's parts and what they share (private to the daemon).
  *

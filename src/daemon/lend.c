@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.c - lent memory, the daemon's side (docs/protocol.md, "Lent
  * memory"): each client's two arenas and their units, the grants, giving

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.h - lent memory, the daemon's side (lend.c; docs/protocol.md, "Lent
  * memory"): what the server, the control socket, the governor, the metrics

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *

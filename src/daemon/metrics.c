@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * metrics.c - Prometheus text exposition (format 0.0.4) on
  * http://127.0.0.1:PORT/metrics, served by libmicrohttpd's own thread.

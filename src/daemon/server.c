@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - the client socket: connections, the handshake, windows, and
  * parked clients; also the daemon-wide figures.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tenants.c - what one uid may hold: its persistent share.
  *

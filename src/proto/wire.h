@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.h - the protocol between tmemd and its clients (private to tmem).
  *

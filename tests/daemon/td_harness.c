@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * td_harness.c - start and stop real tmemd processes (td_harness.h).
  */

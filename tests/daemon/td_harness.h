@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * td_harness.h - real tmemd processes for integration tests: start one on
  * temporary sockets, wait until it is ready, stop it and get its exit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_config.c - tmemd's configuration: sizes and percentages (good and
  * bad), the embedded default, files (keys, comments, indentation, errors

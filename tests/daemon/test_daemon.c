@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_daemon.c - tmemd against real client processes and hostile ones:
  * many threads of one client, a client killed mid-request, the daemon

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_doorbells.c - a tenant that rings its doorbells without posting
  * anything costs the daemon no more than it costs itself, and another

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_exposure.c - what one tenant of tmemd can learn about the others, and
  * how loud it can make the daemon, with a real tmemd and real client

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lend.c - lent memory (docs/protocol.md, "Lent memory: private pools
  * run in the client") against real tmemd processes, real clients

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lend_client.c - the client library's side of lent memory
  * (src/client/lend.c, connect.c, remote.c) at the moments that are hard to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_metrics.c - the Prometheus endpoint of an in-process daemon (server,
  * governor off, metrics on an ephemeral port): GET /metrics is well-formed

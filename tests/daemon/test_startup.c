@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_startup.c - what tmemd refuses or survives at start-up, with real
  * daemons (td_harness) and tmemd processes run directly: a second daemon

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_state.c - tmemd's state file: clients' persistent pages across a
  * clean restart (docs/protocol.md, "Restart with a state file").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_tenants.c - one tenant cannot shut the others out: real tmemd
  * processes and real client processes of two unprivileged uids (TD_UID_A

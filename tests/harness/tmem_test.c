@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_test.c - the shared test helpers (see tmem_test.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_test.h - helpers shared by the tests: cmocka, engines with small
  * limits, deterministic page contents, a seeded PRNG, and the rule that

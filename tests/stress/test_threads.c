@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_threads.c - concurrent stress with integrity checks (run under
  * ThreadSanitizer in CI).

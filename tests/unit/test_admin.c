@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_admin.c - the administrator's controls and the statistics: freeze and
  * thaw (one client and all), weight, persistent cap (and their ranges,

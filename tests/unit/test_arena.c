@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_arena.c - an engine over lent memory (include/tmem/arena.h), with a
  * source made of real memfds that lends units, takes them back when the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_frames.c - the frame allocator (frame.c) and the host's side of the
  * API: tm_frame_get/tm_frame_put accounting, the max_bytes limit, giving
