@@ -96,7 +96,19 @@ struct tmd_lender {
      * the arenas of a live connection, must not be counted twice) */
     struct arena_id { dev_t dev; ino_t ino; } *held;
     size_t nheld, held_cap;
+    /* the counters (not the gauges) clients reported last before they
+     * left, so that the daemon's totals stay cumulative (rep[] order) */
+    uint64_t retired[TMW_REP_COUNT];
 };
+
+/* The report's fields that count events since the client's start (the
+ * others say what it holds now). */
+#define RETIRED_FIELDS(X)                                                      \
+    X(puts) X(puts_ok) X(gets) X(gets_hit) X(flushes) X(flush_objects)         \
+    X(flushed_pages) X(dup_puts_replaced) X(dup_puts_flushed) X(compress_poor)  \
+    X(dedup_hits) X(dedup_skipped) X(evictions) X(evict_attempts)              \
+    X(evict_skipped_busy) X(refused_nomem) X(refused_quota) X(refused_frozen)  \
+    X(alloc_failed) X(bad_pool) X(bad_args) X(bad_closed)
 
 static struct tmd_lender *L(struct tmd *d) { return d->lender; }
 
@@ -750,7 +762,13 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     if (!l)
         return;
     struct tmd_lender *ld = L(d);
+    struct tmd_lend_client last = { 0 };
+    if (l->share)
+        tmd_lend_report(d, l, &last);
     pthread_mutex_lock(&ld->lock);
+#define RETIRE(f) ld->retired[TMW_REP_##f] += last.rep[TMW_REP_##f];
+    RETIRED_FIELDS(RETIRE)
+#undef RETIRE
     if (l->next) {                      /* started */
         l->prev->next = l->next;
         l->next->prev = l->prev;
@@ -1023,6 +1041,18 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
 /* ------------------------------------------------------------------------
  * Figures and settings
  * ---------------------------------------------------------------------- */
+void tmd_lend_retired(struct tmd *d, tmem_stats_t *e)
+{
+    struct tmd_lender *ld = L(d);
+    if (!ld)
+        return;
+    pthread_mutex_lock(&ld->lock);
+#define RETIRED_ADD(f) e->f += ld->retired[TMW_REP_##f];
+    RETIRED_FIELDS(RETIRED_ADD)
+#undef RETIRED_ADD
+    pthread_mutex_unlock(&ld->lock);
+}
+
 void tmd_lend_totals(struct tmd *d, struct tmd_lend_totals *out)
 {
     struct tmd_lender *ld = L(d);

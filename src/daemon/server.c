@@ -1236,6 +1236,7 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
         }
     }
     pthread_mutex_unlock(&d->conns_lock);
+    tmd_lend_retired(d, &o->engine);        /* clients gone: their counters stay */
     o->lending = tmd_lending(d);
     struct tmd_lend_totals lt;
     tmd_lend_totals(d, &lt);

@@ -1353,6 +1353,36 @@ static void departing_clients_under_stats(void **state)
     assert_int_equal(st, 0);
 }
 
+/* The daemon's totals stay cumulative: what a client with lent memory
+ * reported last (its puts and gets, counted in its own engine) stays in
+ * tmemctl stats after it leaves. */
+static void counters_outlive_clients(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&D, NULL), 0);
+    tmem_client_t *c = tmem_connect(D.sock, "counted");
+    assert_non_null(c);
+    int p = tmem_new_pool(c, NOUUID, 0);
+    assert_true(p >= 0);
+    uint8_t page[TMEM_PAGE_SIZE], got[TMEM_PAGE_SIZE];
+    for (uint32_t i = 0; i < 100; i++) {
+        tt_fill(page, TT_TEXT, i);
+        assert_int_equal(tmem_put_page(c, (uint32_t)p, tt_oid(1, 0, 0), i, page), 0);
+        (void)tmem_get_page(c, (uint32_t)p, tt_oid(1, 0, 0), i, got);
+    }
+    sleep_ms(400);                  /* its report is written every 100 ms */
+    struct tmw_ctl_stats s;
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    assert_true(s.engine.puts >= 100 && s.engine.gets >= 100);
+    tmem_client_close(c);
+    assert_int_equal(wait_conns(0), 0);
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    printf("counters_outlive_clients: after it left, %llu puts and %llu gets\n",
+           (unsigned long long)s.engine.puts, (unsigned long long)s.engine.gets);
+    assert_true(s.engine.puts >= 100 && s.engine.gets >= 100);
+    assert_int_equal(td_stop(&D), 0);
+}
+
 /* ------------------------------------------------------------------------
  * 4. Garbage in the shared page and the arenas
  * ---------------------------------------------------------------------- */
@@ -2391,6 +2421,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(grants_follow_demand, teardown),
         cmocka_unit_test_teardown(client_ignores_shrink, teardown),
         cmocka_unit_test_teardown(garbage_messages, teardown),
+        cmocka_unit_test_teardown(counters_outlive_clients, teardown),
         cmocka_unit_test_teardown(garbage_shared_page, teardown),
         cmocka_unit_test_teardown(old_mappings_see_no_other_data, teardown),
         cmocka_unit_test_teardown(punched_pages_charge_the_client, teardown),
