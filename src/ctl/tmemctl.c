@@ -642,7 +642,7 @@ static void print_stats(const struct tmw_ctl_stats *s)
         printf("%-14s off (every pool runs in the daemon)\n", "lent");
     }
     if (s->metrics_port)
-        printf("%-14s http://127.0.0.1:%u/metrics\n", "metrics", s->metrics_port);
+        printf("%-14s port %u, /metrics (on metrics.address)\n", "metrics", s->metrics_port);
     else
         printf("%-14s off\n", "metrics");
 }

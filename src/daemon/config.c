@@ -13,11 +13,13 @@
  * every line was good.  Errors are one line naming the place (file:line, or
  * section.key for the command line), the key and what is wrong.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +78,7 @@ const char tmd_default_config[] =
     "psi = /proc/pressure/memory\n"
     "\n"
     "[metrics]\n"
+    "address = 127.0.0.1\n"
     "port = 9464\n"
     "per_client = false\n";
 
@@ -201,6 +204,7 @@ enum ktype {
     K_SIZE,     /* size or percentage: the bytes field at off, the pct field at off2 */
     K_SHARED,   /* shared-pool rules: "UUID:UID" or "UUID:*", separated by blanks or commas */
     K_UIDSHARE, /* persistent shares of uids: "UID:SIZE", separated by blanks or commas */
+    K_ADDR,     /* an IPv4 or IPv6 address literal (no name, no brackets, no zone) */
 };
 
 struct key {
@@ -252,6 +256,7 @@ static const struct key keys[] = {
     { "governor", "shrink_step",        K_DOUBLE,   F(shrink_step_pct), 0.1, 90, 0 },
     { "governor", "meminfo",            K_FILE,     F(meminfo_path), 0, 0, 0 },
     { "governor", "psi",                K_FILE,     F(psi_path), 0, 0, 0 },
+    { "metrics", "address",             K_ADDR,     F(metrics_address), 0, 0, 0 },
     { "metrics", "port",                K_INT,      F(metrics_port), -1, 65535, 0 },
     { "metrics", "per_client",          K_BOOL,     F(metrics_per_client), 0, 0, 0 },
 };
@@ -544,6 +549,17 @@ static int apply(struct tmd_config *cfg, const struct key *k, const char *v, cha
         return parse_shared(cfg, v, why, whylen);
     case K_UIDSHARE:
         return parse_uid_shares(cfg, v, why, whylen);
+    case K_ADDR: {
+        struct in6_addr a;
+        if (strlen(v) >= k->size || (inet_pton(AF_INET, v, &a) != 1 &&
+                                     inet_pton(AF_INET6, v, &a) != 1)) {
+            snprintf(why, whylen, "'%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1, "
+                     "0.0.0.0, ::1, ::)", v);
+            return -1;
+        }
+        put_text(cfg, k, v);
+        return 0;
+    }
     }
     snprintf(why, whylen, "internal error: key type");
     return -1;

@@ -69,7 +69,8 @@ struct tmd_config {
     char     meminfo_path[256];         /* /proc/meminfo (tests point it elsewhere) */
     char     psi_path[256];             /* /proc/pressure/memory */
     /* metrics */
-    int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
+    int      metrics_port;              /* 0 off; -1 any free port (tests) */
+    char     metrics_address[46];       /* an IPv4 or IPv6 literal (INET6_ADDRSTRLEN) */
     int      metrics_per_client;        /* per-client series (names, uids, pids) too */
     /* standing shared-pool authorisations, applied to every client at its
      * HELLO (a tmemctl shared-auth lasts only as long as its client) */
@@ -350,5 +351,7 @@ void tmd_governor_stop(struct tmd *d);
 int  tmd_metrics_start(struct tmd *d);        /* cfg.metrics_port 0: nothing */
 void tmd_metrics_stop(struct tmd *d);
 uint32_t tmd_metrics_port(struct tmd *d);     /* the bound port, 0 when off */
+/* http://ADDRESS:PORT/metrics, an IPv6 address in brackets */
+void tmd_metrics_url(const char *addr, unsigned port, char *buf, size_t len);
 
 #endif /* TMEM_DAEMON_H */

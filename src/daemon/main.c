@@ -233,9 +233,9 @@ int main(int argc, char **argv)
     }
     tmd_state_loaded(&d);       /* serving: the file's pages live here now */
     static const char *const codecs[] = { "none", "lz4", "zstd" };
-    char metrics[40] = "off";
+    char metrics[96] = "off";
     if (tmd_metrics_port(&d))
-        snprintf(metrics, sizeof(metrics), "http://127.0.0.1:%u", tmd_metrics_port(&d));
+        tmd_metrics_url(d.cfg.metrics_address, tmd_metrics_port(&d), metrics, sizeof(metrics));
     tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
             "dedup %s, governor %s, metrics %s, state file %s",
             (unsigned long long)(d.cfg.max_memory >> 20),

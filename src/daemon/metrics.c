@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * metrics.c - Prometheus text exposition (format 0.0.4) on
- * http://127.0.0.1:PORT/metrics, served by libmicrohttpd's own thread.
+ * http://ADDRESS:PORT/metrics (metrics.address, 127.0.0.1 by default),
+ * served by libmicrohttpd's own thread.
  *
  * Every scrape takes a fresh snapshot (tmd_stats_snapshot,
  * tmd_clients_snapshot) and renders it: engine totals (tmem_*), the
@@ -9,7 +10,8 @@
  * administrator chose so (metrics.per_client), per-client series
  * (tmem_client_*{client="id",name="..."}, tmem_client_info with uid, gid
  * and pid): the endpoint answers every local user, and those series would
- * show each tenant to the others.  docs/configuration.md lists every
+ * show each tenant to the others (and, on an address that is not loopback,
+ * to anyone who can reach it: the daemon warns).  docs/configuration.md lists every
  * metric.  Only GET and HEAD of /metrics are served: other paths are
  * 404, other methods 405.  Port 0 in the configuration: no endpoint; -1: any
  * free port (tests read it back with tmd_metrics_port).
@@ -470,6 +472,45 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     tmd_log_limited(LOG_WARNING, "metrics", TMD_NO_UID, "metrics: %s", line);
 }
 
+/* The address literal of metrics.address as a sockaddr (the port in it);
+ * *len its size, -1 if it is not one (tmd_config_set checked it). */
+static int metrics_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+                            socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        *len = sizeof(*in);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *len = sizeof(*in6);
+        return 0;
+    }
+    return -1;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+void tmd_metrics_url(const char *addr, unsigned port, char *buf, size_t len)
+{
+    bool v6 = strchr(addr, ':') != NULL;
+    snprintf(buf, len, "http://%s%s%s:%u/metrics", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
 int tmd_metrics_start(struct tmd *d)
 {
     int port = d->cfg.metrics_port;
@@ -477,24 +518,34 @@ int tmd_metrics_start(struct tmd *d)
         tmd_log(LOG_INFO, "metrics: off");
         return 0;
     }
+    const char *addr = d->cfg.metrics_address;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (metrics_sockaddr(addr, port < 0 ? 0 : (uint16_t)port, &ss, &sslen) != 0) {
+        tmd_log(LOG_ERR, "metrics: '%s' is not an IPv4 or IPv6 address", addr);
+        return -1;
+    }
     struct tmd_metrics *m = calloc(1, sizeof(*m));
     if (!m) {
         tmd_log(LOG_ERR, "metrics: out of memory");
         return -1;
     }
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons(port < 0 ? 0 : (uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    m->mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-                              port < 0 ? 0 : (uint16_t)port, NULL, NULL, on_request, d,
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6) {
+        /* "::" takes IPv4 too (dual stack), as other servers do; an IPv6
+         * address other than that only itself */
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        flags |= IN6_IS_ADDR_UNSPECIFIED(a) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+    }
+    m->mhd = MHD_start_daemon(flags, port < 0 ? 0 : (uint16_t)port, NULL, NULL, on_request, d,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&sa,
+                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
                               MHD_OPTION_END);
     if (!m->mhd) {
-        tmd_log(LOG_ERR, "metrics: cannot serve on 127.0.0.1:%d (in use? set metrics.port, "
-                "or 0 to turn metrics off)", port < 0 ? 0 : port);
+        tmd_log(LOG_ERR, "metrics: cannot serve on %s port %d (in use? set metrics.port, "
+                "or 0 to turn metrics off)", addr, port < 0 ? 0 : port);
         free(m);
         return -1;
     }
@@ -502,7 +553,14 @@ int tmd_metrics_start(struct tmd *d)
     m->port = info ? info->port : (uint16_t)port;
     /* published once complete: control threads read it (tmd_stats_snapshot) */
     __atomic_store_n(&d->metrics, m, __ATOMIC_RELEASE);
-    tmd_log(LOG_INFO, "metrics: http://127.0.0.1:%u/metrics", m->port);
+    char url[96];
+    tmd_metrics_url(addr, m->port, url, sizeof(url));
+    tmd_log(LOG_INFO, "metrics: %s", url);
+    if (!is_loopback(&ss))
+        tmd_log(LOG_WARNING, "metrics: %s is not a loopback address: anyone who can reach "
+                "it reads the figures%s", addr, d->cfg.metrics_per_client ?
+                ", every client's name, uid and pid among them (metrics.per_client is on)" :
+                "");
     return 0;
 }
 

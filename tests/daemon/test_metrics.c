@@ -6,7 +6,9 @@
  * counters named _total, label values escaped), carries the engine, daemon,
  * governor and (metrics.per_client on) per-client series of a connected and
  * a parked client; HEAD
- * has no body; other paths are 404 and other methods 405; port 0 is off.
+ * has no body; other paths are 404 and other methods 405; port 0 is off;
+ * metrics.address binds 127.0.0.1, ::1 and :: (both skipped without an
+ * IPv6 loopback).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -27,14 +29,21 @@
 
 static char dir[] = "/tmp/tmem-metrics.XXXXXX";
 
-/* One HTTP/1.0 exchange; returns the whole response (malloc'ed). */
-static char *http(uint32_t port, const char *request)
+/* One HTTP/1.0 exchange with addr (an IPv4 or IPv6 literal); returns the
+ * whole response (malloc'ed). */
+static char *http_at(const char *addr, uint32_t port, const char *request)
 {
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port) };
+    bool v6 = inet_pton(AF_INET, addr, &sa.sin_addr) != 1;
+    if (v6)
+        assert_int_equal(inet_pton(AF_INET6, addr, &sa6.sin6_addr), 1);
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(s >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (v6)
+        assert_int_equal(connect(s, (struct sockaddr *)&sa6, sizeof(sa6)), 0);
+    else
+        assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     size_t len = strlen(request);
     assert_int_equal(write(s, request, len), (ssize_t)len);
     size_t cap = 1 << 16, used = 0;
@@ -55,6 +64,11 @@ static char *http(uint32_t port, const char *request)
     buf[used] = '\0';
     close(s);
     return buf;
+}
+
+static char *http(uint32_t port, const char *request)
+{
+    return http_at("127.0.0.1", port, request);
 }
 
 static const char *body_of(const char *resp)
@@ -174,6 +188,7 @@ static void metrics_endpoint(void **state)
     assert_int_equal(tmd_control_init(&d), 0);
     assert_int_equal(tmd_server_start(&d), 0);
     assert_int_equal(tmd_governor_start(&d), 0);
+    assert_string_equal(d.cfg.metrics_address, "127.0.0.1");     /* the default */
     assert_int_equal(tmd_metrics_start(&d), 0);
     uint32_t port = tmd_metrics_port(&d);
     assert_true(port > 0);
@@ -268,6 +283,63 @@ static void metrics_off(void **state)
     tmd_metrics_stop(&d);
 }
 
+/* Whether this host has an IPv6 loopback to bind. */
+static bool have_ipv6_loopback(void)
+{
+    int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return false;
+    struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    bool ok = bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(s);
+    return ok;
+}
+
+/* The endpoint alone (no engine: only paths that render nothing are asked)
+ * on metrics.address; each of want answers, and the port is a free one. */
+static void serve_on(const char *address, const char *const *want, size_t nwant)
+{
+    static struct tmd d;
+    memset(&d, 0, sizeof(d));
+    char err[300];
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "port", "-1", err, sizeof(err)), 0);
+    if (tmd_config_set(&d.cfg, "", "address", address, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    uint32_t port = tmd_metrics_port(&d);
+    assert_true(port > 0);
+    for (size_t i = 0; i < nwant; i++) {
+        char *r = http_at(want[i], port, "GET / HTTP/1.0\r\n\r\n");
+        if (!strstr(r, " 404 "))
+            fail_msg("%s via %s: %s", address, want[i], r);
+        free(r);
+    }
+    tmd_metrics_stop(&d);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+}
+
+static void metrics_address_ipv4(void **state)
+{
+    (void)state;
+    static const char *const want[] = { "127.0.0.1" };
+    serve_on("127.0.0.1", want, 1);
+}
+
+static void metrics_address_ipv6(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback()) {
+        print_message("no IPv6 loopback here: skipped\n");
+        skip();
+    }
+    static const char *const want[] = { "::1" };
+    serve_on("::1", want, 1);
+    /* "::": every address, IPv4 too (dual stack) */
+    static const char *const both[] = { "::1", "127.0.0.1" };
+    serve_on("::", both, 2);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -285,6 +357,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(metrics_endpoint),
         cmocka_unit_test(metrics_off),
+        cmocka_unit_test(metrics_address_ipv4),
+        cmocka_unit_test(metrics_address_ipv6),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
