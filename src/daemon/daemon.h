@@ -348,7 +348,9 @@ int  tmd_governor_start(struct tmd *d);       /* sets the first limit, starts th
 void tmd_governor_stop(struct tmd *d);
 
 /* ---- metrics.c ---- */
-int  tmd_metrics_start(struct tmd *d);        /* cfg.metrics_port 0: nothing */
+/* cfg.metrics_port 0: nothing.  A port it cannot bind (taken): a warning,
+ * no endpoint (tmd_metrics_port 0), and 0; -1 only out of memory. */
+int  tmd_metrics_start(struct tmd *d);
 void tmd_metrics_stop(struct tmd *d);
 uint32_t tmd_metrics_port(struct tmd *d);     /* the bound port, 0 when off */
 /* http://ADDRESS:PORT/metrics, an IPv6 address in brackets */

@@ -14,9 +14,12 @@
  * to anyone who can reach it: the daemon warns).  docs/configuration.md lists every
  * metric.  Only GET and HEAD of /metrics are served: other paths are
  * 404, other methods 405.  Port 0 in the configuration: no endpoint; -1: any
- * free port (tests read it back with tmd_metrics_port).
+ * free port (tests read it back with tmd_metrics_port).  A port that is
+ * taken (or an address the host does not have) is a warning, not a fault:
+ * the daemon serves its clients without the endpoint.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -28,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 
@@ -505,6 +509,24 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
+/* Why the endpoint could not bind ss: the errno of a bind of a socket
+ * like libmicrohttpd's (SO_REUSEADDR), 0 if that one binds. */
+static int bind_error(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int s = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return errno;
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6) {      /* "::" is dual stack, as the endpoint */
+        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    }
+    int rc = bind(s, (const struct sockaddr *)ss, len) == 0 ? 0 : errno;
+    close(s);
+    return rc;
+}
+
 void tmd_metrics_url(const char *addr, unsigned port, char *buf, size_t len)
 {
     bool v6 = strchr(addr, ':') != NULL;
@@ -544,10 +566,18 @@ int tmd_metrics_start(struct tmd *d)
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
                               MHD_OPTION_END);
     if (!m->mhd) {
-        tmd_log(LOG_ERR, "metrics: cannot serve on %s port %d (in use? set metrics.port, "
-                "or 0 to turn metrics off)", addr, port < 0 ? 0 : port);
+        /* the clients matter more than the figures: no endpoint, and the
+         * daemon serves on (tmemctl stats shows metrics off) */
+        int why = bind_error(&ss, sslen);
+        if (why == EADDRINUSE)
+            tmd_log(LOG_WARNING, "metrics: port %d on %s is taken: no metrics endpoint "
+                    "(set metrics.port to a free one, or 0 for none)", port, addr);
+        else
+            tmd_log(LOG_WARNING, "metrics: cannot serve on %s port %d (%s): no metrics "
+                    "endpoint", addr, port < 0 ? 0 : port,
+                    why ? strerror(why) : "the HTTP server did not start");
         free(m);
-        return -1;
+        return 0;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info ? info->port : (uint16_t)port;

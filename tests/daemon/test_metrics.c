@@ -6,7 +6,8 @@
  * counters named _total, label values escaped), carries the engine, daemon,
  * governor and (metrics.per_client on) per-client series of a connected and
  * a parked client; HEAD
- * has no body; other paths are 404 and other methods 405; port 0 is off;
+ * has no body; other paths are 404 and other methods 405; port 0 is off; a
+ * taken port is no endpoint and no failure;
  * metrics.address binds 127.0.0.1, ::1 and :: (both skipped without an
  * IPv6 loopback).
  */
@@ -319,6 +320,29 @@ static void serve_on(const char *address, const char *const *want, size_t nwant)
     assert_int_equal(tmd_metrics_port(&d), 0);
 }
 
+/* A port another socket holds: a warning, no endpoint, and no failure (the
+ * daemon goes on serving its clients). */
+static void metrics_port_taken(void **state)
+{
+    (void)state;
+    int hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(hold >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(hold, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(hold, 1), 0);
+    assert_int_equal(getsockname(hold, (struct sockaddr *)&sa, &len), 0);
+    static struct tmd d;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    d.cfg.metrics_port = ntohs(sa.sin_port);
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    assert_null(d.metrics);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+    tmd_metrics_stop(&d);
+    close(hold);
+}
+
 static void metrics_address_ipv4(void **state)
 {
     (void)state;
@@ -357,6 +381,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(metrics_endpoint),
         cmocka_unit_test(metrics_off),
+        cmocka_unit_test(metrics_port_taken),
         cmocka_unit_test(metrics_address_ipv4),
         cmocka_unit_test(metrics_address_ipv6),
     };
