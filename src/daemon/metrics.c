@@ -372,6 +372,9 @@ static void render(struct tmd *d, struct text *t)
     add(t, "# HELP tmemd_uptime_seconds Seconds since the daemon started.\n"
         "# TYPE tmemd_uptime_seconds gauge\ntmemd_uptime_seconds %" PRIu64 ".%03" PRIu64 "\n",
         s.uptime_ms / 1000, s.uptime_ms % 1000);
+    add(t, "# HELP tmem_build_info The tmem version this daemon was built from (the value "
+        "is 1).\n# TYPE tmem_build_info gauge\ntmem_build_info{version=\"%d.%d.%d\"} 1\n",
+        TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR, TMEM_VERSION_PATCH);
     uint64_t frozen = 0;
     for (size_t k = 0; k < ncl; k++)
         frozen += cl[k].info.frozen != 0;

@@ -226,6 +226,7 @@ static void metrics_endpoint(void **state)
         "tmemd_parked_clients 1\n",
         "tmemd_governor_psi_some_avg10 0.00\n",
         "tmemd_frozen_clients 0\n",
+        "# TYPE tmem_build_info gauge\n",
         "# TYPE tmemd_uptime_seconds gauge\n",
         "tmemd_lending 0\n",                 /* these daemon parts lend nothing */
         "tmemd_lent_bytes{kind=\"persistent\"} 0\n",
@@ -239,6 +240,11 @@ static void metrics_endpoint(void **state)
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!strstr(body, want[i]))
             fail_msg("missing: %s", want[i]);
+    char build[80];
+    snprintf(build, sizeof(build), "\ntmem_build_info{version=\"%d.%d.%d\"} 1\n",
+             TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR, TMEM_VERSION_PATCH);
+    if (!strstr(body, build))
+        fail_msg("missing: %s", build + 1);
     free(r);
 
     /* HEAD: the headers, no body */
