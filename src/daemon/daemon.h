@@ -71,7 +71,7 @@ struct tmd_config {
     /* metrics */
     int      metrics_port;              /* 0 off; -1 any free port (tests) */
     char     metrics_address[46];       /* an IPv4 or IPv6 literal (INET6_ADDRSTRLEN) */
-    int      metrics_per_client;        /* per-client series (names, uids, pids) too */
+    int      metrics_per_client;        /* per-client series (by name and uid) too */
     /* standing shared-pool authorisations, applied to every client at its
      * HELLO (a tmemctl shared-auth lasts only as long as its client) */
     struct tmd_shared_rule {

@@ -8,8 +8,9 @@
  * tmd_clients_snapshot) and renders it: engine totals (tmem_*), the
  * daemon's counters and the governor (tmemd_*), and, only when the
  * administrator chose so (metrics.per_client), per-client series
- * (tmem_client_*{client="id",name="..."}, tmem_client_info with uid, gid
- * and pid): the endpoint answers every local user, and those series would
+ * (tmem_client_*{name="...",uid="..."}, clients of one name and uid summed:
+ * no pid or client id, which would make a series of every process that
+ * ever connected): the endpoint answers every local user, and those series would
  * show each tenant to the others (and, on an address that is not loopback,
  * to anyone who can reach it: the daemon warns).  docs/configuration.md lists every
  * metric.  Only GET and HEAD of /metrics are served: other paths are
@@ -108,6 +109,8 @@ struct row {
     size_t off;
     enum width w;
     const char *label;          /* extra label, e.g. kind="ephemeral"; NULL none */
+    char agg;                   /* per client: clients of one name and uid are summed,
+                                   or 'm': the largest */
 };
 
 #define S(m) offsetof(struct tmw_ctl_stats, m)
@@ -255,12 +258,13 @@ static const struct row client_rows[] = {
       U64, "kind=\"ephemeral\"" },
     { "tmem_client_pages", 'g', NULL, I(persistent_pages), U64, "kind=\"persistent\"" },
     { "tmem_client_pools", 'g', "Pools a client has.", I(nr_pools), U32, NULL },
-    { "tmem_client_weight", 'g', "A client's weight in eviction.", I(weight), U32, NULL },
-    { "tmem_client_cap_pages", 'g', "A client's persistent-page cap (0 none).", I(cap), U64,
-      NULL },
-    { "tmem_client_frozen", 'g', "1 if a client's puts are refused (frozen).", I(frozen), S32,
-      NULL },
-    { "tmem_client_parked", 'g', "1 if a client is restored and waits for its owner.",
+    { "tmem_client_weight", 'g', "A client's weight in eviction (the largest of the name's).",
+      I(weight), U32, NULL, 'm' },
+    { "tmem_client_cap_pages", 'g', "A client's persistent-page cap (0 none; the largest of "
+      "the name's).", I(cap), U64, NULL, 'm' },
+    { "tmem_client_frozen", 'g', "Clients of the name whose puts are refused (frozen).",
+      I(frozen), S32, NULL },
+    { "tmem_client_parked", 'g', "Clients of the name restored and waiting for their owner.",
       C(parked), U32, NULL },
     { "tmem_client_puts_total", 'c', "A client's puts.", I(puts), U64, NULL },
     { "tmem_client_puts_stored_total", 'c', "A client's puts that stored their page.",
@@ -293,8 +297,8 @@ static const struct row client_rows[] = {
       C(worker_cpu_ns), NS, NULL },
     { "tmem_client_throttles_total", 'c', "Times a client's worker was throttled for empty "
       "wake-ups.", C(throttles), U64, NULL },
-    { "tmem_client_throttled", 'g', "1 while a client's worker is throttled.", C(throttled),
-      U32, NULL },
+    { "tmem_client_throttled", 'g', "Clients of the name whose worker is throttled now.",
+      C(throttled), U32, NULL },
     { "tmem_client_lent_bytes", 'g', "Memory lent to a client (the daemon's count), by kind; "
       "its other figures are what its library reports.", C(lent_bytes[0]), U64,
       "kind=\"ephemeral\"" },
@@ -312,34 +316,56 @@ static void add_family(struct text *t, const struct row *r)
         r->type == 'c' ? "counter" : "gauge");
 }
 
-static void add_value(struct text *t, const void *base, const struct row *r)
+/* A field of base as a number (an S32 sign-extended). */
+static uint64_t get_value(const void *base, const struct row *r)
 {
     const char *p = (const char *)base + r->off;
-    if (r->w == U64) {
+    if (r->w == U64 || r->w == NS) {
         uint64_t v;
         memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu64 "\n", v);
-    } else if (r->w == NS) {
-        uint64_t v;
-        memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
-    } else if (r->w == U32) {
+        return v;
+    }
+    if (r->w == U32) {
         uint32_t v;
         memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu32 "\n", v);
-    } else {
-        int32_t v;
-        memcpy(&v, p, sizeof(v));
-        add(t, " %" PRId32 "\n", v);
+        return v;
     }
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return (uint64_t)(int64_t)v;
 }
 
-/* The client labels: client="id",name="..." */
+static void add_number(struct text *t, const struct row *r, uint64_t v)
+{
+    if (r->w == NS)
+        add(t, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
+    else if (r->w == S32)
+        add(t, " %" PRId64 "\n", (int64_t)v);
+    else
+        add(t, " %" PRIu64 "\n", v);
+}
+
+static void add_value(struct text *t, const void *base, const struct row *r)
+{
+    add_number(t, r, get_value(base, r));
+}
+
+/* Per-client series are labelled by name and uid only: a pid or a client
+ * id would make a series of every process that ever connected.  Clients
+ * of one name and uid are one series (summed; weight and cap the largest). */
+static int by_uid_name(const void *a, const void *b)
+{
+    const struct tmw_ctl_client *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return strncmp(x->info.name, y->info.name, sizeof(x->info.name));
+}
+
 static void add_client_labels(struct text *t, const struct tmw_ctl_client *c)
 {
-    add(t, "client=\"%" PRIu32 "\",name=\"", c->info.id);
+    add(t, "name=\"");
     add_escaped(t, c->info.name, sizeof(c->info.name));
-    add(t, "\"");
+    add(t, "\",uid=\"%" PRIu32 "\"", c->uid);
 }
 
 static void render(struct tmd *d, struct text *t)
@@ -385,26 +411,36 @@ static void render(struct tmd *d, struct text *t)
         return;
     }
 
-    /* per client: one info series with the identity, then the figures */
-    add(t, "# HELP tmem_client_info A client's identity (the value is 1).\n"
-        "# TYPE tmem_client_info gauge\n");
-    for (size_t k = 0; k < ncl; k++) {
-        add(t, "tmem_client_info{");
+    /* per client name and uid: how many clients, then the figures */
+    qsort(cl, ncl, sizeof(cl[0]), by_uid_name);
+    add(t, "# HELP tmem_client_instances Clients (connected or parked) of a name and uid.\n"
+        "# TYPE tmem_client_instances gauge\n");
+    for (size_t k = 0, e; k < ncl; k = e) {
+        for (e = k + 1; e < ncl && by_uid_name(&cl[k], &cl[e]) == 0; e++)
+            ;
+        add(t, "tmem_client_instances{");
         add_client_labels(t, &cl[k]);
-        add(t, ",uid=\"%" PRIu32 "\",gid=\"%" PRIu32 "\",pid=\"%" PRId32 "\"} 1\n", cl[k].uid,
-            cl[k].gid, cl[k].pid);
+        add(t, "} %zu\n", e - k);
     }
     for (size_t i = 0; i < sizeof(client_rows) / sizeof(client_rows[0]); i++) {
         const struct row *r = &client_rows[i];
         if (r->help)
             add_family(t, r);
-        for (size_t k = 0; k < ncl; k++) {
+        for (size_t k = 0, e; k < ncl; k = e) {
+            uint64_t v = get_value(&cl[k], r);
+            for (e = k + 1; e < ncl && by_uid_name(&cl[k], &cl[e]) == 0; e++) {
+                uint64_t x = get_value(&cl[e], r);
+                if (r->agg == 'm')
+                    v = r->w == S32 ? ((int64_t)x > (int64_t)v ? x : v) : (x > v ? x : v);
+                else
+                    v += x;
+            }
             add(t, "%s{", r->name);
             add_client_labels(t, &cl[k]);
             if (r->label)
                 add(t, ",%s", r->label);
             add(t, "}");
-            add_value(t, &cl[k], r);
+            add_number(t, r, v);
         }
     }
     free(cl);
@@ -592,7 +628,7 @@ int tmd_metrics_start(struct tmd *d)
     if (!is_loopback(&ss))
         tmd_log(LOG_WARNING, "metrics: %s is not a loopback address: anyone who can reach "
                 "it reads the figures%s", addr, d->cfg.metrics_per_client ?
-                ", every client's name, uid and pid among them (metrics.per_client is on)" :
+                ", every client's name and uid among them (metrics.per_client is on)" :
                 "");
     return 0;
 }

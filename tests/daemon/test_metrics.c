@@ -4,8 +4,9 @@
  * governor off, metrics on an ephemeral port): GET /metrics is well-formed
  * text exposition 0.0.4 (HELP and TYPE once per family before its samples,
  * counters named _total, label values escaped), carries the engine, daemon,
- * governor and (metrics.per_client on) per-client series of a connected and
- * a parked client; HEAD
+ * governor and (metrics.per_client on) per-client series of connected and
+ * parked clients, labelled by name and uid only (two of one name and uid
+ * summed in one series); HEAD
  * has no body; other paths are 404 and other methods 405; port 0 is off; a
  * taken port is no endpoint and no failure;
  * metrics.address binds 127.0.0.1, ::1 and :: (both skipped without an
@@ -203,6 +204,14 @@ static void metrics_endpoint(void **state)
     static uint8_t page[TMEM_PAGE_SIZE];
     memset(page, 0x42, sizeof(page));
     assert_int_equal(tmem_put_page(c, (uint32_t)pool, (tmem_oid_t){ { 7, 0, 0 } }, 0, page), 0);
+    /* a second client of the same name and uid: one series with the first */
+    tmem_client_t *c2 = tmem_connect(d.cfg.socket_path, "web-cache");
+    assert_non_null(c2);
+    int pool2 = tmem_new_pool(c2, (tmem_uuid_t){ 0, 0 }, 0);
+    assert_true(pool2 >= 0);
+    memset(page, 0x43, sizeof(page));
+    assert_int_equal(tmem_put_page(c2, (uint32_t)pool2, (tmem_oid_t){ { 8, 0, 0 } }, 0, page),
+                     0);
     tmem_client_t *p = tmem_client_open(d.engine, "we\"ird\\name");
     assert_non_null(p);
     assert_int_equal(tmd_park_client(&d, p, 1000, 1000, "we\"ird\\name"), 0);
@@ -216,13 +225,13 @@ static void metrics_endpoint(void **state)
     static const char *const want[] = {
         "# TYPE tmem_puts_total counter\n",
         "# TYPE tmem_held_bytes gauge\n",
-        "tmem_pages{kind=\"ephemeral\"} 1\n",
+        "tmem_pages{kind=\"ephemeral\"} 2\n",
         "tmem_puts_refused_total{reason=\"nomem\"} 0\n",
         "tmem_limit_bytes 33554432\n",
         "tmemd_governor_limit_bytes 33554432\n",
         "tmemd_governor_max_bytes 33554432\n",
         "tmemd_governor_enabled 0\n",
-        "tmemd_connections 1\n",
+        "tmemd_connections 2\n",
         "tmemd_parked_clients 1\n",
         "tmemd_governor_psi_some_avg10 0.00\n",
         "tmemd_frozen_clients 0\n",
@@ -232,14 +241,33 @@ static void metrics_endpoint(void **state)
         "tmemd_lent_bytes{kind=\"persistent\"} 0\n",
         "tmemd_lend_units_total{event=\"granted\"} 0\n",
         "# TYPE tmem_client_lent_bytes gauge\n",
-        ",name=\"web-cache\",kind=\"ephemeral\"} 1\n",
-        ",name=\"web-cache\"} 1\n",          /* tmem_client_puts_total */
-        "name=\"we\\\"ird\\\\name\",uid=\"1000\",gid=\"1000\",pid=\"0\"} 1\n",
-        ",name=\"we\\\"ird\\\\name\"} 1\n",  /* tmem_client_parked */
+        "# TYPE tmem_client_instances gauge\n",
+        "\ntmem_client_instances{name=\"we\\\"ird\\\\name\",uid=\"1000\"} 1\n",
+        "\ntmem_client_parked{name=\"we\\\"ird\\\\name\",uid=\"1000\"} 1\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!strstr(body, want[i]))
             fail_msg("missing: %s", want[i]);
+    /* the two web-cache clients: one series, summed */
+    static const char *const web[] = {
+        "tmem_client_instances{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_pages{name=\"web-cache\",uid=\"%u\",kind=\"ephemeral\"} 2\n",
+        "tmem_client_puts_total{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_pools{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_parked{name=\"web-cache\",uid=\"%u\"} 0\n",
+        "tmem_client_weight{name=\"web-cache\",uid=\"%u\"} 100\n",     /* not summed */
+    };
+    for (size_t i = 0; i < sizeof(web) / sizeof(web[0]); i++) {
+        char line[200];
+        line[0] = '\n';
+        snprintf(line + 1, sizeof(line) - 1, web[i], (unsigned)getuid());
+        if (!strstr(body, line))
+            fail_msg("missing: %s", line + 1);
+    }
+    /* bounded labels: no pid, no client id, no gid */
+    assert_null(strstr(body, "pid=\""));
+    assert_null(strstr(body, "client=\""));
+    assert_null(strstr(body, "gid=\""));
     char build[80];
     snprintf(build, sizeof(build), "\ntmem_build_info{version=\"%d.%d.%d\"} 1\n",
              TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR, TMEM_VERSION_PATCH);
@@ -268,6 +296,7 @@ static void metrics_endpoint(void **state)
     free(r);
 
     tmem_client_close(c);
+    tmem_client_close(c2);
     tmd_metrics_stop(&d);
     assert_int_equal(tmd_metrics_port(&d), 0);
     tmd_metrics_stop(&d);               /* twice is harmless */
