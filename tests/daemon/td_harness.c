@@ -75,6 +75,10 @@ static int spawn(td_t *d, const char *const *extra)
             if (!freopen(log, "a", stderr))     /* a restart adds to it */
                 _exit(126);
         }
+        /* the embedded default, not the host's configuration file, under
+         * the command line (unless the test names a file) */
+        if (!getenv("TMEMD_CONFIG"))
+            setenv("TMEMD_CONFIG", "", 1);
         execv(bin, (char *const *)argv);
         fprintf(stderr, "td_start: exec %s: %s\n", bin, strerror(errno));
         _exit(127);

@@ -7,7 +7,8 @@
  * second is gone; a daemon removes only the socket file it bound; a fixed
  * max_memory above MemTotal stops the start (with the figures), and the
  * figure used is logged; --config naming a device or a FIFO stops the
- * start at once, and a FIFO as the state file neither blocks the start nor
+ * start at once; without --config the default file is read if it exists
+ * and the embedded default used if not, and a FIFO as the state file neither blocks the start nor
  * is written over at stop; a forged state file's client name with control
  * characters reaches neither the log nor the client list raw, and its
  * weight or cap out of range is refused.
@@ -56,6 +57,7 @@ static int cleanup(void **state)
         other = -1;
     }
     td_window_mode = 0;
+    unsetenv("TMEMD_CONFIG");
     if (D.pid > 0)
         kill(D.pid, SIGCONT);   /* a test may have stopped it */
     if (D.dir[0]) {
@@ -113,6 +115,8 @@ static pid_t run_tmemd(const char *const *args, const char *log)
         prctl(PR_SET_PDEATHSIG, SIGKILL);       /* it dies with the test */
         if (!freopen("/dev/null", "w", stdout) || !freopen(log, "w", stderr))
             _exit(126);
+        if (!getenv("TMEMD_CONFIG"))
+            setenv("TMEMD_CONFIG", "", 1);      /* not the host's file */
         execv(bin, (char *const *)argv);
         _exit(127);
     }
@@ -450,6 +454,68 @@ static void config_not_a_regular_file(void **state)
     unlink(fifo);
 }
 
+/* ------------------------------------------------------------------------
+ * The default configuration file
+ * ---------------------------------------------------------------------- */
+/* Without --config, tmemd reads the default file ($TMEMD_CONFIG here, the
+ * installed sysconfdir's tmem/tmemd.conf otherwise) if it exists and runs
+ * on the embedded default if it does not (the systemd unit passes no
+ * --config); a default file with an error stops the start like any; an
+ * explicit --config naming no file is an error, and with --config the
+ * default file is not read. */
+static void default_config_file(void **state)
+{
+    (void)state;
+    char none[300], bad[300], good[300], msg[400];
+    snprintf(none, sizeof(none), "%s/none.conf", tmpdir);
+    snprintf(bad, sizeof(bad), "%s/bad.conf", tmpdir);
+    snprintf(good, sizeof(good), "%s/good.conf", tmpdir);
+    tt_write_file(bad, "[memory]\ncompress = gzip\n");
+    tt_write_file(good, "[daemon]\nmax_clients = 7\n");
+
+    /* no file there: the embedded default, and said so */
+    assert_int_equal(setenv("TMEMD_CONFIG", none, 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    snprintf(msg, sizeof(msg), "configuration: the embedded default (no %s)", none);
+    expect_log(msg);
+    client_works(D.sock, "default-missing");
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* a file there: read */
+    assert_int_equal(setenv("TMEMD_CONFIG", good, 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    snprintf(msg, sizeof(msg), "configuration: %s", good);
+    expect_log(msg);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* an error in it stops the start, naming the file and the line */
+    assert_int_equal(setenv("TMEMD_CONFIG", bad, 1), 0);
+    const char *noargs[] = { NULL };
+    refused(noargs, "bad.conf:2: [memory] compress: 'gzip' is not a codec");
+
+    /* with --config, the default file is not read */
+    const char *withgood[] = { "--config", good, NULL };
+    assert_int_equal(td_start(&D, withgood), 0);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* an explicit --config naming no file is an error, the default file
+     * missing or not */
+    assert_int_equal(setenv("TMEMD_CONFIG", none, 1), 0);
+    const char *withnone[] = { "--config", none, NULL };
+    refused(withnone, "none.conf: No such file or directory");
+
+    /* empty: no default file at all */
+    assert_int_equal(setenv("TMEMD_CONFIG", "", 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    expect_log("configuration: the embedded default\n");
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+    unsetenv("TMEMD_CONFIG");
+}
+
 /* A FIFO as the state file: the daemon starts at once without it (the
  * state file never fails the start), says why, serves (a tenant of another
  * uid, and one of this uid with a persistent page), and at stop does
@@ -711,6 +777,7 @@ int main(void)
         cmocka_unit_test_teardown(max_memory_above_memtotal, cleanup),
         cmocka_unit_test_teardown(max_memory_is_logged, cleanup),
         cmocka_unit_test_teardown(config_not_a_regular_file, cleanup),
+        cmocka_unit_test_teardown(default_config_file, cleanup),
         cmocka_unit_test_teardown(state_file_fifo, cleanup),
         cmocka_unit_test_teardown(forged_state_file, cleanup),
     };
