@@ -22,10 +22,17 @@
 #define TMEMD_BIN "tmemd"
 #endif
 
-static void sleep_ms(unsigned ms)
+void td_sleep_ms(unsigned ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+uint64_t td_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Starts the daemon on d's paths and waits until it is ready. */
@@ -99,7 +106,7 @@ static int spawn(td_t *d, const char *const *extra)
             d->pid = 0;
             return -1;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     fprintf(stderr, "td_start: tmemd not ready after 10 s\n");
     kill(pid, SIGKILL);
@@ -139,7 +146,7 @@ int td_wait_connections(const td_t *d, unsigned n)
         struct tmw_ctl_stats s;
         if (tmc_stats(d->ctl, &s) == 0 && s.connections == n)
             return 0;
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     return -1;
 }
@@ -158,7 +165,7 @@ static int terminate(td_t *d)
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             break;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     if (rc == -1 && !WIFSIGNALED(status)) {
         fprintf(stderr, "td_stop: tmemd did not stop in 30 s: killed\n");

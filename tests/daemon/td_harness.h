@@ -8,6 +8,7 @@
 #define TMEM_TD_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct td {
@@ -46,6 +47,10 @@ int td_stop_all(td_t *const *ds, size_t n);
 /* Waits until the daemon reports n connected clients (its connection list
  * catches up with closes asynchronously).  0, or -1 after 10 s. */
 int td_wait_connections(const td_t *d, unsigned n);
+
+/* Sleeps ms milliseconds; the monotonic clock in milliseconds. */
+void     td_sleep_ms(unsigned ms);
+uint64_t td_now_ms(void);
 
 /* ---- tenants of other uids (tests of isolation; they need root) ---- */
 /* The exit code that ctest counts as skipped (SKIP_RETURN_CODE of every

@@ -41,13 +41,6 @@
 static const tmem_uuid_t NOUUID = { 0, 0 };
 static const tmem_oid_t OID = { { 13, 0, 0 } };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* One byte from fd within ms: 1, or 0 (end, error or time out). */
 static int read_byte(int fd, int ms)
 {
@@ -327,10 +320,10 @@ static int flood_main(void *arg)
     close(f->stop_w);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     uint32_t sent = 0;
     bool stop = false;
-    while (now_ms() - t0 < 15000) {         /* about 2 s on an idle machine */
+    while (td_now_ms() - t0 < 15000) {         /* about 2 s on an idle machine */
         if (sent % 256 == 0 && !stop) {
             struct pollfd p = { .fd = f->stop_r, .events = POLLIN };
             stop = poll(&p, 1, 0) == 1;        /* POLLHUP: the parent closed it */
@@ -364,12 +357,12 @@ struct quick {
 static int quick_main(void *arg)
 {
     struct quick *q = arg;
-    uint64_t t0 = now_ms(), r[2] = { 0, 0 };
+    uint64_t t0 = td_now_ms(), r[2] = { 0, 0 };
     tmem_client_t *c = NULL;
     while (!c) {
         r[1]++;
         c = tmem_connect(q->sock, "quick-b");
-        if (!c && (errno != EAGAIN || now_ms() - t0 > 2000))
+        if (!c && (errno != EAGAIN || td_now_ms() - t0 > 2000))
             return 40;
         if (!c)
             usleep(10000);
@@ -381,7 +374,7 @@ static int quick_main(void *arg)
         return 41;
     if (tmem_get_page(c, (uint32_t)pool, OID, 0, back) != 0 || memcmp(page, back, PG) != 0)
         return 42;
-    r[0] = now_ms() - t0;
+    r[0] = td_now_ms() - t0;
     tmem_client_close(c);
     return write(q->out_w, r, sizeof(r)) == sizeof(r) ? 0 : 43;
 }
@@ -426,7 +419,7 @@ static void hello_flood_is_quiet(void **state)
     assert_int_equal(pipe(stop), 0);
     struct flood f = { .sock = D.sock, .started_w = started[1], .count_w = count[1],
                        .stop_r = stop[0], .stop_w = stop[1] };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     pid_t fp = td_spawn_as(TD_UID_A, flood_main, &f);
     assert_true(fp > 0);
     close(started[1]);
@@ -461,7 +454,7 @@ static void hello_flood_is_quiet(void **state)
     close(count[0]);
     close(started[0]);
     assert_int_equal(td_wait_child(fp), 0);
-    uint64_t flood_ms = now_ms() - t0;
+    uint64_t flood_ms = td_now_ms() - t0;
     struct tmw_ctl_stats s1;
     assert_int_equal(tmc_stats(D.ctl, &s1), 0);
     /* what the daemon read: a line each before the rate limit */

@@ -67,19 +67,6 @@ static int cleanup(void **state)
     return 0;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* A file's text, terminated ("" if there is none), in a buffer of its own
  * that the next call overwrites. */
 static char *read_text(const char *path)
@@ -128,19 +115,19 @@ static pid_t run_tmemd(const char *const *args, const char *log)
  * -1 if it still runs (it is killed) or died of a signal. */
 static int wait_exit(pid_t pid, unsigned ms)
 {
-    uint64_t until = now_ms() + ms;
+    uint64_t until = td_now_ms() + ms;
     int status = 0;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             break;
-        if (now_ms() > until) {
+        if (td_now_ms() > until) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             other = -1;
             return -1;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     other = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -315,9 +302,9 @@ static void second_daemon_is_refused(void **state)
     snprintf(log, sizeof(log), "%s/second.log", D.dir);
     const char *args[] = { "--socket", D.sock, "--control-socket", D.ctl, "--max-memory", "64M",
                            "--set", "metrics.port=0", "--set", "governor.enabled=false", NULL };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = wait_exit(run_tmemd(args, log), 2000);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     kill(D.pid, SIGCONT);
     for (size_t i = 0; i < n; i++)
         close(fds[i]);
@@ -393,9 +380,9 @@ static char *refused(const char *const *more, const char *what)
     for (int i = 0; more[i] && n < 31; i++)
         args[n++] = more[i];
     args[n] = NULL;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = wait_exit(run_tmemd(args, log), 2000);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     char *text = read_text(log);
     if (rc <= 0)
         fail_msg("tmemd %s (%llu ms); its log:\n%s",
@@ -529,11 +516,11 @@ static void state_file_fifo(void **state)
     snprintf(set, sizeof(set), "daemon.state_file=%s", fifo);
     const char *args[] = { "--set", set, NULL };
     td_window_mode = 1;         /* the daemon holds the persistent pages, to save */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = td_start(&D, args);
     td_window_mode = 0;
     assert_int_equal(rc, 0);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     if (took > 2000)
         fail_msg("tmemd took %llu ms to start", (unsigned long long)took);
     expect_log("not a regular file (a FIFO): not read, left in place; starting without it");
@@ -715,7 +702,7 @@ static void forged_state_file(void **state)
     /* the file was sound: removed once loaded, not renamed aside */
     struct stat st;
     for (int i = 0; i < 1000 && lstat(path, &st) == 0; i++)
-        sleep_ms(10);
+        td_sleep_ms(10);
     assert_int_equal(lstat(path, &st), -1);
     assert_int_equal(lstat(bad, &st), -1);
 

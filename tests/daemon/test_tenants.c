@@ -36,19 +36,6 @@
 
 static const tmem_uuid_t NOUUID = { 0, 0 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* Has the parent written to the pipe (the child's signal to stop)? */
 static bool told_to_stop(int fd)
 {
@@ -68,12 +55,12 @@ struct neighbour {
 static int neighbour_main(void *arg)
 {
     const struct neighbour *nb = arg;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     tmem_client_t *c = NULL;
-    while (!c && now_ms() - t0 < 2000) {
+    while (!c && td_now_ms() - t0 < 2000) {
         c = tmem_connect(nb->sock, "neighbour");
         if (!c)
-            sleep_ms(20);       /* a refusal is an answer: the user tries again */
+            td_sleep_ms(20);       /* a refusal is an answer: the user tries again */
     }
     if (!c) {
         fprintf(stderr, "neighbour: no connection in 2 s: %s\n", strerror(errno));
@@ -81,7 +68,7 @@ static int neighbour_main(void *arg)
     }
     if (nb->pages == 0) {       /* only the connection */
         fprintf(stderr, "neighbour: connected in %llu ms\n",
-                (unsigned long long)(now_ms() - t0));
+                (unsigned long long)(td_now_ms() - t0));
         tmem_client_close(c);
         return 0;
     }
@@ -108,7 +95,7 @@ static int neighbour_main(void *arg)
             return 13;
         }
     }
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = td_now_ms() - t0;
     fprintf(stderr, "neighbour: connected, %u persistent pages stored and read back in %llu ms\n",
             nb->pages, (unsigned long long)ms);
     tmem_client_close(c);
@@ -174,7 +161,7 @@ static int silent_main(void *arg)
             fds[i] = connect_raw(s->sock);
             opened++;
         }
-        sleep_ms(5);
+        td_sleep_ms(5);
     }
     fprintf(stderr, "attacker: %lu silent connections opened\n", opened);
     return 0;
@@ -192,9 +179,9 @@ static void silent_connections(bool window)
     assert_true(a > 0);
     char b;
     assert_int_equal(read(ready[0], &b, 1), 1);
-    sleep_ms(300);              /* the attack in full */
+    td_sleep_ms(300);              /* the attack in full */
     run_neighbour(d.sock, 256);
-    sleep_ms(1200);             /* past the HELLO timeout: the attacker reopens */
+    td_sleep_ms(1200);             /* past the HELLO timeout: the attacker reopens */
     run_neighbour(d.sock, 256);
     assert_int_equal(write(stop[1], "s", 1), 1);
     assert_int_equal(td_wait_child(a), 0);
@@ -224,7 +211,7 @@ static int burst_main(void *arg)
             tmem_client_t *c = tmem_connect(b->sock, "burst");
             if (!c)
                 _exit(1);
-            sleep_ms(300);          /* all of them connected at once */
+            td_sleep_ms(300);          /* all of them connected at once */
             tmem_client_close(c);
             _exit(0);
         }
@@ -250,16 +237,10 @@ static void burst_of_one_uid(void **state)
     assert_int_equal(td_stop(&d), 0);
 }
 
-static void silent_connections_lend(void **state)
+/* state: "lend" or "window" */
+static void silent_connections_case(void **state)
 {
-    (void)state;
-    silent_connections(false);
-}
-
-static void silent_connections_window(void **state)
-{
-    (void)state;
-    silent_connections(true);
+    silent_connections(strcmp(*state, "window") == 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -322,7 +303,7 @@ static int flood_main(void *arg)
                 return 32;
         }
         if (said)
-            sleep_ms(1);        /* still asking, as an attacker would */
+            td_sleep_ms(1);        /* still asking, as an attacker would */
         if (idx > 400000)
             return 33;          /* never refused: no bound at all */
     }
@@ -413,13 +394,13 @@ static void persistent_flood(bool window, unsigned share_mib)
     uint32_t victim = first_client_of(&d, TD_UID_A);
     assert_true(victim > 0);
     assert_int_equal(tmc_end_client(d.ctl, victim), 0);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 5000 && client_present(&d, victim))
-        sleep_ms(20);
+    uint64_t t0 = td_now_ms();
+    while (td_now_ms() - t0 < 5000 && client_present(&d, victim))
+        td_sleep_ms(20);
     assert_false(client_present(&d, victim));
     assert_int_equal(tmc_end_client(d.ctl, victim), -ENOENT);
     uint64_t after = uid_persistent_bytes(&d, TD_UID_A);
-    sleep_ms(500);                          /* the attacker goes on asking */
+    td_sleep_ms(500);                          /* the attacker goes on asking */
     uint64_t later = uid_persistent_bytes(&d, TD_UID_A);
     fprintf(stderr, "after tmemctl set-uid 4M and end: uid A holds %llu KiB, then %llu KiB\n",
             (unsigned long long)(after >> 10), (unsigned long long)(later >> 10));
@@ -436,28 +417,16 @@ static void persistent_flood(bool window, unsigned share_mib)
     assert_int_equal(td_stop(&d), 0);
 }
 
-static void persistent_flood_lend(void **state)
-{
-    (void)state;
-    persistent_flood(false, 0);
-}
+/* state: { window, share_mib } as persistent_flood's */
+struct flood_case {
+    bool window;
+    unsigned share_mib;
+};
 
-static void named_share_lend(void **state)
+static void persistent_flood_case(void **state)
 {
-    (void)state;
-    persistent_flood(false, 12);
-}
-
-static void named_share_window(void **state)
-{
-    (void)state;
-    persistent_flood(true, 12);
-}
-
-static void persistent_flood_window(void **state)
-{
-    (void)state;
-    persistent_flood(true, 0);
+    const struct flood_case *fc = *state;
+    persistent_flood(fc->window, fc->share_mib);
 }
 
 /* With no share at all (memory.uid_persistent_max=0), uid A fills the
@@ -502,14 +471,17 @@ int main(void)
         return TD_SKIP;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* with lent memory and without; the default share, and a named one */
+    static struct flood_case floods[] = { { false, 0 }, { true, 0 }, { false, 12 },
+                                          { true, 12 } };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(burst_of_one_uid),
-        cmocka_unit_test(silent_connections_lend),
-        cmocka_unit_test(silent_connections_window),
-        cmocka_unit_test(persistent_flood_lend),
-        cmocka_unit_test(persistent_flood_window),
-        cmocka_unit_test(named_share_lend),
-        cmocka_unit_test(named_share_window),
+        { "silent_connections_lend", silent_connections_case, NULL, NULL, "lend" },
+        { "silent_connections_window", silent_connections_case, NULL, NULL, "window" },
+        { "persistent_flood_lend", persistent_flood_case, NULL, NULL, &floods[0] },
+        { "persistent_flood_window", persistent_flood_case, NULL, NULL, &floods[1] },
+        { "named_share_lend", persistent_flood_case, NULL, NULL, &floods[2] },
+        { "named_share_window", persistent_flood_case, NULL, NULL, &floods[3] },
         cmocka_unit_test(connect_when_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
