@@ -4,11 +4,12 @@
 # Packages already present are left alone; nothing is fetched but Debian's.
 set -euo pipefail
 # build-essential brings gcc with its sanitizer runtimes (ASan, UBSan, TSan);
-# libfuse3-dev and fuse3 the caching filesystem (frontends/cachefs), gnuplot
-# the experiment's plots (bench/experiment).
+# libfuse3-dev and fuse3 the caching filesystem (frontends/cachefs), libsqlite3-dev
+# its SQLite test (test_cachefs_sqlite), gnuplot the experiment's plots
+# (bench/experiment).
 pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev
       libinih-dev libmicrohttpd-dev libsystemd-dev libjansson-dev
-      libfuse3-dev fuse3 gnuplot-nox)
+      libfuse3-dev fuse3 libsqlite3-dev gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -49,6 +49,13 @@
 #define CFS_UUID_FILE ".tmem-uuid"          /* in the backing directory */
 
 /* ---- main.c: options ------------------------------------------------------ */
+/* Which opens are served through the kernel's page cache (fs.c), so that
+ * mmap(MAP_SHARED) works on them; the others are direct_io. */
+enum cfs_mmap_mode {
+    CFS_MMAP_WRITE,             /* opens for writing, but not O_APPEND (default) */
+    CFS_MMAP_ALL,               /* every open but O_APPEND ones */
+    CFS_MMAP_NONE,              /* none: every file direct_io */
+};
 struct cfs_options {
     const char *backing;        /* BACKING_DIR as given */
     char *mountpoint;           /* absolute */
@@ -62,6 +69,7 @@ struct cfs_options {
     unsigned long reconnect_ms; /* the layer's reconnect interval */
     unsigned long ts_res_ns;    /* the backing store's timestamp granularity */
     unsigned long open_wait_ms; /* longest wait in open for a settled version */
+    enum cfs_mmap_mode mmap;    /* which opens use the kernel's page cache */
     bool foreground, debug, single_thread;
     char *fuse_opts;            /* -o options, comma-joined (may be NULL) */
 };
@@ -83,6 +91,7 @@ struct cfs_stats {
     _Atomic uint64_t read_bytes;        /* bytes read through the mount */
     _Atomic uint64_t write_bytes;       /* bytes written through the mount */
     _Atomic uint64_t opens;             /* files opened (or created) */
+    _Atomic uint64_t cached_opens;      /* of those, through the kernel's page cache */
     _Atomic uint64_t version_changes;   /* opens that found the file changed */
     _Atomic uint64_t open_waits;        /* opens that waited for the clock */
     _Atomic uint64_t untrusted_opens;   /* opens left without a key (racy version) */
@@ -194,8 +203,11 @@ struct cfs_pagecache;
 struct cfs_cache;
 /* Validates the version of fd's file at open (the close-to-open rule) and
  * returns its inode with a reference.  may_wait: the open may sleep until
- * a just-changed file's version can be trusted.  0 or -errno. */
-int  cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode **out);
+ * a just-changed file's version can be trusted.  *unchanged: the file is
+ * the trusted version last validated, unchanged since (by anyone), so
+ * what the kernel's page cache holds of it is still right.  0 or -errno. */
+int  cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode **out,
+                    bool *unchanged);
 /* The inode of (dev, ino) with a reference, or NULL if none is known. */
 struct cfs_inode *cfs_inode_find(struct cfs_cache *c, dev_t dev, ino_t ino);
 void cfs_inode_release(struct cfs_cache *c, struct cfs_inode *ino);

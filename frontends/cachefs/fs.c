@@ -4,9 +4,28 @@
  * directory (every path is resolved relative to its descriptor), file data
  * goes through the data path (data.c).
  *
- * Every file is opened with direct_io, so the kernel keeps no page cache
- * of its own and every read reaches us; attribute and entry timeouts are
- * zero, so another tenant's changes to the backing directory show at once.
+ * Read-only opens are direct_io: the kernel keeps no page cache of their
+ * data and every read reaches the data path (the local cache, then
+ * cleancache).  A direct_io file cannot be mmap'ed MAP_SHARED (ENODEV), and
+ * a caching filesystem must run a database (SQLite's WAL index is a shared
+ * mapping), so opens for writing are served through the kernel's page
+ * cache instead (--mmap: which opens).  The kernel then sends us only its
+ * own misses, which the data path serves as before, and writes straight
+ * through (no writeback cache); pages dirtied through a mapping come back
+ * as writes at msync or writeback.  Coherence between the two kinds of
+ * open: every write of this mount reaches us before the syscall returns
+ * (or at msync for a mapping) and updates the kernel's pages of it, so a
+ * direct_io read sees it; the kernel's page cache of a file is kept at an
+ * open only when the version rule (inode.c) finds the file unchanged since
+ * the version last validated and not changed by anyone in between,
+ * otherwise it is dropped (keep_cache): close-to-open, as for our own
+ * pages.  The kernel's automatic invalidation on a changed mtime is off:
+ * our own writes move the mtime, and would drop the page cache (and a
+ * database's shared mappings) at every stat.  O_APPEND opens stay direct
+ * in every mode: the kernel would place an append at its own idea of the
+ * size, which another tenant may have moved.  Attribute and entry timeouts
+ * are zero, so another tenant's changes to the backing directory show at
+ * once.
  * The root has one virtual file, /.cachefs-stats (read-only, a snapshot of
  * the statistics taken at open), and hides the backing directory's uuid
  * file.  Removing or replacing a file through the mount (unlink,
@@ -132,12 +151,14 @@ static void stats_attr(struct stat *st)
 
 static void *cfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    /* the page cache of a file is dropped at open when the file changed
+     * (keep_cache, attach), not when the kernel sees a new mtime */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     cfg->use_ino = 1;
     cfg->readdir_ino = 1;
     cfg->hard_remove = 1;       /* no .fuse_hidden files: handles keep descriptors */
     cfg->nullpath_ok = 1;
-    cfg->direct_io = 1;
+    cfg->direct_io = 0;         /* per open (attach) */
     cfg->kernel_cache = 0;
     cfg->auto_cache = 0;
     cfg->entry_timeout = 0;
@@ -360,7 +381,8 @@ static int attach(struct cfs_fs *fs, int fd, struct fuse_file_info *fi)
         close(fd);
         return -ENOMEM;
     }
-    int r = cfs_inode_open(&fs->cache, fd, may_wait, &h->inode);
+    bool unchanged = false;
+    int r = cfs_inode_open(&fs->cache, fd, may_wait, &h->inode, &unchanged);
     if (r) {
         close(fd);
         free(h);
@@ -368,9 +390,15 @@ static int attach(struct cfs_fs *fs, int fd, struct fuse_file_info *fi)
     }
     h->fd = fd;
     h->append = (fi->flags & O_APPEND) != 0;
+    bool cached = !h->append && (fs->opt->mmap == CFS_MMAP_ALL ||
+                                 (fs->opt->mmap == CFS_MMAP_WRITE && acc != O_RDONLY));
     fi->fh = (uint64_t)(uintptr_t)h;
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
+    fi->direct_io = !cached;
+    /* the kernel's pages of this file (any open's) are right only if
+     * nobody changed the file since the version they were read under */
+    fi->keep_cache = unchanged;
+    if (cached)
+        CFS_INC(&fs->st, cached_opens);
     return 0;
 }
 
@@ -453,7 +481,10 @@ static int cfs_write(const char *path, const char *buf, size_t size, off_t off,
         return -EINVAL;
     if (size > INT32_MAX)
         size = INT32_MAX;
-    return (int)cfs_data_write(&FS()->cache, h->inode, h->fd, buf, size, off, h->append);
+    /* the kernel writing back a mapping's page names its offset, whatever
+     * the handle it borrowed was opened with */
+    return (int)cfs_data_write(&FS()->cache, h->inode, h->fd, buf, size, off,
+                               h->append && !fi->writepage);
 }
 
 static int cfs_statfs(const char *path, struct statvfs *st)

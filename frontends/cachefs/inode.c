@@ -213,7 +213,8 @@ static int stat_version(struct cfs_cache *c, int fd, struct stat *s, bool *racy)
     return 0;
 }
 
-int cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode **out)
+int cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode **out,
+                   bool *unchanged)
 {
     struct stat s;
     bool racy = true;
@@ -282,6 +283,7 @@ int cfs_inode_open(struct cfs_cache *c, int fd, bool may_wait, struct cfs_inode 
     if (!trusted)
         CFS_INC(c->st, untrusted_opens);
     *out = ino;
+    *unchanged = same;
     return 0;
 }
 

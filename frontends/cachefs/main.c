@@ -69,6 +69,12 @@ static void usage(FILE *f)
 "                           the kernel's coarse clock tick)\n"
 "      --open-wait-ms N     longest wait in a read-only open for a file changed\n"
 "                           within the last tick (default %lu)\n"
+"      --mmap MODE          which opens go through the kernel's page cache, so\n"
+"                           that mmap(MAP_SHARED) works on them (databases):\n"
+"                           write (default): opens for writing; all: every\n"
+"                           open; none: no open (MAP_SHARED fails: ENODEV).\n"
+"                           Never O_APPEND opens.  Other opens are direct: each\n"
+"                           read goes to the local cache, then cleancache\n"
 "      --print-uuid DIR     print DIR's shared-pool uuid (creating it) and exit\n"
 "  -f, --foreground         stay in the foreground\n"
 "  -d, --debug              FUSE debug output (implies -f)\n"
@@ -217,7 +223,7 @@ static int check_fuse(void)
 
 /* ---- options ------------------------------------------------------------------- */
 enum { OPT_SOCKET = 256, OPT_NO_TMEM, OPT_SHARED, OPT_REJOIN, OPT_RECONNECT, OPT_TSRES,
-       OPT_OPENWAIT, OPT_PRINT_UUID };
+       OPT_OPENWAIT, OPT_PRINT_UUID, OPT_MMAP };
 
 static void add_fuse_opt(struct cfs_options *o, const char *opt)
 {
@@ -247,6 +253,7 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
         { "reconnect-ms", required_argument, NULL, OPT_RECONNECT },
         { "ts-res-ms", required_argument, NULL, OPT_TSRES },
         { "open-wait-ms", required_argument, NULL, OPT_OPENWAIT },
+        { "mmap", required_argument, NULL, OPT_MMAP },
         { "print-uuid", required_argument, NULL, OPT_PRINT_UUID },
         { "foreground", no_argument, NULL, 'f' },
         { "debug", no_argument, NULL, 'd' },
@@ -260,6 +267,7 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
     o->reconnect_ms = DEFAULT_RECONNECT_MS;
     o->open_wait_ms = DEFAULT_OPEN_WAIT_MS;
     o->ts_res_ns = coarse_tick_ns();
+    o->mmap = CFS_MMAP_WRITE;
     unsigned long v;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:D:n:fdso:hV", longs, NULL)) != -1) {
@@ -300,6 +308,16 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
             if (!parse_ulong(optarg, 60000ul, &v))
                 return usage_error("--open-wait-ms '%s': milliseconds", optarg);
             o->open_wait_ms = v;
+            break;
+        case OPT_MMAP:
+            if (strcmp(optarg, "write") == 0)
+                o->mmap = CFS_MMAP_WRITE;
+            else if (strcmp(optarg, "all") == 0)
+                o->mmap = CFS_MMAP_ALL;
+            else if (strcmp(optarg, "none") == 0)
+                o->mmap = CFS_MMAP_NONE;
+            else
+                return usage_error("--mmap '%s': write, all or none", optarg);
             break;
         case OPT_PRINT_UUID: {
             int dfd = open(optarg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

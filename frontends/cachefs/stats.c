@@ -50,7 +50,9 @@ size_t cfs_stats_format(struct cfs_fs *fs, char *buf, size_t size)
     size_t inodes = fs->cache.count;
     pthread_mutex_unlock(&fs->cache.lock);
 
+    static const char *const mmap_modes[] = { "write", "all", "none" };
     put(&o, "backing %s\n", fs->backing.path);
+    put(&o, "mmap %s\n", mmap_modes[fs->opt->mmap]);
     U("cache_pages", fs->opt->cache_pages);
     U("cache_used", used);
     U("inodes", inodes);
@@ -83,6 +85,7 @@ size_t cfs_stats_format(struct cfs_fs *fs, char *buf, size_t size)
     C(read_bytes);
     C(write_bytes);
     C(opens);
+    C(cached_opens);
     C(version_changes);
     C(open_waits);
     C(untrusted_opens);
