@@ -61,7 +61,7 @@ struct cfs_options {
     char *mountpoint;           /* absolute */
     unsigned long cache_pages;  /* local cache size in pages (>= 1) */
     unsigned long delay_us;     /* per backing page read or written */
-    const char *socket;         /* NULL: $TMEM_SOCKET, else the default */
+    char *socket;               /* NULL: $TMEM_SOCKET, else the default */
     char *name;                 /* client label */
     bool no_tmem;               /* local cache only */
     bool shared;                /* join the backing directory's shared pool */

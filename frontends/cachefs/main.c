@@ -14,6 +14,14 @@
  * The loop ends at unmount (fusermount3 -u) or SIGINT/SIGTERM/SIGHUP; the
  * statistics are printed and cleancache is closed (its fs invalidated).
  *
+ * Options: getopt_long for the command line; every option of the mount
+ * itself is also a mount option (-o cache_pages=64,no_tmem), parsed by
+ * libfuse's fuse_opt_parse and taken out of the -o list, so that mount(8),
+ * /etc/fstab and systemd .mount units (through mount.fuse3, which runs
+ * "tmem-cachefs SOURCE MOUNTPOINT -o OPTIONS") can set them; what is left
+ * goes to libfuse, which is asked once before anything starts whether it
+ * knows every remaining option (an unknown one is a usage error).
+ *
  * Exit status: 0 after a clean unmount, 1 on a runtime error, 2 on a usage
  * error.
  */
@@ -23,10 +31,12 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
+#include <fuse_opt.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,13 +89,23 @@ static void usage(FILE *f)
 "  -f, --foreground         stay in the foreground\n"
 "  -d, --debug              FUSE debug output (implies -f)\n"
 "  -s, --single-thread      serve one request at a time\n"
-"  -o OPT[,OPT]...          FUSE mount options (allow_other, ro, ...)\n"
+"  -o OPT[,OPT]...          mount options: FUSE's (allow_other, ro, ...), and\n"
+"                           the options above as NAME=VALUE or NAME, with _ for\n"
+"                           - (cache_pages=N, delay_us=N, socket=PATH, name=NAME,\n"
+"                           no_tmem, shared, rejoin_ms=N, reconnect_ms=N,\n"
+"                           ts_res_ms=N, open_wait_ms=N, mmap=MODE); x-* and\n"
+"                           defaults are ignored\n"
 "  -h, --help               this help\n"
 "  -V, --version            the version\n"
 "\n"
+"/etc/fstab (mount(8) runs mount.fuse3 with $PATH cleared: an installed\n"
+"tmem-cachefs, in /usr/local/bin or /usr/bin, is found by the type):\n"
+"  /srv/slow  /mnt/cached  fuse.tmem-cachefs  cache_pages=4096,shared  0 0\n"
+"  /opt/tmem/bin/tmem-cachefs#/srv/slow  /mnt/cached  fuse  no_tmem  0 0\n"
+"\n"
 "Statistics: cat MOUNTPOINT" CFS_STATS_NAME ", or SIGUSR1 (to stderr); printed at\n"
-"unmount.  Unmount: fusermount3 -u MOUNTPOINT.  Exit status: 0 clean unmount,\n"
-"1 error, 2 usage.  docs/cachefs.md has the details.\n",
+"unmount.  Unmount: fusermount3 -u MOUNTPOINT (or umount).  Exit status: 0 clean\n"
+"unmount, 1 error, 2 usage.  docs/cachefs.md has the details.\n",
             DEFAULT_CACHE_PAGES, DEFAULT_REJOIN_MS, DEFAULT_RECONNECT_MS, DEFAULT_OPEN_WAIT_MS);
 }
 
@@ -239,6 +259,146 @@ static void add_fuse_opt(struct cfs_options *o, const char *opt)
     o->fuse_opts = n;
 }
 
+static void set_string(char **field, const char *v)
+{
+    free(*field);
+    if (!(*field = strdup(v))) {
+        perror(CFS_PROG);
+        exit(1);
+    }
+}
+
+/* One option of the mount (key: its getopt code) with its value v, however
+ * it was given; shown is how it was spelled ("--cache-pages '0'", or
+ * "-o cache_pages=0"), for the message.  0, or 2 after a usage error. */
+static int set_option(struct cfs_options *o, int key, const char *v, const char *shown)
+{
+    unsigned long n;
+    switch (key) {
+    case 'c':
+        if (!parse_ulong(v, 1ul << 28, &n) || n == 0)
+            return usage_error("%s: a number of pages, 1 to 2^28", shown);
+        o->cache_pages = n;
+        return 0;
+    case 'D':
+        if (!parse_ulong(v, 10000000ul, &n))
+            return usage_error("%s: microseconds, 0 to 10000000", shown);
+        o->delay_us = n;
+        return 0;
+    case OPT_SOCKET:
+        if (!*v)
+            return usage_error("%s: a path", shown);
+        set_string(&o->socket, v);
+        return 0;
+    case 'n':
+        set_string(&o->name, v);
+        return 0;
+    case OPT_NO_TMEM: o->no_tmem = true; return 0;
+    case OPT_SHARED: o->shared = true; return 0;
+    case OPT_REJOIN:
+        if (!parse_ulong(v, 86400000ul, &n))
+            return usage_error("%s: milliseconds", shown);
+        o->rejoin_ms = n;
+        return 0;
+    case OPT_RECONNECT:
+        if (!parse_ulong(v, 86400000ul, &n) || n == 0)
+            return usage_error("%s: milliseconds, at least 1", shown);
+        o->reconnect_ms = n;
+        return 0;
+    case OPT_TSRES:
+        if (!parse_ulong(v, 3600000ul, &n))
+            return usage_error("%s: milliseconds", shown);
+        o->ts_res_ns = n * 1000000ul;
+        return 0;
+    case OPT_OPENWAIT:
+        if (!parse_ulong(v, 60000ul, &n))
+            return usage_error("%s: milliseconds", shown);
+        o->open_wait_ms = n;
+        return 0;
+    case OPT_MMAP:
+        if (strcmp(v, "write") == 0)
+            o->mmap = CFS_MMAP_WRITE;
+        else if (strcmp(v, "all") == 0)
+            o->mmap = CFS_MMAP_ALL;
+        else if (strcmp(v, "none") == 0)
+            o->mmap = CFS_MMAP_NONE;
+        else
+            return usage_error("%s: write, all or none", shown);
+        return 0;
+    }
+    return usage_error("%s: not an option of the mount", shown);
+}
+
+/* The mount's options as mount options (-o NAME=VALUE, -o FLAG): the long
+ * option's name with _ for -, set_option's key, and whether it is a flag
+ * (takes no value).  Not -f, -d, -s (mount(8) wants the filesystem in the
+ * background), --print-uuid, --help, --version. */
+#define MOUNT_OPTS(X)                                                                      \
+    X("cache_pages", 'c', false) X("delay_us", 'D', false) X("socket", OPT_SOCKET, false)  \
+    X("name", 'n', false) X("no_tmem", OPT_NO_TMEM, true) X("shared", OPT_SHARED, true)    \
+    X("rejoin_ms", OPT_REJOIN, false) X("reconnect_ms", OPT_RECONNECT, false)              \
+    X("ts_res_ms", OPT_TSRES, false) X("open_wait_ms", OPT_OPENWAIT, false)                \
+    X("mmap", OPT_MMAP, false)
+
+/* fuse_opt_parse's table: each name alone and with a value, under its key,
+ * so that a missing or unexpected value is ours to report rather than
+ * FUSE's "unknown option" (the keys, getopt codes, are all positive). */
+#define MO_TEMPLATES(name, key, flag) FUSE_OPT_KEY(name, key), FUSE_OPT_KEY(name "=%s", key),
+static const struct fuse_opt mount_opt_table[] = { MOUNT_OPTS(MO_TEMPLATES) FUSE_OPT_END };
+
+/* Whether the mount option of key is a flag. */
+static bool mount_opt_is_flag(int key)
+{
+#define MO_FLAG(name, k, flag) if (key == (k)) return flag;
+    MOUNT_OPTS(MO_FLAG)
+#undef MO_FLAG
+    return false;
+}
+
+/* fuse_opt_parse's callback for one option of a -o list: ours are set and
+ * taken out (0); x-* (comments for fstab's readers: mount(8)'s rule) and
+ * defaults (fstab's placeholder), which mount(8) drops but mount.fuse3 run
+ * by hand passes on, are dropped; the rest stays for libfuse (1); -1 after
+ * a message. */
+static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+    (void)out;
+    struct cfs_options *o = data;
+    if (key < 0)                    /* FUSE_OPT_KEY_OPT: not ours */
+        return strncmp(arg, "x-", 2) == 0 || strcmp(arg, "defaults") == 0 ? 0 : 1;
+    bool flag = mount_opt_is_flag(key);
+    const char *eq = strchr(arg, '=');
+    char shown[PATH_MAX + 64];
+    snprintf(shown, sizeof(shown), "-o %s", arg);
+    if (flag && eq) {
+        usage_error("%s: takes no value", shown);
+        return -1;
+    }
+    if (!flag && !eq) {
+        usage_error("%s: needs a value (NAME=VALUE)", shown);
+        return -1;
+    }
+    return set_option(o, key, eq ? eq + 1 : "", shown) == 0 ? 0 : -1;
+}
+
+/* One -o list: the mount's own options are taken, the rest is added to
+ * o->fuse_opts.  0, or 2 after a message. */
+static int parse_mount_opts(struct cfs_options *o, const char *list)
+{
+    struct fuse_args a = FUSE_ARGS_INIT(0, NULL);
+    if (fuse_opt_add_arg(&a, CFS_PROG) || fuse_opt_add_arg(&a, "-o") ||
+        fuse_opt_add_arg(&a, list)) {
+        perror(CFS_PROG);
+        exit(1);
+    }
+    int r = fuse_opt_parse(&a, o, mount_opt_table, mount_opt_proc);
+    /* what is left: argv[0], then "-o" and the options for libfuse */
+    if (r == 0 && a.argc == 3 && strcmp(a.argv[1], "-o") == 0)
+        add_fuse_opt(o, a.argv[2]);
+    fuse_opt_free_args(&a);
+    return r == 0 ? 0 : 2;
+}
+
 /* 0 parsed, 2 usage error, -1 done (help, version, print-uuid: *status). */
 static int parse(int argc, char **argv, struct cfs_options *o, int *status)
 {
@@ -268,57 +428,24 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
     o->open_wait_ms = DEFAULT_OPEN_WAIT_MS;
     o->ts_res_ns = coarse_tick_ns();
     o->mmap = CFS_MMAP_WRITE;
-    unsigned long v;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:D:n:fdso:hV", longs, NULL)) != -1) {
         switch (ch) {
-        case 'c':
-            if (!parse_ulong(optarg, 1ul << 28, &v) || v == 0)
-                return usage_error("--cache-pages '%s': a number of pages, 1 to 2^28", optarg);
-            o->cache_pages = v;
+        case 'c': case 'D': case 'n': case OPT_SOCKET: case OPT_NO_TMEM: case OPT_SHARED:
+        case OPT_REJOIN: case OPT_RECONNECT: case OPT_TSRES: case OPT_OPENWAIT:
+        case OPT_MMAP: {
+            /* named by its long option (-c 0: "--cache-pages '0'") */
+            char shown[PATH_MAX + 64];
+            const struct option *l = longs;
+            while (l->name && l->val != ch)
+                l++;
+            snprintf(shown, sizeof(shown), "--%s '%s'", l->name ? l->name : "?",
+                     optarg ? optarg : "");
+            int r = set_option(o, ch, optarg ? optarg : "", shown);
+            if (r)
+                return r;
             break;
-        case 'D':
-            if (!parse_ulong(optarg, 10000000ul, &v))
-                return usage_error("--delay-us '%s': microseconds, 0 to 10000000", optarg);
-            o->delay_us = v;
-            break;
-        case OPT_SOCKET: o->socket = optarg; break;
-        case 'n':
-            free(o->name);
-            o->name = strdup(optarg);
-            break;
-        case OPT_NO_TMEM: o->no_tmem = true; break;
-        case OPT_SHARED: o->shared = true; break;
-        case OPT_REJOIN:
-            if (!parse_ulong(optarg, 86400000ul, &v))
-                return usage_error("--rejoin-ms '%s': milliseconds", optarg);
-            o->rejoin_ms = v;
-            break;
-        case OPT_RECONNECT:
-            if (!parse_ulong(optarg, 86400000ul, &v) || v == 0)
-                return usage_error("--reconnect-ms '%s': milliseconds, at least 1", optarg);
-            o->reconnect_ms = v;
-            break;
-        case OPT_TSRES:
-            if (!parse_ulong(optarg, 3600000ul, &v))
-                return usage_error("--ts-res-ms '%s': milliseconds", optarg);
-            o->ts_res_ns = v * 1000000ul;
-            break;
-        case OPT_OPENWAIT:
-            if (!parse_ulong(optarg, 60000ul, &v))
-                return usage_error("--open-wait-ms '%s': milliseconds", optarg);
-            o->open_wait_ms = v;
-            break;
-        case OPT_MMAP:
-            if (strcmp(optarg, "write") == 0)
-                o->mmap = CFS_MMAP_WRITE;
-            else if (strcmp(optarg, "all") == 0)
-                o->mmap = CFS_MMAP_ALL;
-            else if (strcmp(optarg, "none") == 0)
-                o->mmap = CFS_MMAP_NONE;
-            else
-                return usage_error("--mmap '%s': write, all or none", optarg);
-            break;
+        }
         case OPT_PRINT_UUID: {
             int dfd = open(optarg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (dfd < 0) {
@@ -343,7 +470,12 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
         case 'f': o->foreground = true; break;
         case 'd': o->debug = o->foreground = true; break;
         case 's': o->single_thread = true; break;
-        case 'o': add_fuse_opt(o, optarg); break;
+        case 'o': {
+            int r = parse_mount_opts(o, optarg);
+            if (r)
+                return r;
+            break;
+        }
         case 'h':
             usage(stdout);
             *status = 0;
@@ -368,6 +500,77 @@ static int parse(int argc, char **argv, struct cfs_options *o, int *status)
     if (!o->mountpoint)
         o->mountpoint = strdup(argv[optind + 1]);   /* check_mountpoint says why */
     return 0;
+}
+
+/* ---- the options for libfuse ----------------------------------------------------- */
+/* argv[0], our fixed options (fsname: the backing directory, escaped), the
+ * user's -o that are not ours, -d.  0 or -1 (no memory). */
+static int fuse_args_of(const struct cfs_options *o, const char *backing, struct fuse_args *args)
+{
+    char *fixed = NULL;
+    size_t len = strlen(backing) + 8;
+    char *fsname = malloc(len);
+    if (!fsname)
+        return -1;
+    snprintf(fsname, len, "fsname=%s", backing);
+    int r = fuse_opt_add_opt_escaped(&fixed, fsname);
+    free(fsname);
+    if (r || fuse_opt_add_opt(&fixed, "subtype=tmem-cachefs") ||
+        fuse_opt_add_opt(&fixed, "default_permissions") || fuse_opt_add_arg(args, CFS_PROG) ||
+        fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, fixed)) {
+        free(fixed);
+        return -1;
+    }
+    free(fixed);
+    if (o->fuse_opts && (fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, o->fuse_opts)))
+        return -1;
+    if (o->debug && fuse_opt_add_arg(args, "-d"))
+        return -1;
+    return 0;
+}
+
+/* What libfuse said while checking the options, kept for one line. */
+static char fuse_said[512];
+
+static void keep_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    (void)level;
+    size_t l = strlen(fuse_said);
+    if (l + 1 < sizeof(fuse_said))
+        vsnprintf(fuse_said + l, sizeof(fuse_said) - l, fmt, ap);
+}
+
+/* 0 if libfuse takes every option left for it (asked before anything
+ * starts: fuse_new parses them all, mounts nothing), else 2 after one line
+ * with libfuse's complaint. */
+static int check_fuse_opts(const struct cfs_options *o)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    if (fuse_args_of(o, o->backing, &args)) {
+        perror(CFS_PROG);
+        fuse_opt_free_args(&args);
+        return 1;
+    }
+    fuse_said[0] = '\0';
+    fuse_set_log_func(keep_fuse_log);
+    struct fuse *f = fuse_new(&args, &cfs_ops, sizeof(cfs_ops), NULL);
+    fuse_set_log_func(NULL);
+    fuse_opt_free_args(&args);
+    if (f) {
+        fuse_destroy(f);
+        return 0;
+    }
+    /* one line: "fuse: unknown option(s): `-o bogus'" and the like */
+    for (char *p = fuse_said; *p; p++)
+        if (*p == '\n')
+            *p = p[1] ? ' ' : '\0';
+    const char *said = fuse_said;
+    if (strncmp(said, "fuse: ", 6) == 0)
+        said += 6;
+    fprintf(stderr, CFS_PROG ": %s%s\nTry '" CFS_PROG " --help'.\n",
+            *said ? said : "FUSE refused the options",
+            strstr(said, "unknown option") ? " (an option of neither " CFS_PROG " nor FUSE)" : "");
+    return 2;
 }
 
 /* ---- background ----------------------------------------------------------------- */
@@ -476,21 +679,11 @@ static int serve(struct cfs_fs *fs)
     }
     cfs_tier_start(&fs->tier, o, uuid, &fs->st);
 
-    /* FUSE: argv[0], our fixed options, the user's -o */
+    /* FUSE: argv[0], our fixed options, the user's -o that are not ours */
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    char fsname[PATH_MAX + 32];
-    snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=tmem-cachefs,default_permissions",
-             fs->backing.path);
-    fuse_opt_add_arg(&args, CFS_PROG);
-    fuse_opt_add_arg(&args, "-o");
-    fuse_opt_add_arg(&args, fsname);
-    if (o->fuse_opts) {
-        fuse_opt_add_arg(&args, "-o");
-        fuse_opt_add_arg(&args, o->fuse_opts);
-    }
-    if (o->debug)
-        fuse_opt_add_arg(&args, "-d");
-    struct fuse *f = fuse_new(&args, &cfs_ops, sizeof(cfs_ops), fs);
+    struct fuse *f = NULL;
+    if (fuse_args_of(o, fs->backing.path, &args) == 0)
+        f = fuse_new(&args, &cfs_ops, sizeof(cfs_ops), fs);
     if (!f) {
         fprintf(stderr, CFS_PROG ": FUSE refused the options (see above)\n");
         goto out_tier;
@@ -581,6 +774,8 @@ int main(int argc, char **argv)
     static struct cfs_options opt;
     int status = 0;
     int r = parse(argc, argv, &opt, &status);
+    if (r == 0)
+        r = check_fuse_opts(&opt);
     if (r == 0) {
         static struct cfs_fs fs;
         fs.opt = &opt;
@@ -590,6 +785,7 @@ int main(int argc, char **argv)
     }
     free(opt.mountpoint);
     free(opt.name);
+    free(opt.socket);
     free(opt.fuse_opts);
     return status;
 }

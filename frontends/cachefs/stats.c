@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cachefs.h"
 
@@ -52,6 +53,7 @@ size_t cfs_stats_format(struct cfs_fs *fs, char *buf, size_t size)
 
     static const char *const mmap_modes[] = { "write", "all", "none" };
     put(&o, "backing %s\n", fs->backing.path);
+    U("pid", getpid());
     put(&o, "mmap %s\n", mmap_modes[fs->opt->mmap]);
     U("cache_pages", fs->opt->cache_pages);
     U("cache_used", used);

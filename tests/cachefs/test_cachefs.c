@@ -21,7 +21,9 @@
  *            through the mount: every read is right, and cleancache serves
  *            again after each reconnection.
  *   cli      usage and errors: exit codes 0/1/2 and their messages,
- *            --print-uuid (stable; a copy of the directory gets its own).
+ *            --print-uuid (stable; a copy of the directory gets its own),
+ *            the options as -o NAME=VALUE (bad values and unknown options:
+ *            one line, exit 2).
  *   busy     a busy mountpoint refused.
  *   mmap     shared mappings of files opened for writing: stores read back
  *            with read() by another descriptor and process after msync,
@@ -31,6 +33,9 @@
  *   sqlite   SQLite in WAL mode through a mount: writes, reads, a second
  *            process reading (snapshots) and writing, a checkpoint, and
  *            the backing file read directly.
+ *   fstab    the options as mount options: an fstab line through mount(8),
+ *            mount.fuse3 -t fuse.tmem-cachefs; bad values and unknown
+ *            options refused in one line (root, mount(8), mount.fuse3).
  *
  * Usage: test_cachefs [--test NAME] [--seed N] [-n OPS]
  * $TMEM_CACHEFS_BIN runs another build of tmem-cachefs (e.g. under TSan).
@@ -980,10 +985,20 @@ static void test_restart(void **state)
  * ========================================================================= */
 /* Runs tmem-cachefs with args (a shell fragment); its exit status, and its
  * stderr (and stdout) in out. */
+static int run_cmd(const char *cmd, char *out, size_t len);
+
 static int run_cli(const char *args, char *out, size_t len)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", cachefs_bin(), args);
+    snprintf(cmd, sizeof(cmd), "%s %s", cachefs_bin(), args);
+    return run_cmd(cmd, out, len);
+}
+
+/* Runs a shell command; its exit status, its stderr and stdout in out. */
+static int run_cmd(const char *command, char *out, size_t len)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "%s 2>&1", command);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, len - 1, p);
@@ -1000,6 +1015,20 @@ static int run_cli(const char *args, char *out, size_t len)
                      args, st_, status, out_, text); \
     } while (0)
 
+/* EXPECT_CLI, and the output has one line from tmem-cachefs and one from
+ * nobody else but the hint (no second complaint from libfuse). */
+#define EXPECT_CLI1(args, status, text) do { \
+        char out_[8192]; \
+        int st_ = run_cli(args, out_, sizeof(out_)); \
+        int lines_ = 0; \
+        for (char *l_ = out_; *l_; l_ = strchr(l_, '\n') ? strchr(l_, '\n') + 1 : l_ + strlen(l_)) \
+            lines_++; \
+        if (st_ != (status) || !strstr(out_, text) || lines_ != 2 || \
+            strncmp(out_, "tmem-cachefs: ", 14) != 0 || !strstr(out_, "\nTry ")) \
+            fail_msg("tmem-cachefs %s: status %d (expected %d), output:\n%s\n(expected '%s' " \
+                     "and the hint, two lines)", args, st_, status, out_, text); \
+    } while (0)
+
 static void test_cli(void **state)
 {
     (void)state;
@@ -1014,6 +1043,20 @@ static void test_cli(void **state)
     EXPECT_CLI("--cache-pages 0 a b", 2, "--cache-pages '0'");
     EXPECT_CLI("--delay-us x a b", 2, "--delay-us 'x'");
     EXPECT_CLI("--mmap sometimes a b", 2, "--mmap 'sometimes': write, all or none");
+    /* the options as mount options (fstab): a bad value, a missing or an
+     * unexpected one, an unknown option: one line each (and the hint) */
+    EXPECT_CLI1("-o cache_pages=abc a b", 2, "-o cache_pages=abc: a number of pages");
+    EXPECT_CLI1("-o no_tmem,cache_pages a b", 2, "-o cache_pages: needs a value");
+    EXPECT_CLI1("-o no_tmem=yes a b", 2, "-o no_tmem=yes: takes no value");
+    EXPECT_CLI1("a b -o shared,mmap=x", 2, "-o mmap=x: write, all or none");
+    EXPECT_CLI1("-o allow_other,bogus_opt a b", 2, "unknown option(s): `-o bogus_opt'");
+    /* good ones (ours taken out, FUSE's and x-* left) get as far as the
+     * backing directory */
+    snprintf(args, sizeof(args), "%s/missing %s -o cache_pages=64,no_tmem,delay_us=1,"
+             "socket=/nonexistent,name=x,rejoin_ms=5,reconnect_ms=5,ts_res_ms=1,"
+             "open_wait_ms=1,mmap=none,shared,allow_other,ro,x-systemd.requires=y,defaults",
+             s.dir, s.dir);
+    EXPECT_CLI(args, 1, "backing directory");
     snprintf(args, sizeof(args), "%s/missing %s", s.dir, s.dir);
     EXPECT_CLI(args, 1, "backing directory");
     snprintf(args, sizeof(args), "%s %s/missing", s.back, s.dir);
@@ -1480,6 +1523,204 @@ static void test_sqlite(void **state)
 #endif
 }
 
+/* =========================================================================
+ * 8. fstab: the options as mount options, through mount(8) and mount.fuse3
+ * ========================================================================= */
+/* The mountpoints the test may leave mounted when it fails. */
+static char fstab_mnts[3][200];
+
+static int fstab_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        if (fstab_mnts[i][0]) {
+            fusermount_u(fstab_mnts[i], true);
+            fstab_mnts[i][0] = '\0';
+        }
+    return 0;
+}
+
+/* mount.fuse3's path, or NULL. */
+static const char *mount_fuse3(void)
+{
+    static const char *const where[] = { "/sbin/mount.fuse3", "/usr/sbin/mount.fuse3" };
+    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++)
+        if (access(where[i], X_OK) == 0)
+            return where[i];
+    return NULL;
+}
+
+/* The line of /proc/self/mounts whose mountpoint is mnt, or false. */
+static bool mounts_line(const char *mnt, char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    assert_non_null(f);
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *sp = strchr(line, ' ');
+        if (sp && strncmp(sp + 1, mnt, strlen(mnt)) == 0 && sp[1 + strlen(mnt)] == ' ') {
+            snprintf(out, len, "%s", line);
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Waits until process pid has exited (gone, or a zombie nobody reaps). */
+static bool wait_exited(pid_t pid)
+{
+    for (int i = 0; i < 1000; i++) {
+        char path[64], st[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            return true;
+        size_t n = fread(st, 1, sizeof(st) - 1, f);
+        fclose(f);
+        st[n] = '\0';
+        char *rp = strrchr(st, ')');
+        if (rp && rp[1] == ' ' && rp[2] == 'Z')
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static void test_fstab(void **state)
+{
+    (void)state;
+    NEED_FUSE();
+    if (geteuid() != 0)
+        TT_SKIP_CASE("not root: mount(8) of a FUSE filesystem from fstab is root's");
+    if (!tt_have_tool("mount") || !tt_have_tool("umount"))
+        TT_SKIP_CASE("no mount(8) or umount(8) in $PATH");
+    const char *mf = mount_fuse3();
+    if (!mf)
+        TT_SKIP_CASE("no mount.fuse3 in /sbin or /usr/sbin (package fuse3)");
+    const char *bin = cachefs_bin();
+    if (bin[0] != '/' || strpbrk(bin, " \t#,'"))
+        TT_SKIP_CASE("the path of tmem-cachefs (%s) cannot be written in fstab", bin);
+    td_t d;
+    assert_int_equal(td_start(&d, NULL), 0);
+    struct scratch s;
+    scratch_make(&s);
+    uint8_t data[3 * 4096];
+    tt_rng r;
+    tt_seed(&r, g_seed);
+    fill_random(&r, data, sizeof(data));
+    char bp[300], fp[300], fstab[300], cmd[1400], out[8192], line[1024];
+    path_in(bp, sizeof(bp), s.back, "f");
+    spit(bp, data, sizeof(data));
+    for (int i = 0; i < 3; i++) {
+        snprintf(fstab_mnts[i], sizeof(fstab_mnts[i]), "%s/fs%d", s.dir, i);
+        assert_int_equal(mkdir(fstab_mnts[i], 0755), 0);
+    }
+    struct mount m;
+    memset(&m, 0, sizeof(m));
+
+    /* 1. a line of fstab, mounted by mount(8) (which runs mount.fuse3 with
+     * PATH cleared: the program named by its path, type fuse); mount(8)'s
+     * and mount.fuse3's own options (noauto, nofail, _netdev, x-*) pass */
+    path_in(fstab, sizeof(fstab), s.dir, "fstab");
+    FILE *f = fopen(fstab, "we");
+    assert_non_null(f);
+    fprintf(f, "# tmem-cachefs test\n%s#%s %s fuse cache_pages=64,no_tmem,delay_us=7,mmap=all,"
+            "noauto,nofail,_netdev,x-tmem.note=1 0 0\n", bin, s.back, fstab_mnts[0]);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "mount -T %s %s", fstab, fstab_mnts[0]);
+    int st = run_cmd(cmd, out, sizeof(out));
+    if (st != 0)
+        fail_msg("%s: status %d:\n%s", cmd, st, out);
+    snprintf(m.mnt, sizeof(m.mnt), "%s", fstab_mnts[0]);
+    assert_int_equal(stat_of(&m, "cache_pages"), 64);
+    assert_int_equal(stat_of(&m, "delay_us"), 7);
+    assert_string_equal(stat_of_text_tmem(&m), "off");
+    char v[64];
+    stat_text(&m, "mmap", v, sizeof(v));
+    assert_string_equal(v, "all");
+    /* mmap=all took effect: a read-only descriptor maps shared */
+    path_in(fp, sizeof(fp), m.mnt, "f");
+    int fd = open(fp, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, sizeof(data), PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(diff_at(p, data, sizeof(data)), -1);
+    munmap(p, sizeof(data));
+    close(fd);
+    /* the kernel got none of our options */
+    assert_true(mounts_line(m.mnt, line, sizeof(line)));
+    printf("fstab: %s", line);
+    assert_non_null(strstr(line, " fuse.tmem-cachefs "));
+    assert_null(strstr(line, "cache_pages"));
+    assert_null(strstr(line, "no_tmem"));
+    pid_t pid = (pid_t)stat_of(&m, "pid");
+    snprintf(cmd, sizeof(cmd), "umount %s", m.mnt);
+    st = run_cmd(cmd, out, sizeof(out));
+    if (st != 0)
+        fail_msg("%s: status %d:\n%s", cmd, st, out);
+    assert_true(wait_exited(pid));
+    assert_false(mounts_line(m.mnt, line, sizeof(line)));
+
+    /* 2. the type fuse.tmem-cachefs: mount.fuse3 runs tmem-cachefs from
+     * $PATH (mount(8) gives it the shell's default PATH: where an installed
+     * tmem-cachefs is); the tmem options took effect: the daemon's client
+     * has the name, through the socket given */
+    char bindir[300], link[320];
+    path_in(bindir, sizeof(bindir), s.dir, "bin");
+    assert_int_equal(mkdir(bindir, 0755), 0);
+    path_in(link, sizeof(link), bindir, "tmem-cachefs");
+    assert_int_equal(symlink(bin, link), 0);
+    snprintf(cmd, sizeof(cmd), "PATH=%s:$PATH %s %s %s -t fuse.tmem-cachefs -o socket=%s,"
+             "name=cachefs:fstab,cache_pages=32,shared,rejoin_ms=100,dev,suid", bindir, mf,
+             s.back, fstab_mnts[1], d.sock);
+    st = run_cmd(cmd, out, sizeof(out));
+    if (st != 0)
+        fail_msg("%s: status %d:\n%s", cmd, st, out);
+    snprintf(m.mnt, sizeof(m.mnt), "%s", fstab_mnts[1]);
+    assert_int_equal(stat_of(&m, "cache_pages"), 32);
+    assert_int_equal(stat_of(&m, "connected"), 1);
+    assert_int_equal(stat_of(&m, "shared_wanted"), 1);
+    uint32_t id = (uint32_t)stat_of(&m, "client_id");
+    struct tmw_ctl_client *cl;
+    size_t n;
+    bool named = false;
+    assert_int_equal(tmc_clients(d.ctl, &cl, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (cl[i].info.id == id && strstr(cl[i].info.name, "fstab"))
+            named = true;
+    free(cl);
+    assert_true(named);
+    path_in(fp, sizeof(fp), m.mnt, "f");
+    expect_file(fp, data, sizeof(data), "through the mount.fuse3 mount");
+    pid = (pid_t)stat_of(&m, "pid");
+    snprintf(cmd, sizeof(cmd), "umount %s", m.mnt);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_true(wait_exited(pid));
+
+    /* 3. a bad value, an unknown option: refused with one line naming it,
+     * nothing mounted */
+    snprintf(cmd, sizeof(cmd), "mount -t fuse -o no_tmem,cache_pages=lots '%s#%s' %s", bin,
+             s.back, fstab_mnts[2]);
+    st = run_cmd(cmd, out, sizeof(out));
+    printf("fstab: a bad value: status %d: %s", st, out);
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(out, "tmem-cachefs: -o cache_pages=lots: a number of pages"));
+    snprintf(cmd, sizeof(cmd), "mount -t fuse -o no_tmem,bogus_opt '%s#%s' %s", bin, s.back,
+             fstab_mnts[2]);
+    st = run_cmd(cmd, out, sizeof(out));
+    printf("fstab: an unknown option: status %d: %s", st, out);
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(out, "tmem-cachefs: unknown option(s): `-o bogus_opt'"));
+    assert_false(mounts_line(fstab_mnts[2], line, sizeof(line)));
+
+    for (int i = 0; i < 3; i++)
+        fstab_mnts[i][0] = '\0';
+    assert_int_equal(td_stop(&d), 0);
+    scratch_remove(&s);
+}
+
 int main(int argc, char **argv)
 {
     const char *only = NULL;
@@ -1503,6 +1744,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_mmap),
         cmocka_unit_test(test_sqlite),
+        cmocka_unit_test_teardown(test_fstab, fstab_teardown),
     };
     return tt_run_tests(tests, sizeof(tests) / sizeof(tests[0]), only);
 }
