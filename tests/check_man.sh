@@ -11,6 +11,7 @@
 #   - tmemd.conf(5): every key of the configuration parser's table
 #     (src/daemon/config.c) and of the sample dist/tmemd.conf is an entry
 #     under its [section], and every entry is a key of the table;
+#   - every page's .TH line names the project's version;
 #   - if man(1) is here, no page makes groff or man warn.
 # Usage: check_man.sh SOURCE_DIR PROGRAM=PATH...   (tmemd=build/tmemd ...)
 # Prints each problem on one line and exits 1 if there is any, 0 if none.
@@ -110,6 +111,13 @@ done
 for k in $documented; do
     grep -qx -- "$k" <<<"$table" ||
         fail "tmemd.conf.5: documents $k, which src/daemon/config.c does not know"
+done
+
+# every page's title line names this version (project() in CMakeLists.txt)
+version=$(sed -nE 's/^project\(tmem VERSION ([0-9.]+).*/\1/p' "$src/CMakeLists.txt")
+for p in "$man_dir"/*.[1-8]; do
+    grep -q "^\.TH .*\"tmem $version\"" "$p" ||
+        fail "$(basename "$p"): its .TH line does not say \"tmem $version\" (CMakeLists.txt's version)"
 done
 
 # groff's and man's own complaints (as lintian sees them)
