@@ -55,10 +55,9 @@ systemctl enable --now tmemd.
 This package holds tmemd and its systemd unit, tmemctl, tmem-cachefs,
 tmem-uswap, the shared library libtmem with its headers and pkg-config file,
 /etc/tmem/tmemd.conf and the manual pages.")
-# Depends: from the ELF files' needs (dpkg-shlibdeps); libtmem.so.0 is ours,
-# found in the package being made.
+# Depends: from the ELF files' needs (dpkg-shlibdeps; libtmem.so.0, ours, is
+# found through the shlibs file made below).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS "${CMAKE_INSTALL_FULL_LIBDIR}")
 # tmem-cachefs unmounts with fusermount3
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "fuse3")
 # shlibs for libtmem.so.0, and the ldconfig trigger that goes with it
