@@ -6,10 +6,12 @@ set -euo pipefail
 # build-essential brings gcc with its sanitizer runtimes (ASan, UBSan, TSan);
 # libfuse3-dev and fuse3 the caching filesystem (frontends/cachefs), libsqlite3-dev
 # its SQLite test (test_cachefs_sqlite), gnuplot the experiment's plots
-# (bench/experiment).
+# (bench/experiment); dpkg-dev (dpkg-shlibdeps, dpkg-buildflags) and lintian
+# the Debian package (cmake/packaging.cmake), man-db the man pages' check
+# (tests/check_man.sh).
 pkgs=(build-essential cmake pkg-config liblz4-dev libzstd-dev libxxhash-dev libcmocka-dev
       libinih-dev libmicrohttpd-dev libsystemd-dev libjansson-dev
-      libfuse3-dev fuse3 libsqlite3-dev gnuplot-nox)
+      libfuse3-dev fuse3 libsqlite3-dev gnuplot-nox dpkg-dev lintian man-db)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

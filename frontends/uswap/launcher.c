@@ -59,6 +59,7 @@ static const char usage[] =
 "                       (libtmem-uswap-preload.so) and exit: 0 if it is\n"
 "                       there, 1 with the places looked at if not\n"
 "  -h, --help           this text\n"
+"  -V, --version        the version\n"
 "SIZE takes K, M, G suffixes (powers of 1024).\n"
 "Limits: fork children do not inherit the region; mprotect of region memory\n"
 "to anything but read+write, and mremap with MREMAP_FIXED, are refused;\n"
@@ -169,13 +170,14 @@ int main(int argc, char **argv)
         { "stats-file", required_argument, NULL, O_STATSFILE },
         { "print-preload", no_argument, NULL, O_PRINT },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     unsigned long long v;
     int c;
     char shim[PATH_MAX], tried[2 * PATH_MAX + 64];
     /* '+': options stop at the program's name */
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
         case O_BUDGET:
         case O_REGION:
@@ -222,6 +224,10 @@ int main(int argc, char **argv)
             return 0;
         case 'h':
             fputs(usage, stdout);
+            return 0;
+        case 'V':
+            printf("tmem-uswap %d.%d.%d\n", TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR,
+                   TMEM_VERSION_PATCH);
             return 0;
         default:
             fputs("(tmem-uswap --help for usage)\n", stderr);

@@ -41,6 +41,9 @@ extern "C" {
 #define TMEM_API
 #endif
 
+/* The version these headers describe; CMakeLists.txt refuses to configure
+ * unless they equal project()'s VERSION.  tmem_version() is the version of
+ * the library actually loaded. */
 #define TMEM_VERSION_MAJOR 0
 #define TMEM_VERSION_MINOR 1
 #define TMEM_VERSION_PATCH 0
@@ -78,6 +81,11 @@ typedef struct tmem_uuid { uint64_t lo, hi; } tmem_uuid_t;
 #define TMEM_EEMPTY  1001   /* reserved for ABI compatibility; never returned */
 
 TMEM_API const char *tmem_strerror(int code);   /* accepts code or -code */
+
+/* The library's version, "MAJOR.MINOR.PATCH" (e.g. "0.1.0"): a static
+ * string, never NULL.  It may differ from the TMEM_VERSION_* macros a
+ * program was compiled with when another libtmem is loaded at run time. */
+TMEM_API const char *tmem_version(void);
 
 /* ------------------------------------------------------------------------
  * Engine configuration

@@ -4,6 +4,7 @@
  * table of the handle it is given (tmem/transport.h), the engine's own
  * (tm_engine_ops, client.c) or a transport's.  A call on the engine's table
  * is made directly, so that an in-process call costs no indirect jump.
+ * Also tmem_version().
  */
 #include "internal.h"
 
@@ -133,6 +134,15 @@ int64_t tmem_client_restore(tmem_client_t *c, tmem_read_fn read, void *arg)
     if (!ops)
         return -EINVAL;
     return ops->restore(c, read, arg);
+}
+
+/* The version of this build, from the header's macros (which CMakeLists.txt
+ * checks against the project's version). */
+#define TM_STR_(x) #x
+#define TM_STR(x) TM_STR_(x)
+const char *tmem_version(void)
+{
+    return TM_STR(TMEM_VERSION_MAJOR) "." TM_STR(TMEM_VERSION_MINOR) "." TM_STR(TMEM_VERSION_PATCH);
 }
 
 /* ---- the engine's vector calls: the single calls in order -------------- */

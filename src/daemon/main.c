@@ -147,6 +147,8 @@ int main(int argc, char **argv)
         }
     }
     int c;
+    static char prog[] = "tmemd";
+    argv[0] = prog;             /* getopt's messages: "tmemd: ...", whatever the path */
     while ((c = getopt_long(argc, argv, "s:c:f:m:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -186,13 +188,13 @@ int main(int argc, char **argv)
             printf("tmemd %d.%d.%d\n", TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR,
                    TMEM_VERSION_PATCH);
             return 0;
-        default:
-            usage(stderr);
+        default:        /* getopt said what is wrong, in one line */
+            fputs("Try 'tmemd --help'.\n", stderr);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "tmemd: unexpected argument: %s\n", argv[optind]);
+        fprintf(stderr, "tmemd: unexpected argument: %s\nTry 'tmemd --help'.\n", argv[optind]);
         return 2;
     }
     if (tmd_config_resolve(&d.cfg, err, sizeof(err)) != 0) {
