@@ -755,15 +755,15 @@ static int op_config_set(struct ctl_conn *k, const struct tmw_ctl *r)
     char value[TMW_CONFIG_VALUE_MAX];
     const char *why = "a value as one DATA message, then END, was expected";
     int rc = 0;
-    long n = recv_msg(k, &why);
-    struct tmw_msg m;
+    long n = recv_msg(k, &why);     /* a framed message is at least a header */
+    struct tmw_msg m = { 0 };
     if (n >= (long)HDR)
         memcpy(&m, k->buf, HDR);
     if (n == 0)
         return -ECONNRESET;
     if (n < 0 && n != -EPROTO)
         return (int)n;
-    if (n < 0 || m.type != TMW_MSG_DATA || m.result != 0)
+    if (n < (long)HDR || m.type != TMW_MSG_DATA || m.result != 0)
         rc = -EPROTO;
     else if ((size_t)n - HDR >= TMW_CONFIG_VALUE_MAX) {
         rc = -EINVAL;
