@@ -242,8 +242,11 @@ static uint64_t cfg_get(const td_t *d, const char *key, char *buf, size_t len)
     size_t n;
     assert_int_equal(tmc_config_get(d->ctl, key, &v, &n), 0);
     assert_int_equal(n, 1);
-    if (buf)
-        snprintf(buf, len, "%s", v[0].value);
+    if (buf) {
+        size_t l = strnlen(v[0].value, len - 1);
+        memcpy(buf, v[0].value, l);
+        buf[l] = 0;
+    }
     uint64_t b = v[0].bytes;
     free(v);
     return b;
@@ -402,7 +405,7 @@ static void sighup_reload_file(void **state)
     char text[1024], path[300], v[64];
     conf_text(text, sizeof(text), "32M", "");
     start_on_file(d, text, NULL);
-    snprintf(path, sizeof(path), "%s/tmemd.conf", d->dir);
+    snprintf(path, sizeof(path), "%.200s/tmemd.conf", d->dir);
     assert_int_equal(cfg_get(d, "memory.max_memory", NULL, 0), 32 * MiB);
     assert_int_equal(stats(d).gov_limit, 32 * MiB);
 
@@ -451,7 +454,7 @@ static void sighup_bad_file_keeps_config(void **state)
     char text[1024], path[300], v[64];
     conf_text(text, sizeof(text), "32M", "");
     start_on_file(d, text, NULL);
-    snprintf(path, sizeof(path), "%s/tmemd.conf", d->dir);
+    snprintf(path, sizeof(path), "%.200s/tmemd.conf", d->dir);
 
     /* a good key first, then a bad line: nothing of it is applied */
     conf_text(text, sizeof(text), "16M", "[daemon]\nmax_clients = 9\n[memory]\ncompress = gzip\n");
