@@ -62,7 +62,9 @@ static void usage(FILE *f)
 "  -h, --help                 this help\n"
 "  -V, --version              the version\n"
 "\n"
-"It runs in the foreground and logs to stderr.  Stop it with SIGTERM.\n"
+"It runs in the foreground and logs to stderr.  Stop it with SIGTERM; SIGHUP\n"
+"reads the configuration file again (the keys that can change while it runs:\n"
+"docs/configuration.md; tmemctl config set changes one).\n"
 "Configuration keys: docs/configuration.md; protocol: docs/protocol.md.\n");
 }
 
