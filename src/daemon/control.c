@@ -533,10 +533,10 @@ static char *merge_lines(struct tmd *d, const char *text, int long_form)
     return out;
 }
 
-/* The long form's C= lines with each client's worker figures added
- * before nm (the name, last): wu wake-ups, we empty wake-ups, wc its
- * worker's CPU in ms, wt throttles, th throttled now.  NULL without
- * memory. */
+/* The long form's C= lines with each client's figures added before nm
+ * (the name, last): hb the bytes held for it, cg its cgroup, then its
+ * worker's: wu wake-ups, we empty wake-ups, wc its worker's CPU in ms, wt
+ * throttles, th throttled now.  NULL without memory. */
 static char *add_worker_keys(struct tmd *d, const char *text)
 {
     struct tmw_ctl_client *v = NULL;
@@ -575,10 +575,12 @@ static char *add_worker_keys(struct tmd *d, const char *text)
             for (size_t i = 0; i < cl; i++)
                 cg[i] = strchr(",:=", c->cgroup[i]) ? '_' : c->cgroup[i];
             cg[cl] = 0;
-            o += (size_t)snprintf(out + o, KEYS_MAX, ",wu:%" PRIu64 ",we:%" PRIu64 ",wc:%" PRIu64
-                                  ",wt:%" PRIu64 ",th:%u,hb:%" PRIu64 ",cg:%s", c->wakeups,
+            /* (the worker's keys stay last before nm, as they were) */
+            o += (size_t)snprintf(out + o, KEYS_MAX, ",hb:%" PRIu64 ",cg:%s,wu:%" PRIu64
+                                  ",we:%" PRIu64 ",wc:%" PRIu64 ",wt:%" PRIu64 ",th:%u",
+                                  c->held_bytes, cg[0] ? cg : "-", c->wakeups,
                                   c->empty_wakeups, c->worker_cpu_ns / 1000000u, c->throttles,
-                                  c->throttled, c->held_bytes, cg[0] ? cg : "-");
+                                  c->throttled);
         }
         memcpy(out + o, line + head, len - head);
         o += len - head;
