@@ -339,6 +339,8 @@ int main(int argc, char **argv)
     char metrics[96] = "off";
     if (tmd_metrics_port(&d))
         tmd_metrics_url(d.cfg.metrics_address, tmd_metrics_port(&d), metrics, sizeof(metrics));
+    /* an administrator may change live keys from here on (config.c) */
+    pthread_mutex_lock(&d.cfg_lock);
     tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
             "dedup %s, governor %s, metrics %s, state file %s",
             (unsigned long long)(d.cfg.max_memory >> 20),
@@ -346,6 +348,7 @@ int main(int argc, char **argv)
             codecs[d.cfg.engine.compress % 3], d.cfg.engine.dedup ? "on" : "off",
             d.cfg.governor ? "on" : "off", metrics,
             d.cfg.state_file[0] ? d.cfg.state_file : "off");
+    pthread_mutex_unlock(&d.cfg_lock);
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d.cfg.socket_path);
 
     /* a second's wait at a time: the logs' suppressed lines are summed up
