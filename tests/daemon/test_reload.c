@@ -841,11 +841,7 @@ static void cgroup_two_clients(void **state)
 
     td_t *d = &D0;
     assert_int_equal(td_start(d, NULL), 0);
-    tmem_client_t *a = connect_to(d, "outside");
-    int pa = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST);
-    assert_true(pa >= 0);
-    assert_int_equal(put_until_refused(a, pa, 1, 0, 200), 200);
-
+    /* the child first: forked before this process has a client's threads */
     struct cg_child k = { .d = d };
     snprintf(k.procs, sizeof(k.procs), "%s/cgroup.procs", dir);
     assert_int_equal(pipe(k.go), 0);
@@ -854,6 +850,10 @@ static void cgroup_two_clients(void **state)
     assert_true(pid > 0);
     char x;
     bool up = read(k.go[0], &x, 1) == 1;
+    tmem_client_t *a = connect_to(d, "outside");
+    int pa = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST);
+    assert_true(pa >= 0);
+    assert_int_equal(put_until_refused(a, pa, 1, 0, 200), 200);
     struct tmw_ctl_client out, in;
     if (up) {
         out = client_named(d, "outside");
