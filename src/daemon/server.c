@@ -134,13 +134,16 @@ void tmd_cgroup_of(const char *text, size_t len, char out[TMW_CGROUP_MAX])
             const char *path = c2 + 1;
             size_t plen = (size_t)(le - path);
             if (c1 - p == 1 && p[0] == '0' && c2 == c1 + 1) {
-                v2 = path;
-                v2len = plen;
+                if (!v2) {      /* the first: a path with a line feed in it
+                                   cannot put a line before the kernel's */
+                    v2 = path;
+                    v2len = plen;
+                }
             } else {
                 for (const char *q = c1 + 1; q < c2;) {     /* "cpu,cpuacct", "memory" */
                     const char *comma = memchr(q, ',', (size_t)(c2 - q));
                     const char *ie = comma ? comma : c2;
-                    if (ie - q == 6 && !memcmp(q, "memory", 6)) {
+                    if (ie - q == 6 && !memcmp(q, "memory", 6) && !v1) {
                         v1 = path;
                         v1len = plen;
                     }
