@@ -135,7 +135,10 @@ void tmd_cgroup_of(const char *text, size_t len, char out[TMW_CGROUP_MAX])
             size_t plen = (size_t)(le - path);
             if (c1 - p == 1 && p[0] == '0' && c2 == c1 + 1) {
                 if (!v2) {      /* the first: a path with a line feed in it
-                                   cannot put a line before the kernel's */
+                                   forges lines only after its own (a
+                                   hierarchy listed before the memory one
+                                   could still; the cgroup is a label,
+                                   never a permission) */
                     v2 = path;
                     v2len = plen;
                 }

@@ -823,8 +823,8 @@ static void cgroup_lines(void **state)
     const char odd[] = "0::/a b\"c\\d\x01\xff\n";
     tmd_cgroup_of(odd, strlen(odd), out);
     assert_string_equal(out, "/a_b_c_d__");
-    /* the first line of each kind: a line feed in a path cannot add one
-     * before the kernel's */
+    /* the first line of each kind: a line feed in a path of the same or a
+     * later hierarchy cannot replace the kernel's */
     const char forged[] = "4:memory:/real\n0::/x\n4:memory:/forged\n0::/y";
     tmd_cgroup_of(forged, strlen(forged), out);
     assert_string_equal(out, "/real");
