@@ -15,8 +15,9 @@
  * has a known op, no reserved field set, no field the op does not use
  * (wire.h's table of control requests) set, a weight and a cap in the
  * engine's ranges (TMEM_WEIGHT_MAX, TMEM_CAP_MAX), a name that is NUL-terminated,
- * non-empty and zero after its end when restore takes one (all zero
- * otherwise), and comes out byte for byte as it was sent.
+ * non-empty and zero after its end when restore or config set takes one
+ * (config get: the same, or empty), all zero otherwise, and comes out byte
+ * for byte as it was sent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -105,6 +106,14 @@ static void check_accepted(const struct tmw_ctl *r)
         uid = (r->arg & TMW_RESTORE_UID) != 0;
         CHECK(!uid || r->uid != UINT32_MAX, "restore for uid -1");
         break;
+    case TMW_CTL_CONFIG_GET:
+        name = true;            /* a key, or empty: every key */
+        CHECK(strnlen(r->name, TMW_NAME_MAX) < TMW_NAME_MAX, "config get: no terminator");
+        break;
+    case TMW_CTL_CONFIG_SET:
+        name = true;
+        CHECK(r->name[0] != 0, "config set without a key");
+        break;
     default:
         break;
     }
@@ -118,7 +127,8 @@ static void check_accepted(const struct tmw_ctl *r)
     CHECK(uid || r->uid == 0, "op %u with a uid", r->op);
     if (name) {
         size_t len = strnlen(r->name, TMW_NAME_MAX);
-        CHECK(len > 0 && len < TMW_NAME_MAX, "restore name of %zu bytes", len);
+        CHECK((len > 0 || r->op == TMW_CTL_CONFIG_GET) && len < TMW_NAME_MAX,
+              "op %u: a name of %zu bytes", r->op, len);
         CHECK(all_zero(r->name + len, TMW_NAME_MAX - len), "bytes after the name");
     } else {
         CHECK(all_zero(r->name, TMW_NAME_MAX), "op %u with a name", r->op);

@@ -19,7 +19,7 @@ import sys
 
 # ---- wire.h ----------------------------------------------------------------
 TMW_MAGIC, TMW_VERSION = 0x544D454D, 1
-TMW_CTL_VERSION = 3                          # the control socket's messages
+TMW_CTL_VERSION = 4                          # the control socket's messages
 POSTED, FREE, DONE = 1, 0, 2
 PUT, GET, FLUSH_PAGE, FLUSH_OBJECT, NEW_POOL, DESTROY_POOL, IS_SHARED = range(1, 8)
 MSG_HELLO, MSG_HELLO_REPLY, MSG_CTL = 1, 2, 3
@@ -231,7 +231,8 @@ def hello_seeds():
 
 # control requests (struct tmw_ctl)
 CTL_OPS = dict(STATS=1, CLIENTS=2, LIST=3, FREEZE=4, THAW=5, SET=6, SHARED_AUTH=7, FLUSH=8,
-               FREEABLE=9, SAVE=10, RESTORE=11)
+               FREEABLE=9, SAVE=10, RESTORE=11, END_CLIENT=12, SET_UID=13, CONFIG_GET=14,
+               CONFIG_SET=15)
 SET_WEIGHT, SET_CAP, SET_COMPRESS = 1, 2, 4
 RESTORE_NAME, RESTORE_UID = 1, 2
 ALL = 0xFFFFFFFF
@@ -259,7 +260,10 @@ def ctl_seeds():
             ctl(o["FLUSH"], arg64=1 << 20), ctl(o["SAVE"], 4), ctl(o["RESTORE"]),
             ctl(o["RESTORE"], arg=RESTORE_NAME, name=b"db"),
             ctl(o["RESTORE"], arg=RESTORE_UID, uid=1000),
-            ctl(o["RESTORE"], arg=3, name=b"n" * 63, uid=0)]
+            ctl(o["RESTORE"], arg=3, name=b"n" * 63, uid=0),
+            ctl(o["CONFIG_GET"]), ctl(o["CONFIG_GET"], name=b"memory.max_memory"),
+            ctl(o["CONFIG_SET"], name=b"memory.max_memory"),
+            ctl(o["CONFIG_SET"], name=b"k" * 63)]
     bad = [ctl(0), ctl(12), ctl(0xFFFFFFFF), ctl(o["STATS"], result=-1),
            ctl(o["STATS"], reserved=1), ctl(o["STATS"], client_id=1), ctl(o["STATS"], name=b"x"),
            ctl(o["LIST"], arg=2), ctl(o["SET"], ALL, set_mask=1, weight=1),
@@ -272,7 +276,11 @@ def ctl_seeds():
            ctl(o["RESTORE"], arg=2, uid=ALL), ctl(o["RESTORE"], uid=5),
            ctl(o["STATS"], magic=0), ctl(o["STATS"], version=2), ctl(o["STATS"], type_=MSG_HELLO),
            ctl(o["STATS"], length=16), ctl(o["STATS"])[:16], ctl(o["STATS"])[:100],
-           ctl(o["STATS"]) + b"\0" * 8, b"", b"\0" * 16]
+           ctl(o["STATS"]) + b"\0" * 8, b"", b"\0" * 16,
+           ctl(16), ctl(o["CONFIG_SET"]), ctl(o["CONFIG_SET"], name=b"k" * 64),
+           ctl(o["CONFIG_SET"], name=b"max_memory\0x"), ctl(o["CONFIG_GET"], name=b"g" * 64),
+           ctl(o["CONFIG_GET"], 3, name=b"log_level"), ctl(o["CONFIG_SET"], arg=1, name=b"a"),
+           ctl(o["CONFIG_GET"], name=b"\0junk"), ctl(o["CONFIG_SET"], version=3, name=b"a")]
     return good + bad
 
 

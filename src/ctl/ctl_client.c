@@ -152,6 +152,9 @@ struct xfer {
     int (*data)(void *arg, const uint8_t *p, size_t n);  /* 0, or -errno (local) */
     void *arg;
     int src_fd;                 /* >= 0: stream this fd as DATA, then END */
+    const void *src_buf;        /* else non-NULL: send these src_len bytes as one DATA
+                                   (at most PAYLOAD_MAX), then END */
+    size_t src_len;
 };
 
 /* Reads from fd until buf is full or the end; returns bytes read or -errno. */
@@ -218,6 +221,14 @@ static int exchange_once(const char *path, const struct tmw_ctl *req_in, struct 
     int local = 0;
     if (rc == 0 && x && x->src_fd >= 0)
         local = stream_out(fd, x, buf);
+    else if (rc == 0 && x && x->src_buf && x->src_len <= PAYLOAD_MAX) {
+        struct tmw_msg m = { .magic = TMW_MAGIC, .version = TMW_CTL_VERSION, .type = TMW_MSG_DATA,
+                             .len = (uint32_t)(HDR + x->src_len) };
+        memcpy(buf, &m, HDR);
+        memcpy(buf + HDR, x->src_buf, x->src_len);
+        if (send_msg(fd, buf, HDR + x->src_len) == 0)
+            send_end(fd, 0);    /* a broken send shows in the reply */
+    }
     /* Even a failed send is followed by a read: a daemon that refused us
      * (not an administrator, busy) answered and closed before we sent. */
     int sent_rc = rc;
@@ -448,4 +459,62 @@ int64_t tmc_restore(const char *path, int fd, const char *name, int64_t uid)
     }
     struct xfer x = { .src_fd = fd };
     return exchange(path, &req, &x);
+}
+
+int tmc_config_get(const char *path, const char *key, struct tmw_ctl_config **out, size_t *n)
+{
+    struct tmw_ctl req = { .op = TMW_CTL_CONFIG_GET };
+    *out = NULL;
+    *n = 0;
+    if (key) {
+        size_t len = strlen(key);
+        if (len >= TMW_NAME_MAX)
+            return fail(TMC_AT_LOCAL, -ENAMETOOLONG);
+        memcpy(req.name, key, len);
+    }
+    tmc_buf b = { 0 };
+    int rc = tmc_call(path, &req, &b);
+    if (rc < 0)
+        return rc;
+    if (b.len % sizeof(struct tmw_ctl_config) != 0) {
+        tmc_buf_free(&b);
+        return fail(TMC_AT_TRANSPORT, -EPROTO);
+    }
+    struct tmw_ctl_config *v = (struct tmw_ctl_config *)b.p;
+    *n = b.len / sizeof(*v);
+    for (size_t i = 0; i < *n; i++) {      /* terminated whatever the daemon sent */
+        v[i].key[TMW_NAME_MAX - 1] = 0;
+        v[i].value[TMW_CONFIG_VALUE_MAX - 1] = 0;
+    }
+    *out = v;
+    return rc;
+}
+
+int tmc_config_set(const char *path, const char *key, const char *value, char *msg,
+                   size_t msglen)
+{
+    struct tmw_ctl req = { .op = TMW_CTL_CONFIG_SET };
+    if (msglen)
+        msg[0] = 0;
+    size_t len = strlen(key), vlen = strlen(value);
+    if (len == 0 || len >= TMW_NAME_MAX)
+        return fail(TMC_AT_LOCAL, len ? -ENAMETOOLONG : -EINVAL);
+    if (vlen >= TMW_CONFIG_VALUE_MAX)
+        return fail(TMC_AT_LOCAL, -E2BIG);
+    memcpy(req.name, key, len);
+    tmc_buf b = { 0 };
+    struct xfer x = { .data = gather, .arg = &b, .src_fd = -1, .src_buf = value,
+                      .src_len = vlen };
+    int rc = exchange(path, &req, &x);
+    enum tmc_where w = tmc_failed_at();
+    if (msglen && b.len) {
+        size_t n = b.len < msglen - 1 ? b.len : msglen - 1;
+        memcpy(msg, b.p, n);
+        msg[n] = 0;
+        for (size_t i = 0; i < n; i++)     /* one line of printable text */
+            if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e)
+                msg[i] = '?';
+    }
+    tmc_buf_free(&b);
+    return fail(w, rc);
 }

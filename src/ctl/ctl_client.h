@@ -80,4 +80,15 @@ int64_t tmc_save(const char *path, uint32_t client_id, int fd);
  * the saved name, uid < 0 the saved uid.  Returns the pages restored. */
 int64_t tmc_restore(const char *path, int fd, const char *name, int64_t uid);
 
+/* The daemon's configuration now: every key (key NULL) or one
+ * ("section.key" or "key"; -ENOENT if there is none); *out is malloc'ed
+ * (free it), each record's strings terminated. */
+int tmc_config_get(const char *path, const char *key, struct tmw_ctl_config **out, size_t *n);
+/* Sets a key that can change while the daemon runs to value (the file's
+ * grammar).  0, or -ENOENT (no such key), -EOPNOTSUPP (not while it runs),
+ * -EINVAL (a bad value); msg (msglen bytes, may be 0) receives the
+ * daemon's line: what changed, or why not. */
+int tmc_config_set(const char *path, const char *key, const char *value, char *msg,
+                   size_t msglen);
+
 #endif /* TMEM_CTL_CLIENT_H */

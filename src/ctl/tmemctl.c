@@ -399,6 +399,10 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     NUM("worker_cpu_ns", c->worker_cpu_ns);
     NUM("throttles", c->throttles);
     json_object_set_new(o, "throttled", json_boolean(c->throttled));
+    /* who pays: its cgroup (read when it connected) and the memory held for it */
+    json_object_set_new(o, "cgroup",
+                        json_stringn(c->cgroup, strnlen(c->cgroup, sizeof(c->cgroup))));
+    NUM("held_bytes", c->held_bytes);
 #undef NUM
     json_object_set_new(o, "hit_pct", json_real(hit_pct(i->gets_hit, i->gets)));
     json_object_set_new(o, "compression_ratio", json_real(comp_ratio(i)));
@@ -432,13 +436,13 @@ static int name_width(const struct tmw_ctl_client *cl, size_t n)
 static void print_table(const struct tmw_ctl_client *cl, size_t n)
 {
     int nw = name_width(cl, n);
-    printf("%5s %-*s %7s %6s %5s %9s %9s %10s %10s %5s %5s %6s %8s %9s %s\n", "ID", nw,
-           "NAME", "PID", "UID", "POOLS", "EPH", "PERS", "PUTS", "GETS", "HIT%", "COMP",
-           "WEIGHT", "CAP", "LENT", "STATE");
+    printf("%5s %-*s %7s %6s %5s %9s %9s %10s %10s %5s %5s %6s %8s %9s %9s %-9s %s\n", "ID",
+           nw, "NAME", "PID", "UID", "POOLS", "EPH", "PERS", "PUTS", "GETS", "HIT%", "COMP",
+           "WEIGHT", "CAP", "LENT", "HELD", "STATE", "CGROUP");
     for (size_t k = 0; k < n; k++) {
         const struct tmw_ctl_client *c = &cl[k];
         const tmem_client_info_t *i = &c->info;
-        char pid[16], cap[24], ratio[16], hit[16], lent[24];
+        char pid[16], cap[24], ratio[16], hit[16], lent[24], held[24];
         snprintf(pid, sizeof(pid), c->parked ? "-" : "%d", c->pid);
         if (i->cap)
             snprintf(cap, sizeof(cap), "%" PRIu64, i->cap);
@@ -457,29 +461,88 @@ static void print_table(const struct tmw_ctl_client *cl, size_t n)
             fmt_bytes(c->lent_bytes[0] + c->lent_bytes[1], false, lent);
         else
             strcpy(lent, "-");
+        fmt_bytes(c->held_bytes, false, held);
         printf("%5u %-*.*s %7s %6u %5u %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %10" PRIu64
-               " %5s %5s %6u %8s %9s %s\n", i->id, nw, nw, i->name, pid, c->uid, i->nr_pools,
-               i->ephemeral_pages, i->persistent_pages, i->puts, i->gets, hit, ratio,
-               i->weight, cap, lent, client_state(c));
+               " %5s %5s %6u %8s %9s %9s %-9s %.*s\n", i->id, nw, nw, i->name, pid, c->uid,
+               i->nr_pools, i->ephemeral_pages, i->persistent_pages, i->puts, i->gets, hit,
+               ratio, i->weight, cap, lent, held, client_state(c),
+               (int)sizeof(c->cgroup), c->cgroup[0] ? c->cgroup : "-");
     }
+}
+
+static int by_cgroup(const void *a, const void *b)
+{
+    const struct tmw_ctl_client *x = a, *y = b;
+    return strncmp(x->cgroup, y->cgroup, sizeof(x->cgroup));
+}
+
+/* list --by cgroup: the clients of each cgroup summed (cl sorted by it). */
+static int print_by_cgroup(struct tmw_ctl_client *cl, size_t n, bool json)
+{
+    if (n > 1)
+        qsort(cl, n, sizeof(*cl), by_cgroup);
+    json_t *a = json ? json_array() : NULL;
+    if (!json && n)
+        printf("%-40s %7s %9s %9s %9s %9s\n", "CGROUP", "CLIENTS", "EPH", "PERS", "LENT",
+               "HELD");
+    for (size_t k = 0, e; k < n; k = e) {
+        uint64_t clients = 0, eph = 0, pers = 0, lent = 0, held = 0;
+        for (e = k; e < n && by_cgroup(&cl[k], &cl[e]) == 0; e++) {
+            clients++;
+            eph += cl[e].info.ephemeral_pages;
+            pers += cl[e].info.persistent_pages;
+            lent += cl[e].lent_bytes[0] + cl[e].lent_bytes[1];
+            held += cl[e].held_bytes;
+        }
+        const char *cg = cl[k].cgroup[0] ? cl[k].cgroup : "-";
+        if (json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "cgroup", json_stringn(cl[k].cgroup,
+                                                          strnlen(cl[k].cgroup,
+                                                                  sizeof(cl[k].cgroup))));
+            json_object_set_new(o, "clients", json_integer((json_int_t)clients));
+            json_object_set_new(o, "ephemeral_pages", json_integer((json_int_t)eph));
+            json_object_set_new(o, "persistent_pages", json_integer((json_int_t)pers));
+            json_object_set_new(o, "lent_bytes", json_integer((json_int_t)lent));
+            json_object_set_new(o, "held_bytes", json_integer((json_int_t)held));
+            json_array_append_new(a, o);
+        } else {
+            char l[24], h[24];
+            printf("%-40.*s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9s %9s\n",
+                   (int)sizeof(cl[k].cgroup), cg, clients, eph, pers,
+                   fmt_bytes(lent, false, l), fmt_bytes(held, false, h));
+        }
+    }
+    if (json)
+        return print_json(a);
+    if (n == 0)
+        puts("no clients");
+    return 0;
 }
 
 static int cmd_list(const struct cmd *c, int argc, char **argv)
 {
     static const struct option longs[] = {
-        { "long", no_argument, NULL, 'l' }, { "json", no_argument, NULL, 'j' }, HELP_OPT, { 0 }
+        { "long", no_argument, NULL, 'l' }, { "json", no_argument, NULL, 'j' },
+        { "by", required_argument, NULL, 'b' }, HELP_OPT, { 0 }
     };
     bool lng = false, json = false, help = false;
+    const char *by = NULL;
     int o;
     while ((o = next_opt(argc, argv, "lh", longs)) != -1 && o != '?')
         switch (o) {
         case 'l': lng = true; break;
         case 'j': json = true; break;
+        case 'b': by = optarg; break;
         case 'h': help = true; break;
         }
     int st = opts_done(c, o, help, argc - optind, 0, 1);
     if (st >= 0)
         return st;
+    if (by && strcmp(by, "cgroup") != 0)
+        return usage_error(c->name, "--by: '%s': only cgroup", by);
+    if (by && lng)
+        return usage_error(c->name, "--by and -l do not go together");
     const char *who = optind < argc ? argv[optind] : NULL;
     uint32_t id = TMEM_CLIENT_ALL;
     if (who && (st = resolve_client(c->name, who, &id)) != 0)
@@ -507,6 +570,11 @@ static int cmd_list(const struct cmd *c, int argc, char **argv)
         free(cl);
         errmsg("%s: no client %s", c->name, who);
         return 1;
+    }
+    if (by) {
+        st = print_by_cgroup(cl, n, json);
+        free(cl);
+        return st;
     }
     if (n > 1)
         qsort(cl, n, sizeof(*cl), by_id);
@@ -768,6 +836,83 @@ static int cmd_set_uid(const struct cmd *c, int argc, char **argv)
     else
         printf("set uid %u: no bound on its persistent share\n", (unsigned)uid);
     return 0;
+}
+
+/* ---- config ---- */
+static int cmd_config(const struct cmd *c, int argc, char **argv)
+{
+    static const struct option longs[] = { { "json", no_argument, NULL, 'j' }, HELP_OPT, { 0 } };
+    bool json = false, help = false;
+    int o;
+    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
+        switch (o) {
+        case 'j': json = true; break;
+        case 'h': help = true; break;
+        }
+    int st = opts_done(c, o, help, argc - optind, 1, 3);
+    if (st >= 0)
+        return st;
+    const char *what = argv[optind];
+    int npos = argc - optind - 1;
+    char **pos = argv + optind + 1;
+    if (!strcmp(what, "get")) {
+        if (npos > 1)
+            return usage_error(c->name, "get: one key at a time");
+        struct tmw_ctl_config *v;
+        size_t n;
+        int rc = tmc_config_get(sock, npos ? pos[0] : NULL, &v, &n);
+        if (rc < 0) {
+            if (rc == -ENOENT && tmc_failed_at() == TMC_AT_DAEMON) {
+                errmsg("config get: no key %s", pos[0]);
+                return 1;
+            }
+            return report("config get", rc, NULL);
+        }
+        if (json) {
+            json_t *obj = json_object();
+            for (size_t i = 0; i < n; i++) {
+                json_t *k = json_object();
+                json_object_set_new(k, "value", json_string(v[i].value));
+                json_object_set_new(k, "live", json_boolean(v[i].flags & TMW_CONFIG_LIVE));
+                if (v[i].flags & TMW_CONFIG_BYTES)
+                    json_object_set_new(k, "bytes", json_integer((json_int_t)v[i].bytes));
+                json_object_set_new(obj, v[i].key, k);
+            }
+            free(v);
+            return print_json(obj);
+        }
+        for (size_t i = 0; i < n; i++) {
+            char b[24] = "";
+            if ((v[i].flags & TMW_CONFIG_BYTES) && strchr(v[i].value, '%'))
+                fmt_bytes(v[i].bytes, false, b);
+            printf("%s = %s%s%s%s%s\n", v[i].key, v[i].value, b[0] ? " (" : "", b,
+                   b[0] ? ")" : "", v[i].flags & TMW_CONFIG_LIVE ? "" : "  # restart to change");
+        }
+        free(v);
+        return 0;
+    }
+    if (!strcmp(what, "set")) {
+        if (npos != 2)
+            return usage_error(c->name, "set: KEY VALUE");
+        if (json)
+            return usage_error(c->name, "set: --json is for get");
+        char msg[600];
+        int rc = tmc_config_set(sock, pos[0], pos[1], msg, sizeof(msg));
+        if (rc < 0) {
+            if (tmc_failed_at() == TMC_AT_DAEMON && msg[0] &&
+                (rc == -ENOENT || rc == -EOPNOTSUPP || rc == -EINVAL)) {
+                errmsg("config set: %s", msg);
+                return 1;
+            }
+            if (rc == -E2BIG && tmc_failed_at() == TMC_AT_LOCAL)
+                return usage_error(c->name, "set: the value is longer than %u bytes",
+                                   TMW_CONFIG_VALUE_MAX - 1);
+            return report("config set", rc, NULL);
+        }
+        printf("%s\n", msg[0] ? msg : "done");
+        return 0;
+    }
+    return usage_error(c->name, "'%s': get or set", what);
 }
 
 /* ---- flush, freeable ---- */
@@ -1343,18 +1488,24 @@ static int cmd_top(const struct cmd *c, int argc, char **argv)
 static int cmd_help(const struct cmd *c, int argc, char **argv);
 
 static const struct cmd cmds[] = {
-    { "list", cmd_list, "[-l|--long] [--json] [CLIENT]",
+    { "list", cmd_list, "[-l|--long] [--json] [--by cgroup] [CLIENT]",
       "list clients (a table), or the tmem-list text with -l",
       "Prints one line per client, connected or parked (restored and waiting for its\n"
       "owner): id, name, pid, uid, pools, ephemeral and persistent pages, puts, gets,\n"
       "hit rate, compression ratio (uncompressed over stored size of its compressed\n"
-      "pages), weight, persistent-page cap, memory lent and state.  With lent memory\n"
-      "a client's private pools run in its own process: LENT is the daemon's count (it\n"
-      "enforces it), the client's pages and calls are what its library reports.\n\n"
-      "  -l, --long   the daemon's tmem-list text with the long keys (G=, S=, C=, P= lines,\n"
-      "               as Xen's xl tmem-list -l)\n"
-      "  --json       every figure of each client as a JSON array\n"
-      "  CLIENT       only this client\n" },
+      "pages), weight, persistent-page cap, memory lent, memory held, state and\n"
+      "cgroup.  With lent memory a client's private pools run in its own process:\n"
+      "LENT is the daemon's count (it enforces it), the client's pages and calls are\n"
+      "what its library reports.  HELD is what tmem holds for it: LENT, and 4 KiB for\n"
+      "each page the daemon holds for it.  CGROUP is the client's cgroup when it\n"
+      "connected (/proc/PID/cgroup: the memory controller's, else the unified one).\n\n"
+      "  -l, --long    the daemon's tmem-list text with the long keys (G=, S=, C=, P=\n"
+      "                lines, as Xen's xl tmem-list -l); C= lines add hb (held\n"
+      "                bytes) and cg (cgroup)\n"
+      "  --json        every figure of each client as a JSON array\n"
+      "  --by cgroup   one line per cgroup: its clients, pages, lent and held memory\n"
+      "                summed (with --json, an array of them)\n"
+      "  CLIENT        only this client\n" },
     { "stats", cmd_stats, "[--json]", "the daemon-wide figures",
       "Prints the daemon's and the engine's figures: memory held and the limit, pages\n"
       "by kind, outcomes of puts and gets, eviction, requests, refusals and the\n"
@@ -1395,6 +1546,18 @@ static const struct cmd cmds[] = {
       "the daemon stops.\n\n"
       "  -p, --persistent-max SIZE   bytes, or K, M, G, T (binary multiples); none\n"
       "                              for no bound, default for the configured one\n" },
+    { "config", cmd_config, "get [--json] [KEY] | set KEY VALUE",
+      "show the daemon's configuration, or change a key while it runs",
+      "get prints every key (or KEY) with its value now, as the configuration file\n"
+      "would say it (a percentage also in bytes); a key that cannot change while\n"
+      "tmemd runs is marked '# restart to change'.  set changes one of the keys that\n"
+      "can: the memory limit (memory.max_memory), the governor's keys, log_level,\n"
+      "max_clients, the defaults of new clients, shared_allow and the persistent\n"
+      "shares (docs/configuration.md lists them).  VALUE is in the file's grammar\n"
+      "(512M, 25%, true, ...); a list (shared_allow, uid_persistent) is replaced\n"
+      "whole.  The change lasts until the next reload (SIGHUP) or restart.\n\n"
+      "  --json       get: an object of keys, each with its value, live and bytes\n"
+      "  KEY          section.key (memory.max_memory) or the key alone (max_memory)\n" },
     { "end", cmd_end, "CLIENT", "end a client",
       "Closes the client's connection and frees its pools (its persistent pages are\n"
       "lost; its process sees the daemon gone, and may connect again).  A parked\n"

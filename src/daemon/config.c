@@ -7,6 +7,9 @@
  * or a device given by mistake stops the start with a clear error instead
  * of blocking it or reading for ever.
  *
+ * The last part changes the configuration while the daemon runs (SIGHUP,
+ * tmemctl config set): it needs the rest of the daemon.
+ *
  * One code path: the embedded default is INI text parsed by the same handler
  * as a file, so every key has exactly one parser and one set of limits.  A
  * file is read into a copy of the configuration and committed only when
@@ -16,6 +19,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <math.h>
@@ -29,6 +33,8 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/governor.h"
+#include "daemon/lend.h"
 
 #define MiB (1ull << 20)
 #define TMD_CONFIG_MAX   (1 * MiB)     /* the largest configuration file */
@@ -584,6 +590,160 @@ int tmd_config_set(struct tmd_config *cfg, const char *section, const char *key,
 }
 
 /* ------------------------------------------------------------------------
+ * The keys by name, and their values as text (tmemctl config, reloads)
+ * ---------------------------------------------------------------------- */
+/* The keys that can change while the daemon runs (docs/configuration.md,
+ * "Changing the configuration while tmemd runs"); tmd_reload and tmd_config_set_live (below) apply them.
+ * Every other key needs a restart. */
+static const char *const live_keys[] = {
+    "daemon.max_clients", "daemon.max_clients_per_uid", "daemon.log_level",
+    "daemon.park_timeout",
+    "memory.max_memory", "memory.compress", "memory.shrink_deadline_ms", "memory.shared_allow",
+    "memory.uid_persistent", "memory.default_weight", "memory.default_cap",
+    "memory.uid_persistent_max",
+    "governor.enabled", "governor.interval_ms", "governor.reserve", "governor.psi_threshold",
+    "governor.shrink_step", "governor.meminfo", "governor.psi",
+};
+
+size_t tmd_config_nkeys(void)
+{
+    return NKEYS;
+}
+
+const char *tmd_config_key(size_t i, char *out, size_t len)
+{
+    if (i >= NKEYS)
+        return NULL;
+    snprintf(out, len, "%s.%s", keys[i].section, keys[i].name);
+    return out;
+}
+
+int tmd_config_find(const char *name)
+{
+    const char *dot = strchr(name, '.');
+    for (size_t i = 0; i < NKEYS; i++) {
+        size_t sl = strlen(keys[i].section);
+        if (dot ? (size_t)(dot - name) == sl && !strncmp(name, keys[i].section, sl) &&
+                      !strcmp(dot + 1, keys[i].name)
+                : !strcmp(name, keys[i].name))
+            return (int)i;
+    }
+    return -1;
+}
+
+bool tmd_config_key_live(size_t i)
+{
+    char name[80];
+    if (!tmd_config_key(i, name, sizeof(name)))
+        return false;
+    for (size_t j = 0; j < sizeof(live_keys) / sizeof(live_keys[0]); j++)
+        if (!strcmp(live_keys[j], name))
+            return true;
+    return false;
+}
+
+/* A size in the file's grammar: the largest unit that divides it. */
+static void format_size_text(char *out, size_t len, uint64_t v)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+    while (u < 3 && v && (v & ((1ull << (10 * (u + 2))) - 1)) == 0)
+        u++;
+    if (u < 0)
+        snprintf(out, len, "%llu", (unsigned long long)v);
+    else
+        snprintf(out, len, "%llu%c", (unsigned long long)(v >> (10 * (u + 1))), units[u]);
+}
+
+int tmd_config_format(const struct tmd_config *cfg, size_t i, char *out, size_t len,
+                      uint64_t *bytes)
+{
+    if (i >= NKEYS || !len)
+        return -1;
+    const struct key *k = &keys[i];
+    const void *field = (const char *)cfg + k->off;
+    out[0] = 0;
+    if (bytes)
+        *bytes = 0;
+    switch (k->type) {
+    case K_PATH:
+    case K_FILE:
+    case K_STR:
+    case K_ADDR:
+        snprintf(out, len, "%.*s", (int)strnlen(field, k->size), (const char *)field);
+        return 0;
+    case K_MODE:
+        snprintf(out, len, "%04o", *(const unsigned *)field);
+        return 0;
+    case K_UINT:
+        if (k->size == sizeof(uint64_t))
+            snprintf(out, len, "%llu", (unsigned long long)*(const uint64_t *)field);
+        else
+            snprintf(out, len, "%u", (unsigned)*(const uint32_t *)field);
+        return 0;
+    case K_INT:
+        snprintf(out, len, "%d", *(const int *)field);
+        return 0;
+    case K_BOOL:
+        snprintf(out, len, "%s", *(const int *)field ? "true" : "false");
+        return 0;
+    case K_LOGLEVEL: {
+        int lv = *(const int *)field;
+        snprintf(out, len, "%s", lv <= LOG_ERR ? "error" : lv <= LOG_WARNING ? "warning"
+                                 : lv <= LOG_INFO ? "info" : "debug");
+        return 0;
+    }
+    case K_CODEC: {
+        static const char *const codec[] = { "none", "lz4", "zstd" };
+        int c = *(const int *)field;
+        snprintf(out, len, "%s", c >= 0 && c <= 2 ? codec[c] : "?");
+        return 0;
+    }
+    case K_DOUBLE:
+        snprintf(out, len, "%.10g", *(const double *)field);
+        return 0;
+    case K_SIZE: {
+        double pct = *(const double *)((const char *)cfg + k->off2);
+        if (bytes)
+            *bytes = *(const uint64_t *)field;
+        if (pct > 0)
+            snprintf(out, len, "%.10g%%", pct);
+        else
+            format_size_text(out, len, *(const uint64_t *)field);
+        return 1;
+    }
+    case K_SHARED: {
+        size_t o = 0;
+        for (uint32_t r = 0; r < cfg->nshared_allow && r < TMD_SHARED_RULES && o < len; r++) {
+            char u[37];
+            tmem_uuid_format(cfg->shared_allow[r].uuid, u);
+            int n = cfg->shared_allow[r].uid < 0
+                        ? snprintf(out + o, len - o, "%s%s:*", r ? ", " : "", u)
+                        : snprintf(out + o, len - o, "%s%s:%lld", r ? ", " : "", u,
+                                   (long long)cfg->shared_allow[r].uid);
+            o += n > 0 ? (size_t)n : 0;
+        }
+        return o < len ? 0 : -1;
+    }
+    case K_UIDSHARE: {
+        size_t o = 0;
+        for (uint32_t r = 0; r < cfg->nuid_share && r < TMD_UID_SHARES && o < len; r++) {
+            const struct tmd_uid_share *sh = &cfg->uid_share[r];
+            char v[40];
+            if (sh->pct > 0)
+                snprintf(v, sizeof(v), "%.10g%%", sh->pct);
+            else
+                format_size_text(v, sizeof(v), sh->bytes);
+            int n = snprintf(out + o, len - o, "%s%u:%s", r ? ", " : "", (unsigned)sh->uid, v);
+            o += n > 0 ? (size_t)n : 0;
+        }
+        return o < len ? 0 : -1;
+    }
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------
  * INI text: the default and files share this reader and handler
  * ---------------------------------------------------------------------- */
 struct parse {
@@ -878,5 +1038,329 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
     /* The engine is opened with the ceiling: its address space is sized
      * from it, and the governor moves the limit below it. */
     cfg->engine.max_bytes = cfg->max_memory;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Changing the configuration while the daemon runs: SIGHUP reads the file
+ * again (tmd_reload), tmemctl config set changes one key
+ * (tmd_config_set_live).
+ *
+ * Both build a whole new configuration first (a reload: the embedded
+ * default, the file, the command line over it; a set: the configuration in
+ * force with one key changed), resolve and check it as at the start, and
+ * only then apply what changed.  A key that can change live
+ * (tmd_config_key_live) is applied at once; any other keeps its old value,
+ * which a reload says in one line per key and a set refuses.  Applying:
+ *
+ *   - max_memory: the limit comes down at once when it is above the new
+ *     ceiling (the engine evicts ephemeral pages and gives frames back, and
+ *     clients are asked for lent units, as when the governor lowers it);
+ *     with the governor off the limit is the new max_memory, with it on the
+ *     governor grows toward a raised one as it grows after pressure.  It may
+ *     not go above what the engine reserved at start (max_memory_room);
+ *   - the governor's keys: read at its next interval; turning it off puts
+ *     the limit at max_memory, turning it on starts its thread;
+ *   - log_level at once; max_clients, park_timeout, shrink_deadline_ms at
+ *     their next use; compress, default_weight, default_cap and
+ *     shared_allow for the clients that connect from then on;
+ *   - the persistent shares (uid_persistent_max, uid_persistent): each
+ *     connected uid's engine group follows its new share (pages above a
+ *     lowered one stay; new puts are refused), and lent memory is checked
+ *     against it at each grant.
+ *
+ * Locking: struct tmd (daemon.h).  The main thread (SIGHUP) and control
+ * threads (config set) both come here; reconf_lock makes them one at a
+ * time.
+ */
+#define VALUE_MAX 1100
+
+/* key i differs between a and b (as the file would say it) */
+static bool differs(const struct tmd_config *a, const struct tmd_config *b, size_t i)
+{
+    char va[VALUE_MAX], vb[VALUE_MAX];
+    uint64_t ba, bb;
+    tmd_config_format(a, i, va, sizeof(va), &ba);
+    tmd_config_format(b, i, vb, sizeof(vb), &bb);
+    return strcmp(va, vb) != 0 || ba != bb;
+}
+
+/* key i's value for the log: "(empty)", "64M", "50% (32 MiB)" */
+static const char *describe(const struct tmd_config *cfg, size_t i, char *out, size_t len)
+{
+    uint64_t bytes;
+    int kind = tmd_config_format(cfg, i, out, len, &bytes);
+    size_t n = strlen(out);
+    if (!n)
+        snprintf(out, len, "(empty)");
+    else if (kind == 1 && strchr(out, '%') && n + 2 < len) {
+        out[n++] = ' ';
+        out[n++] = '(';
+        tmd_format_size(out + n, len - n, bytes);
+        n = strlen(out);
+        if (n + 1 < len)
+            snprintf(out + n, len - n, ")");
+    }
+    return out;
+}
+
+static bool key_is(size_t i, const char *name)
+{
+    char k[80];
+    return tmd_config_key(i, k, sizeof(k)) && !strcmp(k, name);
+}
+
+/* What a reload or a set may not do even to a live key. */
+static int check_next(struct tmd *d, const struct tmd_config *next, char *why, size_t whylen)
+{
+    if (next->max_memory > d->max_memory_room) {
+        char a[32], b[32];
+        tmd_format_size(a, sizeof(a), next->max_memory);
+        tmd_format_size(b, sizeof(b), d->max_memory_room);
+        snprintf(why, whylen, "memory.max_memory: %s is more than this daemon can reach "
+                 "without a restart (its engine reserved %s at start)", a, b);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sets the limit (limit_lock held), logs what it cost. */
+static void set_limit(struct tmd *d, uint64_t to, const char *why)
+{
+    uint64_t from = atomic_load(&d->gov.limit);
+    tmem_stats_t before, after;
+    tmem_stats_get(d->engine, &before);
+    int rc = tmd_lend_set_limit(d, to);
+    tmem_stats_get(d->engine, &after);
+    atomic_store(&d->gov.limit, to);
+    char a[32], b[32], extra[96] = "";
+    uint64_t evicted = after.evictions - before.evictions;
+    uint64_t released = after.relinquished_frames - before.relinquished_frames;
+    if (evicted || released)
+        snprintf(extra, sizeof(extra), " (evicted %" PRIu64 " pages, released %" PRIu64
+                 " frames)", evicted, released);
+    tmd_log(LOG_INFO, "configuration: limit %s -> %s: %s%s", tmd_fmt_bytes(a, sizeof(a), from),
+            tmd_fmt_bytes(b, sizeof(b), to), why, extra);
+    if (rc == -ENOMEM)
+        tmd_log(LOG_WARNING, "configuration: persistent data alone exceeds the limit %s: puts "
+                "are refused until clients flush", tmd_fmt_bytes(b, sizeof(b), to));
+    else if (rc < 0)
+        tmd_log(LOG_ERR, "configuration: setting the limit to %s failed: %s",
+                tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
+}
+
+/* Applies the live keys of next that differ from the configuration in
+ * force (reconf_lock held); the others are left alone.  source: "SIGHUP"
+ * or "uid 0 (pid 42)", for the log.  How many keys changed. */
+static unsigned apply_live(struct tmd *d, const struct tmd_config *next, const char *source)
+{
+    struct tmd_config old = d->cfg;     /* only writers change it: reconf_lock */
+    bool changed[128] = { false };
+    unsigned n = 0;
+    size_t nkeys = tmd_config_nkeys();
+    for (size_t i = 0; i < nkeys && i < 128; i++)
+        if (tmd_config_key_live(i) && differs(&old, next, i)) {
+            changed[i] = true;
+            n++;
+        }
+    if (!n)
+        return 0;
+    bool gov_off = old.governor && !next->governor, gov_on = !old.governor && next->governor;
+    if (gov_off)
+        tmd_governor_stop(d);   /* not under limit_lock: its thread may wait for it */
+
+    pthread_mutex_lock(&d->limit_lock);
+    pthread_mutex_lock(&d->cfg_lock);
+    struct tmd_config *c = &d->cfg;
+    c->max_clients = next->max_clients;
+    c->max_clients_per_uid = next->max_clients_per_uid;
+    c->log_level = next->log_level;
+    c->park_timeout = next->park_timeout;
+    c->max_memory = next->max_memory;
+    c->max_memory_pct = next->max_memory_pct;
+    c->memtotal = next->memtotal;
+    c->engine.compress = next->engine.compress;
+    c->engine.default_weight = next->engine.default_weight;
+    c->engine.default_cap = next->engine.default_cap;
+    c->shrink_deadline_ms = next->shrink_deadline_ms;
+    memcpy(c->shared_allow, next->shared_allow, sizeof(c->shared_allow));
+    c->nshared_allow = next->nshared_allow;
+    c->uid_pers_max = next->uid_pers_max;
+    c->uid_pers_max_pct = next->uid_pers_max_pct;
+    memcpy(c->uid_share, next->uid_share, sizeof(c->uid_share));
+    c->nuid_share = next->nuid_share;
+    c->governor = next->governor;
+    c->governor_interval_ms = next->governor_interval_ms;
+    c->reserve = next->reserve;
+    c->reserve_pct = next->reserve_pct;
+    c->psi_threshold = next->psi_threshold;
+    c->shrink_step_pct = next->shrink_step_pct;
+    memcpy(c->meminfo_path, next->meminfo_path, sizeof(c->meminfo_path));
+    memcpy(c->psi_path, next->psi_path, sizeof(c->psi_path));
+    pthread_mutex_unlock(&d->cfg_lock);
+
+    for (size_t i = 0; i < nkeys && i < 128; i++) {
+        if (!changed[i])
+            continue;
+        char name[80], was[VALUE_MAX], now[VALUE_MAX];
+        tmd_config_key(i, name, sizeof(name));
+        tmd_log(LOG_INFO, "configuration (%s): %s: %s -> %s", source, name,
+                describe(&old, i, was, sizeof(was)), describe(next, i, now, sizeof(now)));
+    }
+    tmd_log_set_level(next->log_level);
+
+    /* the limit: at most the new ceiling at once; the ceiling itself when
+     * no governor moves it */
+    uint64_t limit = atomic_load(&d->gov.limit);
+    if (!next->governor && !gov_off && limit != next->max_memory)
+        set_limit(d, next->max_memory, "memory.max_memory changed (no governor)");
+    else if (next->governor && !gov_on && limit > next->max_memory)
+        set_limit(d, next->max_memory, "memory.max_memory lowered below it");
+    if (gov_off)
+        set_limit(d, next->max_memory, "the governor was turned off: the limit is max_memory");
+    pthread_mutex_unlock(&d->limit_lock);
+
+    if (gov_on && tmd_governor_start(d) != 0) {
+        /* it said why; the configuration says what runs */
+        pthread_mutex_lock(&d->limit_lock);
+        pthread_mutex_lock(&d->cfg_lock);
+        d->cfg.governor = 0;
+        pthread_mutex_unlock(&d->cfg_lock);
+        set_limit(d, next->max_memory, "the governor could not start: the limit is max_memory");
+        pthread_mutex_unlock(&d->limit_lock);
+    }
+    bool shares = false;
+    for (size_t i = 0; i < nkeys && i < 128; i++)
+        shares |= changed[i] && (key_is(i, "memory.uid_persistent_max") ||
+                                 key_is(i, "memory.uid_persistent") ||
+                                 key_is(i, "memory.max_memory"));
+    if (shares)
+        tmd_uid_refresh_all(d);
+    return n;
+}
+
+/* The command line's settings over cfg (as at the start). */
+static int put_overrides(struct tmd *d, struct tmd_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < d->noverrides; i++) {
+        const struct tmd_override *o = &d->overrides[i];
+        char why[256];
+        if (tmd_config_set(cfg, o->section, o->key, o->value, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "the command line: %s", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void tmd_reload(struct tmd *d)
+{
+    const char *path = d->config_path;
+    if (!path) {
+        tmd_log(LOG_INFO, "SIGHUP: no configuration file to read ($TMEMD_CONFIG is empty): "
+                "nothing changes");
+        return;
+    }
+    struct tmd_config *next = malloc(sizeof(*next));
+    if (!next) {
+        tmd_log(LOG_ERR, "SIGHUP: out of memory: the configuration in force stays");
+        return;
+    }
+    char err[512];
+    int rc = tmd_config_default(next);
+    bool read = false;
+    struct stat st;
+    if (rc == 0 && (d->config_named || stat(path, &st) == 0 || errno != ENOENT)) {
+        rc = tmd_config_load(next, path, err, sizeof(err));
+        read = true;
+    } else if (rc != 0) {
+        snprintf(err, sizeof(err), "the embedded default does not parse");
+    }
+    if (rc == 0)
+        rc = put_overrides(d, next, err, sizeof(err));
+    if (rc == 0)
+        rc = tmd_config_resolve(next, err, sizeof(err));
+    if (rc == 0)
+        rc = check_next(d, next, err, sizeof(err));
+    if (rc != 0) {
+        tmd_log(LOG_ERR, "SIGHUP: %s: the file is rejected; the configuration in force stays",
+                err);
+        free(next);
+        return;
+    }
+    pthread_mutex_lock(&d->reconf_lock);
+    /* what cannot change while the daemon runs keeps its old value */
+    unsigned kept = 0;
+    for (size_t i = 0; i < tmd_config_nkeys(); i++) {
+        if (tmd_config_key_live(i) || !differs(&d->cfg, next, i))
+            continue;
+        char name[80], was[VALUE_MAX], now[VALUE_MAX];
+        tmd_config_key(i, name, sizeof(name));
+        tmd_log(LOG_WARNING, "SIGHUP: %s cannot change while tmemd runs: kept at %s (%s "
+                "takes effect at the next start)", name, describe(&d->cfg, i, was, sizeof(was)),
+                describe(next, i, now, sizeof(now)));
+        kept++;
+    }
+    unsigned n = apply_live(d, next, "SIGHUP");
+    pthread_mutex_unlock(&d->reconf_lock);
+    if (read)
+        tmd_log(LOG_INFO, "SIGHUP: reloaded %s: %u key%s changed, %u kept until a restart",
+                path, n, n == 1 ? "" : "s", kept);
+    else
+        tmd_log(LOG_INFO, "SIGHUP: no %s: the embedded default: %u key%s changed, %u kept "
+                "until a restart", path, n, n == 1 ? "" : "s", kept);
+    free(next);
+}
+
+int tmd_config_set_live(struct tmd *d, const char *key, const char *value, const char *who,
+                        char *why, size_t whylen)
+{
+    int i = tmd_config_find(key);
+    if (i < 0) {
+        snprintf(why, whylen, "%s: no such key", key);
+        return -ENOENT;
+    }
+    char name[80];
+    tmd_config_key((size_t)i, name, sizeof(name));
+    if (!tmd_config_key_live((size_t)i)) {
+        snprintf(why, whylen, "%s cannot change while tmemd runs (set it in the file and "
+                 "restart)", name);
+        return -EOPNOTSUPP;
+    }
+    struct tmd_config *next = malloc(sizeof(*next));
+    if (!next) {
+        snprintf(why, whylen, "out of memory");
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&d->reconf_lock);
+    *next = d->cfg;
+    char err[512];
+    const char *dot = strchr(name, '.');
+    char section[16];
+    snprintf(section, sizeof(section), "%.*s", (int)(dot - name), name);
+    /* a list (shared_allow, uid_persistent) is replaced, not added to as
+     * by a line of the file */
+    int rc = 0;
+    if (!strcmp(name, "memory.shared_allow") || !strcmp(name, "memory.uid_persistent"))
+        rc = tmd_config_set(next, section, dot + 1, "", err, sizeof(err));
+    if (rc == 0)
+        rc = tmd_config_set(next, section, dot + 1, value, err, sizeof(err));
+    if (rc == 0)
+        rc = tmd_config_resolve(next, err, sizeof(err));
+    if (rc == 0)
+        rc = check_next(d, next, err, sizeof(err));
+    if (rc != 0) {
+        snprintf(why, whylen, "%s", err);
+        pthread_mutex_unlock(&d->reconf_lock);
+        free(next);
+        return -EINVAL;
+    }
+    char was[VALUE_MAX], now[VALUE_MAX];
+    describe(&d->cfg, (size_t)i, was, sizeof(was));
+    describe(next, (size_t)i, now, sizeof(now));
+    apply_live(d, next, who);
+    pthread_mutex_unlock(&d->reconf_lock);
+    snprintf(why, whylen, "%s: %s -> %s", name, was, now);
+    free(next);
     return 0;
 }

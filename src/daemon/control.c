@@ -264,6 +264,7 @@ static const char *const op_names[TMW_CTL_OP_MAX_] = {
     [TMW_CTL_SHARED_AUTH] = "shared-auth", [TMW_CTL_FLUSH] = "flush",
     [TMW_CTL_FREEABLE] = "freeable", [TMW_CTL_SAVE] = "save", [TMW_CTL_RESTORE] = "restore",
     [TMW_CTL_END_CLIENT] = "end-client", [TMW_CTL_SET_UID] = "set-uid",
+    [TMW_CTL_CONFIG_GET] = "config-get", [TMW_CTL_CONFIG_SET] = "config-set",
 };
 
 static bool name_ok(const char *name)
@@ -362,6 +363,16 @@ int tmd_ctl_check_request(const uint8_t *buf, size_t n, struct tmw_ctl *r, const
             if (r->uid == UINT32_MAX)
                 return -EINVAL;
         }
+        break;
+    case TMW_CTL_CONFIG_GET:   /* a key, or none: every key */
+        allowed = F_NAME;
+        if (strnlen(r->name, TMW_NAME_MAX) == TMW_NAME_MAX)
+            return -EINVAL;
+        break;
+    case TMW_CTL_CONFIG_SET:
+        allowed = F_NAME;
+        if (!name_ok(r->name))
+            return -EINVAL;
         break;
     case TMW_CTL_OP_MAX_:
         return -EINVAL;
@@ -522,10 +533,10 @@ static char *merge_lines(struct tmd *d, const char *text, int long_form)
     return out;
 }
 
-/* The long form's C= lines with each client's worker figures added
- * before nm (the name, last): wu wake-ups, we empty wake-ups, wc its
- * worker's CPU in ms, wt throttles, th throttled now.  NULL without
- * memory. */
+/* The long form's C= lines with each client's figures added before nm
+ * (the name, last): hb the bytes held for it, cg its cgroup, then its
+ * worker's: wu wake-ups, we empty wake-ups, wc its worker's CPU in ms, wt
+ * throttles, th throttled now.  NULL without memory. */
 static char *add_worker_keys(struct tmd *d, const char *text)
 {
     struct tmw_ctl_client *v = NULL;
@@ -535,7 +546,7 @@ static char *add_worker_keys(struct tmd *d, const char *text)
     size_t lines = 1;
     for (const char *q = text; *q; q++)
         lines += *q == '\n';
-    enum { KEYS_MAX = 5 * 21 + 16 };      /* five keys of up to 20 digits each */
+    enum { KEYS_MAX = 6 * 21 + 16 + TMW_CGROUP_MAX + 4 };  /* six numbers and the cgroup */
     size_t cap = strlen(text) + lines * KEYS_MAX + 1, o = 0;
     char *out = malloc(cap);
     if (!out) {
@@ -557,10 +568,20 @@ static char *add_worker_keys(struct tmd *d, const char *text)
         size_t head = nm ? (size_t)(nm - line) : len;
         memcpy(out + o, line, head);
         o += head;
-        if (nm)
-            o += (size_t)snprintf(out + o, KEYS_MAX, ",wu:%" PRIu64 ",we:%" PRIu64 ",wc:%" PRIu64
-                                  ",wt:%" PRIu64 ",th:%u", c->wakeups, c->empty_wakeups,
-                                  c->worker_cpu_ns / 1000000u, c->throttles, c->throttled);
+        if (nm) {
+            /* its cgroup as a value of the line: no , : = in it */
+            char cg[TMW_CGROUP_MAX];
+            size_t cl = strnlen(c->cgroup, sizeof(c->cgroup) - 1);
+            for (size_t i = 0; i < cl; i++)
+                cg[i] = strchr(",:=", c->cgroup[i]) ? '_' : c->cgroup[i];
+            cg[cl] = 0;
+            /* (the worker's keys stay last before nm, as they were) */
+            o += (size_t)snprintf(out + o, KEYS_MAX, ",hb:%" PRIu64 ",cg:%s,wu:%" PRIu64
+                                  ",we:%" PRIu64 ",wc:%" PRIu64 ",wt:%" PRIu64 ",th:%u",
+                                  c->held_bytes, cg[0] ? cg : "-", c->wakeups,
+                                  c->empty_wakeups, c->worker_cpu_ns / 1000000u, c->throttles,
+                                  c->throttled);
+        }
         memcpy(out + o, line + head, len - head);
         o += len - head;
         line += len;
@@ -683,7 +704,7 @@ static int op_end_client(struct ctl_conn *k, const struct tmw_ctl *r)
 static int op_set_uid(struct ctl_conn *k, const struct tmw_ctl *r)
 {
     bool reset = r->arg & TMW_SET_UID_DEFAULT;
-    if (r->arg64 > k->d->cfg.max_memory)
+    if (r->arg64 > TMD_CFG(k->d, max_memory))
         return -EINVAL;
     int rc = tmd_uid_set_pers_max(k->d, r->uid, r->arg64, reset);
     if (rc == 0)
@@ -692,6 +713,101 @@ static int op_set_uid(struct ctl_conn *k, const struct tmw_ctl *r)
                 tmd_uid_pers_max(k->d, r->uid) >> 20,
                 reset ? " (the default)" : r->arg64 ? "" : " (no bound)");
     return rc;
+}
+
+/* config get: every key (r->name empty) or one, with its value now. */
+static int op_config_get(struct ctl_conn *k, const struct tmw_ctl *r)
+{
+    struct tmd *d = k->d;
+    int only = -1;
+    if (r->name[0] && (only = tmd_config_find(r->name)) < 0)
+        return -ENOENT;
+    struct tmd_config *cfg = malloc(sizeof(*cfg));
+    size_t nkeys = tmd_config_nkeys();
+    struct tmw_ctl_config *v = calloc(nkeys, sizeof(*v));
+    if (!cfg || !v) {
+        free(cfg);
+        free(v);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&d->cfg_lock);   /* the live keys as they are now */
+    *cfg = d->cfg;
+    pthread_mutex_unlock(&d->cfg_lock);
+    size_t n = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (only >= 0 && i != (size_t)only)
+            continue;
+        struct tmw_ctl_config *c = &v[n++];
+        tmd_config_key(i, c->key, sizeof(c->key));
+        int f = tmd_config_format(cfg, i, c->value, sizeof(c->value), &c->bytes);
+        c->value[sizeof(c->value) - 1] = 0;
+        c->flags = (tmd_config_key_live(i) ? TMW_CONFIG_LIVE : 0) |
+                   (f == 1 ? TMW_CONFIG_BYTES : 0);
+    }
+    int rc = send_data(k, v, n * sizeof(*v));
+    free(v);
+    free(cfg);
+    return rc;
+}
+
+/* config set: the value comes as one DATA message, then the sender's END. */
+static int op_config_set(struct ctl_conn *k, const struct tmw_ctl *r)
+{
+    struct tmd *d = k->d;
+    char value[TMW_CONFIG_VALUE_MAX];
+    const char *why = "a value as one DATA message, then END, was expected";
+    int rc = 0;
+    long n = recv_msg(k, &why);     /* a framed message is at least a header */
+    struct tmw_msg m = { 0 };
+    if (n >= (long)HDR)
+        memcpy(&m, k->buf, HDR);
+    if (n == 0)
+        return -ECONNRESET;
+    if (n < 0 && n != -EPROTO)
+        return (int)n;
+    if (n < (long)HDR || m.type != TMW_MSG_DATA || m.result != 0)
+        rc = -EPROTO;
+    else if ((size_t)n - HDR >= TMW_CONFIG_VALUE_MAX) {
+        rc = -EINVAL;
+        why = "a value longer than TMW_CONFIG_VALUE_MAX - 1 bytes";
+    }
+    if (rc == 0) {
+        size_t len = (size_t)n - HDR;
+        memcpy(value, k->buf + HDR, len);
+        value[len] = 0;
+        for (size_t i = 0; i < len && rc == 0; i++)
+            if ((unsigned char)value[i] < 0x20 || (unsigned char)value[i] > 0x7e) {
+                rc = -EINVAL;
+                why = "a value with a byte that is not printable ASCII";
+            }
+    }
+    if (rc == 0) {
+        n = recv_msg(k, &why);
+        if (n >= (long)HDR)
+            memcpy(&m, k->buf, HDR);
+        if (n != (long)HDR || m.type != TMW_MSG_END || m.result != 0) {
+            rc = n < 0 && n != -EPROTO ? (int)n : -EPROTO;
+            why = "the value was not followed by END";
+        }
+    }
+    if (rc == -EPROTO || rc == -EINVAL) {
+        atomic_fetch_add(&d->n.bad_msgs, 1);
+        tmd_log_limited(LOG_NOTICE, "control-malformed", k->uid,
+                        "control: malformed config set from uid %u (pid %d): %s",
+                        (unsigned)k->uid, (int)k->pid, why);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    char who[64], text[600];
+    snprintf(who, sizeof(who), "uid %u (pid %d)", (unsigned)k->uid, (int)k->pid);
+    char key[TMW_NAME_MAX];
+    snprintf(key, sizeof(key), "%s", r->name);
+    rc = tmd_config_set_live(d, key, value, who, text, sizeof(text));
+    if (rc < 0)
+        tmd_log(LOG_NOTICE, "control: %s: config set refused: %s", who, text);
+    int s = send_data(k, text, strlen(text));
+    return rc < 0 ? rc : s;
 }
 
 static int op_shared_auth(struct ctl_conn *k, const struct tmw_ctl *r)
@@ -733,7 +849,7 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
         uint64_t was = before.lent_bytes[0] + before.lent_bytes[1];
         uint64_t asked = tmd_lend_take_back(k->d, r->arg64 - bytes);
         uint64_t back = 0;
-        for (unsigned ms = 0; asked && ms < k->d->cfg.shrink_deadline_ms + 500; ms += 5) {
+        for (unsigned ms = 0; asked && ms < TMD_CFG(k->d, shrink_deadline_ms) + 500; ms += 5) {
             struct timespec ts = { 0, 5000000 };
             nanosleep(&ts, NULL);
             tmd_lend_totals(k->d, &now);
@@ -744,7 +860,7 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
         }
         bytes += back;
         /* the clients' shrinks are done (a report comes after them) */
-        tmd_lend_refresh(k->d, k->d->cfg.shrink_deadline_ms + 5000);
+        tmd_lend_refresh(k->d, TMD_CFG(k->d, shrink_deadline_ms) + 5000);
     }
     tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes; eviction "
             "freed %" PRIu64 " frames; gave back %" PRIu64 " bytes", (unsigned)k->uid,
@@ -1031,10 +1147,12 @@ static void serve(struct ctl_conn *k)
     case TMW_CTL_RESTORE:     rc = op_restore(k, &r); break;
     case TMW_CTL_END_CLIENT:  rc = op_end_client(k, &r); break;
     case TMW_CTL_SET_UID:     rc = op_set_uid(k, &r); break;
+    case TMW_CTL_CONFIG_GET:  rc = op_config_get(k, &r); break;
+    case TMW_CTL_CONFIG_SET:  rc = op_config_set(k, &r); break;
     case TMW_CTL_OP_MAX_:     rc = -EINVAL; break;
     }
     send_end(k->fd, rc, 0);
-    if (rc < 0 && r.op == TMW_CTL_RESTORE)
+    if (rc < 0 && (r.op == TMW_CTL_RESTORE || r.op == TMW_CTL_CONFIG_SET))
         drain(k->fd, k->buf);           /* the sender may still be sending */
 }
 

@@ -3,7 +3,8 @@
  * daemon.h - tmemd's parts and what they share (private to the daemon).
  *
  *   main.c      arguments, start-up, signals, shutdown
- *   config.c    the configuration: embedded default, file (INI), sizes
+ *   config.c    the configuration: embedded default, file (INI), sizes; changing
+ *               it while running (SIGHUP, tmemctl config)
  *   log.c       logs that say what happened and why
  *   server.c    the client socket: connections, handshake, windows, parked
  *               (restored, unclaimed) clients
@@ -116,9 +117,23 @@ void tmd_format_size(char *out, size_t len, uint64_t bytes);
 /* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
 int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
 extern const char tmd_default_config[];  /* the embedded default, as INI text */
+/* The keys one by one: how many; key i's "section.key" into out (NULL past
+ * the end); the index of "section.key" or "key" (-1: no such key); whether
+ * it may change while the daemon runs (config.c). */
+size_t tmd_config_nkeys(void);
+const char *tmd_config_key(size_t i, char *out, size_t len);
+int  tmd_config_find(const char *name);
+bool tmd_config_key_live(size_t i);
+/* Key i's value in cfg as the file would say it ("64M", "50%", "lz4",
+ * "UUID:UID, ..."), *bytes (may be NULL) what a size or a percentage
+ * resolved to (0 for other keys).  1 for a size, 0 for another key, -1 if
+ * out is too short. */
+int  tmd_config_format(const struct tmd_config *cfg, size_t i, char *out, size_t len,
+                       uint64_t *bytes);
 
 /* ---- logs (log.c) ---- */
 void tmd_log_init(int level);
+void tmd_log_set_level(int level);      /* daemon.log_level changed while running */
 void tmd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A line about an event that a client or a local user can repeat at will
  * (a malformed HELLO, a refused connection, a protocol violation, a
@@ -192,8 +207,29 @@ struct tmd_gov_state {
 
 struct tmd_conn;    /* server.c */
 
+/* A setting of the command line (--set, --max-memory, --socket, -v, ...):
+ * it stays over the file at every reload, as at the start. */
+struct tmd_override {
+    const char *section, *key, *value;
+};
+
 struct tmd {
+    /* The configuration.  Its live keys (tmd_config_key_live) change while
+     * the daemon runs (config.c): a change holds reconf_lock (one change
+     * at a time), limit_lock for max_memory and the governor's keys, and
+     * cfg_lock while it writes; any other thread reads a live key with
+     * cfg_lock (TMD_CFG), or with limit_lock (the governor).  The other
+     * keys never change once the daemon started.  Order: reconf_lock,
+     * limit_lock, the lender's lock, cfg_lock (innermost: nothing is
+     * taken under it). */
     struct tmd_config cfg;
+    pthread_mutex_t cfg_lock, reconf_lock, limit_lock;
+    uint64_t max_memory_room;           /* the most max_memory may be raised to: what the
+                                           engine reserved at start (main.c) */
+    const char *config_path;            /* the file a reload reads (NULL: none) */
+    bool config_named;                  /* given with --config: it must exist */
+    const struct tmd_override *overrides;   /* the command line's settings */
+    size_t noverrides;
     tmem_t *engine;
     uint64_t start_ms;
     _Atomic int stopping;
@@ -218,6 +254,33 @@ struct tmd {
 
 uint64_t tmd_now_ms(void);
 
+/* A live key of d->cfg read from any thread but a writer's (see struct tmd). */
+#define TMD_CFG(d, field)                                                      \
+    __extension__({                                                            \
+        pthread_mutex_lock(&(d)->cfg_lock);                                    \
+        __typeof__((d)->cfg.field) tmd_cfg_v_ = (d)->cfg.field;                \
+        pthread_mutex_unlock(&(d)->cfg_lock);                                  \
+        tmd_cfg_v_;                                                            \
+    })
+
+/* ---- config.c: the configuration while the daemon runs ---- */
+/* SIGHUP (the main thread): reads the file again (the one given with
+ * --config, else the default file if there is one now), puts the command
+ * line over it, resolves and checks the whole, and applies the keys that
+ * changed: a live one at once (logged), any other kept at its old value
+ * (one line each).  Any error rejects the file as a whole (logged with
+ * FILE:LINE); the configuration in force stays. */
+void tmd_reload(struct tmd *d);
+/* tmemctl config set: key ("section.key" or "key") to value, in the file's
+ * grammar.  0; -ENOENT no such key; -EOPNOTSUPP a key that cannot change
+ * while the daemon runs; -EINVAL a bad value (why says so).  who: for the
+ * log ("uid 0 (pid 42)"). */
+int  tmd_config_set_live(struct tmd *d, const char *key, const char *value, const char *who,
+                         char *why, size_t whylen);
+/* Every connected uid's engine group follows its persistent share again
+ * (after the shares changed). */
+void tmd_uid_refresh_all(struct tmd *d);
+
 /* ---- server.c ---- */
 /* A client's name as the daemon keeps and logs it, wherever it comes from
  * (a HELLO, the state file, a restored save file): at most max bytes of in
@@ -225,6 +288,12 @@ uint64_t tmd_now_ms(void);
  * (client.c): printable ASCII but space and , : = become '_' (no control
  * character reaches a log line or a tmem-list line). */
 void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max);
+/* The cgroup said by the text of a /proc/PID/cgroup file (len bytes): the
+ * v1 memory controller's line, else the v2 "0::" line; printable ASCII
+ * but blank, '"' and '\\' (those become '_'), a path longer than
+ * TMW_CGROUP_MAX - 1 bytes cut to its end after "...".  "" when neither
+ * line is there.  Apart for the tests. */
+void tmd_cgroup_of(const char *text, size_t len, char out[TMW_CGROUP_MAX]);
 /* Takes the lock of each socket path, PATH.lock beside it (an exclusive
  * flock; the file holds the pid), before the daemon touches either path;
  * they stay held until the process exits.  0, or -errno with the reason

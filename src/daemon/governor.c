@@ -298,8 +298,9 @@ static void apply(struct tmd *d, uint64_t from, uint64_t to, const char *why)
                 tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
 }
 
-/* One interval: read, decide, apply. */
-static void govern(struct tmd *d, struct tmd_governor *g)
+/* One interval: read, decide, apply (limit_lock held: the limit and the
+ * governor's keys are not changed meanwhile, config.c). */
+static void govern_locked(struct tmd *d, struct tmd_governor *g)
 {
     const struct tmd_config *cfg = &d->cfg;
     struct tmd_gov_input in;
@@ -345,6 +346,13 @@ static void govern(struct tmd *d, struct tmd_governor *g)
                 in.mem_available, in.psi_avg10);
 }
 
+static void govern(struct tmd *d, struct tmd_governor *g)
+{
+    pthread_mutex_lock(&d->limit_lock);
+    govern_locked(d, g);
+    pthread_mutex_unlock(&d->limit_lock);
+}
+
 static void *governor_main(void *arg)
 {
     struct tmd *d = arg;
@@ -353,7 +361,8 @@ static void *governor_main(void *arg)
     while (!g->stop) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)d->cfg.governor_interval_ms * 1000000u;
+        uint64_t ns = (uint64_t)until.tv_nsec +
+                      (uint64_t)TMD_CFG(d, governor_interval_ms) * 1000000u;
         until.tv_sec += (time_t)(ns / 1000000000u);
         until.tv_nsec = (long)(ns % 1000000000u);
         int rc = 0;

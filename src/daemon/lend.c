@@ -354,12 +354,12 @@ static uint64_t ask_shrink_locked(struct tmd *d, struct tmd_lent *l, uint64_t n)
         return 0;
     l->shrink_want = owed + n;          /* counted from now */
     l->shrink_base = l->lent[0];
-    l->shrink_deadline_ms = tmd_now_ms() + d->cfg.shrink_deadline_ms;
+    l->shrink_deadline_ms = tmd_now_ms() + TMD_CFG(d, shrink_deadline_ms);
     struct tmw_shrink m;
     msg_init(&m.m, TMW_MSG_SHRINK, sizeof(m), 0);
     m.kind = 0;
     m.n = (uint32_t)n;
-    m.deadline_ms = d->cfg.shrink_deadline_ms;
+    m.deadline_ms = TMD_CFG(d, shrink_deadline_ms);
     m.reserved_ = 0;
     send_to(l, &m, sizeof(m));
     l->st.shrinks_asked++;
@@ -605,8 +605,8 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         free(l);
         return -EPROTO;
     }
-    l->weight = d->cfg.engine.default_weight;
-    l->cap_pages = d->cfg.engine.default_cap;
+    l->weight = TMD_CFG(d, engine.default_weight);
+    l->cap_pages = TMD_CFG(d, engine.default_cap);
     l->share = mmap(NULL, TMW_SHARE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, hi->share_fd, 0);
     if (l->share == MAP_FAILED) {
         l->share = NULL;
@@ -614,7 +614,7 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         return -EPROTO;
     }
     l->share_fd = dup(hi->share_fd);
-    uint64_t size = (d->cfg.max_memory + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    uint64_t size = (TMD_CFG(d, max_memory) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
         if (hi->adopt) {
@@ -718,7 +718,7 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
     rep->unit_bytes = (uint32_t)l->unit;
     rep->arena_bytes[0] = l->nunits[0] * l->unit;
     rep->arena_bytes[1] = l->nunits[1] * l->unit;
-    rep->compress = d->cfg.engine.compress;
+    rep->compress = TMD_CFG(d, engine.compress);
     rep->zstd_level = d->cfg.engine.zstd_level;
     rep->compress_max = d->cfg.engine.compress_max;
     rep->dedup = (uint32_t)d->cfg.engine.dedup;
@@ -1029,7 +1029,7 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
             msg_init(&m.m, TMW_MSG_SHRINK, sizeof(m), 0);
             m.kind = 0;
             m.n = UINT32_MAX;
-            m.deadline_ms = d->cfg.shrink_deadline_ms;
+            m.deadline_ms = TMD_CFG(d, shrink_deadline_ms);
             m.reserved_ = 0;
             send_to(l, &m, sizeof(m));
         }

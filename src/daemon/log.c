@@ -10,6 +10,7 @@
  * to a few lines a second and says how many lines it suppressed.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +19,18 @@
 
 #include "daemon/daemon.h"
 
-static int log_level = LOG_INFO;
+static _Atomic int log_level = LOG_INFO;    /* changed live (tmd_log_set_level) */
 static int log_journal;
 
 void tmd_log_init(int level)
 {
-    log_level = level;
+    atomic_store(&log_level, level);
     log_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+void tmd_log_set_level(int level)
+{
+    atomic_store(&log_level, level);
 }
 
 /* Writes one line: the message, then suffix. */
@@ -47,7 +53,7 @@ static void write_line(int level, const char *msg, const char *suffix)
 
 void tmd_log(int level, const char *fmt, ...)
 {
-    if (level > log_level)
+    if (level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     char line[1024];
     va_list ap;
@@ -161,7 +167,7 @@ static struct tmd_log_limiter limiter = TMD_LOG_LIMITER_INIT;
 
 void tmd_log_limited(int level, const char *cause, uid_t uid, const char *fmt, ...)
 {
-    if (level > log_level)
+    if (level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     uint64_t n = 0;
     if (!tmd_log_limiter_take(&limiter, cause, uid, level, tmd_now_ms(), &n))

@@ -13,7 +13,10 @@
  * listener and every worker stop and the connections close, the clients
  * with persistent pages are written to the state file (if configured),
  * every client is dropped, the engine checks itself (tmem_check) and
- * closes; the exit status is 1 if the check found anything wrong.
+ * closes; the exit status is 1 if the check found anything wrong.  SIGHUP
+ * reads the configuration again (tmd_reload, config.c): it is taken by
+ * sigtimedwait in this thread like the others, so that the reload runs
+ * here and no handler does any work.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,8 +62,33 @@ static void usage(FILE *f)
 "  -h, --help                 this help\n"
 "  -V, --version              the version\n"
 "\n"
-"It runs in the foreground and logs to stderr.  Stop it with SIGTERM.\n"
+"It runs in the foreground and logs to stderr.  Stop it with SIGTERM; SIGHUP\n"
+"reads the configuration file again (the keys that can change while it runs:\n"
+"docs/configuration.md; tmemctl config set changes one).\n"
 "Configuration keys: docs/configuration.md; protocol: docs/protocol.md.\n");
+}
+
+/* The command line's settings, kept for every reload (tmd_reload puts
+ * them over the file again). */
+static struct tmd_override *overrides;
+static size_t noverrides;
+
+static int keep_override(const char *section, const char *key, const char *value)
+{
+    struct tmd_override *v = realloc(overrides, (noverrides + 1) * sizeof(*v));
+    char *sec = strdup(section), *k = strdup(key), *val = strdup(value);
+    if (!v || !sec || !k || !val) {
+        free(sec);
+        free(k);
+        free(val);
+        if (v)
+            overrides = v;
+        fprintf(stderr, "tmemd: out of memory\n");
+        return -1;
+    }
+    overrides = v;
+    overrides[noverrides++] = (struct tmd_override){ sec, k, val };
+    return 0;
 }
 
 /* "section.key=value" or "key=value" through tmd_config_set. */
@@ -85,7 +113,7 @@ static int set_option(struct tmd_config *cfg, const char *arg)
         fprintf(stderr, "tmemd: --set %s: %s\n", arg, err);
         return -1;
     }
-    return 0;
+    return keep_override(section, key, eq + 1);
 }
 
 int main(int argc, char **argv)
@@ -161,6 +189,8 @@ int main(int argc, char **argv)
                         optarg, err);
                 return 2;
             }
+            if (keep_override(sec, key, optarg) != 0)
+                return 1;
             break;
         }
         case 'S':
@@ -168,6 +198,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "tmemd: --state-file %s: %s\n", optarg, err);
                 return 2;
             }
+            if (keep_override("daemon", "state_file", optarg) != 0)
+                return 1;
             break;
         case 'f':
             break;      /* loaded above */
@@ -177,6 +209,8 @@ int main(int argc, char **argv)
             break;
         case 'v':
             d.cfg.log_level = LOG_DEBUG;
+            if (keep_override("daemon", "log_level", "debug") != 0)
+                return 1;
             break;
         case 'P':
             fputs(tmd_default_config, stdout);
@@ -201,6 +235,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "tmemd: %s\n", err);
         return 1;
     }
+    /* what SIGHUP reads again: the file given, else the default file (if
+     * it exists then), and the command line over it */
+    d.overrides = overrides;
+    d.noverrides = noverrides;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-f")) && i + 1 < argc)
+            d.config_path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            d.config_path = argv[i] + 9;
+    }
+    d.config_named = given;
+    if (!given)
+        d.config_path = *deffile ? deffile : NULL;
+    /* max_memory may be raised while running up to the address space the
+     * engine reserves at tmem_open: four times its first limit, at least
+     * 1 GiB, at most 32 TiB (src/core/engine.c) */
+    uint64_t room = d.cfg.max_memory * 4;
+    if (room / 4 != d.cfg.max_memory)
+        room = UINT64_MAX;
+    if (room < (1ull << 30))
+        room = 1ull << 30;
+    if (room > (1ull << 45))
+        room = 1ull << 45;
+    d.max_memory_room = room;
+    pthread_mutex_init(&d.cfg_lock, NULL);
+    pthread_mutex_init(&d.reconf_lock, NULL);
+    pthread_mutex_init(&d.limit_lock, NULL);
     tmd_log_init(d.cfg.log_level);
     if (loaded)
         tmd_log(LOG_INFO, "configuration: %s", loaded);
@@ -280,6 +341,8 @@ int main(int argc, char **argv)
     char metrics[96] = "off";
     if (tmd_metrics_port(&d))
         tmd_metrics_url(d.cfg.metrics_address, tmd_metrics_port(&d), metrics, sizeof(metrics));
+    /* an administrator may change live keys from here on (config.c) */
+    pthread_mutex_lock(&d.cfg_lock);
     tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
             "dedup %s, governor %s, metrics %s, state file %s",
             (unsigned long long)(d.cfg.max_memory >> 20),
@@ -287,6 +350,7 @@ int main(int argc, char **argv)
             codecs[d.cfg.engine.compress % 3], d.cfg.engine.dedup ? "on" : "off",
             d.cfg.governor ? "on" : "off", metrics,
             d.cfg.state_file[0] ? d.cfg.state_file : "off");
+    pthread_mutex_unlock(&d.cfg_lock);
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d.cfg.socket_path);
 
     /* a second's wait at a time: the logs' suppressed lines are summed up
@@ -299,7 +363,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (sig == SIGHUP) {
-            tmd_log(LOG_INFO, "SIGHUP: configuration reload is not supported; restart to apply");
+            tmd_reload(&d);     /* here, in the main thread: never in a handler */
             continue;
         }
         tmd_log(LOG_INFO, "%s: stopping", strsignal(sig));

@@ -368,6 +368,55 @@ static void add_client_labels(struct text *t, const struct tmw_ctl_client *c)
     add(t, "\",uid=\"%" PRIu32 "\"", c->uid);
 }
 
+static int by_cgroup(const void *a, const void *b)
+{
+    const struct tmw_ctl_client *x = a, *y = b;
+    return strncmp(x->cgroup, y->cgroup, sizeof(x->cgroup));
+}
+
+static int by_cgroup_uid_name(const void *a, const void *b)
+{
+    int c = by_cgroup(a, b);
+    return c ? c : by_uid_name(a, b);
+}
+
+/* Who pays (per_client only): the memory held for the clients of each
+ * cgroup, name and uid, and each cgroup's sum. */
+static void render_cgroups(struct text *t, struct tmw_ctl_client *cl, size_t ncl)
+{
+    qsort(cl, ncl, sizeof(cl[0]), by_cgroup_uid_name);
+    add(t, "# HELP tmem_client_held_bytes Memory tmem holds for the clients of a name and uid "
+        "in a cgroup: lent to them, and 4 KiB per page the daemon holds for them.\n"
+        "# TYPE tmem_client_held_bytes gauge\n");
+    for (size_t k = 0, e; k < ncl; k = e) {
+        uint64_t v = cl[k].held_bytes;
+        for (e = k + 1; e < ncl && by_cgroup_uid_name(&cl[k], &cl[e]) == 0; e++)
+            v += cl[e].held_bytes;
+        add(t, "tmem_client_held_bytes{");
+        add_client_labels(t, &cl[k]);
+        add(t, ",cgroup=\"");
+        add_escaped(t, cl[k].cgroup, sizeof(cl[k].cgroup));
+        add(t, "\"} %" PRIu64 "\n", v);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0)
+            add(t, "# HELP tmem_cgroup_held_bytes Memory tmem holds for the clients of a "
+                "cgroup (as read from /proc/PID/cgroup when each connected; \"\" unknown).\n"
+                "# TYPE tmem_cgroup_held_bytes gauge\n");
+        else
+            add(t, "# HELP tmem_cgroup_clients Clients (connected or parked) of a cgroup.\n"
+                "# TYPE tmem_cgroup_clients gauge\n");
+        for (size_t k = 0, e; k < ncl; k = e) {
+            uint64_t v = cl[k].held_bytes;
+            for (e = k + 1; e < ncl && by_cgroup(&cl[k], &cl[e]) == 0; e++)
+                v += cl[e].held_bytes;
+            add(t, "%s{cgroup=\"", pass ? "tmem_cgroup_clients" : "tmem_cgroup_held_bytes");
+            add_escaped(t, cl[k].cgroup, sizeof(cl[k].cgroup));
+            add(t, "\"} %" PRIu64 "\n", pass ? (uint64_t)(e - k) : v);
+        }
+    }
+}
+
 static void render(struct tmd *d, struct text *t)
 {
     struct tmw_ctl_stats s;
@@ -394,7 +443,7 @@ static void render(struct tmd *d, struct text *t)
         s.gov_psi_some_avg10_x100 / 100, s.gov_psi_some_avg10_x100 % 100);
     add(t, "# HELP tmemd_governor_enabled 1 if the governor moves the limit.\n"
         "# TYPE tmemd_governor_enabled gauge\ntmemd_governor_enabled %d\n",
-        d->cfg.governor ? 1 : 0);
+        TMD_CFG(d, governor) ? 1 : 0);
     add(t, "# HELP tmemd_uptime_seconds Seconds since the daemon started.\n"
         "# TYPE tmemd_uptime_seconds gauge\ntmemd_uptime_seconds %" PRIu64 ".%03" PRIu64 "\n",
         s.uptime_ms / 1000, s.uptime_ms % 1000);
@@ -443,6 +492,7 @@ static void render(struct tmd *d, struct text *t)
             add_number(t, r, v);
         }
     }
+    render_cgroups(t, cl, ncl);
     free(cl);
 }
 

@@ -84,6 +84,7 @@ struct tmd_conn {
     uid_t uid;
     gid_t gid;
     char name[TMW_NAME_MAX];        /* sanitised label */
+    char cgroup[TMW_CGROUP_MAX];    /* read at its HELLO, sanitised ("" unknown, parked) */
     bool parked, ready;             /* ready: HELLO done, worker running */
     bool borrowed;                  /* a control thread runs a stream on fd: out of epoll */
     _Atomic bool ended;             /* an administrator ended it (tmd_end_client) */
@@ -114,6 +115,93 @@ void tmd_sanitize_name(char out[TMW_NAME_MAX], const char *in, size_t max)
                                                                                  : (char)ch;
     }
     out[n] = '\0';
+}
+
+void tmd_cgroup_of(const char *text, size_t len, char out[TMW_CGROUP_MAX])
+{
+    /* "ID:CONTROLLERS:PATH" lines: the memory controller's (v1, also on a
+     * hybrid host, where it is the one that charges memory), else the
+     * unified hierarchy's "0::" */
+    const char *v1 = NULL, *v2 = NULL;
+    size_t v1len = 0, v2len = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *c1 = memchr(p, ':', (size_t)(le - p));
+        const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(le - c1 - 1)) : NULL;
+        if (c2) {
+            const char *path = c2 + 1;
+            size_t plen = (size_t)(le - path);
+            if (c1 - p == 1 && p[0] == '0' && c2 == c1 + 1) {
+                if (!v2) {      /* the first: a path with a line feed in it
+                                   forges lines only after its own (a
+                                   hierarchy listed before the memory one
+                                   could still; the cgroup is a label,
+                                   never a permission) */
+                    v2 = path;
+                    v2len = plen;
+                }
+            } else {
+                for (const char *q = c1 + 1; q < c2;) {     /* "cpu,cpuacct", "memory" */
+                    const char *comma = memchr(q, ',', (size_t)(c2 - q));
+                    const char *ie = comma ? comma : c2;
+                    if (ie - q == 6 && !memcmp(q, "memory", 6) && !v1) {
+                        v1 = path;
+                        v1len = plen;
+                    }
+                    q = ie + 1;
+                }
+            }
+        }
+        p = le + 1;
+    }
+    const char *src = v1 ? v1 : v2;
+    size_t n = v1 ? v1len : v2len;
+    out[0] = 0;
+    if (!src || !n)
+        return;
+    /* a long path keeps its end, the most specific part */
+    size_t o = 0;
+    if (n > TMW_CGROUP_MAX - 1) {
+        memcpy(out, "...", 3);
+        o = 3;
+        src += n - (TMW_CGROUP_MAX - 1 - 3);
+        n = TMW_CGROUP_MAX - 1 - 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        out[o++] = ch < 0x21 || ch > 0x7e || ch == '"' || ch == '\\' ? '_' : (char)ch;
+    }
+    out[o] = 0;
+}
+
+/* The cgroup of pid, from /proc/PID/cgroup (its first 16 KiB). */
+static void read_cgroup(pid_t pid, char out[TMW_CGROUP_MAX])
+{
+    out[0] = 0;
+    if (pid <= 0)
+        return;
+    char path[64], why[100];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    int fd = tmd_open_regular(path, 0, why, sizeof(why));
+    if (fd < 0)
+        return;
+    enum { CG_READ_MAX = 16384 };
+    char *buf = malloc(CG_READ_MAX);
+    size_t len = 0;
+    while (buf && len < CG_READ_MAX) {
+        ssize_t n = read(fd, buf + len, CG_READ_MAX - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (buf)
+        tmd_cgroup_of(buf, len, out);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------------
@@ -475,7 +563,7 @@ static void accept_client(struct tmd *d)
         pthread_mutex_unlock(&d->conns_lock);
         const char *full = mine >= MAX_HANDSHAKES_PER_UID ? "handshakes of this uid"
                          : pending >= MAX_HANDSHAKES ? "handshakes"
-                         : nconns >= d->cfg.max_clients + MAX_HANDSHAKES ? "connections" : NULL;
+                         : nconns >= TMD_CFG(d, max_clients) + MAX_HANDSHAKES ? "connections" : NULL;
         if (full) {
             atomic_fetch_add(&d->n.refused_conn, 1);
             tmd_log_limited(LOG_WARNING, "refused", cr.uid,
@@ -603,8 +691,13 @@ static void give_back(struct tmd *d, struct tmd_conn *k, tmem_client_t *c, bool 
 /* The standing authorisations of [memory] shared_allow for this uid. */
 static void apply_shared_rules(struct tmd *d, tmem_client_t *c, uid_t uid, const char *name)
 {
-    for (uint32_t i = 0; i < d->cfg.nshared_allow; i++) {
-        const struct tmd_shared_rule *r = &d->cfg.shared_allow[i];
+    struct tmd_shared_rule rules[TMD_SHARED_RULES];
+    pthread_mutex_lock(&d->cfg_lock);   /* a live key: the rules as they are now */
+    uint32_t n = d->cfg.nshared_allow;
+    memcpy(rules, d->cfg.shared_allow, sizeof(rules));
+    pthread_mutex_unlock(&d->cfg_lock);
+    for (uint32_t i = 0; i < n && i < TMD_SHARED_RULES; i++) {
+        const struct tmd_shared_rule *r = &rules[i];
         if (r->uid >= 0 && (uid_t)r->uid != uid)
             continue;
         char u[37];
@@ -697,8 +790,9 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         mine += o->ready && o->uid == k->uid;
     }
     pthread_mutex_unlock(&d->conns_lock);
-    bool full_uid = d->cfg.max_clients_per_uid && mine >= d->cfg.max_clients_per_uid;
-    if (all >= d->cfg.max_clients || full_uid) {
+    uint32_t max_all = TMD_CFG(d, max_clients), max_uid = TMD_CFG(d, max_clients_per_uid);
+    bool full_uid = max_uid && mine >= max_uid;
+    if (all >= max_all || full_uid) {
         atomic_fetch_add(&d->n.refused_conn, 1);
         tmd_log_limited(LOG_WARNING, "refused", k->uid,
                         "refused pid %d uid %u: %u clients already (%s)", (int)k->pid,
@@ -720,8 +814,19 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         c = NULL;
     }
     bool adopted = c != NULL;
-    if (!c)
-        c = tmem_client_open(d->engine, name);
+    if (!c && (c = tmem_client_open(d->engine, name)) != NULL) {
+        /* the defaults for new clients as they are now (live keys: the
+         * engine's own are those of the start) */
+        pthread_mutex_lock(&d->cfg_lock);
+        int codec = d->cfg.engine.compress;
+        uint32_t weight = d->cfg.engine.default_weight;
+        uint64_t cap = d->cfg.engine.default_cap;
+        pthread_mutex_unlock(&d->cfg_lock);
+        uint32_t id = tmem_client_id(c);
+        tmem_admin_set_compress(d->engine, id, codec);
+        tmem_admin_set_weight(d->engine, id, weight);
+        tmem_admin_set_cap(d->engine, id, cap);
+    }
     /* in its uid's persistent share, a restored one with its pages */
     if (c && tmd_uid_join(d, c, k->uid) != 0) {
         give_back(d, k, c, adopted, name);
@@ -779,8 +884,11 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
             tmd_park_client(d, parked, k->uid, k->gid, name);
         return false;
     }
+    char cgroup[TMW_CGROUP_MAX];
+    read_cgroup(k->pid, cgroup);        /* who pays: tmemctl list, the metrics */
     pthread_mutex_lock(&d->conns_lock);
     memcpy(k->name, name, sizeof(name));
+    memcpy(k->cgroup, cgroup, sizeof(cgroup));
     k->c = c;
     k->win = win;
     k->w = w;
@@ -909,6 +1017,28 @@ static void drop_stale_hellos(struct tmd *d)
     }
 }
 
+void tmd_uid_refresh_all(struct tmd *d)
+{
+    /* the uids with clients (connected or parked), then each one's group
+     * outside conns_lock */
+    pthread_mutex_lock(&d->conns_lock);
+    size_t cap = (size_t)d->nconns + d->nparked + 1, n = 0;
+    uid_t *uids = malloc(cap * sizeof(*uids));
+    for (struct tmd_conn *k = d->conns; uids && k && n < cap; k = k->next) {
+        if (!k->c)
+            continue;
+        size_t i = 0;
+        while (i < n && uids[i] != k->uid)
+            i++;
+        if (i == n)
+            uids[n++] = k->uid;
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    for (size_t i = 0; uids && i < n; i++)
+        tmd_uid_follow(d, uids[i], tmd_lend_uid_persistent(d, uids[i]));
+    free(uids);
+}
+
 int tmd_end_client(struct tmd *d, uint32_t client_id)
 {
     struct tmd_conn *parked = NULL;
@@ -943,9 +1073,10 @@ int tmd_end_client(struct tmd *d, uint32_t client_id)
  * tmd_park_client may replace (and free) a parked entry at any time. */
 static void drop_expired_parked(struct tmd *d)
 {
-    if (!d->cfg.park_timeout)
+    uint32_t timeout = TMD_CFG(d, park_timeout);
+    if (!timeout)
         return;
-    uint64_t now = tmd_now_ms(), limit = (uint64_t)d->cfg.park_timeout * 1000u;
+    uint64_t now = tmd_now_ms(), limit = (uint64_t)timeout * 1000u;
     for (;;) {
         struct tmd_conn *old = NULL;
         pthread_mutex_lock(&d->conns_lock);
@@ -965,7 +1096,7 @@ static void drop_expired_parked(struct tmd *d)
                              ? info.persistent_pages : 0;
         tmd_log(LOG_NOTICE, "parked client %u (uid %u \"%s\") unclaimed for %u s "
                 "(park_timeout): released with its %llu persistent pages",
-                tmem_client_id(old->c), (unsigned)old->uid, old->name, d->cfg.park_timeout,
+                tmem_client_id(old->c), (unsigned)old->uid, old->name, timeout,
                 (unsigned long long)pages);
         tmem_client_release(old->c);
         free(old);
@@ -1255,8 +1386,10 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
         o->engine.max_bytes = o->gov_limit;
         o->engine.frames_held += (lt.lent_bytes[0] + lt.lent_bytes[1]) / TMEM_PAGE_SIZE;
     }
+    pthread_mutex_lock(&d->cfg_lock);
     o->gov_max = d->cfg.max_memory;
     o->gov_reserve = d->cfg.reserve;
+    pthread_mutex_unlock(&d->cfg_lock);
     o->gov_mem_available = atomic_load(&d->gov.mem_available);
     o->gov_psi_some_avg10_x100 = atomic_load(&d->gov.psi_x100);
     o->gov_shrinks = atomic_load(&d->gov.shrinks);
@@ -1294,6 +1427,9 @@ int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, 
         r->worker_cpu_ns = atomic_load(&k->st.cpu_ns);
         r->throttles = atomic_load(&k->st.throttles);
         r->throttled = atomic_load(&k->st.throttled) != 0;
+        memcpy(r->cgroup, k->cgroup, sizeof(r->cgroup));
+        /* the daemon's engine's pages of it (before its report is added) */
+        r->held_bytes = (r->info.ephemeral_pages + r->info.persistent_pages) * TMEM_PAGE_SIZE;
         if (k->lent) {
             struct tmd_lend_client rep;
             tmd_lend_report(d, k->lent, &rep);
@@ -1318,6 +1454,7 @@ int tmd_clients_snapshot(struct tmd *d, struct tmw_ctl_client **out, size_t *n, 
             r->lent = 1;
             r->lent_bytes[0] = rep.lent_bytes[0];
             r->lent_bytes[1] = rep.lent_bytes[1];
+            r->held_bytes += rep.lent_bytes[0] + rep.lent_bytes[1];
             r->meta_bytes = v[TMW_REP_meta_bytes];
             r->oldest_eph_ms = rep.oldest_eph_ms;
             r->revoked_units = rep.st.revoked;

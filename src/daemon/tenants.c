@@ -15,7 +15,8 @@
  * unit as its size.
  *
  * Locking: lock guards the administrators' settings; it is taken under
- * lend_lock (tmd_uid_pers_max), never the other way round.
+ * lend_lock (tmd_uid_pers_max), never the other way round.  The configured
+ * shares are live keys, read under d->cfg_lock (daemon.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -60,10 +61,12 @@ uint32_t tmd_uid_group(uid_t uid)
 uint64_t tmd_uid_pers_max(struct tmd *d, uid_t uid)
 {
     struct tmd_tenants *tn = d->tenants;
+    pthread_mutex_lock(&d->cfg_lock);   /* live keys (config.c) */
     uint64_t max = d->cfg.uid_pers_max;
     for (uint32_t i = 0; i < d->cfg.nuid_share; i++)
         if (d->cfg.uid_share[i].uid == (uint32_t)uid)
             max = d->cfg.uid_share[i].bytes;
+    pthread_mutex_unlock(&d->cfg_lock);
     if (!tn)
         return max;
     pthread_mutex_lock(&tn->lock);

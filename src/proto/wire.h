@@ -65,8 +65,10 @@
 
 #define TMW_MAGIC    0x544d454du        /* "TMEM" */
 #define TMW_VERSION  2u                 /* the client socket and the window */
-#define TMW_CTL_VERSION 3u              /* the control socket (above): 3 added the workers'
-                                           wake-ups, CPU and throttles to the records */
+#define TMW_CTL_VERSION 4u              /* the control socket (above): 3 added the workers'
+                                           wake-ups, CPU and throttles to the records; 4 the
+                                           config ops and each client's cgroup and held
+                                           bytes */
 #define TMW_NSLOTS   32u                /* one bit each in header.pending */
 #define TMW_SLOTS_OFF 256u
 #define TMW_PAGES_OFF 4096u
@@ -305,6 +307,13 @@ enum tmw_ctl_op {
     TMW_CTL_END_CLIENT,         /* client_id: its connection closed, its pools freed */
     TMW_CTL_SET_UID,            /* uid; arg64 = the persistent bytes it may hold (0 no
                                    bound), or arg = TMW_SET_UID_DEFAULT */
+    TMW_CTL_CONFIG_GET,         /* name = "section.key", or empty for every key; reply DATA
+                                   with struct tmw_ctl_config records */
+    TMW_CTL_CONFIG_SET,         /* name = "section.key"; request DATA: the value (at most
+                                   TMW_CONFIG_VALUE_MAX - 1 bytes, printable), then END;
+                                   reply DATA: one line of text (what changed, or why
+                                   not), END result 0 or -ENOENT (no such key),
+                                   -EOPNOTSUPP (not while running), -EINVAL (bad value) */
     TMW_CTL_OP_MAX_
 };
 
@@ -372,6 +381,23 @@ struct tmw_ctl_stats {
     uint64_t throttled;             /* clients throttled now */
 };
 
+/* TMW_CTL_CONFIG_GET reply: one record per key. */
+#define TMW_CONFIG_VALUE_MAX 1024u
+#define TMW_CONFIG_LIVE  0x1u       /* the key can change while the daemon runs */
+#define TMW_CONFIG_BYTES 0x2u       /* a size or a percentage: bytes is what it resolved to */
+struct tmw_ctl_config {
+    char     key[TMW_NAME_MAX];     /* "section.key", terminated */
+    uint32_t flags;                 /* TMW_CONFIG_* */
+    uint32_t reserved_;
+    uint64_t bytes;
+    char     value[TMW_CONFIG_VALUE_MAX];   /* as the file says it, terminated */
+};
+
+/* A client's cgroup as read from /proc/PID/cgroup at its connection (the
+ * v2 "0::" line, else the v1 memory controller's), sanitised: printable
+ * ASCII, cut to TMW_CGROUP_MAX - 1 bytes, "" unknown. */
+#define TMW_CGROUP_MAX 128u
+
 /* TMW_CTL_CLIENTS reply: one record per client (connected or parked).
  * For a client with lent memory, info adds what the client reports of its
  * private pools to what the daemon holds for it (shared pools); lent_bytes
@@ -395,6 +421,10 @@ struct tmw_ctl_client {
     uint64_t throttles;         /* times it was throttled for empty wake-ups */
     uint32_t throttled;         /* 1: throttled now */
     uint32_t reserved2_;
+    /* who pays: its cgroup, and the memory tmem holds for it: what is lent
+     * to it, and 4 KiB for each page the daemon's engine holds for it */
+    uint64_t held_bytes;
+    char     cgroup[TMW_CGROUP_MAX];
 };
 
 /* The control records as TMW_CTL_VERSION has them (on 64-bit hosts): a
@@ -402,7 +432,7 @@ struct tmw_ctl_client {
  * TMW_CTL_VERSION and these sizes. */
 #if UINTPTR_MAX == UINT64_MAX
 _Static_assert(sizeof(struct tmw_ctl) == 144 && sizeof(struct tmw_ctl_stats) == 624 &&
-               sizeof(struct tmw_ctl_client) == 328,
+               sizeof(struct tmw_ctl_client) == 464 && sizeof(struct tmw_ctl_config) == 1104,
                "a control record changed: raise TMW_CTL_VERSION and the sizes here");
 #endif
 

@@ -6,7 +6,9 @@
  * command line, resolution against a fake MemTotal (a fixed max_memory
  * above it refused), sizes as the messages write them, files that are not
  * regular (a FIFO, a device) or too big refused at once, and dist/tmemd.conf
- * equal to the embedded default.
+ * equal to the embedded default; every key's value as tmemctl config get
+ * shows it parsing back to itself, and a client's cgroup read from
+ * /proc/PID/cgroup text (tmd_cgroup_of), hostile text included.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -722,6 +724,129 @@ static int teardown(void **state)
     return rmdir(tmpdir);
 }
 
+/* Every key's value as config get says it sets the key to that value
+ * again (tmemctl config set and SIGHUP compare and show values so), with
+ * values that are not the default: lists, percentages, odd numbers. */
+static void format_round_trip(void **state)
+{
+    (void)state;
+    struct tmd_config c;
+    char err[300];
+    assert_int_equal(tmd_config_default(&c), 0);
+    static const char *const sets[][2] = {
+        { "memory.max_memory", "12.5%" }, { "memory.uid_persistent_max", "3G" },
+        { "memory.uid_persistent", "1000:8G, 1001:10%, 7:0" },
+        { "memory.shared_allow", "00112233-4455-6677-8899-aabbccddeeff:*" },
+        { "memory.shared_allow", "00112233-4455-6677-8899-aabbccddee00:1000" },
+        { "governor.reserve", "1536K" }, { "governor.psi_threshold", "12.25" },
+        { "governor.shrink_step", "0.1" }, { "daemon.socket_mode", "0640" },
+        { "daemon.log_level", "warning" }, { "memory.compress", "zstd" },
+        { "memory.zstd_level", "-7" }, { "memory.default_cap", "1099511627776" },
+        { "memory.dedup", "off" }, { "metrics.address", "::1" }, { "metrics.port", "-1" },
+        { "daemon.admin_group", "" }, { "daemon.state_file", "/var/lib/tmem/x.state" },
+    };
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+        if (tmd_config_set(&c, NULL, strchr(sets[i][0], '.') + 1, sets[i][1], err,
+                           sizeof(err)) != 0)
+            fail_msg("%s=%s: %s", sets[i][0], sets[i][1], err);
+    char name[80], v[1200], again[1200];
+    size_t n = tmd_config_nkeys();
+    assert_true(n > 30);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(tmd_config_key(i, name, sizeof(name)));
+        assert_int_equal(tmd_config_find(name), (int)i);
+        assert_int_equal(tmd_config_find(strchr(name, '.') + 1), (int)i);
+        assert_true(tmd_config_format(&c, i, v, sizeof(v), NULL) >= 0);
+        struct tmd_config d = c;
+        const char *dot = strchr(name, '.');
+        char section[16];
+        snprintf(section, sizeof(section), "%.*s", (int)(dot - name), name);
+        if (!strcmp(name, "memory.shared_allow") || !strcmp(name, "memory.uid_persistent"))
+            assert_int_equal(tmd_config_set(&d, section, dot + 1, "", err, sizeof(err)), 0);
+        if ((!strcmp(name, "daemon.admin_group") || !strcmp(name, "daemon.state_file")) && !*v)
+            continue;
+        if (tmd_config_set(&d, section, dot + 1, v, err, sizeof(err)) != 0)
+            fail_msg("%s = %s does not parse back: %s", name, v, err);
+        assert_int_equal(tmd_config_format(&d, i, again, sizeof(again), NULL),
+                         tmd_config_format(&c, i, v, sizeof(v), NULL));
+        assert_string_equal(again, v);
+    }
+    tmd_config_format(&c, (size_t)tmd_config_find("memory.uid_persistent"), v, sizeof(v), NULL);
+    assert_string_equal(v, "1000:8G, 1001:10%, 7:0");
+    tmd_config_format(&c, (size_t)tmd_config_find("memory.shared_allow"), v, sizeof(v), NULL);
+    assert_string_equal(v, "00112233-4455-6677-8899-aabbccddeeff:*, "
+                           "00112233-4455-6677-8899-aabbccddee00:1000");
+    uint64_t bytes;
+    assert_int_equal(tmd_config_format(&c, (size_t)tmd_config_find("max_memory"), v, sizeof(v),
+                                       &bytes), 1);
+    assert_string_equal(v, "12.5%");
+    tmd_config_format(&c, (size_t)tmd_config_find("governor.reserve"), v, sizeof(v), &bytes);
+    assert_string_equal(v, "1536K");
+    assert_int_equal(bytes, 1536 * 1024);
+    /* too short a buffer for a list says so */
+    assert_int_equal(tmd_config_format(&c, (size_t)tmd_config_find("shared_allow"), v, 20,
+                                       NULL), -1);
+    /* which keys are live */
+    assert_true(tmd_config_key_live((size_t)tmd_config_find("memory.max_memory")));
+    assert_true(tmd_config_key_live((size_t)tmd_config_find("governor.enabled")));
+    assert_false(tmd_config_key_live((size_t)tmd_config_find("daemon.socket")));
+    assert_false(tmd_config_key_live((size_t)tmd_config_find("memory.lend")));
+    assert_int_equal(tmd_config_find("memory.socket"), -1);
+    assert_int_equal(tmd_config_find("nonsense"), -1);
+    assert_int_equal(tmd_config_find(""), -1);
+    assert_null(tmd_config_key(n, name, sizeof(name)));
+}
+
+/* A client's cgroup from its /proc/PID/cgroup text (tmd_cgroup_of). */
+static void cgroup_lines(void **state)
+{
+    (void)state;
+    char out[TMW_CGROUP_MAX];
+    /* a hybrid host: the memory controller's line, not the unified one */
+    const char hybrid[] = "9:name=systemd:/\n4:cpu,memory:/tenants/a\n1:cpu:/\n0::/x\n";
+    tmd_cgroup_of(hybrid, strlen(hybrid), out);
+    assert_string_equal(out, "/tenants/a");
+    /* v2 only */
+    const char v2[] = "0::/user.slice/user-1000.slice/session-3.scope\n";
+    tmd_cgroup_of(v2, strlen(v2), out);
+    assert_string_equal(out, "/user.slice/user-1000.slice/session-3.scope");
+    /* "memory" must be a whole controller name; no line at all: "" */
+    const char none[] = "3:memoryx:/a\n2:xmemory:/b\n1:cpu:/c";
+    tmd_cgroup_of(none, strlen(none), out);
+    assert_string_equal(out, "");
+    tmd_cgroup_of("", 0, out);
+    assert_string_equal(out, "");
+    const char garbage[] = "garbage without colons\n::\n:";
+    tmd_cgroup_of(garbage, strlen(garbage), out);
+    assert_string_equal(out, "");
+    /* blanks, quotes, backslashes and bytes outside ASCII become '_' */
+    const char odd[] = "0::/a b\"c\\d\x01\xff\n";
+    tmd_cgroup_of(odd, strlen(odd), out);
+    assert_string_equal(out, "/a_b_c_d__");
+    /* the first line of each kind: a line feed in a path of the same or a
+     * later hierarchy cannot replace the kernel's */
+    const char forged[] = "4:memory:/real\n0::/x\n4:memory:/forged\n0::/y";
+    tmd_cgroup_of(forged, strlen(forged), out);
+    assert_string_equal(out, "/real");
+    /* no final line feed, and a text cut anywhere */
+    const char cut[] = "0::/last";
+    for (size_t n = 0; n <= strlen(cut); n++) {
+        tmd_cgroup_of(cut, n, out);
+        assert_true(strlen(out) < TMW_CGROUP_MAX);
+    }
+    tmd_cgroup_of(cut, strlen(cut), out);
+    assert_string_equal(out, "/last");
+    /* a long path keeps its end */
+    char longtext[600] = "0::";
+    for (int i = 0; i < 50; i++)
+        strcat(longtext, "/abcdefghi");
+    strcat(longtext, "/END");
+    tmd_cgroup_of(longtext, strlen(longtext), out);
+    assert_int_equal(strlen(out), TMW_CGROUP_MAX - 1);
+    assert_memory_equal(out, "...", 3);
+    assert_string_equal(out + strlen(out) - 4, "/END");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +860,8 @@ int main(void)
         cmocka_unit_test(resolve),
         cmocka_unit_test(format_size),
         cmocka_unit_test(files_not_regular),
+        cmocka_unit_test(format_round_trip),
+        cmocka_unit_test(cgroup_lines),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
