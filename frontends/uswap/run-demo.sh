@@ -26,7 +26,8 @@
 # environment: BUDGET_MB (64), DATA_MB (2 * BUDGET_MB), RUNS (3),
 #              MODES ("plain tmem file file-direct kernel"),
 #              PROGS ("sort hashjoin gnusort"), KERNEL_SLACK_MB (8),
-#              TMEMD_ARGS (more tmemd options, e.g. "--set memory.compress=none")
+#              TMEMD_ARGS (more tmemd options, e.g. "--set memory.compress=none"),
+#              USWAP_ARGS (more launcher options, e.g. "--readahead 32")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/build-h3rel}
@@ -200,7 +201,7 @@ for p in $progs; do
                 # shellcheck disable=SC2046
                 /usr/bin/time -f %M -o "$dir/rss" \
                     "$launcher" --budget ${budget}M --threshold 256K --stats-file "$st" \
-                    $(opts_of "$m") -- $cmd > "$out" &
+                    ${USWAP_ARGS:-} $(opts_of "$m") -- $cmd > "$out" &
                 rp=$!
                 pp=
                 if [ "$m" = tmem ]; then poll_tmem $rp "$dir/held" & pp=$!; fi

@@ -5,10 +5,11 @@
  * uswap_open() maps an anonymous region of cfg.size bytes and registers it
  * with userfaultfd (missing and write-protect faults).  A handler thread
  * serves every fault; at most cfg.budget_pages pages of the region are
- * resident at once.  When a fault needs room, a cold page is evicted: it is
- * write-protected (the program cannot change it while it is copied), stored
- * through tmem_frontswap_store() or, when tmem refuses (or in writethrough
- * mode, as well), written to its slot of the swap file, then dropped
+ * resident at once.  When a fault needs room, a batch of cold pages is
+ * evicted, a run of neighbours at a time: write-protected (the program
+ * cannot change them while they are copied), stored through
+ * tmem_frontswap_store_pages() or, when tmem refuses (or in writethrough
+ * mode, as well), written to their slots of the swap file, then dropped
  * (MADV_DONTNEED).  A missing fault brings the page back from tmem, from the
  * swap file, or as zeros if it was never written.  Every page reads back
  * what was last written to it, whatever tmem accepted or refused; a page
@@ -100,6 +101,8 @@ typedef struct uswap_stats {
     uint64_t zero_evictions;  /* of those, found all zeros (nothing stored) */
     uint64_t lost;            /* pages tmem lost (-EIO): each one is fatal */
     uint64_t readaheads;      /* pages brought in ahead of a fault (not in faults) */
+    uint64_t evict_batches;   /* eviction batches (evictions / this: pages per batch) */
+    uint64_t fill_runs;       /* runs brought in (faults + readaheads over this: pages per run) */
     uint64_t resident;        /* pages resident now */
     uint64_t budget;          /* the resident budget */
 } uswap_stats_t;

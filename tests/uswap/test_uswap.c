@@ -7,6 +7,11 @@
  *                      region 4x the budget: tmem that refuses (small
  *                      daemon), the swap file alone, writethrough, exclusive
  *                      loads, the clock, read-ahead; each asserts which paths were taken
+ *   batched_*          runs of neighbouring pages written, zeroed, read,
+ *                      swept and dirtied again, so that evictions go in
+ *                      batches of neighbours and faults bring runs in: every
+ *                      page reads back what was last written (tmem that
+ *                      refuses, exclusive loads, the swap file alone)
  *   threads            several threads faulting at once (with read-ahead)
  *   tenant_killed      a tenant SIGKILLed mid-run: the daemon and another
  *                      tenant go on, their data right
@@ -300,6 +305,128 @@ static void random_writethrough(void **state) { (void)state; random_mode(M_WRITE
 static void random_exclusive(void **state) { (void)state; random_mode(M_EXCLUSIVE); }
 static void random_clock(void **state) { (void)state; random_mode(M_CLOCK); }
 static void random_readahead(void **state) { (void)state; random_mode(M_READAHEAD); }
+
+/* ---- batched: runs of neighbours, against the model ---------------------------------- */
+
+#define B_RUN 64u               /* longest run an operation touches */
+
+/* Operations on runs of neighbouring pages, so that victims and faults come
+ * in runs: evictions go in batches of neighbours, fill runs bring several
+ * pages in at once. */
+static void batch_ops(struct work *w, size_t ops)
+{
+    tt_rng *r = &w->rng;
+    for (size_t i = 0; i < ops; i++) {
+        size_t p = tt_below(r, w->pages);
+        size_t n = 1 + tt_below(r, B_RUN);
+        if (p + n > w->pages)
+            n = w->pages - p;
+        size_t off = p * PGSZ, len = n * PGSZ;
+        unsigned k = (unsigned)tt_below(r, 100);
+        if (k < 25) {                                   /* a run written whole */
+            fill_random(r, w->model + off, len);
+            memcpy(w->reg + off, w->model + off, len);
+        } else if (k < 35) {                            /* a run of zeros */
+            memset(w->model + off, 0, len);
+            memset(w->reg + off, 0, len);
+        } else if (k < 70) {                            /* a run read */
+            check_range(w, off, len);
+        } else if (k < 78) {                            /* a long sweep (a stream) */
+            size_t m = 4 * B_RUN;
+            if (p + m > w->pages)
+                m = w->pages - p;
+            check_range(w, off, m * PGSZ);
+        } else if (k < 93) {                            /* some pages of a run dirtied */
+            for (size_t q = p; q < p + n; q += 1 + tt_below(r, 3)) {
+                size_t o = q * PGSZ + tt_below(r, PGSZ);
+                uint8_t v = (uint8_t)tt_next(r);
+                w->model[o] = v;
+                w->reg[o] = v;
+            }
+        } else if (k < 97) {                            /* a run discarded */
+            assert_int_equal(uswap_discard(w->u, w->reg + off, len), 0);
+            memset(w->model + off, 0, len);
+        } else {                                        /* scattered bytes */
+            for (int j = 0; j < 16; j++) {
+                size_t o = tt_below(r, w->pages * PGSZ);
+                if (w->reg[o] != w->model[o])
+                    check_range(w, o, 1);
+            }
+        }
+    }
+}
+
+enum { B_TMEM, B_EXCLUSIVE, B_NOTMEM };
+
+static void batched_mode(int mode)
+{
+    NEED_UFFD();
+    static const char *const small[] = { "--max-memory", "6M", NULL };
+    tmem_frontswap_t *fs = NULL;
+    if (mode != B_NOTMEM) {
+        start_daemon(small);
+        fs = tmem_frontswap_connect(g_d.sock, "uswap-batched",
+                                    mode == B_EXCLUSIVE ? 0 : TMEM_FRONTSWAP_KEEP_ON_LOAD);
+        assert_non_null(fs);
+    }
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)R_PAGES * PGSZ;
+    cfg.budget_pages = R_BUDGET;        /* batches of 32 victims */
+    cfg.fs = fs;
+    cfg.readahead = 32;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *model = malloc((size_t)R_PAGES * PGSZ);
+    assert_non_null(model);
+    struct work w;
+    work_init(&w, uswap_base(u), model, R_PAGES, u, g_seed + 100 + (uint64_t)mode, "batched");
+    work_fill(&w);
+    work_verify(&w);
+    batch_ops(&w, 6000);
+    work_verify(&w);
+    batch_ops(&w, 6000);
+    work_verify(&w);
+
+    static const char *names[] = { "batched tmem", "batched exclusive", "batched no-tmem" };
+    print_stats(names[mode], u);
+    uswap_stats_t s;
+    uswap_stats(u, &s);
+    print_message("%s: %llu evictions in %llu batches, %llu pages in %llu fill runs\n",
+                  names[mode], (unsigned long long)s.evictions,
+                  (unsigned long long)s.evict_batches,
+                  (unsigned long long)(s.faults + s.readaheads), (unsigned long long)s.fill_runs);
+    assert_true(s.resident <= R_BUDGET);
+    assert_int_equal(s.lost, 0);
+    assert_true(s.evictions > R_PAGES);
+    /* evictions went in batches, faults brought runs in */
+    assert_true(s.evict_batches > 0 && s.evictions >= 8 * s.evict_batches);
+    assert_true(s.readaheads > 0);
+    assert_int_equal(s.fill_runs, s.faults);
+    assert_true(s.zero_evictions > 0 && s.clean_evictions > 0);
+    if (mode == B_NOTMEM) {
+        assert_int_equal(s.tmem_stores_ok + s.tmem_stores_refused + s.tmem_loads, 0);
+        assert_true(s.swap_writes > 0 && s.swap_reads > 0);
+    } else {
+        assert_true(s.tmem_stores_ok > 0 && s.tmem_loads > 0);
+        assert_true(s.tmem_stores_refused > 0);
+        assert_true(s.swap_writes >= s.tmem_stores_refused && s.swap_reads > 0);
+    }
+    uswap_close(u);
+    if (fs) {
+        tmem_frontswap_stats_t fst;
+        tmem_frontswap_stats(fs, &fst);
+        assert_int_equal(fst.lost, 0);
+        assert_int_equal(tmem_frontswap_curr_pages(fs), 0);
+        tmem_frontswap_close(fs);
+    }
+    free(model);
+}
+
+static void batched_tmem(void **state) { (void)state; batched_mode(B_TMEM); }
+static void batched_exclusive(void **state) { (void)state; batched_mode(B_EXCLUSIVE); }
+static void batched_no_tmem(void **state) { (void)state; batched_mode(B_NOTMEM); }
 
 /* ---- threads ------------------------------------------------------------------------ */
 
@@ -822,6 +949,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(random_exclusive, stop_daemon),
         cmocka_unit_test_teardown(random_clock, stop_daemon),
         cmocka_unit_test_teardown(random_readahead, stop_daemon),
+        cmocka_unit_test_teardown(batched_tmem, stop_daemon),
+        cmocka_unit_test_teardown(batched_exclusive, stop_daemon),
+        cmocka_unit_test_teardown(batched_no_tmem, stop_daemon),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
         cmocka_unit_test_setup_teardown(restart_state_file, window_mode, stop_daemon),
