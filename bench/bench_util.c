@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_util.c - the helpers tmem-bench and tmem-daemon-bench share
  * (bench_util.h): errors, clocks, statistics, the background load and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_util.h - what the two benchmark programs (tmem-bench, tmem_bench.c;
  * tmem-daemon-bench, daemon_bench.c) share: errors and progress lines,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon_bench.c - the daemon benchmarks (tmem-daemon-bench).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend_bench.c - calls at the caller's speed (tmem-lend-bench): tmem through
  * tmemd against the same calls on an in-process engine, the way tenants

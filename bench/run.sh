@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run.sh - builds tmem in Release (build-bench/) and runs the benchmarks:
 #
 #  - the engine benchmarks (tmem-bench): ratios of the engine against memcpy

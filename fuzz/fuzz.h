@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz.h - what every fuzz target shares: libFuzzer's entry points, so that
  * the same target builds as a libFuzzer binary (clang) and as a corpus

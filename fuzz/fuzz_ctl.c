@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_ctl.c - fuzzes tmd_ctl_check_request() (src/daemon/control.c), the
  * check of a request received on the control socket.

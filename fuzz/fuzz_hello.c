@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_hello.c - fuzzes tmd_check_hello() (src/daemon/server.c), the check
  * of the one message a client sends on the client socket.

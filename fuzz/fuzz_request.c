@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_request.c - fuzzes tmd_serve_request() (src/daemon/worker.c), the
  * decoder and dispatcher of a client's window slot, with a real engine

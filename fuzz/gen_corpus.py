@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """gen_corpus.py - writes the seed corpus of the fuzz targets.
 
     python3 fuzz/gen_corpus.py [OUTDIR]      (default: fuzz/corpus)

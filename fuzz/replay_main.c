@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replay_main.c - runs a fuzz target's LLVMFuzzerTestOneInput over files,
  * for compilers without libFuzzer (gcc) and for CI: each argument is a file

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run.sh [SECONDS] [TARGET...] - fuzzes with libFuzzer (docs/fuzzing.md).
 #
 # Builds the fuzz targets with clang, -fsanitize=fuzzer + ASan + UBSan, in

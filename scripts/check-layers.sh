@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check-layers.sh - each part of tmem includes only what it may (a test:
-# ctest check_layers; CONTRIBUTING rules in docs/internals.md, "Parts").
+# ctest check_layers; the rules are in CONTRIBUTING.md).
 #
 #   src/core      the engine: its own headers and the public include/ only
 #   src/proto     the wire protocol: include/ only

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # deps.sh - installs what tmem needs to build and test on Debian 12 (as root).
 # Packages already present are left alone; nothing is fetched but Debian's.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run.sh - the main job: installs what is missing, builds, starts tmemd on
 # its embedded default configuration (sockets in a temporary directory),
 # and shows what it does: tenant processes put and get real file pages,

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test.sh - installs what is missing, builds, and passes every test:
 #   1. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (Debug, warnings are errors), the replay of the committed fuzz corpus
 #      included (ctest fuzz_replay_*: fuzz/, docs/fuzzing.md);
 #   2. the concurrency tests under ThreadSanitizer;
 #   3. a Release build (warnings are errors), the quick tests, and the
-#      installed library used through pkg-config by a fresh program.
+#      installed library used through pkg-config by a fresh program; then a
+#      second install under another prefix (cmake --install --prefix), where
+#      pkg-config, the program and tmem-uswap find everything in that prefix;
+#      in both, tmemd.service (ExecStart= that prefix's tmemd; systemd-analyze
+#      verify) and etc/tmem/tmemd.conf, which the installed tmemd reads.
 # Set TMEM_TEST_QUICK=1 to run only step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,4 +64,62 @@ C
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
 cc -std=c11 -Wall -Werror "$tmp/hello.c" -o "$tmp/hello" $(pkg-config --cflags --libs tmem)
 LD_LIBRARY_PATH="$prefix/lib:$prefix/lib/x86_64-linux-gnu" "$tmp/hello"
+
+# The service: the unit under the prefix naming the installed tmemd (and
+# valid for systemd, if systemd-analyze is here), the sample configuration
+# in etc/tmem, which the installed tmemd reads when given no --config.
+check_service() {   # PREFIX
+    local unit="$1/lib/systemd/system/tmemd.service" exe
+    [ -f "$unit" ] || { echo "install under $1: no lib/systemd/system/tmemd.service"; exit 1; }
+    exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
+    [ "$exe" = "$1/sbin/tmemd" ] && [ -x "$exe" ] ||
+        { echo "install under $1: tmemd.service runs '$exe', not $1/sbin/tmemd"; exit 1; }
+    if command -v systemd-analyze >/dev/null; then
+        # any complaint fails (a bad value is only "ignoring" for systemd)
+        local said
+        said=$(MANPATH="$1/share/man" systemd-analyze verify "$unit" 2>&1) && [ -z "$said" ] ||
+            { echo "install under $1: systemd-analyze verify tmemd.service: $said"; exit 1; }
+    fi
+    cmp -s "$1/etc/tmem/tmemd.conf" dist/tmemd.conf ||
+        { echo "install under $1: etc/tmem/tmemd.conf is not dist/tmemd.conf"; exit 1; }
+}
+check_service "$prefix"
+# the configured prefix's tmemd, without --config, runs on the installed file
+"$prefix/sbin/tmemd" --socket "$tmp/c.sock" --control-socket "$tmp/ctl.sock" \
+    --set metrics.port=0 2>"$tmp/tmemd.log" &
+tmemd_pid=$!
+for _ in $(seq 200); do [ -S "$tmp/ctl.sock" ] && break; sleep 0.05; done
+kill -TERM "$tmemd_pid"
+wait "$tmemd_pid" || { echo "installed tmemd failed:"; cat "$tmp/tmemd.log"; exit 1; }
+grep -q "configuration: $prefix/etc/tmem/tmemd.conf\$" "$tmp/tmemd.log" ||
+    { echo "installed tmemd did not read $prefix/etc/tmem/tmemd.conf:"; cat "$tmp/tmemd.log"; exit 1; }
+echo "install: tmemd.service runs $prefix/sbin/tmemd; tmemd reads etc/tmem/tmemd.conf"
+
+# The same build installed under another prefix than the configured one:
+# tmem.pc and tmem-uswap find their files relative to where they lie.
+moved="$tmp/moved"
+cmake --install build-release --prefix "$moved" >/dev/null
+pc=$(find "$moved" -name tmem.pc -path '*/pkgconfig/*')
+libdir=$(realpath "$(dirname "$pc")/..")
+cflags=$(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --cflags tmem)
+libs=$(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --libs tmem)
+set -- $cflags
+[ "$(realpath "${1#-I}")" = "$(realpath "$moved/include")" ] ||
+    { echo "moved install: pkg-config --cflags gives '$cflags', not $moved/include"; exit 1; }
+set -- $libs
+[ "$(realpath "${1#-L}")" = "$libdir" ] ||
+    { echo "moved install: pkg-config --libs gives '$libs', not -L$libdir"; exit 1; }
+cc -std=c11 -Wall -Werror "$tmp/hello.c" -o "$tmp/hello-moved" $cflags $libs
+LD_LIBRARY_PATH="$libdir" "$tmp/hello-moved"
+shim="$libdir/tmem/libtmem-uswap-preload.so"
+[ -f "$shim" ] && [ ! -e "$libdir/libtmem-uswap-preload.so" ] ||
+    { echo "moved install: the uswap shim is not (only) in $libdir/tmem/"; exit 1; }
+if nm -D --defined-only "$shim" | awk '{ print $NF }' | grep '^tmem_' >/dev/null; then
+    echo "moved install: the uswap shim exports tmem_* symbols"; exit 1
+fi
+found=$(env -u TMEM_USWAP_PRELOAD "$moved/bin/tmem-uswap" --print-preload)
+[ "$found" = "$(realpath "$shim")" ] ||
+    { echo "moved install: tmem-uswap finds '$found', not $shim"; exit 1; }
+check_service "$moved"
+echo "moved install: pkg-config, the program, tmem-uswap and tmemd.service use $moved"
 echo "all tests passed"

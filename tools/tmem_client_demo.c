@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_client_demo.c - tenants of a running tmemd, for the main job
  * (scripts/run.sh): each tenant is a process of its own that connects,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_demo.c - a short demonstration of the engine: three clients share
  * one engine under a memory limit.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content.c - what the experiment's pages hold, and which pages a tenant
  * touches (xp.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * experiment.c - tmem-experiment: what tmem saves when tenants' working sets
  * shift (xp.h; docs/experiment.md).
@@ -181,7 +182,7 @@ static void daemon_start(struct daemon *d, const char *compress)
     char maxmem[32], comp[48];
     snprintf(maxmem, sizeof(maxmem), "%" PRIu64, (uint64_t)O.p.slack_pages * XP_PAGE);
     snprintf(comp, sizeof(comp), "memory.compress=%s", compress);
-    const char *argv[16 + 2 * MAX_SETS];
+    const char *argv[18 + 2 * MAX_SETS];
     int n = 0;
     argv[n++] = O.tmemd;
     argv[n++] = "--socket";
@@ -196,6 +197,10 @@ static void daemon_start(struct daemon *d, const char *compress)
     argv[n++] = "governor.enabled=false";
     argv[n++] = "--set";
     argv[n++] = comp;
+    /* the tenants stand for different users but run as one uid here: no
+     * uid's persistent share couples them */
+    argv[n++] = "--set";
+    argv[n++] = "memory.uid_persistent_max=0";
     for (int i = 0; i < O.nsets; i++) {
         argv[n++] = "--set";
         argv[n++] = O.sets[i];
@@ -1026,7 +1031,8 @@ int main(int argc, char **argv)
                "growth, by 1/%d\n", p->tick, p->inertia, p->hysteresis);
     else
         printf("- frontswap self-shrink: off\n");
-    printf("- tmemd: --max-memory %" PRIu64 " (R pages), governor off, defaults otherwise",
+    printf("- tmemd: --max-memory %" PRIu64 " (R pages), governor off, no uid's persistent "
+           "share (the tenants stand for different users, run as one uid), defaults otherwise",
            (uint64_t)p->slack_pages * XP_PAGE);
     for (int i = 0; i < O.nsets; i++)
         printf(", %s", O.sets[i]);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # plots.gp - the plots of tmem-experiment (docs/experiment.md), drawn from its
 # TSV files.  bench/experiment/run.sh calls it as
 #

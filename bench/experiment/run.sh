@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run.sh - the multi-tenant experiment, from the sources to the plots:
 # builds tmem-experiment and tmemd in Release (build-bench/, shared with
 # bench/run.sh), runs the experiment (it starts and stops its own tmemd on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tenant.c - a tenant of the experiment: its memory, its backing store, its
  * use of tmem, and its phases (xp.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp.h - the multi-tenant experiment (tmem-experiment): what its parts
  * share.  docs/experiment.md describes the experiment and its figures.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backing.c - the slow backing store: a directory reached through a
  * descriptor, read and written a page at a time with an artificial delay.

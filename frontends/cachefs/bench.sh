@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench.sh - a short benchmark of tmem-cachefs: a working set larger than
 # the local cache, read again and again from a slow backing directory,
 # with and without tmem behind the local cache, and one tenant reading

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cachefs.h - tmem-cachefs's private interfaces, one section per file.
  *

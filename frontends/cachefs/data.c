@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * data.c - the data path: reads through the local cache, cleancache and
  * the backing store; writes and truncates through to the backing store.

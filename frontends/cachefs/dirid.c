@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirid.c - the uuid that names a backing directory's shared pool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.c - the FUSE operations: metadata passes through to the backing
  * directory (every path is resolved relative to its descriptor), file data

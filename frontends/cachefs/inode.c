@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inode.c - the files this mount knows, and the close-to-open rule that
  * decides which cached pages are still the file's.

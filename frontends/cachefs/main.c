@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - tmem-cachefs: options, checks, start-up, the housekeeping
  * thread, signals and the unmount.

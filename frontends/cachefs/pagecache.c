@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pagecache.c - the bounded local page cache: --cache-pages slots of 4 KiB,
  * found by (inode, page index) through a hash table, evicted by a clock.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats.c - the mount's statistics as text: one "key value" line each.
  *

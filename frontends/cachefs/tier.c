@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tier.c - the second tier: cleancache over tmemd.
  *

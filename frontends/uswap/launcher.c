@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * launcher.c - tmem-uswap: runs an unmodified program with its big anonymous
  * memory paged through tmem (frontswap) and a swap file, by preloading
@@ -5,6 +6,8 @@
  *
  * It checks that userfaultfd works here (root), sets the shim's environment
  * (TMEM_USWAP_*), prepends the shim to LD_PRELOAD and execs the program.
+ * The shim is found relative to this program (find_shim), so an installed
+ * tree works under any prefix.
  * Usage errors exit 2; a failed check exits 1 with one line saying why.
  */
 #define _GNU_SOURCE
@@ -19,8 +22,11 @@
 
 #include "uswap.h"
 
-#ifndef USWAP_INSTALLED_SHIM
-#define USWAP_INSTALLED_SHIM "/usr/local/lib/libtmem-uswap-preload.so"
+/* The installed shim's directory: relative to the launcher's own (set by
+ * frontends/uswap/CMakeLists.txt from the install's bindir and libdir), or
+ * absolute. */
+#ifndef USWAP_SHIM_DIR
+#define USWAP_SHIM_DIR "../lib/tmem"
 #endif
 #define SHIM_NAME "libtmem-uswap-preload.so"
 
@@ -49,6 +55,9 @@ static const char usage[] =
 "                       (default 0: off)\n"
 "  --stats              print the counters at exit (stderr)\n"
 "  --stats-file PATH    append the counters at exit to PATH\n"
+"  --print-preload      print the path of the shim PROGRAM would get\n"
+"                       (libtmem-uswap-preload.so) and exit: 0 if it is\n"
+"                       there, 1 with the places looked at if not\n"
 "  -h, --help           this text\n"
 "SIZE takes K, M, G suffixes (powers of 1024).\n"
 "Limits: fork children do not inherit the region; mprotect of region memory\n"
@@ -87,31 +96,63 @@ static int bad_usage(const char *fmt, const char *arg)
     return 2;
 }
 
-/* The shim: $TMEM_USWAP_PRELOAD, else beside this program (the build tree),
- * else where it is installed. */
-static int find_shim(char *out, size_t len)
+/* out = dir[/rel]/SHIM_NAME, made canonical if it is there: 0 then, else
+ * -1 with out's path added to the list tried. */
+static int try_shim(char *out, size_t len, const char *dir, const char *rel,
+                    char *tried, size_t tlen)
 {
+    char path[PATH_MAX];
+    int n = rel ? snprintf(path, sizeof path, "%s/%s/%s", dir, rel, SHIM_NAME)
+                : snprintf(path, sizeof path, "%s/%s", dir, SHIM_NAME);
+    if (n > 0 && (size_t)n < sizeof path && access(path, R_OK) == 0) {
+        char real[PATH_MAX];
+        snprintf(out, len, "%s", realpath(path, real) ? real : path);
+        return 0;
+    }
+    size_t used = strlen(tried);
+    snprintf(tried + used, tlen - used, "%s%s", used ? ", " : "", path);
+    return -1;
+}
+
+/* The shim: $TMEM_USWAP_PRELOAD if set; else where it is installed, found
+ * from this program's own directory (/proc/self/exe, so that the installed
+ * tree may lie under any prefix; USWAP_SHIM_DIR if that is absolute); else
+ * beside this program (the build tree).  0 with out its path; -1 with
+ * tried naming the places looked at. */
+static int find_shim(char *out, size_t len, char *tried, size_t tlen)
+{
+    tried[0] = '\0';
     const char *env = getenv("TMEM_USWAP_PRELOAD");
     if (env && *env) {
         snprintf(out, len, "%s", env);
+        snprintf(tried, tlen, "%s ($TMEM_USWAP_PRELOAD)", env);
         return access(out, R_OK) == 0 ? 0 : -1;
     }
     char self[PATH_MAX];
+    const char *dir = NULL;
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = '\0';
-        if ((size_t)snprintf(out, len, "%s/%s", dirname(self), SHIM_NAME) < len &&
-            access(out, R_OK) == 0)
-            return 0;
+        dir = dirname(self);
     }
-    snprintf(out, len, "%s", USWAP_INSTALLED_SHIM);
-    return access(out, R_OK) == 0 ? 0 : -1;
+    if (USWAP_SHIM_DIR[0] == '/') {
+        if (try_shim(out, len, USWAP_SHIM_DIR, NULL, tried, tlen) == 0)
+            return 0;
+    } else if (dir && try_shim(out, len, dir, USWAP_SHIM_DIR, tried, tlen) == 0) {
+        return 0;
+    }
+    if (dir)
+        return try_shim(out, len, dir, NULL, tried, tlen);
+    size_t used = strlen(tried);
+    snprintf(tried + used, tlen - used, "%s(/proc/self/exe: %s)", used ? ", " : "",
+             n < 0 ? strerror(errno) : "empty");
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
     enum { O_BUDGET = 256, O_REGION, O_THRESHOLD, O_SWAP, O_DIRECT_, O_SOCKET, O_NOTMEM,
-           O_WT, O_EXCL, O_POLICY, O_STATS, O_STATSFILE, O_RA };
+           O_WT, O_EXCL, O_POLICY, O_STATS, O_STATSFILE, O_RA, O_PRINT };
     static const struct option opts[] = {
         { "budget", required_argument, NULL, O_BUDGET },
         { "region", required_argument, NULL, O_REGION },
@@ -126,11 +167,13 @@ int main(int argc, char **argv)
         { "readahead", required_argument, NULL, O_RA },
         { "stats", no_argument, NULL, O_STATS },
         { "stats-file", required_argument, NULL, O_STATSFILE },
+        { "print-preload", no_argument, NULL, O_PRINT },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     unsigned long long v;
     int c;
+    char shim[PATH_MAX], tried[2 * PATH_MAX + 64];
     /* '+': options stop at the program's name */
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (c) {
@@ -169,6 +212,14 @@ int main(int argc, char **argv)
         }
         case O_STATS:     setenv("TMEM_USWAP_STATS", "-", 1); break;
         case O_STATSFILE: setenv("TMEM_USWAP_STATS", optarg, 1); break;
+        case O_PRINT:
+            if (find_shim(shim, sizeof shim, tried, sizeof tried) < 0) {
+                fprintf(stderr, "tmem-uswap: cannot find %s (looked at %s)\n", SHIM_NAME,
+                        tried);
+                return 1;
+            }
+            puts(shim);
+            return 0;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -185,9 +236,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "tmem-uswap: %s\n", msg);
         return 1;
     }
-    char shim[PATH_MAX];
-    if (find_shim(shim, sizeof shim) < 0) {
-        fprintf(stderr, "tmem-uswap: cannot find %s (set TMEM_USWAP_PRELOAD)\n", SHIM_NAME);
+    if (find_shim(shim, sizeof shim, tried, sizeof tried) < 0) {
+        fprintf(stderr, "tmem-uswap: cannot find %s (looked at %s; set TMEM_USWAP_PRELOAD)\n",
+                SHIM_NAME, tried);
         return 1;
     }
     const char *old = getenv("LD_PRELOAD");

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * preload.c - libtmem-uswap-preload.so: pages an unmodified program's big
  * anonymous memory through one uswap region (LD_PRELOAD; docs/uswap.md).
@@ -43,6 +44,8 @@
 
 #include "uswap.h"
 
+/* The interposed functions; preload.map lists the same names, the only
+ * symbols the shim exports (its copy of libtmem stays its own). */
 #define EXPORT __attribute__((visibility("default")))
 
 extern void *__libc_malloc(size_t);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-demo.sh - uswap on real programs: a merge sort and a hash join (the
 # examples) and GNU sort, each over data twice the resident budget, run
 #   plain       without paging (the reference output and time)

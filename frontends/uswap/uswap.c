@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uswap.c - paging a region of process memory through frontswap with
  * userfaultfd (frontends/uswap/uswap.h).

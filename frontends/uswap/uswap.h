@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uswap.h - a memory region larger than its resident budget, paged through
  * frontswap (tmem) with a swap-file fallback, in user space (userfaultfd).

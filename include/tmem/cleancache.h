@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cleancache.h - a victim cache for clean file pages, over tmem.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frontswap.h - a fast front for swap areas, over tmem.
  *

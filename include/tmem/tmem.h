@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem.h - the public API of tmem, transcendent memory for Linux hosts.
  *
@@ -132,8 +133,9 @@ TMEM_API tmem_client_t *tmem_client_open(tmem_t *t, const char *name);
  * /run/tmem/tmemd.sock).  Every call below works on it with the same
  * results as in-process; pages travel through shared memory, not the
  * socket.  NULL with errno on failure: ENOENT/ECONNREFUSED (no daemon),
- * EACCES, EAGAIN (the daemon has too many clients), EPROTO (not a tmemd of
- * this version).  The client's identity is its uid/gid/pid, taken by the
+ * EACCES, EAGAIN (the daemon has too many clients, or connections of this
+ * uid under way: it is tried again for up to a second first), EPROTO (not
+ * a tmemd of this version).  The client's identity is its uid/gid/pid, taken by the
  * daemon from the socket; name is a label (and, with the uid, what a
  * restored client is found by: docs/protocol.md). */
 TMEM_API tmem_client_t *tmem_connect(const char *socket_path, const char *name);
@@ -343,7 +345,8 @@ TMEM_API int tmem_admin_set_cap(tmem_t *t, uint32_t client_id, uint64_t pages);
 /* Persistent quota groups: the clients of group g (> 0) hold at most the
  * group's cap of persistent pages together, beside each one's own cap
  * (tmemd makes one group per uid).  A client joins (or, with group 0,
- * leaves) its group while it has no pools: -EBUSY after; -ENOENT, -ENOMEM. */
+ * leaves) with the persistent pages it holds (above the cap they stay;
+ * new puts are refused).  0, -ENOENT or -ENOMEM. */
 TMEM_API int tmem_admin_set_group(tmem_t *t, uint32_t client_id, uint32_t group);
 /* The cap of group (> 0) in pages, 0 = none.  Pages above a lowered cap
  * stay.  A group lives while it has clients.  0, -EINVAL or -ENOENT. */

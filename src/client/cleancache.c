@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cleancache.c - a victim cache for clean file pages over tmem
  * (include/tmem/cleancache.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conn.h - a connection to tmemd, as the client library's parts share it
  * (private to src/client).
@@ -143,9 +144,11 @@ struct tmc {
     /* a restore at the HELLO: tmem_connect waits for its END */
     pthread_mutex_t restore_lock;
     pthread_cond_t restore_cond;
-    int restore_state;                  /* 0 none, 1 the stream arrives, 2 it is whole,
-                                           3 restored (restore_lock) */
+    int restore_state;                  /* 0 none, 1 the stream arrives, 2 it is whole
+                                           (the daemon's END), 3 restored (restore_lock) */
     int restore_result;
+    bool restore_read_all;              /* the restore reads no more: DATA until the
+                                           daemon's END is dropped (restore_lock) */
     struct tmc_data *data_head, *data_tail;     /* the stream (restore_lock) */
     pthread_mutex_t report_lock;        /* one writer of the report at a time */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * connect.c - tmem_connect(): the HELLO, and the handle it returns.
  *
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/conn.h"
@@ -325,8 +327,19 @@ tmem_client_t *tmem_connect(const char *socket_path, const char *name)
     struct tmw_hello_reply rep;
     int fds[3] = { -1, -1, -1 }, sock = -1;
     int rc = tmc_share_open(h);
-    if (rc == 0)
+    /* -EAGAIN is a daemon at one of its bounds (clients, or this uid's
+     * connections still in their HELLO: a burst of them): tried again,
+     * backing off, for up to a second */
+    for (unsigned wait_ms = 5, waited = 0; rc == 0;) {
         rc = tmc_hello(h, false, &rep, &sock, fds);
+        if (rc != -EAGAIN || waited >= 1000)
+            break;
+        struct timespec ts = { 0, (long)wait_ms * 1000000L };
+        nanosleep(&ts, NULL);
+        waited += wait_ms;
+        wait_ms = wait_ms < 80 ? wait_ms * 2 : 100;
+        rc = 0;
+    }
     if (rc) {
         if (h->share)
             tmc_lend_close(h);

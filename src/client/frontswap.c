@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frontswap.c - a fast front for swap areas over tmem
  * (include/tmem/frontswap.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.c - lent memory, the client's side (docs/protocol.md, "Lent
  * memory"): the handle's engine runs over the two arenas tmemd passed at
@@ -391,6 +392,25 @@ static int restore_read(void *arg, void *out, size_t len)
 static void run_restore(struct tmc *h)
 {
     int64_t rc = tmem_client_restore(h->local, restore_read, h);
+    /* The daemon's END follows its last DATA, and ours answers it.  The
+     * restore returns once it has read the stream's own end (in that last
+     * DATA), or earlier on an error: the daemon's END, and after an error
+     * more DATA, may still be on their way.  They are the stream's: from
+     * here the service thread drops the DATA, and we answer once it has
+     * taken the END (or the connection has ended).  Otherwise that END
+     * would reach a client no longer restoring, which ends the connection
+     * as one with a daemon that speaks nonsense. */
+    pthread_mutex_lock(&h->restore_lock);
+    h->restore_read_all = true;
+    while (h->data_head) {         /* what a failed restore did not read */
+        struct tmc_data *d = h->data_head;
+        h->data_head = d->next;
+        free(d);
+    }
+    h->data_tail = NULL;
+    while (h->restore_state == 1 && !atomic_load(&h->stopping))
+        pthread_cond_wait(&h->restore_cond, &h->restore_lock);   /* disconnect() ends it too */
+    pthread_mutex_unlock(&h->restore_lock);
     /* its pools, at their ids */
     pthread_rwlock_wrlock(&h->pools_lock);
     for (uint32_t i = 0; i < TMEM_MAX_POOLS; i++)
@@ -401,12 +421,6 @@ static void run_restore(struct tmc *h)
     msg_init(&end, TMW_MSG_END, sizeof(end), rc < 0 ? (int32_t)rc : (int32_t)(rc > INT32_MAX ? INT32_MAX : rc));
     tmc_send(h, &end, sizeof(end));
     pthread_mutex_lock(&h->restore_lock);
-    while (h->data_head) {         /* what a failed restore did not read */
-        struct tmc_data *d = h->data_head;
-        h->data_head = d->next;
-        free(d);
-    }
-    h->data_tail = NULL;
     h->restore_state = 3;
     h->restore_result = rc < 0 ? (int)rc : 0;
     pthread_cond_broadcast(&h->restore_cond);
@@ -658,7 +672,8 @@ static bool handle_msg(struct tmc *h, const uint8_t *buf, size_t len)
     case TMW_MSG_END: {
         pthread_mutex_lock(&h->restore_lock);
         bool ok = lend && h->restore_state == 1;
-        if (ok && m->type == TMW_MSG_DATA) {
+        /* DATA the restore will not read (it has ended) is dropped */
+        if (ok && m->type == TMW_MSG_DATA && !h->restore_read_all) {
             size_t k = len - sizeof(*m);
             struct tmc_data *d = malloc(sizeof(*d) + k);
             if (d) {

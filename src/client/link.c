@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * link.c - the client a layer runs on, and its reconnection (link.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * link.h - the client a layer (cleancache, frontswap) runs on, and its
  * reconnection to tmemd.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote.c - calls through the window: the daemon's pools (shared pools;
  * every pool when the daemon does not lend memory).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * alloc.c - counted metadata allocation and allocation-failure injection.
  *

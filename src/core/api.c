@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api.c - the client calls of the public API: each goes to the operations
  * table of the handle it is given (tmem/transport.h), the engine's own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * arena.c - an engine over lent memory (arena.h): opening one, giving units
  * back when the owner asks, and the units the owner took by force.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * brlock.h - a reader-striped ("big reader") lock for a client's pool slots.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check.c - tmem_check(): walks every structure and counts violations of
  * the invariants written in types.h.  Each violation is reported on stderr

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c - clients: open, close, the handle check every call makes, and
  * the administrator's controls (freeze, thaw, weight, cap, compression,
@@ -329,19 +330,23 @@ int tmem_admin_set_group(tmem_t *t, uint32_t id, uint32_t group)
     /* a group's few bytes are never refused for lack of page memory: a
      * client joins its group as it opens */
     struct tm_group *spare = group ? tm_meta_calloc_reserved(t, sizeof(*spare), 8) : NULL;
-    /* the client's write lock: no call of it runs, so no pool appears */
+    /* the client's write lock: no call of it runs, so its persistent
+     * count holds still while it moves (persistent pools are private: the
+     * count changes only under its own lock) */
     tm_brlock_write(&c->lock);
     pthread_rwlock_wrlock(&t->clients_lock);
     int rc = c->dead ? -ENOENT : 0;
-    for (uint32_t i = 0; rc == 0 && i < TMEM_MAX_POOLS; i++)
-        if (c->pools[i])
-            rc = -EBUSY;
     struct tm_group *g = NULL;
     if (rc == 0 && group && !(g = group_find_locked(t, group, &spare)))
         rc = -ENOMEM;
     if (rc == 0 && g != c->group) {
-        if (g)
+        uint64_t n = tm_load(c->pers_pages);
+        if (g) {
             g->refs++;
+            tm_add(g->pages, n);
+        }
+        if (c->group)
+            tm_sub(c->group->pages, n);
         group_put_locked(t, c->group);
         c->group = g;
     }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec.c - the page codecs: same-filled detection, LZ4 and zstd, hashing.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine.c - the engine's lifecycle and the host's side of the API: the
  * limit, freeable pages, eviction and relinquishing on demand (seed 004).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frame.c - the frame allocator: whole 4 KiB frames over one reserved mapping.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hash_avx2.c - the page hash (XXH3-64) built for AVX2.  This file alone is
  * compiled with -mavx2; codec.c calls it only when the CPU has AVX2 (checked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h - the engine's internal API, sectioned by the file that owns
  * each function.  Internal non-static symbols carry the tm_ prefix; nothing

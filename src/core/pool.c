@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.c - pools: creation, destruction, shared pools, and the lower-level
  * operations on buckets, objects and page descriptors that page.c and

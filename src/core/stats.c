@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats.c - statistics: tmem_stats_get and the Xen-compatible `tmem-list`
  * text (two-letter keys; docs/internals.md lists the keys we emit).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.c - where page data goes: placement, compression, deduplication.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * table.c - hash tables of pointers: index -> page descriptor within an
  * object, and oid -> object within a bucket.

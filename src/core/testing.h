@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testing.h - hooks for the project's own tests; not installed, not part of
  * the API.  The tests link the static library, which exports these.

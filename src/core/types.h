@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * types.h - the engine's data structures, their invariants and their locks.
  *
@@ -471,9 +472,9 @@ struct tmem_client {
      * pool whose owner this client is: two threads of one client putting in
      * two pools wrote one line on every call. */
     atomic_u64 pers_pages;
-    /* its quota group, or NULL: set (clients_lock and the client's write
-     * lock) only while it has no pools, so every page it counts in
-     * pers_pages is counted in the same group (tm_pers_charge) */
+    /* its quota group, or NULL: set under clients_lock and the client's
+     * write lock, its pers_pages moved along, so every page it counts in
+     * pers_pages is counted in its group (tm_pers_charge) */
     struct tm_group *group;
     struct { _Alignas(64) atomic_i64 n; } eph[TM_STRIPES];
     /* made with its first private pool of the kind (client_store: write

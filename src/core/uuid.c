@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uuid.c - the canonical text form of a pool uuid (tmem.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zalloc.c - the compact allocator for compressed fragments.
  *

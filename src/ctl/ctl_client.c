@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl_client.c - the client side of tmemd's control protocol: one request
  * per connection, DATA replies gathered or streamed to a file, the END

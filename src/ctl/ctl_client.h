@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl_client.h - the client side of tmemd's control protocol (private to
  * tmem: tmemctl and the tests use it).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmemctl.c - the administrator's tool for tmemd: list clients and pools,
  * freeze and thaw, tune (weight, cap, codec), authorise shared pools, take
@@ -641,7 +642,7 @@ static void print_stats(const struct tmw_ctl_stats *s)
         printf("%-14s off (every pool runs in the daemon)\n", "lent");
     }
     if (s->metrics_port)
-        printf("%-14s http://127.0.0.1:%u/metrics\n", "metrics", s->metrics_port);
+        printf("%-14s port %u, /metrics (on metrics.address)\n", "metrics", s->metrics_port);
     else
         printf("%-14s off\n", "metrics");
 }
@@ -1389,8 +1390,9 @@ static const struct cmd cmds[] = {
       "The persistent memory (pages lent to its clients for persistent pools, and\n"
       "its clients' persistent pages in the daemon) that all clients of UID (a uid\n"
       "or a user name) may hold together; puts beyond are refused.  The default\n"
-      "is memory.uid_persistent_max (half of max_memory unless configured).  The\n"
-      "setting lasts until the daemon stops.\n\n"
+      "is the configured one (memory.uid_persistent for that uid, else\n"
+      "memory.uid_persistent_max: half of max_memory).  The setting lasts until\n"
+      "the daemon stops.\n\n"
       "  -p, --persistent-max SIZE   bytes, or K, M, G, T (binary multiples); none\n"
       "                              for no bound, default for the configured one\n" },
     { "end", cmd_end, "CLIENT", "end a client",

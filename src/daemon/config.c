@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c - tmemd's configuration: the embedded default, INI files
  * (libinih), single keys from the command line, sizes and percentages, and
@@ -12,11 +13,13 @@
  * every line was good.  Errors are one line naming the place (file:line, or
  * section.key for the command line), the key and what is wrong.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +66,7 @@ const char tmd_default_config[] =
     "default_weight = 100\n"
     "default_cap = 0\n"
     "uid_persistent_max = 50%\n"
+    "uid_persistent =\n"
     "\n"
     "[governor]\n"
     "enabled = true\n"
@@ -74,6 +78,7 @@ const char tmd_default_config[] =
     "psi = /proc/pressure/memory\n"
     "\n"
     "[metrics]\n"
+    "address = 127.0.0.1\n"
     "port = 9464\n"
     "per_client = false\n";
 
@@ -198,6 +203,8 @@ enum ktype {
     K_DOUBLE,   /* decimal number in [min, max] */
     K_SIZE,     /* size or percentage: the bytes field at off, the pct field at off2 */
     K_SHARED,   /* shared-pool rules: "UUID:UID" or "UUID:*", separated by blanks or commas */
+    K_UIDSHARE, /* persistent shares of uids: "UID:SIZE", separated by blanks or commas */
+    K_ADDR,     /* an IPv4 or IPv6 address literal (no name, no brackets, no zone) */
 };
 
 struct key {
@@ -234,6 +241,7 @@ static const struct key keys[] = {
     { "memory", "shrink_deadline_ms",   K_UINT,     F(shrink_deadline_ms), 1, 60000, 0 },
     { "memory", "shared_auth_required", K_BOOL,     F(engine.shared_auth_required), 0, 0, 0 },
     { "memory", "shared_allow",         K_SHARED,   F(shared_allow), 0, 0, 0 },
+    { "memory", "uid_persistent",       K_UIDSHARE, F(uid_share), 0, 0, 0 },
     { "memory", "default_weight",       K_UINT,     F(engine.default_weight), 0,
       TMEM_WEIGHT_MAX, 0 },
     { "memory", "default_cap",          K_UINT,     F(engine.default_cap), 0,
@@ -248,6 +256,7 @@ static const struct key keys[] = {
     { "governor", "shrink_step",        K_DOUBLE,   F(shrink_step_pct), 0.1, 90, 0 },
     { "governor", "meminfo",            K_FILE,     F(meminfo_path), 0, 0, 0 },
     { "governor", "psi",                K_FILE,     F(psi_path), 0, 0, 0 },
+    { "metrics", "address",             K_ADDR,     F(metrics_address), 0, 0, 0 },
     { "metrics", "port",                K_INT,      F(metrics_port), -1, 65535, 0 },
     { "metrics", "per_client",          K_BOOL,     F(metrics_per_client), 0, 0, 0 },
 };
@@ -347,6 +356,51 @@ static void put_text(struct tmd_config *cfg, const struct key *k, const char *v)
 /* [memory] shared_allow: "UUID:UID" or "UUID:*" rules, separated by blanks
  * or commas.  Each line adds its rules to those before (a line holds only a
  * few: inih reads 200 characters); an empty value clears the list. */
+/* "UID:SIZE" items (SIZE a size, a percentage of max_memory, or 0 for no
+ * bound); a line adds to the items before, an empty one clears them. */
+static int parse_uid_shares(struct tmd_config *cfg, const char *v, char *why, size_t whylen)
+{
+    struct tmd_uid_share sh[TMD_UID_SHARES];
+    uint32_t n = 0;
+    if (v[strspn(v, " \t,")] != 0) {
+        n = cfg->nuid_share;
+        memcpy(sh, cfg->uid_share, n * sizeof(sh[0]));
+    }
+    while (*v) {
+        size_t len = strcspn(v, " \t,");
+        if (len == 0) {
+            v++;
+            continue;
+        }
+        char item[64];
+        if (len >= sizeof(item) || n == TMD_UID_SHARES) {
+            snprintf(why, whylen, len >= sizeof(item) ? "an item is too long"
+                                                      : "more than %d uids", TMD_UID_SHARES);
+            return -1;
+        }
+        memcpy(item, v, len);
+        item[len] = 0;
+        v += len;
+        char *colon = strchr(item, ':');
+        long long uid;
+        if (!colon || (*colon = 0, parse_int(item, false, 10, &uid) != 0) ||
+            uid > UINT32_MAX - 1ll) {
+            snprintf(why, whylen, "'%s': expected UID:SIZE (a uid, a size or a percentage)",
+                     item);
+            return -1;
+        }
+        if (tmd_parse_size(colon + 1, &sh[n].bytes, &sh[n].pct) != 0 || sh[n].pct > 100) {
+            snprintf(why, whylen, "'%s' is not a size or a percentage of max_memory",
+                     colon + 1);
+            return -1;
+        }
+        sh[n++].uid = (uint32_t)uid;
+    }
+    memcpy(cfg->uid_share, sh, n * sizeof(sh[0]));
+    cfg->nuid_share = n;
+    return 0;
+}
+
 static int parse_shared(struct tmd_config *cfg, const char *v, char *why, size_t whylen)
 {
     struct tmd_shared_rule rules[TMD_SHARED_RULES];
@@ -493,6 +547,19 @@ static int apply(struct tmd_config *cfg, const struct key *k, const char *v, cha
     }
     case K_SHARED:
         return parse_shared(cfg, v, why, whylen);
+    case K_UIDSHARE:
+        return parse_uid_shares(cfg, v, why, whylen);
+    case K_ADDR: {
+        struct in6_addr a;
+        if (strlen(v) >= k->size || (inet_pton(AF_INET, v, &a) != 1 &&
+                                     inet_pton(AF_INET6, v, &a) != 1)) {
+            snprintf(why, whylen, "'%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1, "
+                     "0.0.0.0, ::1, ::)", v);
+            return -1;
+        }
+        put_text(cfg, k, v);
+        return 0;
+    }
     }
     snprintf(why, whylen, "internal error: key type");
     return -1;
@@ -797,6 +864,16 @@ int tmd_config_resolve(struct tmd_config *cfg, char *err, size_t errlen)
     if (cfg->uid_pers_max_pct > 100 || cfg->uid_pers_max > cfg->max_memory) {
         snprintf(err, errlen, "memory.uid_persistent_max: more than max_memory");
         return -1;
+    }
+    for (uint32_t i = 0; i < cfg->nuid_share; i++) {
+        struct tmd_uid_share *s = &cfg->uid_share[i];
+        if (s->pct > 0)
+            s->bytes = (uint64_t)((double)cfg->max_memory * s->pct / 100.0);
+        if (s->bytes > cfg->max_memory) {
+            snprintf(err, errlen, "memory.uid_persistent: uid %u's share is more than "
+                     "max_memory", (unsigned)s->uid);
+            return -1;
+        }
     }
     /* The engine is opened with the ceiling: its address space is sized
      * from it, and the governor moves the limit below it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * control.c - the control socket: administrators (root, the daemon's own
  * user, members of cfg.admin_group) freeze, thaw, tune, list, flush, save

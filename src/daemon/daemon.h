@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon.h - tmemd's parts and what they share (private to the daemon).
  *
@@ -35,6 +36,7 @@
 #define TMD_PATH_MAX 108                /* sun_path */
 
 #define TMD_SHARED_RULES 16
+#define TMD_UID_SHARES   32
 
 struct tmd_config {
     char     socket_path[TMD_PATH_MAX];
@@ -67,8 +69,9 @@ struct tmd_config {
     char     meminfo_path[256];         /* /proc/meminfo (tests point it elsewhere) */
     char     psi_path[256];             /* /proc/pressure/memory */
     /* metrics */
-    int      metrics_port;              /* 0 off; served on 127.0.0.1 only */
-    int      metrics_per_client;        /* per-client series (names, uids, pids) too */
+    int      metrics_port;              /* 0 off; -1 any free port (tests) */
+    char     metrics_address[46];       /* an IPv4 or IPv6 literal (INET6_ADDRSTRLEN) */
+    int      metrics_per_client;        /* per-client series (by name and uid) too */
     /* standing shared-pool authorisations, applied to every client at its
      * HELLO (a tmemctl shared-auth lasts only as long as its client) */
     struct tmd_shared_rule {
@@ -76,6 +79,13 @@ struct tmd_config {
         int64_t uid;                    /* -1: any uid */
     } shared_allow[TMD_SHARED_RULES];
     uint32_t nshared_allow;
+    /* persistent shares of named uids, over uid_pers_max */
+    struct tmd_uid_share {
+        uint32_t uid;
+        uint64_t bytes;                 /* resolved from pct */
+        double pct;                     /* > 0: that share of max_memory */
+    } uid_share[TMD_UID_SHARES];
+    uint32_t nuid_share;
 };
 
 /* Fills cfg with the embedded default configuration. */
@@ -274,7 +284,7 @@ void tmd_tenants_fini(struct tmd *d);
 /* The daemon engine's quota group of uid's clients. */
 uint32_t tmd_uid_group(uid_t uid);
 /* The persistent bytes uid may hold (an administrator's setting for it,
- * else cfg.uid_pers_max): 0 for no bound. */
+ * else its cfg.uid_share, else cfg.uid_pers_max): 0 for no bound. */
 uint64_t tmd_uid_pers_max(struct tmd *d, uid_t uid);
 /* An administrator's bound for uid (bytes, 0 none), or (reset) back to the
  * configured one.  0 or -ENOMEM. */
@@ -338,8 +348,12 @@ int  tmd_governor_start(struct tmd *d);       /* sets the first limit, starts th
 void tmd_governor_stop(struct tmd *d);
 
 /* ---- metrics.c ---- */
-int  tmd_metrics_start(struct tmd *d);        /* cfg.metrics_port 0: nothing */
+/* cfg.metrics_port 0: nothing.  A port it cannot bind (taken): a warning,
+ * no endpoint (tmd_metrics_port 0), and 0; -1 only out of memory. */
+int  tmd_metrics_start(struct tmd *d);
 void tmd_metrics_stop(struct tmd *d);
 uint32_t tmd_metrics_port(struct tmd *d);     /* the bound port, 0 when off */
+/* http://ADDRESS:PORT/metrics, an IPv6 address in brackets */
+void tmd_metrics_url(const char *addr, unsigned port, char *buf, size_t len);
 
 #endif /* TMEM_DAEMON_H */

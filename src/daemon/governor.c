@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * governor.c - the memory governor: lets the engine hold free host memory
  * up to a limit that leaves a reserve, and gives memory back (evicts

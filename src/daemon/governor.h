@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * governor.h - the memory governor's policy as a pure function (private to
  * the daemon; the unit tests call it).  governor.c feeds it what it reads

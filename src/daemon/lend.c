@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.c - lent memory, the daemon's side (docs/protocol.md, "Lent
  * memory"): each client's two arenas and their units, the grants, giving
@@ -95,7 +96,19 @@ struct tmd_lender {
      * the arenas of a live connection, must not be counted twice) */
     struct arena_id { dev_t dev; ino_t ino; } *held;
     size_t nheld, held_cap;
+    /* the counters (not the gauges) clients reported last before they
+     * left, so that the daemon's totals stay cumulative (rep[] order) */
+    uint64_t retired[TMW_REP_COUNT];
 };
+
+/* The report's fields that count events since the client's start (the
+ * others say what it holds now). */
+#define RETIRED_FIELDS(X)                                                      \
+    X(puts) X(puts_ok) X(gets) X(gets_hit) X(flushes) X(flush_objects)         \
+    X(flushed_pages) X(dup_puts_replaced) X(dup_puts_flushed) X(compress_poor)  \
+    X(dedup_hits) X(dedup_skipped) X(evictions) X(evict_attempts)              \
+    X(evict_skipped_busy) X(refused_nomem) X(refused_quota) X(refused_frozen)  \
+    X(alloc_failed) X(bad_pool) X(bad_args) X(bad_closed)
 
 static struct tmd_lender *L(struct tmd *d) { return d->lender; }
 
@@ -477,13 +490,21 @@ static bool arena_held_locked(struct tmd_lender *ld, int fd)
     return false;
 }
 
-/* Records arena fd as held by this daemon (lend_lock).  -ENOMEM. */
-static int arena_note_locked(struct tmd_lender *ld, int fd)
+/* Forgets arena fd (lend_lock): a client that keeps it may hand it back. */
+static void arena_forget_locked(struct tmd_lender *ld, int fd)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (ld->nheld == ld->held_cap) {
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return;
+    for (size_t i = 0; i < ld->nheld; i++)
+        if (ld->held[i].ino == st.st_ino && ld->held[i].dev == st.st_dev)
+            ld->held[i--] = ld->held[--ld->nheld];
+}
+
+/* Room in the held set for two more arenas (lend_lock).  -ENOMEM. */
+static int arena_room_locked(struct tmd_lender *ld)
+{
+    if (ld->nheld + 2 > ld->held_cap) {
         size_t cap = ld->held_cap ? ld->held_cap * 2 : 64;
         struct arena_id *v = realloc(ld->held, cap * sizeof(*v));
         if (!v)
@@ -491,6 +512,18 @@ static int arena_note_locked(struct tmd_lender *ld, int fd)
         ld->held = v;
         ld->held_cap = cap;
     }
+    return 0;
+}
+
+/* Records arena fd as held by this daemon (lend_lock), in the room
+ * arena_room_locked made.  0 or -errno. */
+static int arena_note_locked(struct tmd_lender *ld, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (ld->nheld >= ld->held_cap)
+        return -ENOMEM;
     ld->held[ld->nheld++] = (struct arena_id){ st.st_dev, st.st_ino };
     return 0;
 }
@@ -618,12 +651,10 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         lent_free(l);
         return -EPROTO;
     }
-    for (int k = 0; k < 2; k++) {
-        if ((rc = arena_note_locked(ld, l->fd[k])) != 0) {
-            pthread_mutex_unlock(&ld->lock);
-            lent_free(l);
-            return rc;
-        }
+    if ((rc = arena_room_locked(ld)) != 0) {
+        pthread_mutex_unlock(&ld->lock);
+        lent_free(l);
+        return rc;
     }
     if (hi->adopt) {
         /* what it holds: persistent all or none (within its uid's share),
@@ -631,7 +662,9 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         uint64_t room = room_locked(d) / l->unit;
         uint64_t pers = find_lent(l, 1), eph = find_lent(l, 0);
         uint64_t share = tmd_uid_pers_max(d, l->uid);
-        bool over_share = share && uid_pers_locked(ld, l->uid) + pers * l->unit > share;
+        bool over_share = share && uid_pers_locked(ld, l->uid) + pers * l->unit +
+                                           tmem_group_pages(d->engine, tmd_uid_group(l->uid)) *
+                                               TMEM_PAGE_SIZE > share;
         if (pers > room || over_share) {
             ld->tot.adopt_refused++;
             pthread_mutex_unlock(&ld->lock);
@@ -670,6 +703,10 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
                         (unsigned)l->uid, l->name, l->lent[0], l->lent[1],
                         nlate ? ", ephemeral ones over the limit taken back" : "");
     }
+    /* held from now on (an adoption refused above was not: the client
+     * keeps its arenas and may hand them back again) */
+    for (int k = 0; k < 2; k++)
+        (void)arena_note_locked(ld, l->fd[k]);      /* fstat of our own dup: no failure */
     /* on the lender's list only once the HELLO reply is out
      * (tmd_lend_started): nothing may reach the socket before it */
     l->next = l->prev = NULL;
@@ -725,7 +762,13 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     if (!l)
         return;
     struct tmd_lender *ld = L(d);
+    struct tmd_lend_client last = { 0 };
+    if (l->share)
+        tmd_lend_report(d, l, &last);
     pthread_mutex_lock(&ld->lock);
+#define RETIRE(f) ld->retired[TMW_REP_##f] += last.rep[TMW_REP_##f];
+    RETIRED_FIELDS(RETIRE)
+#undef RETIRE
     if (l->next) {                      /* started */
         l->prev->next = l->next;
         l->next->prev = l->prev;
@@ -737,6 +780,8 @@ void tmd_lend_close(struct tmd *d, struct tmd_lent *l, bool punch_all)
     if (l->lent[1])
         uid_follow_locked(d, l->uid);
     wake_waiters_locked(d);
+    for (int k = 0; k < 2 && !punch_all; k++)
+        arena_forget_locked(ld, l->fd[k]);      /* left with the client: it brings them back */
     pthread_mutex_unlock(&ld->lock);
     /* A client that keeps its mappings after its end must not keep the
      * daemon's memory: punched, what it touches again is its own; its
@@ -996,6 +1041,18 @@ uint64_t tmd_lend_take_back(struct tmd *d, uint64_t bytes)
 /* ------------------------------------------------------------------------
  * Figures and settings
  * ---------------------------------------------------------------------- */
+void tmd_lend_retired(struct tmd *d, tmem_stats_t *e)
+{
+    struct tmd_lender *ld = L(d);
+    if (!ld)
+        return;
+    pthread_mutex_lock(&ld->lock);
+#define RETIRED_ADD(f) e->f += ld->retired[TMW_REP_##f];
+    RETIRED_FIELDS(RETIRED_ADD)
+#undef RETIRED_ADD
+    pthread_mutex_unlock(&ld->lock);
+}
+
 void tmd_lend_totals(struct tmd *d, struct tmd_lend_totals *out)
 {
     struct tmd_lender *ld = L(d);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lend.h - lent memory, the daemon's side (lend.c; docs/protocol.md, "Lent
  * memory"): what the server, the control socket, the governor, the metrics
@@ -123,6 +124,9 @@ struct tmd_lend_totals {
     uint64_t adopted_units, adopt_refused, closed_units;
 };
 void tmd_lend_totals(struct tmd *d, struct tmd_lend_totals *out);
+/* Adds to e the counters (puts, gets, evictions...) that clients with lent
+ * memory reported last before they left. */
+void tmd_lend_retired(struct tmd *d, tmem_stats_t *e);
 
 /* A client's figures: what the daemon enforces (lent_bytes) and what the
  * client reports (the rest, clamped). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - tmemd's logs: one line per event on stderr, saying what happened
  * and why.  Under systemd (JOURNAL_STREAM set) each line starts with the

@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - tmemd: arguments, start-up, signals and shutdown.
  *
- * Start-up: configuration (embedded default, then --config FILE, then the
- * command line; a fixed max_memory above MemTotal stops it), the sockets'
+ * Start-up: configuration (embedded default, then --config FILE or else the
+ * default file if it exists, then the command line; a fixed max_memory
+ * above MemTotal stops it), the sockets'
  * locks (another daemon on the same paths stops this one here), the
  * engine, the state file's clients (restored and parked before any
  * connection can come), the governor (the first limit), the
@@ -20,12 +22,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "daemon/daemon.h"
 #include "daemon/lend.h"
+
+/* The configuration file read when no --config is given, if it exists:
+ * $sysconfdir/tmem/tmemd.conf of the configured install (CMakeLists.txt).
+ * $TMEMD_CONFIG names another one; empty, none (the tests' daemons). */
+#ifndef TMEMD_DEFAULT_CONFIG
+#define TMEMD_DEFAULT_CONFIG "/etc/tmem/tmemd.conf"
+#endif
 
 static void usage(FILE *f)
 {
@@ -35,7 +45,10 @@ static void usage(FILE *f)
 "\n"
 "  -s, --socket PATH          client socket (default " TMW_DEFAULT_SOCKET ")\n"
 "  -c, --control-socket PATH  control socket for tmemctl (default " TMW_DEFAULT_CONTROL ")\n"
-"  -f, --config FILE          configuration file (INI; default: the embedded one)\n"
+"  -f, --config FILE          configuration file (INI); without it,\n"
+"                             " TMEMD_DEFAULT_CONFIG " if it exists\n"
+"                             ($TMEMD_CONFIG: another; empty: none), else\n"
+"                             the embedded default\n"
 "  -m, --max-memory SIZE      most memory to hold: 512M, 4G, 25%% (of MemTotal);\n"
 "                             a size above MemTotal is an error\n"
 "  -o, --set SECTION.KEY=VAL  set one configuration key (repeatable)\n"
@@ -98,6 +111,7 @@ int main(int argc, char **argv)
     }
     /* the file first, whatever its place among the options, then the rest
      * of the command line over it */
+    bool given = false, info = false;
     for (int i = 1; i < argc; i++) {
         const char *file = NULL;
         if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-f")) && i + 1 < argc)
@@ -107,6 +121,29 @@ int main(int argc, char **argv)
         if (file && tmd_config_load(&d.cfg, file, err, sizeof(err)) != 0) {
             fprintf(stderr, "tmemd: %s\n", err);
             return 1;
+        }
+        given |= file != NULL;
+        /* the default file has no say in these (a broken one must not
+         * keep `tmemd --help` from answering) */
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ||
+            !strcmp(argv[i], "--version") || !strcmp(argv[i], "-V") ||
+            !strcmp(argv[i], "--print-config"))
+            info = true;
+    }
+    /* no --config: the default file, if there is one (a missing one is no
+     * error, anything else wrong with it is, like with --config) */
+    const char *deffile = getenv("TMEMD_CONFIG");
+    if (!deffile)
+        deffile = TMEMD_DEFAULT_CONFIG;
+    const char *loaded = NULL;          /* the default file, if read */
+    if (!given && !info && *deffile) {
+        struct stat st;
+        if (stat(deffile, &st) == 0 || errno != ENOENT) {
+            if (tmd_config_load(&d.cfg, deffile, err, sizeof(err)) != 0) {
+                fprintf(stderr, "tmemd: %s\n", err);
+                return 1;
+            }
+            loaded = deffile;
         }
     }
     int c;
@@ -163,6 +200,12 @@ int main(int argc, char **argv)
         return 1;
     }
     tmd_log_init(d.cfg.log_level);
+    if (loaded)
+        tmd_log(LOG_INFO, "configuration: %s", loaded);
+    else if (!given && *deffile)
+        tmd_log(LOG_INFO, "configuration: the embedded default (no %s)", deffile);
+    else if (!given)
+        tmd_log(LOG_INFO, "configuration: the embedded default");
     /* one daemon per socket path: before anything touches the paths (or
      * the state file, which the daemon serving them owns) */
     if (tmd_server_lock(&d) != 0)
@@ -232,9 +275,9 @@ int main(int argc, char **argv)
     }
     tmd_state_loaded(&d);       /* serving: the file's pages live here now */
     static const char *const codecs[] = { "none", "lz4", "zstd" };
-    char metrics[40] = "off";
+    char metrics[96] = "off";
     if (tmd_metrics_port(&d))
-        snprintf(metrics, sizeof(metrics), "http://127.0.0.1:%u", tmd_metrics_port(&d));
+        tmd_metrics_url(d.cfg.metrics_address, tmd_metrics_port(&d), metrics, sizeof(metrics));
     tmd_log(LOG_INFO, "ready: max_memory %llu MiB, limit now %llu MiB, compression %s, "
             "dedup %s, governor %s, metrics %s, state file %s",
             (unsigned long long)(d.cfg.max_memory >> 20),

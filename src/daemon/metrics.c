@@ -1,19 +1,26 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * metrics.c - Prometheus text exposition (format 0.0.4) on
- * http://127.0.0.1:PORT/metrics, served by libmicrohttpd's own thread.
+ * http://ADDRESS:PORT/metrics (metrics.address, 127.0.0.1 by default),
+ * served by libmicrohttpd's own thread.
  *
  * Every scrape takes a fresh snapshot (tmd_stats_snapshot,
  * tmd_clients_snapshot) and renders it: engine totals (tmem_*), the
  * daemon's counters and the governor (tmemd_*), and, only when the
  * administrator chose so (metrics.per_client), per-client series
- * (tmem_client_*{client="id",name="..."}, tmem_client_info with uid, gid
- * and pid): the endpoint answers every local user, and those series would
- * show each tenant to the others.  docs/configuration.md lists every
+ * (tmem_client_*{name="...",uid="..."}, clients of one name and uid summed:
+ * no pid or client id, which would make a series of every process that
+ * ever connected): the endpoint answers every local user, and those series would
+ * show each tenant to the others (and, on an address that is not loopback,
+ * to anyone who can reach it: the daemon warns).  docs/configuration.md lists every
  * metric.  Only GET and HEAD of /metrics are served: other paths are
  * 404, other methods 405.  Port 0 in the configuration: no endpoint; -1: any
- * free port (tests read it back with tmd_metrics_port).
+ * free port (tests read it back with tmd_metrics_port).  A port that is
+ * taken (or an address the host does not have) is a warning, not a fault:
+ * the daemon serves its clients without the endpoint.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -25,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 
@@ -101,6 +109,8 @@ struct row {
     size_t off;
     enum width w;
     const char *label;          /* extra label, e.g. kind="ephemeral"; NULL none */
+    char agg;                   /* per client: clients of one name and uid are summed,
+                                   or 'm': the largest */
 };
 
 #define S(m) offsetof(struct tmw_ctl_stats, m)
@@ -248,12 +258,13 @@ static const struct row client_rows[] = {
       U64, "kind=\"ephemeral\"" },
     { "tmem_client_pages", 'g', NULL, I(persistent_pages), U64, "kind=\"persistent\"" },
     { "tmem_client_pools", 'g', "Pools a client has.", I(nr_pools), U32, NULL },
-    { "tmem_client_weight", 'g', "A client's weight in eviction.", I(weight), U32, NULL },
-    { "tmem_client_cap_pages", 'g', "A client's persistent-page cap (0 none).", I(cap), U64,
-      NULL },
-    { "tmem_client_frozen", 'g', "1 if a client's puts are refused (frozen).", I(frozen), S32,
-      NULL },
-    { "tmem_client_parked", 'g', "1 if a client is restored and waits for its owner.",
+    { "tmem_client_weight", 'g', "A client's weight in eviction (the largest of the name's).",
+      I(weight), U32, NULL, 'm' },
+    { "tmem_client_cap_pages", 'g', "A client's persistent-page cap (0 none; the largest of "
+      "the name's).", I(cap), U64, NULL, 'm' },
+    { "tmem_client_frozen", 'g', "Clients of the name whose puts are refused (frozen).",
+      I(frozen), S32, NULL },
+    { "tmem_client_parked", 'g', "Clients of the name restored and waiting for their owner.",
       C(parked), U32, NULL },
     { "tmem_client_puts_total", 'c', "A client's puts.", I(puts), U64, NULL },
     { "tmem_client_puts_stored_total", 'c', "A client's puts that stored their page.",
@@ -286,8 +297,8 @@ static const struct row client_rows[] = {
       C(worker_cpu_ns), NS, NULL },
     { "tmem_client_throttles_total", 'c', "Times a client's worker was throttled for empty "
       "wake-ups.", C(throttles), U64, NULL },
-    { "tmem_client_throttled", 'g', "1 while a client's worker is throttled.", C(throttled),
-      U32, NULL },
+    { "tmem_client_throttled", 'g', "Clients of the name whose worker is throttled now.",
+      C(throttled), U32, NULL },
     { "tmem_client_lent_bytes", 'g', "Memory lent to a client (the daemon's count), by kind; "
       "its other figures are what its library reports.", C(lent_bytes[0]), U64,
       "kind=\"ephemeral\"" },
@@ -305,34 +316,56 @@ static void add_family(struct text *t, const struct row *r)
         r->type == 'c' ? "counter" : "gauge");
 }
 
-static void add_value(struct text *t, const void *base, const struct row *r)
+/* A field of base as a number (an S32 sign-extended). */
+static uint64_t get_value(const void *base, const struct row *r)
 {
     const char *p = (const char *)base + r->off;
-    if (r->w == U64) {
+    if (r->w == U64 || r->w == NS) {
         uint64_t v;
         memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu64 "\n", v);
-    } else if (r->w == NS) {
-        uint64_t v;
-        memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
-    } else if (r->w == U32) {
+        return v;
+    }
+    if (r->w == U32) {
         uint32_t v;
         memcpy(&v, p, sizeof(v));
-        add(t, " %" PRIu32 "\n", v);
-    } else {
-        int32_t v;
-        memcpy(&v, p, sizeof(v));
-        add(t, " %" PRId32 "\n", v);
+        return v;
     }
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return (uint64_t)(int64_t)v;
 }
 
-/* The client labels: client="id",name="..." */
+static void add_number(struct text *t, const struct row *r, uint64_t v)
+{
+    if (r->w == NS)
+        add(t, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
+    else if (r->w == S32)
+        add(t, " %" PRId64 "\n", (int64_t)v);
+    else
+        add(t, " %" PRIu64 "\n", v);
+}
+
+static void add_value(struct text *t, const void *base, const struct row *r)
+{
+    add_number(t, r, get_value(base, r));
+}
+
+/* Per-client series are labelled by name and uid only: a pid or a client
+ * id would make a series of every process that ever connected.  Clients
+ * of one name and uid are one series (summed; weight and cap the largest). */
+static int by_uid_name(const void *a, const void *b)
+{
+    const struct tmw_ctl_client *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return strncmp(x->info.name, y->info.name, sizeof(x->info.name));
+}
+
 static void add_client_labels(struct text *t, const struct tmw_ctl_client *c)
 {
-    add(t, "client=\"%" PRIu32 "\",name=\"", c->info.id);
+    add(t, "name=\"");
     add_escaped(t, c->info.name, sizeof(c->info.name));
-    add(t, "\"");
+    add(t, "\",uid=\"%" PRIu32 "\"", c->uid);
 }
 
 static void render(struct tmd *d, struct text *t)
@@ -365,6 +398,9 @@ static void render(struct tmd *d, struct text *t)
     add(t, "# HELP tmemd_uptime_seconds Seconds since the daemon started.\n"
         "# TYPE tmemd_uptime_seconds gauge\ntmemd_uptime_seconds %" PRIu64 ".%03" PRIu64 "\n",
         s.uptime_ms / 1000, s.uptime_ms % 1000);
+    add(t, "# HELP tmem_build_info The tmem version this daemon was built from (the value "
+        "is 1).\n# TYPE tmem_build_info gauge\ntmem_build_info{version=\"%d.%d.%d\"} 1\n",
+        TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR, TMEM_VERSION_PATCH);
     uint64_t frozen = 0;
     for (size_t k = 0; k < ncl; k++)
         frozen += cl[k].info.frozen != 0;
@@ -375,26 +411,36 @@ static void render(struct tmd *d, struct text *t)
         return;
     }
 
-    /* per client: one info series with the identity, then the figures */
-    add(t, "# HELP tmem_client_info A client's identity (the value is 1).\n"
-        "# TYPE tmem_client_info gauge\n");
-    for (size_t k = 0; k < ncl; k++) {
-        add(t, "tmem_client_info{");
+    /* per client name and uid: how many clients, then the figures */
+    qsort(cl, ncl, sizeof(cl[0]), by_uid_name);
+    add(t, "# HELP tmem_client_instances Clients (connected or parked) of a name and uid.\n"
+        "# TYPE tmem_client_instances gauge\n");
+    for (size_t k = 0, e; k < ncl; k = e) {
+        for (e = k + 1; e < ncl && by_uid_name(&cl[k], &cl[e]) == 0; e++)
+            ;
+        add(t, "tmem_client_instances{");
         add_client_labels(t, &cl[k]);
-        add(t, ",uid=\"%" PRIu32 "\",gid=\"%" PRIu32 "\",pid=\"%" PRId32 "\"} 1\n", cl[k].uid,
-            cl[k].gid, cl[k].pid);
+        add(t, "} %zu\n", e - k);
     }
     for (size_t i = 0; i < sizeof(client_rows) / sizeof(client_rows[0]); i++) {
         const struct row *r = &client_rows[i];
         if (r->help)
             add_family(t, r);
-        for (size_t k = 0; k < ncl; k++) {
+        for (size_t k = 0, e; k < ncl; k = e) {
+            uint64_t v = get_value(&cl[k], r);
+            for (e = k + 1; e < ncl && by_uid_name(&cl[k], &cl[e]) == 0; e++) {
+                uint64_t x = get_value(&cl[e], r);
+                if (r->agg == 'm')
+                    v = r->w == S32 ? ((int64_t)x > (int64_t)v ? x : v) : (x > v ? x : v);
+                else
+                    v += x;
+            }
             add(t, "%s{", r->name);
             add_client_labels(t, &cl[k]);
             if (r->label)
                 add(t, ",%s", r->label);
             add(t, "}");
-            add_value(t, &cl[k], r);
+            add_number(t, r, v);
         }
     }
     free(cl);
@@ -469,6 +515,63 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     tmd_log_limited(LOG_WARNING, "metrics", TMD_NO_UID, "metrics: %s", line);
 }
 
+/* The address literal of metrics.address as a sockaddr (the port in it);
+ * *len its size, -1 if it is not one (tmd_config_set checked it). */
+static int metrics_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+                            socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        *len = sizeof(*in);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *len = sizeof(*in6);
+        return 0;
+    }
+    return -1;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* Why the endpoint could not bind ss: the errno of a bind of a socket
+ * like libmicrohttpd's (SO_REUSEADDR), 0 if that one binds. */
+static int bind_error(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int s = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return errno;
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6) {      /* "::" is dual stack, as the endpoint */
+        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    }
+    int rc = bind(s, (const struct sockaddr *)ss, len) == 0 ? 0 : errno;
+    close(s);
+    return rc;
+}
+
+void tmd_metrics_url(const char *addr, unsigned port, char *buf, size_t len)
+{
+    bool v6 = strchr(addr, ':') != NULL;
+    snprintf(buf, len, "http://%s%s%s:%u/metrics", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
 int tmd_metrics_start(struct tmd *d)
 {
     int port = d->cfg.metrics_port;
@@ -476,32 +579,57 @@ int tmd_metrics_start(struct tmd *d)
         tmd_log(LOG_INFO, "metrics: off");
         return 0;
     }
+    const char *addr = d->cfg.metrics_address;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (metrics_sockaddr(addr, port < 0 ? 0 : (uint16_t)port, &ss, &sslen) != 0) {
+        tmd_log(LOG_ERR, "metrics: '%s' is not an IPv4 or IPv6 address", addr);
+        return -1;
+    }
     struct tmd_metrics *m = calloc(1, sizeof(*m));
     if (!m) {
         tmd_log(LOG_ERR, "metrics: out of memory");
         return -1;
     }
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons(port < 0 ? 0 : (uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    m->mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-                              port < 0 ? 0 : (uint16_t)port, NULL, NULL, on_request, d,
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6) {
+        /* "::" takes IPv4 too (dual stack), as other servers do; an IPv6
+         * address other than that only itself */
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        flags |= IN6_IS_ADDR_UNSPECIFIED(a) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+    }
+    m->mhd = MHD_start_daemon(flags, port < 0 ? 0 : (uint16_t)port, NULL, NULL, on_request, d,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&sa,
+                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
                               MHD_OPTION_END);
     if (!m->mhd) {
-        tmd_log(LOG_ERR, "metrics: cannot serve on 127.0.0.1:%d (in use? set metrics.port, "
-                "or 0 to turn metrics off)", port < 0 ? 0 : port);
+        /* the clients matter more than the figures: no endpoint, and the
+         * daemon serves on (tmemctl stats shows metrics off) */
+        int why = bind_error(&ss, sslen);
+        if (why == EADDRINUSE)
+            tmd_log(LOG_WARNING, "metrics: port %d on %s is taken: no metrics endpoint "
+                    "(set metrics.port to a free one, or 0 for none)", port, addr);
+        else
+            tmd_log(LOG_WARNING, "metrics: cannot serve on %s port %d (%s): no metrics "
+                    "endpoint", addr, port < 0 ? 0 : port,
+                    why ? strerror(why) : "the HTTP server did not start");
         free(m);
-        return -1;
+        return 0;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info ? info->port : (uint16_t)port;
     /* published once complete: control threads read it (tmd_stats_snapshot) */
     __atomic_store_n(&d->metrics, m, __ATOMIC_RELEASE);
-    tmd_log(LOG_INFO, "metrics: http://127.0.0.1:%u/metrics", m->port);
+    char url[96];
+    tmd_metrics_url(addr, m->port, url, sizeof(url));
+    tmd_log(LOG_INFO, "metrics: %s", url);
+    if (!is_loopback(&ss))
+        tmd_log(LOG_WARNING, "metrics: %s is not a loopback address: anyone who can reach "
+                "it reads the figures%s", addr, d->cfg.metrics_per_client ?
+                ", every client's name and uid among them (metrics.per_client is on)" :
+                "");
     return 0;
 }
 

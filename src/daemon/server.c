@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - the client socket: connections, the handshake, windows, and
  * parked clients; also the daemon-wide figures.
@@ -449,6 +450,8 @@ static int accept_peer(int lfd, int flags, const char *what, struct ucred *cr)
     return fd;
 }
 
+static void conn_event(struct tmd *d, struct tmd_conn *k, uint32_t events);
+
 static void accept_client(struct tmd *d)
 {
     for (;;) {
@@ -504,6 +507,10 @@ static void accept_client(struct tmd *d)
         d->nconns++;
         pthread_mutex_unlock(&d->conns_lock);
         atomic_fetch_add(&d->n.accepted, 1);
+        /* a client library sends its HELLO right after connect(): read it
+         * now, so that a burst of connections of one uid is served, not
+         * refused as handshakes under way */
+        conn_event(d, k, EPOLLIN);
     }
 }
 
@@ -713,8 +720,11 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
         c = NULL;
     }
     bool adopted = c != NULL;
-    if (!c && (c = tmem_client_open(d->engine, name)) && tmd_uid_join(d, c, k->uid) != 0) {
-        tmem_client_release(c);         /* no room for its quota group */
+    if (!c)
+        c = tmem_client_open(d->engine, name);
+    /* in its uid's persistent share, a restored one with its pages */
+    if (c && tmd_uid_join(d, c, k->uid) != 0) {
+        give_back(d, k, c, adopted, name);
         c = NULL;
         errno = ENOMEM;
     }
@@ -760,7 +770,8 @@ static bool handle_hello(struct tmd *d, struct tmd_conn *k)
     }
     if (rc) {
         send_refusal(k->fd, rc);
-        tmd_lend_close(d, lent, true);
+        tmd_lend_close(d, lent, !adopt);    /* an adoption's arenas stay the client's:
+                                               it tries again with them */
         munmap(win, TMW_WINDOW_SIZE);
         close(wfd);
         give_back(d, k, c, adopted, name);
@@ -1225,6 +1236,7 @@ void tmd_stats_snapshot(struct tmd *d, struct tmw_ctl_stats *o, bool fresh)
         }
     }
     pthread_mutex_unlock(&d->conns_lock);
+    tmd_lend_retired(d, &o->engine);        /* clients gone: their counters stay */
     o->lending = tmd_lending(d);
     struct tmd_lend_totals lt;
     tmd_lend_totals(d, &lt);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * state.c - the state file: clients' persistent pages across a clean
  * restart of the daemon (cfg.state_file, --state-file).

@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tenants.c - what one uid may hold: its persistent share.
  *
  * A uid's clients together hold at most uid_pers_max bytes of persistent
- * memory (memory.uid_persistent_max, or an administrator's setting for that
- * uid: tmemctl set-uid), so that one tenant, however many clients it opens,
+ * memory (memory.uid_persistent_max; memory.uid_persistent names the share
+ * of given uids; an administrator's setting for a uid, tmemctl set-uid,
+ * comes before both), so that one tenant, however many clients it opens,
  * cannot fill the daemon with pages nobody may take back.  Two things count:
  * the persistent units lent to its clients (lend.c checks each GROW against
  * the share) and the persistent pages of its clients in the daemon's own
@@ -59,6 +61,9 @@ uint64_t tmd_uid_pers_max(struct tmd *d, uid_t uid)
 {
     struct tmd_tenants *tn = d->tenants;
     uint64_t max = d->cfg.uid_pers_max;
+    for (uint32_t i = 0; i < d->cfg.nuid_share; i++)
+        if (d->cfg.uid_share[i].uid == (uint32_t)uid)
+            max = d->cfg.uid_share[i].bytes;
     if (!tn)
         return max;
     pthread_mutex_lock(&tn->lock);

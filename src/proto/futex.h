@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * futex.h - wait and wake on a 32-bit word in shared memory (both sides of
  * the window).  Not the private futex flavour: the word is shared between

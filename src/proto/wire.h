@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.h - the protocol between tmemd and its clients (private to tmem).
  *
@@ -311,7 +312,7 @@ enum tmw_ctl_op {
 #define TMW_SET_CAP      0x2u
 #define TMW_SET_COMPRESS 0x4u
 
-#define TMW_SET_UID_DEFAULT 0x1u    /* back to memory.uid_persistent_max */
+#define TMW_SET_UID_DEFAULT 0x1u    /* back to the configured share */
 
 #define TMW_RESTORE_NAME 0x1u       /* restore under ctl.name instead of the saved name */
 #define TMW_RESTORE_UID  0x2u       /* restore for ctl.uid instead of the saved uid */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cachefs.c - tmem-cachefs end to end: real FUSE mounts of a backing
  * directory, real tmemd processes (td_harness), tmemctl for the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * td_harness.c - start and stop real tmemd processes (td_harness.h).
  */
@@ -21,10 +22,17 @@
 #define TMEMD_BIN "tmemd"
 #endif
 
-static void sleep_ms(unsigned ms)
+void td_sleep_ms(unsigned ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+uint64_t td_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Starts the daemon on d's paths and waits until it is ready. */
@@ -74,6 +82,10 @@ static int spawn(td_t *d, const char *const *extra)
             if (!freopen(log, "a", stderr))     /* a restart adds to it */
                 _exit(126);
         }
+        /* the embedded default, not the host's configuration file, under
+         * the command line (unless the test names a file) */
+        if (!getenv("TMEMD_CONFIG"))
+            setenv("TMEMD_CONFIG", "", 1);
         execv(bin, (char *const *)argv);
         fprintf(stderr, "td_start: exec %s: %s\n", bin, strerror(errno));
         _exit(127);
@@ -94,7 +106,7 @@ static int spawn(td_t *d, const char *const *extra)
             d->pid = 0;
             return -1;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     fprintf(stderr, "td_start: tmemd not ready after 10 s\n");
     kill(pid, SIGKILL);
@@ -134,7 +146,7 @@ int td_wait_connections(const td_t *d, unsigned n)
         struct tmw_ctl_stats s;
         if (tmc_stats(d->ctl, &s) == 0 && s.connections == n)
             return 0;
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     return -1;
 }
@@ -153,7 +165,7 @@ static int terminate(td_t *d)
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             break;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     if (rc == -1 && !WIFSIGNALED(status)) {
         fprintf(stderr, "td_stop: tmemd did not stop in 30 s: killed\n");
@@ -223,12 +235,18 @@ pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg)
         return -1;
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
-            setresuid(uid, uid, uid) != 0) {
+        pid_t parent = getppid();
+        if (uid != TD_UID_SELF &&
+            (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+             setresuid(uid, uid, uid) != 0)) {
             perror("td_spawn_as: becoming the tenant");
             _exit(126);
         }
+        /* after the change of credentials, which clears it; and the
+         * parent may have gone before it was set */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(125);
         int rc = fn(arg);
         fflush(NULL);
         _exit(rc);

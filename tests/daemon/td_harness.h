@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * td_harness.h - real tmemd processes for integration tests: start one on
  * temporary sockets, wait until it is ready, stop it and get its exit
@@ -7,6 +8,7 @@
 #define TMEM_TD_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct td {
@@ -46,6 +48,10 @@ int td_stop_all(td_t *const *ds, size_t n);
  * catches up with closes asynchronously).  0, or -1 after 10 s. */
 int td_wait_connections(const td_t *d, unsigned n);
 
+/* Sleeps ms milliseconds; the monotonic clock in milliseconds. */
+void     td_sleep_ms(unsigned ms);
+uint64_t td_now_ms(void);
+
 /* ---- tenants of other uids (tests of isolation; they need root) ---- */
 /* The exit code that ctest counts as skipped (SKIP_RETURN_CODE of every
  * daemon test). */
@@ -59,6 +65,9 @@ int td_can_switch_uid(void);
  * 0755 (the socket's own mode is the daemon's socket_mode, 0666 by
  * default).  0, or -1. */
 int td_open_to_all(const td_t *d);
+/* A tenant of td_spawn_as that stays this process's uid (where the test
+ * cannot switch: not root). */
+#define TD_UID_SELF ((uid_t)-1)
 /* Forks a child that becomes uid (gid uid, no supplementary groups) and
  * exits with fn(arg): a real process of another user.  Its pid, or -1. */
 pid_t td_spawn_as(uid_t uid, int (*fn)(void *arg), void *arg);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_config.c - tmemd's configuration: sizes and percentages (good and
  * bad), the embedded default, files (keys, comments, indentation, errors
@@ -137,6 +138,7 @@ static void defaults(void **state)
     assert_true(c.shrink_step_pct == 10.0);
     assert_string_equal(c.meminfo_path, "/proc/meminfo");
     assert_string_equal(c.psi_path, "/proc/pressure/memory");
+    assert_string_equal(c.metrics_address, "127.0.0.1");    /* this host only */
     assert_int_equal(c.metrics_port, 9464);
     assert_int_equal(c.metrics_per_client, 0);  /* no tenant shown to the others */
 }
@@ -170,6 +172,9 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
                         a->nshared_allow * sizeof(a->shared_allow[0]));
     assert_int_equal(a->engine.default_weight, b->engine.default_weight);
     assert_int_equal(a->engine.default_cap, b->engine.default_cap);
+    assert_int_equal(a->uid_pers_max, b->uid_pers_max);
+    assert_true(a->uid_pers_max_pct == b->uid_pers_max_pct);
+    assert_int_equal(a->nuid_share, b->nuid_share);
     assert_int_equal(a->governor, b->governor);
     assert_int_equal(a->governor_interval_ms, b->governor_interval_ms);
     assert_int_equal(a->reserve, b->reserve);
@@ -178,6 +183,7 @@ static void assert_same_config(const struct tmd_config *a, const struct tmd_conf
     assert_true(a->shrink_step_pct == b->shrink_step_pct);
     assert_memory_equal(a->meminfo_path, b->meminfo_path, sizeof(a->meminfo_path));
     assert_memory_equal(a->psi_path, b->psi_path, sizeof(a->psi_path));
+    assert_memory_equal(a->metrics_address, b->metrics_address, sizeof(a->metrics_address));
     assert_int_equal(a->metrics_port, b->metrics_port);
     assert_int_equal(a->metrics_per_client, b->metrics_per_client);
 }
@@ -272,6 +278,7 @@ static void file_keys(void **state)
         "psi = /tmp/psi\n"
         "[metrics]\n"
         "per_client = yes\n"
+        "address = ::\n"
         "port = -1");
     if (tmd_config_load(&c, path, err, sizeof(err)) != 0)
         fail_msg("%s", err);
@@ -298,6 +305,7 @@ static void file_keys(void **state)
     assert_int_equal(c.governor_interval_ms, 50);
     assert_string_equal(c.meminfo_path, "/tmp/meminfo");
     assert_string_equal(c.psi_path, "/tmp/psi");
+    assert_string_equal(c.metrics_address, "::");
     assert_int_equal(c.metrics_port, -1);
     assert_int_equal(c.metrics_per_client, 1);
     /* a file over a file: only what it names changes */
@@ -340,6 +348,9 @@ static void file_errors(void **state)
         { "[governor]\ninterval_ms = 5\n", "bad.conf:2: [governor] interval_ms:" },
         { "[metrics]\nport = 65536\n", "bad.conf:2: [metrics] port:" },
         { "[metrics]\nport = -2\n", "bad.conf:2: [metrics] port:" },
+        { "[metrics]\naddress = localhost\n", "bad.conf:2: [metrics] address: 'localhost' "
+          "is not an IPv4 or IPv6 address" },
+        { "[metrics]\naddress =\n", "bad.conf:2: [metrics] address: '' is not" },
         { "[daemon]\nthis line has no equals sign\n", "bad.conf:2: syntax error" },
         { "[daemon\nsocket = /a\n", "bad.conf:1: syntax error" },
         /* the first error is the one reported, syntax or key */
@@ -425,6 +436,47 @@ static void set_keys(void **state)
     assert_int_equal(c.metrics_per_client, 0);
     assert_int_equal(tmd_config_set(&c, "", "per_client", "some", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "metrics.per_client: 'some' is not a boolean"));
+    /* the metrics address: IPv4 and IPv6 literals, nothing else */
+    static const char *const good_addr[] = { "0.0.0.0", "::", "::1", "192.168.1.20",
+                                             "fe80::1", "::ffff:127.0.0.1", "127.0.0.1" };
+    for (size_t i = 0; i < sizeof(good_addr) / sizeof(good_addr[0]); i++) {
+        if (tmd_config_set(&c, "metrics", "address", good_addr[i], err, sizeof(err)) != 0)
+            fail_msg("%s: %s", good_addr[i], err);
+        assert_string_equal(c.metrics_address, good_addr[i]);
+    }
+    static const char *const bad_addr[] = { "", "localhost", "[::1]", "127.0.0.1:9464",
+                                            "256.0.0.1", "1.2.3", "::1%lo", " 127.0.0.1",
+                                            "fe80::1::2",
+                                            "0000:0000:0000:0000:0000:ffff:255.255.255.255x" };
+    for (size_t i = 0; i < sizeof(bad_addr) / sizeof(bad_addr[0]); i++) {
+        assert_int_equal(tmd_config_set(&c, "", "address", bad_addr[i], err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "metrics.address: '"));
+        assert_non_null(strstr(err, "is not an IPv4 or IPv6 address"));
+        assert_string_equal(c.metrics_address, "127.0.0.1");    /* unchanged */
+    }
+
+    /* persistent shares: every uid's, and those of named uids */
+    assert_true(c.uid_pers_max_pct == 50);
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent_max", "1G", err,
+                                    sizeof(err)), 0);
+    assert_int_equal(c.uid_pers_max, 1ull << 30);
+    assert_int_equal(c.nuid_share, 0);
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", "1000:2G, 1001:10%", err,
+                                    sizeof(err)), 0);
+    assert_int_equal(c.nuid_share, 2);
+    assert_int_equal(c.uid_share[0].uid, 1000);
+    assert_int_equal(c.uid_share[0].bytes, 2ull << 30);
+    assert_true(c.uid_share[1].pct == 10);
+    const char *bad_share[] = { "1000", "x:1G", "1000:lots", "-1:1G", "1000:150%" };
+    for (size_t i = 0; i < sizeof(bad_share) / sizeof(bad_share[0]); i++) {
+        assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", bad_share[i], err,
+                                        sizeof(err)), -1);
+        assert_non_null(strstr(err, "memory.uid_persistent: '"));
+        assert_int_equal(c.nuid_share, 2);                      /* unchanged */
+    }
+    assert_int_equal(tmd_config_set(&c, "memory", "uid_persistent", "", err, sizeof(err)), 0);
+    assert_int_equal(c.nuid_share, 0);
 
     /* standing shared-pool authorisations */
     assert_int_equal(c.nshared_allow, 0);

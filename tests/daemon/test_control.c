@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_control.c - the control plane end to end: every tmemctl command
  * against a real tmemd with real clients, a non-administrator refused

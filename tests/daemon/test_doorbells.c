@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_doorbells.c - a tenant that rings its doorbells without posting
  * anything costs the daemon no more than it costs itself, and another
@@ -59,12 +60,6 @@ struct board {
     uint64_t lat[2][NLAT];
 };
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 static uint64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
@@ -76,7 +71,7 @@ static uint64_t clock_ns(clockid_t id)
 static bool wait_flag(_Atomic int *flag)
 {
     for (int i = 0; i < 20000 && !atomic_load(flag); i++)
-        sleep_ms(1);
+        td_sleep_ms(1);
     return atomic_load(flag) != 0;
 }
 
@@ -208,7 +203,7 @@ static int victim_main(void *arg)
         uint64_t n = atomic_fetch_add(&b->rounds[ph], 1);
         if (ph < 2 && n < NLAT)
             b->lat[ph][n] = dt;
-        sleep_ms(1);
+        td_sleep_ms(1);
     }
     tmem_client_close(c);
     return 0;
@@ -253,7 +248,7 @@ static void empty_doorbells_are_throttled(void **state)
     pid_t attacker = td_spawn_as(TD_UID_A, attacker_main, b);
     assert_true(attacker > 0);
     assert_true(wait_flag(&b->attacker_ready));
-    sleep_ms(BASE_MS);
+    td_sleep_ms(BASE_MS);
     uint64_t wcpu0 = 0;         /* what the attacker's workers had used before */
     struct tmw_ctl_client *cl;
     size_t n;
@@ -267,7 +262,7 @@ static void empty_doorbells_are_throttled(void **state)
     atomic_store(&b->phase, 1);
     uint64_t d0 = proc_cpu_ns(d.pid), t0 = clock_ns(CLOCK_MONOTONIC);
     atomic_store(&b->go, 1);
-    sleep_ms(ATTACK_MS);
+    td_sleep_ms(ATTACK_MS);
     uint64_t d1 = proc_cpu_ns(d.pid), t1 = clock_ns(CLOCK_MONOTONIC);
     assert_true(d0 > 0 && d1 >= d0);
     /* the control plane, while it rings */
@@ -292,7 +287,7 @@ static void empty_doorbells_are_throttled(void **state)
         assert_int_equal(tmc_stats(d.ctl, &after), 0);
         if (after.throttled == 0)
             break;
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     atomic_store(&b->victim_stop, 1);
     atomic_store(&b->attacker_exit, 1);
@@ -439,7 +434,7 @@ static void honest_clients_are_not_throttled(void **state)
             assert_int_equal(pthread_create(&th[k][t], NULL, honest_main, &a[k][t]), 0);
         }
     }
-    sleep_ms(HONEST_MS);
+    td_sleep_ms(HONEST_MS);
     atomic_store(&stop, 1);
     uint64_t rounds = 0;
     for (unsigned k = 0; k < HONEST_CLIENTS; k++)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_governor.c - the memory governor's policy (tmd_governor_decide, a
  * pure function): pressure gives back stepwise, relief grows back with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lend.c - lent memory (docs/protocol.md, "Lent memory: private pools
  * run in the client") against real tmemd processes, real clients
@@ -1352,6 +1353,36 @@ static void departing_clients_under_stats(void **state)
     assert_int_equal(st, 0);
 }
 
+/* The daemon's totals stay cumulative: what a client with lent memory
+ * reported last (its puts and gets, counted in its own engine) stays in
+ * tmemctl stats after it leaves. */
+static void counters_outlive_clients(void **state)
+{
+    (void)state;
+    assert_int_equal(td_start(&D, NULL), 0);
+    tmem_client_t *c = tmem_connect(D.sock, "counted");
+    assert_non_null(c);
+    int p = tmem_new_pool(c, NOUUID, 0);
+    assert_true(p >= 0);
+    uint8_t page[TMEM_PAGE_SIZE], got[TMEM_PAGE_SIZE];
+    for (uint32_t i = 0; i < 100; i++) {
+        tt_fill(page, TT_TEXT, i);
+        assert_int_equal(tmem_put_page(c, (uint32_t)p, tt_oid(1, 0, 0), i, page), 0);
+        (void)tmem_get_page(c, (uint32_t)p, tt_oid(1, 0, 0), i, got);
+    }
+    sleep_ms(400);                  /* its report is written every 100 ms */
+    struct tmw_ctl_stats s;
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    assert_true(s.engine.puts >= 100 && s.engine.gets >= 100);
+    tmem_client_close(c);
+    assert_int_equal(wait_conns(0), 0);
+    assert_int_equal(tmc_stats(D.ctl, &s), 0);
+    printf("counters_outlive_clients: after it left, %llu puts and %llu gets\n",
+           (unsigned long long)s.engine.puts, (unsigned long long)s.engine.gets);
+    assert_true(s.engine.puts >= 100 && s.engine.gets >= 100);
+    assert_int_equal(td_stop(&D), 0);
+}
+
 /* ------------------------------------------------------------------------
  * 4. Garbage in the shared page and the arenas
  * ---------------------------------------------------------------------- */
@@ -2143,6 +2174,56 @@ static void adoption_refused_over_limit(void **state)
     assert_int_equal(td_stop(&D), 0);
 }
 
+/* A client refused on coming back (its uid's share was full) is adopted by
+ * the same daemon once an administrator raises the share: its arenas were
+ * refused, never held, so they are not "already lent" on its next try. */
+static void adoption_after_share_raised(void **state)
+{
+    (void)state;
+    enum { N = 2048 };                  /* 8 MiB */
+    assert_int_equal(td_start(&D, NULL), 0);
+    tmem_client_t *c = connect_client("shared-out");
+    assert_non_null(c);
+    int pool = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST | TMEM_POOL_KEEP_ON_GET);
+    assert_true(pool >= 0);
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < N; i++) {
+        mkpage(page, TT_RANDOM, 9, 0, i);
+        assert_int_equal(tmem_put_page(c, (uint32_t)pool, tt_oid(9, 0, 0), i, page), 0);
+    }
+    /* the next daemon gives this uid 4 MiB of persistent memory */
+    const char *small[] = { "--set", "memory.uid_persistent_max=4M", NULL };
+    assert_int_equal(td_restart(&D, small), 0);
+    uint64_t t0 = now_ms();
+    struct tmw_ctl_stats s;
+    for (;;) {
+        s = stats();
+        if (s.lend_adopt_refused >= 1)
+            break;
+        assert_true(now_ms() - t0 < 10000);
+        sleep_ms(20);
+    }
+    assert_int_equal(s.lend_adopted_units, 0);
+    /* the administrator lifts the bound: it comes back on its next try */
+    assert_int_equal(tmc_set_uid(D.ctl, (uint32_t)getuid(), 0, 0), 0);
+    t0 = now_ms();
+    struct tmw_ctl_client rec;
+    while (!find_client(0, "shared-out", &rec)) {
+        if (now_ms() - t0 > 10000) {
+            s = stats();
+            fprintf(stderr, "not adopted after 10 s: %llu refusals\n",
+                    (unsigned long long)s.lend_adopt_refused);
+            fail();
+        }
+        sleep_ms(20);
+    }
+    s = stats();
+    assert_true(s.lend_adopted_units >= (uint64_t)N * PG / (128 * 1024));
+    close_client(c);
+    assert_int_equal(wait_conns(0), 0);
+    assert_int_equal(td_stop(&D), 0);
+}
+
 /* A client comes back with units it was granted but has not written yet
  * (the library grows a unit when its engine needs frames, and a frame is
  * written only when a page is stored there): they are populated (the
@@ -2340,11 +2421,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(grants_follow_demand, teardown),
         cmocka_unit_test_teardown(client_ignores_shrink, teardown),
         cmocka_unit_test_teardown(garbage_messages, teardown),
+        cmocka_unit_test_teardown(counters_outlive_clients, teardown),
         cmocka_unit_test_teardown(garbage_shared_page, teardown),
         cmocka_unit_test_teardown(old_mappings_see_no_other_data, teardown),
         cmocka_unit_test_teardown(punched_pages_charge_the_client, teardown),
         cmocka_unit_test_teardown(daemon_killed_under_load, teardown),
         cmocka_unit_test_teardown(adoption_refused_over_limit, teardown),
+        cmocka_unit_test_teardown(adoption_after_share_raised, teardown),
         cmocka_unit_test_teardown(adoption_counts_untouched_units, teardown),
         cmocka_unit_test_teardown(fork_child_gets_enotconn, teardown),
         cmocka_unit_test_teardown(connect_under_stats, teardown),

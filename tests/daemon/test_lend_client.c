@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lend_client.c - the client library's side of lent memory
  * (src/client/lend.c, connect.c, remote.c) at the moments that are hard to
@@ -91,6 +92,7 @@ struct fake {
     _Atomic int win_serve;              /* 0: posted slots are left alone */
     _Atomic int posted_seen;            /* a slot of the current window was posted */
     _Atomic unsigned served;
+    _Atomic uint32_t reply_flags;       /* TMW_REPLY_* of a new client's HELLO reply */
     /* control */
     _Atomic int quit, drop_conn, phase;
     fk_msg_fn on_msg;
@@ -341,6 +343,7 @@ static int fk_reply(struct fake *f, int conn, bool adopt)
     rep.zstd_level = cfg.zstd_level;
     rep.compress_max = cfg.compress_max;
     rep.dedup = 0;
+    rep.flags = adopt ? 0 : atomic_load(&f->reply_flags);
     int fds[3] = { wfd, f->arena[0], f->arena[1] };
     int nfds = adopt ? 1 : 3;
     union {
@@ -1021,6 +1024,134 @@ static void forked_child_keeps_connection(void **state)
     assert_int_equal(conns, 0);
 }
 
+/* ------------------------------------------------------------------------
+ * 8. A parked client's stream: the daemon's END comes after the restore.
+ *
+ * The rule (docs/protocol.md, "DATA..., END"; src/client/lend.c
+ * run_restore): the daemon streams a parked client's save stream in DATA
+ * messages, then sends END; the client restores it, then answers with its
+ * own END.  The restore is done once it has read the stream's own end, in
+ * the last DATA, which may be before the daemon's END has arrived (tmemd
+ * busy, or its thread preempted).  That END is still the stream's: the
+ * client must wait for it before it answers, and take it then, not as a
+ * stray message that ends the connection (a client that then comes back
+ * with its arenas finds them punched by the daemon as its old
+ * connection's: its restored pages read as zeros).  The fake daemon holds
+ * its END back after the last DATA; the client must stay silent until it
+ * comes, stay connected (one HELLO), and have every page.
+ * ---------------------------------------------------------------------- */
+#define R_PAGES 64u
+#define R_HOLD_MS 1000u                 /* the END held back this long at most */
+
+struct r_state {
+    uint8_t *stream;                    /* a save stream (tmem_client_save) */
+    size_t len, cap;
+    uint64_t sent_ms;                   /* when the last DATA went */
+    _Atomic int early_ends;             /* the client's END before ours */
+};
+
+static int r_write(void *arg, const void *p, size_t len)
+{
+    struct r_state *rs = arg;
+    if (rs->len + len > rs->cap) {
+        size_t nc = (rs->len + len) * 2;
+        uint8_t *n = realloc(rs->stream, nc);
+        if (!n)
+            return -ENOMEM;
+        rs->stream = n;
+        rs->cap = nc;
+    }
+    memcpy(rs->stream + rs->len, p, len);
+    rs->len += len;
+    return 0;
+}
+
+static void r_on_idle(struct fake *f, int conn)
+{
+    struct r_state *rs = f->arg;
+    if (conn < 0 || atomic_load(&f->hellos) != 1)
+        return;
+    int ph = atomic_load(&f->phase);
+    if (ph == 0) {                      /* the stream, as tmemd sends it (restore_write) */
+        uint8_t *buf = malloc(TMW_MSG_MAX);
+        const size_t room = TMW_MSG_MAX - sizeof(struct tmw_msg);
+        for (size_t at = 0; buf && at < rs->len; at += room) {
+            size_t k = rs->len - at < room ? rs->len - at : room;
+            fk_msg_init((struct tmw_msg *)(void *)buf, TMW_MSG_DATA,
+                        (uint32_t)(sizeof(struct tmw_msg) + k), 0);
+            memcpy(buf + sizeof(struct tmw_msg), rs->stream + at, k);
+            fk_send(conn, buf, sizeof(struct tmw_msg) + k);
+        }
+        free(buf);
+        rs->sent_ms = now_ms();
+        atomic_store(&f->phase, 1);
+    } else if (ph == 1 && (atomic_load(&rs->early_ends) || now_ms() - rs->sent_ms >= R_HOLD_MS)) {
+        struct tmw_msg end;             /* the daemon's END, late */
+        fk_msg_init(&end, TMW_MSG_END, sizeof(end), 0);
+        fk_send(conn, &end, sizeof(end));
+        atomic_store(&f->phase, 2);
+    }
+}
+
+static bool r_on_msg(struct fake *f, int conn, const uint8_t *buf, size_t len)
+{
+    (void)conn;
+    struct r_state *rs = f->arg;
+    const struct tmw_msg *m = (const void *)buf;
+    if (len != sizeof(*m) || m->type != TMW_MSG_END)
+        return false;
+    if (atomic_load(&f->phase) < 2)
+        atomic_fetch_add(&rs->early_ends, 1);
+    else
+        atomic_store(&f->phase, 3);     /* the client's answer, in its turn */
+    return true;
+}
+
+static void late_end_of_restore_stream(void **state)
+{
+    (void)state;
+    /* a parked client's save stream: one persistent pool (id 0) */
+    struct r_state rs;
+    memset(&rs, 0, sizeof(rs));
+    tmem_t *t = tmem_open(NULL);
+    assert_non_null(t);
+    tmem_client_t *pc = tmem_client_open(t, "parked");
+    assert_non_null(pc);
+    assert_int_equal(tmem_new_pool(pc, NOUUID, TMEM_POOL_PERSIST), 0);
+    uint8_t page[PG], got[PG];
+    for (uint32_t i = 0; i < R_PAGES; i++) {
+        mkpage(page, 9, i);
+        assert_int_equal(tmem_put_page(pc, 0, tt_oid(9, 0, 0), i, page), 0);
+    }
+    assert_int_equal(tmem_client_save(t, tmem_client_id(pc), r_write, &rs), R_PAGES);
+    tmem_close(t);
+
+    struct fake f;
+    fake_start(&f, 2u << 20, 2u << 20, r_on_msg, r_on_idle, &rs);
+    atomic_store(&f.reply_flags, TMW_REPLY_RESTORE);
+    tmem_client_t *c = tmem_connect(f.path, "parked");
+    assert_non_null(c);
+    bool answered = wait_phase(&f, 3, 5000);
+    sleep_ms(300);                      /* a reconnection would be here by now */
+    unsigned hellos = atomic_load(&f.hellos);
+    int early = atomic_load(&rs.early_ends);
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < R_PAGES; i++) {
+        mkpage(page, 9, i);
+        if (tmem_get_page(c, 0, tt_oid(9, 0, 0), i, got) == 0 && memcmp(got, page, PG) == 0)
+            hits++;
+    }
+    printf("the client's END before the daemon's: %d; HELLOs: %u; pages restored: %u of %u\n",
+           early, hellos, hits, R_PAGES);
+    tmem_client_close(c);
+    fake_stop(&f);
+    free(rs.stream);
+    assert_int_equal(early, 0);
+    assert_true(answered);
+    assert_int_equal(hellos, 1);
+    assert_int_equal(hits, R_PAGES);
+}
+
 int main(int argc, char **argv)
 {
     seed = tt_seed_from_args(argc, argv, "test_lend_client");
@@ -1038,6 +1169,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(revocation_in_two_messages),
         cmocka_unit_test(grow_during_reconnection),
         cmocka_unit_test(daemon_dies_during_rejoin),
+        cmocka_unit_test(late_end_of_restore_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lend_policy.c - the daemon's choice of whom to take lent memory
  * from (tmd_lend_victim, src/daemon/lend.h: a pure function), on made-up

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_log.c - the rate limit of tmemd's logs (tmd_log_limiter_*, on a
  * clock the test drives, and tmd_log_limited on the real one): each

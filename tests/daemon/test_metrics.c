@@ -1,11 +1,16 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_metrics.c - the Prometheus endpoint of an in-process daemon (server,
  * governor off, metrics on an ephemeral port): GET /metrics is well-formed
  * text exposition 0.0.4 (HELP and TYPE once per family before its samples,
  * counters named _total, label values escaped), carries the engine, daemon,
- * governor and (metrics.per_client on) per-client series of a connected and
- * a parked client; HEAD
- * has no body; other paths are 404 and other methods 405; port 0 is off.
+ * governor and (metrics.per_client on) per-client series of connected and
+ * parked clients, labelled by name and uid only (two of one name and uid
+ * summed in one series); HEAD
+ * has no body; other paths are 404 and other methods 405; port 0 is off; a
+ * taken port is no endpoint and no failure;
+ * metrics.address binds 127.0.0.1, ::1 and :: (both skipped without an
+ * IPv6 loopback).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,14 +31,21 @@
 
 static char dir[] = "/tmp/tmem-metrics.XXXXXX";
 
-/* One HTTP/1.0 exchange; returns the whole response (malloc'ed). */
-static char *http(uint32_t port, const char *request)
+/* One HTTP/1.0 exchange with addr (an IPv4 or IPv6 literal); returns the
+ * whole response (malloc'ed). */
+static char *http_at(const char *addr, uint32_t port, const char *request)
 {
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port) };
+    bool v6 = inet_pton(AF_INET, addr, &sa.sin_addr) != 1;
+    if (v6)
+        assert_int_equal(inet_pton(AF_INET6, addr, &sa6.sin6_addr), 1);
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(s >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (v6)
+        assert_int_equal(connect(s, (struct sockaddr *)&sa6, sizeof(sa6)), 0);
+    else
+        assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     size_t len = strlen(request);
     assert_int_equal(write(s, request, len), (ssize_t)len);
     size_t cap = 1 << 16, used = 0;
@@ -54,6 +66,11 @@ static char *http(uint32_t port, const char *request)
     buf[used] = '\0';
     close(s);
     return buf;
+}
+
+static char *http(uint32_t port, const char *request)
+{
+    return http_at("127.0.0.1", port, request);
 }
 
 static const char *body_of(const char *resp)
@@ -173,6 +190,7 @@ static void metrics_endpoint(void **state)
     assert_int_equal(tmd_control_init(&d), 0);
     assert_int_equal(tmd_server_start(&d), 0);
     assert_int_equal(tmd_governor_start(&d), 0);
+    assert_string_equal(d.cfg.metrics_address, "127.0.0.1");     /* the default */
     assert_int_equal(tmd_metrics_start(&d), 0);
     uint32_t port = tmd_metrics_port(&d);
     assert_true(port > 0);
@@ -186,6 +204,14 @@ static void metrics_endpoint(void **state)
     static uint8_t page[TMEM_PAGE_SIZE];
     memset(page, 0x42, sizeof(page));
     assert_int_equal(tmem_put_page(c, (uint32_t)pool, (tmem_oid_t){ { 7, 0, 0 } }, 0, page), 0);
+    /* a second client of the same name and uid: one series with the first */
+    tmem_client_t *c2 = tmem_connect(d.cfg.socket_path, "web-cache");
+    assert_non_null(c2);
+    int pool2 = tmem_new_pool(c2, (tmem_uuid_t){ 0, 0 }, 0);
+    assert_true(pool2 >= 0);
+    memset(page, 0x43, sizeof(page));
+    assert_int_equal(tmem_put_page(c2, (uint32_t)pool2, (tmem_oid_t){ { 8, 0, 0 } }, 0, page),
+                     0);
     tmem_client_t *p = tmem_client_open(d.engine, "we\"ird\\name");
     assert_non_null(p);
     assert_int_equal(tmd_park_client(&d, p, 1000, 1000, "we\"ird\\name"), 0);
@@ -199,29 +225,54 @@ static void metrics_endpoint(void **state)
     static const char *const want[] = {
         "# TYPE tmem_puts_total counter\n",
         "# TYPE tmem_held_bytes gauge\n",
-        "tmem_pages{kind=\"ephemeral\"} 1\n",
+        "tmem_pages{kind=\"ephemeral\"} 2\n",
         "tmem_puts_refused_total{reason=\"nomem\"} 0\n",
         "tmem_limit_bytes 33554432\n",
         "tmemd_governor_limit_bytes 33554432\n",
         "tmemd_governor_max_bytes 33554432\n",
         "tmemd_governor_enabled 0\n",
-        "tmemd_connections 1\n",
+        "tmemd_connections 2\n",
         "tmemd_parked_clients 1\n",
         "tmemd_governor_psi_some_avg10 0.00\n",
         "tmemd_frozen_clients 0\n",
+        "# TYPE tmem_build_info gauge\n",
         "# TYPE tmemd_uptime_seconds gauge\n",
         "tmemd_lending 0\n",                 /* these daemon parts lend nothing */
         "tmemd_lent_bytes{kind=\"persistent\"} 0\n",
         "tmemd_lend_units_total{event=\"granted\"} 0\n",
         "# TYPE tmem_client_lent_bytes gauge\n",
-        ",name=\"web-cache\",kind=\"ephemeral\"} 1\n",
-        ",name=\"web-cache\"} 1\n",          /* tmem_client_puts_total */
-        "name=\"we\\\"ird\\\\name\",uid=\"1000\",gid=\"1000\",pid=\"0\"} 1\n",
-        ",name=\"we\\\"ird\\\\name\"} 1\n",  /* tmem_client_parked */
+        "# TYPE tmem_client_instances gauge\n",
+        "\ntmem_client_instances{name=\"we\\\"ird\\\\name\",uid=\"1000\"} 1\n",
+        "\ntmem_client_parked{name=\"we\\\"ird\\\\name\",uid=\"1000\"} 1\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!strstr(body, want[i]))
             fail_msg("missing: %s", want[i]);
+    /* the two web-cache clients: one series, summed */
+    static const char *const web[] = {
+        "tmem_client_instances{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_pages{name=\"web-cache\",uid=\"%u\",kind=\"ephemeral\"} 2\n",
+        "tmem_client_puts_total{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_pools{name=\"web-cache\",uid=\"%u\"} 2\n",
+        "tmem_client_parked{name=\"web-cache\",uid=\"%u\"} 0\n",
+        "tmem_client_weight{name=\"web-cache\",uid=\"%u\"} 100\n",     /* not summed */
+    };
+    for (size_t i = 0; i < sizeof(web) / sizeof(web[0]); i++) {
+        char line[200];
+        line[0] = '\n';
+        snprintf(line + 1, sizeof(line) - 1, web[i], (unsigned)getuid());
+        if (!strstr(body, line))
+            fail_msg("missing: %s", line + 1);
+    }
+    /* bounded labels: no pid, no client id, no gid */
+    assert_null(strstr(body, "pid=\""));
+    assert_null(strstr(body, "client=\""));
+    assert_null(strstr(body, "gid=\""));
+    char build[80];
+    snprintf(build, sizeof(build), "\ntmem_build_info{version=\"%d.%d.%d\"} 1\n",
+             TMEM_VERSION_MAJOR, TMEM_VERSION_MINOR, TMEM_VERSION_PATCH);
+    if (!strstr(body, build))
+        fail_msg("missing: %s", build + 1);
     free(r);
 
     /* HEAD: the headers, no body */
@@ -245,6 +296,7 @@ static void metrics_endpoint(void **state)
     free(r);
 
     tmem_client_close(c);
+    tmem_client_close(c2);
     tmd_metrics_stop(&d);
     assert_int_equal(tmd_metrics_port(&d), 0);
     tmd_metrics_stop(&d);               /* twice is harmless */
@@ -267,6 +319,86 @@ static void metrics_off(void **state)
     tmd_metrics_stop(&d);
 }
 
+/* Whether this host has an IPv6 loopback to bind. */
+static bool have_ipv6_loopback(void)
+{
+    int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return false;
+    struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    bool ok = bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(s);
+    return ok;
+}
+
+/* The endpoint alone (no engine: only paths that render nothing are asked)
+ * on metrics.address; each of want answers, and the port is a free one. */
+static void serve_on(const char *address, const char *const *want, size_t nwant)
+{
+    static struct tmd d;
+    memset(&d, 0, sizeof(d));
+    char err[300];
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    assert_int_equal(tmd_config_set(&d.cfg, "", "port", "-1", err, sizeof(err)), 0);
+    if (tmd_config_set(&d.cfg, "", "address", address, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    uint32_t port = tmd_metrics_port(&d);
+    assert_true(port > 0);
+    for (size_t i = 0; i < nwant; i++) {
+        char *r = http_at(want[i], port, "GET / HTTP/1.0\r\n\r\n");
+        if (!strstr(r, " 404 "))
+            fail_msg("%s via %s: %s", address, want[i], r);
+        free(r);
+    }
+    tmd_metrics_stop(&d);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+}
+
+/* A port another socket holds: a warning, no endpoint, and no failure (the
+ * daemon goes on serving its clients). */
+static void metrics_port_taken(void **state)
+{
+    (void)state;
+    int hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(hold >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(hold, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(hold, 1), 0);
+    assert_int_equal(getsockname(hold, (struct sockaddr *)&sa, &len), 0);
+    static struct tmd d;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(tmd_config_default(&d.cfg), 0);
+    d.cfg.metrics_port = ntohs(sa.sin_port);
+    assert_int_equal(tmd_metrics_start(&d), 0);
+    assert_null(d.metrics);
+    assert_int_equal(tmd_metrics_port(&d), 0);
+    tmd_metrics_stop(&d);
+    close(hold);
+}
+
+static void metrics_address_ipv4(void **state)
+{
+    (void)state;
+    static const char *const want[] = { "127.0.0.1" };
+    serve_on("127.0.0.1", want, 1);
+}
+
+static void metrics_address_ipv6(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback()) {
+        print_message("no IPv6 loopback here: skipped\n");
+        skip();
+    }
+    static const char *const want[] = { "::1" };
+    serve_on("::1", want, 1);
+    /* "::": every address, IPv4 too (dual stack) */
+    static const char *const both[] = { "::1", "127.0.0.1" };
+    serve_on("::", both, 2);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -284,6 +416,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(metrics_endpoint),
         cmocka_unit_test(metrics_off),
+        cmocka_unit_test(metrics_port_taken),
+        cmocka_unit_test(metrics_address_ipv4),
+        cmocka_unit_test(metrics_address_ipv6),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

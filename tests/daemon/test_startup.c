@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_startup.c - what tmemd refuses or survives at start-up, with real
  * daemons (td_harness) and tmemd processes run directly: a second daemon
@@ -6,7 +7,8 @@
  * second is gone; a daemon removes only the socket file it bound; a fixed
  * max_memory above MemTotal stops the start (with the figures), and the
  * figure used is logged; --config naming a device or a FIFO stops the
- * start at once, and a FIFO as the state file neither blocks the start nor
+ * start at once; without --config the default file is read if it exists
+ * and the embedded default used if not, and a FIFO as the state file neither blocks the start nor
  * is written over at stop; a forged state file's client name with control
  * characters reaches neither the log nor the client list raw, and its
  * weight or cap out of range is refused.
@@ -55,6 +57,7 @@ static int cleanup(void **state)
         other = -1;
     }
     td_window_mode = 0;
+    unsetenv("TMEMD_CONFIG");
     if (D.pid > 0)
         kill(D.pid, SIGCONT);   /* a test may have stopped it */
     if (D.dir[0]) {
@@ -62,19 +65,6 @@ static int cleanup(void **state)
         memset(&D, 0, sizeof(D));
     }
     return 0;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
 }
 
 /* A file's text, terminated ("" if there is none), in a buffer of its own
@@ -112,6 +102,8 @@ static pid_t run_tmemd(const char *const *args, const char *log)
         prctl(PR_SET_PDEATHSIG, SIGKILL);       /* it dies with the test */
         if (!freopen("/dev/null", "w", stdout) || !freopen(log, "w", stderr))
             _exit(126);
+        if (!getenv("TMEMD_CONFIG"))
+            setenv("TMEMD_CONFIG", "", 1);      /* not the host's file */
         execv(bin, (char *const *)argv);
         _exit(127);
     }
@@ -123,19 +115,19 @@ static pid_t run_tmemd(const char *const *args, const char *log)
  * -1 if it still runs (it is killed) or died of a signal. */
 static int wait_exit(pid_t pid, unsigned ms)
 {
-    uint64_t until = now_ms() + ms;
+    uint64_t until = td_now_ms() + ms;
     int status = 0;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             break;
-        if (now_ms() > until) {
+        if (td_now_ms() > until) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             other = -1;
             return -1;
         }
-        sleep_ms(10);
+        td_sleep_ms(10);
     }
     other = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -156,6 +148,40 @@ static void expect_log(const char *what)
     char path[300];
     snprintf(path, sizeof(path), "%s/tmemd.log", D.dir);
     expect_in(read_text(path), what, "the daemon's log");
+}
+
+/* A put and a get through the daemon at ((const char **)arg)[0] as client
+ * [1], in a tenant's process: 0, or what failed. */
+static int put_get_main(void *arg)
+{
+    const char *const *a = arg;
+    tmem_client_t *c = tmem_connect(a[0], a[1]);
+    if (!c)
+        return 2;
+    int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
+    uint8_t in[PG], out[PG];
+    tt_fill(in, TT_RANDOM, 43);
+    if (p < 0 || tmem_put_page(c, (uint32_t)p, OID, 0, in) != 0 ||
+        tmem_get_page(c, (uint32_t)p, OID, 0, out) != 0 || memcmp(in, out, PG) != 0)
+        return 3;
+    tmem_client_close(c);
+    return 0;
+}
+
+/* Two tenants where the test may switch uids (root), else two processes
+ * of this uid. */
+static uid_t tenant(uid_t uid)
+{
+    return td_can_switch_uid() ? uid : TD_UID_SELF;
+}
+
+/* client_works in a process of uid (the daemon's directory open to all). */
+static void client_works_as(uid_t uid, const char *sock, const char *name)
+{
+    const char *a[] = { sock, name };
+    pid_t p = td_spawn_as(uid, put_get_main, a);
+    assert_true(p > 0);
+    assert_int_equal(td_wait_child(p), 0);
 }
 
 /* A client that puts a page and gets it back through the daemon at sock. */
@@ -208,34 +234,86 @@ static size_t fill_backlog(const char *path, int *fds, size_t max)
     return n;
 }
 
+/* A tenant that fills the client socket's backlog, says so on ready_fd,
+ * holds the connections until a byte comes on stop_fd, then closes them.
+ * 0, or 1. */
+struct filler {
+    const char *path;
+    int ready_fd, stop_fd;
+};
+
+static int fill_main(void *arg)
+{
+    const struct filler *f = arg;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+    static int fds[4096];
+    size_t n = 0;
+    while (n < 4096) {
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 1;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(fd);
+            if (errno != EAGAIN)
+                return 1;
+            break;
+        }
+        fds[n++] = fd;
+    }
+    if (n == 4096 || write(f->ready_fd, "r", 1) != 1)
+        return 1;
+    char b;
+    if (read(f->stop_fd, &b, 1) != 1)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    return 0;
+}
+
 /* A second daemon on the same socket paths, started while the first one
  * is stopped with both listen backlogs full (connecting to them says
- * EAGAIN, as if nobody listened): it refuses to start at once, naming the
- * lock and the first one's pid, and the first one's sockets stay its own
- * and serve. */
+ * EAGAIN, as if nobody listened; a tenant of one uid filled the client
+ * socket's): it refuses to start at once, naming the lock and the first
+ * one's pid, and the first one's sockets stay its own and serve a tenant
+ * of another uid. */
 static void second_daemon_is_refused(void **state)
 {
     (void)state;
     assert_int_equal(td_start(&D, NULL), 0);
+    assert_int_equal(td_open_to_all(&D), 0);
     client_works(D.sock, "first");
     ino_t sock_ino = inode_of(D.sock), ctl_ino = inode_of(D.ctl);
 
     enum { MAXFD = 4096 };
-    static int fds[2 * MAXFD];
+    static int fds[MAXFD];
     assert_int_equal(kill(D.pid, SIGSTOP), 0);
-    size_t n = fill_backlog(D.sock, fds, MAXFD);
-    n += fill_backlog(D.ctl, fds + n, MAXFD);
+    int ready[2], stop[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(stop), 0);
+    struct filler f = { D.sock, ready[1], stop[0] };
+    pid_t filler = td_spawn_as(tenant(TD_UID_A), fill_main, &f);
+    assert_true(filler > 0);
+    char b;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    size_t n = fill_backlog(D.ctl, fds, MAXFD);     /* (the control socket: administrators) */
 
     char log[300];
     snprintf(log, sizeof(log), "%s/second.log", D.dir);
     const char *args[] = { "--socket", D.sock, "--control-socket", D.ctl, "--max-memory", "64M",
                            "--set", "metrics.port=0", "--set", "governor.enabled=false", NULL };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = wait_exit(run_tmemd(args, log), 2000);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     kill(D.pid, SIGCONT);
     for (size_t i = 0; i < n; i++)
         close(fds[i]);
+    assert_int_equal(write(stop[1], "s", 1), 1);
+    assert_int_equal(td_wait_child(filler), 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(stop[0]);
+    close(stop[1]);
     char *text = read_text(log);
     if (rc <= 0)
         fail_msg("the second tmemd %s (%llu ms); its log:\n%s",
@@ -248,10 +326,13 @@ static void second_daemon_is_refused(void **state)
     expect_in(text, pid, "the second tmemd's log");
     expect_in(text, "not starting", "the second tmemd's log");
 
-    /* the first one's sockets are the files it bound, and serve */
+    /* the first one's sockets are the files it bound, and serve (once it
+     * has seen the ends of the backlog's connections: this uid's
+     * connections still in their HELLO are bounded) */
     assert_int_equal(inode_of(D.sock), sock_ino);
     assert_int_equal(inode_of(D.ctl), ctl_ino);
-    client_works(D.sock, "after");
+    assert_int_equal(td_wait_connections(&D, 0), 0);
+    client_works_as(tenant(TD_UID_B), D.sock, "after");
     struct tmw_ctl_stats s;
     assert_int_equal(tmc_stats(D.ctl, &s), 0);
     assert_int_equal(td_stop(&D), 0);
@@ -299,9 +380,9 @@ static char *refused(const char *const *more, const char *what)
     for (int i = 0; more[i] && n < 31; i++)
         args[n++] = more[i];
     args[n] = NULL;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = wait_exit(run_tmemd(args, log), 2000);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     char *text = read_text(log);
     if (rc <= 0)
         fail_msg("tmemd %s (%llu ms); its log:\n%s",
@@ -360,8 +441,71 @@ static void config_not_a_regular_file(void **state)
     unlink(fifo);
 }
 
+/* ------------------------------------------------------------------------
+ * The default configuration file
+ * ---------------------------------------------------------------------- */
+/* Without --config, tmemd reads the default file ($TMEMD_CONFIG here, the
+ * installed sysconfdir's tmem/tmemd.conf otherwise) if it exists and runs
+ * on the embedded default if it does not (the systemd unit passes no
+ * --config); a default file with an error stops the start like any; an
+ * explicit --config naming no file is an error, and with --config the
+ * default file is not read. */
+static void default_config_file(void **state)
+{
+    (void)state;
+    char none[300], bad[300], good[300], msg[400];
+    snprintf(none, sizeof(none), "%s/none.conf", tmpdir);
+    snprintf(bad, sizeof(bad), "%s/bad.conf", tmpdir);
+    snprintf(good, sizeof(good), "%s/good.conf", tmpdir);
+    tt_write_file(bad, "[memory]\ncompress = gzip\n");
+    tt_write_file(good, "[daemon]\nmax_clients = 7\n");
+
+    /* no file there: the embedded default, and said so */
+    assert_int_equal(setenv("TMEMD_CONFIG", none, 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    snprintf(msg, sizeof(msg), "configuration: the embedded default (no %s)", none);
+    expect_log(msg);
+    client_works(D.sock, "default-missing");
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* a file there: read */
+    assert_int_equal(setenv("TMEMD_CONFIG", good, 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    snprintf(msg, sizeof(msg), "configuration: %s", good);
+    expect_log(msg);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* an error in it stops the start, naming the file and the line */
+    assert_int_equal(setenv("TMEMD_CONFIG", bad, 1), 0);
+    const char *noargs[] = { NULL };
+    refused(noargs, "bad.conf:2: [memory] compress: 'gzip' is not a codec");
+
+    /* with --config, the default file is not read */
+    const char *withgood[] = { "--config", good, NULL };
+    assert_int_equal(td_start(&D, withgood), 0);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+
+    /* an explicit --config naming no file is an error, the default file
+     * missing or not */
+    assert_int_equal(setenv("TMEMD_CONFIG", none, 1), 0);
+    const char *withnone[] = { "--config", none, NULL };
+    refused(withnone, "none.conf: No such file or directory");
+
+    /* empty: no default file at all */
+    assert_int_equal(setenv("TMEMD_CONFIG", "", 1), 0);
+    assert_int_equal(td_start(&D, NULL), 0);
+    expect_log("configuration: the embedded default\n");
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+    unsetenv("TMEMD_CONFIG");
+}
+
 /* A FIFO as the state file: the daemon starts at once without it (the
- * state file never fails the start), says why, serves, and at stop does
+ * state file never fails the start), says why, serves (a tenant of another
+ * uid, and one of this uid with a persistent page), and at stop does
  * not write over it. */
 static void state_file_fifo(void **state)
 {
@@ -372,14 +516,16 @@ static void state_file_fifo(void **state)
     snprintf(set, sizeof(set), "daemon.state_file=%s", fifo);
     const char *args[] = { "--set", set, NULL };
     td_window_mode = 1;         /* the daemon holds the persistent pages, to save */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     int rc = td_start(&D, args);
     td_window_mode = 0;
     assert_int_equal(rc, 0);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = td_now_ms() - t0;
     if (took > 2000)
         fail_msg("tmemd took %llu ms to start", (unsigned long long)took);
     expect_log("not a regular file (a FIFO): not read, left in place; starting without it");
+    assert_int_equal(td_open_to_all(&D), 0);
+    client_works_as(tenant(TD_UID_A), D.sock, "keeper");   /* a tenant with persistent pages */
     tmem_client_t *c = tmem_connect(D.sock, "keeper");
     assert_non_null(c);
     int p = tmem_new_pool(c, NOUUID, TMEM_POOL_PERSIST);
@@ -556,7 +702,7 @@ static void forged_state_file(void **state)
     /* the file was sound: removed once loaded, not renamed aside */
     struct stat st;
     for (int i = 0; i < 1000 && lstat(path, &st) == 0; i++)
-        sleep_ms(10);
+        td_sleep_ms(10);
     assert_int_equal(lstat(path, &st), -1);
     assert_int_equal(lstat(bad, &st), -1);
 
@@ -618,6 +764,7 @@ int main(void)
         cmocka_unit_test_teardown(max_memory_above_memtotal, cleanup),
         cmocka_unit_test_teardown(max_memory_is_logged, cleanup),
         cmocka_unit_test_teardown(config_not_a_regular_file, cleanup),
+        cmocka_unit_test_teardown(default_config_file, cleanup),
         cmocka_unit_test_teardown(state_file_fifo, cleanup),
         cmocka_unit_test_teardown(forged_state_file, cleanup),
     };

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_state.c - tmemd's state file: clients' persistent pages across a
  * clean restart (docs/protocol.md, "Restart with a state file").
@@ -338,6 +339,51 @@ static void restart_keeps_persistent_pages(void **state)
     /* it left: its pages went with it */
     td_wait_connections(&D, 0);
     assert_int_equal(parked(), 0);
+    assert_int_equal(td_stop(&D), 0);
+    memset(&D, 0, sizeof(D));
+}
+
+/* A client restored from the state file and adopted by its owner is still
+ * in its uid's persistent share: it holds its share already, so a new
+ * persistent page is refused (-EDQUOT), as before the restart. */
+static void restored_client_keeps_its_share(void **state)
+{
+    (void)state;
+    const char *share[] = { "--set", "memory.uid_persistent_max=1M", NULL };
+    start_with_state(share);
+    tmem_client_t *a = connect_as("tenant");
+    int P = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST | TMEM_POOL_KEEP_ON_GET);
+    assert_true(P >= 0);
+    uint8_t page[PG];
+    uint32_t n = 0;
+    int rc = 0;
+    for (; n < 1024; n++) {
+        fill(page, 11, n);
+        if ((rc = tmem_put_page(a, (uint32_t)P, OID, n, page)) != 0)
+            break;
+    }
+    assert_int_equal(rc, -EDQUOT);
+    assert_true(n > 0 && n <= 256);
+    const char *args[] = { "--state-file", state_path, "--set", "memory.uid_persistent_max=1M",
+                           NULL };
+    restart(args);
+    wait_removed(state_path);
+    tmem_client_close(a);
+    a = connect_as("tenant");
+    assert_int_equal(parked(), 0);
+    assert_int_equal(bad_pages(a, P, 11, n), 0);
+    uint32_t more = 0;
+    for (; more < 512; more++) {
+        fill(page, 12, more);
+        if ((rc = tmem_put_page(a, (uint32_t)P, OID, 100000 + more, page)) != 0)
+            break;
+    }
+    printf("restored_client_keeps_its_share: %u pages held, %u more taken after the restart\n",
+           n, more);
+    assert_int_equal(rc, -EDQUOT);
+    assert_true(more <= 1);
+    tmem_client_close(a);
+    td_wait_connections(&D, 0);
     assert_int_equal(td_stop(&D), 0);
     memset(&D, 0, sizeof(D));
 }
@@ -793,6 +839,7 @@ int main(int argc, char **argv)
     td_window_mode = 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(restart_keeps_persistent_pages, stop_daemon),
+        cmocka_unit_test_teardown(restored_client_keeps_its_share, stop_daemon),
         cmocka_unit_test_teardown(crash_after_load_brings_nothing_back, stop_daemon),
         cmocka_unit_test_teardown(damaged_files_are_refused, stop_daemon),
         cmocka_unit_test_teardown(client_too_big_is_left_out, stop_daemon),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_tenants.c - one tenant cannot shut the others out: real tmemd
  * processes and real client processes of two unprivileged uids (TD_UID_A
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,19 +35,6 @@
 #include "tmem_test.h"
 
 static const tmem_uuid_t NOUUID = { 0, 0 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
 
 /* Has the parent written to the pipe (the child's signal to stop)? */
 static bool told_to_stop(int fd)
@@ -66,12 +55,12 @@ struct neighbour {
 static int neighbour_main(void *arg)
 {
     const struct neighbour *nb = arg;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = td_now_ms();
     tmem_client_t *c = NULL;
-    while (!c && now_ms() - t0 < 2000) {
+    while (!c && td_now_ms() - t0 < 2000) {
         c = tmem_connect(nb->sock, "neighbour");
         if (!c)
-            sleep_ms(20);       /* a refusal is an answer: the user tries again */
+            td_sleep_ms(20);       /* a refusal is an answer: the user tries again */
     }
     if (!c) {
         fprintf(stderr, "neighbour: no connection in 2 s: %s\n", strerror(errno));
@@ -79,7 +68,7 @@ static int neighbour_main(void *arg)
     }
     if (nb->pages == 0) {       /* only the connection */
         fprintf(stderr, "neighbour: connected in %llu ms\n",
-                (unsigned long long)(now_ms() - t0));
+                (unsigned long long)(td_now_ms() - t0));
         tmem_client_close(c);
         return 0;
     }
@@ -106,7 +95,7 @@ static int neighbour_main(void *arg)
             return 13;
         }
     }
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = td_now_ms() - t0;
     fprintf(stderr, "neighbour: connected, %u persistent pages stored and read back in %llu ms\n",
             nb->pages, (unsigned long long)ms);
     tmem_client_close(c);
@@ -172,7 +161,7 @@ static int silent_main(void *arg)
             fds[i] = connect_raw(s->sock);
             opened++;
         }
-        sleep_ms(5);
+        td_sleep_ms(5);
     }
     fprintf(stderr, "attacker: %lu silent connections opened\n", opened);
     return 0;
@@ -190,9 +179,9 @@ static void silent_connections(bool window)
     assert_true(a > 0);
     char b;
     assert_int_equal(read(ready[0], &b, 1), 1);
-    sleep_ms(300);              /* the attack in full */
+    td_sleep_ms(300);              /* the attack in full */
     run_neighbour(d.sock, 256);
-    sleep_ms(1200);             /* past the HELLO timeout: the attacker reopens */
+    td_sleep_ms(1200);             /* past the HELLO timeout: the attacker reopens */
     run_neighbour(d.sock, 256);
     assert_int_equal(write(stop[1], "s", 1), 1);
     assert_int_equal(td_wait_child(a), 0);
@@ -206,16 +195,52 @@ static void silent_connections(bool window)
     assert_int_equal(td_stop(&d), 0);
 }
 
-static void silent_connections_lend(void **state)
+/* The bound on one uid's connections still in their HELLO does not refuse
+ * an honest burst: 32 processes of uid B connect at once, with their
+ * HELLOs, and every one is served. */
+struct burst {
+    const char *sock;
+};
+
+static int burst_main(void *arg)
 {
-    (void)state;
-    silent_connections(false);
+    const struct burst *b = arg;
+    pid_t kids[32];
+    for (int i = 0; i < 32; i++) {
+        if ((kids[i] = fork()) == 0) {
+            tmem_client_t *c = tmem_connect(b->sock, "burst");
+            if (!c)
+                _exit(1);
+            td_sleep_ms(300);          /* all of them connected at once */
+            tmem_client_close(c);
+            _exit(0);
+        }
+    }
+    int refused = 0;
+    for (int i = 0; i < 32; i++) {
+        int st;
+        refused += kids[i] < 0 || waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) ||
+                   WEXITSTATUS(st) != 0;
+    }
+    fprintf(stderr, "burst: %d of 32 connections refused\n", refused);
+    return refused ? 40 : 0;
 }
 
-static void silent_connections_window(void **state)
+static void burst_of_one_uid(void **state)
 {
     (void)state;
-    silent_connections(true);
+    td_t d = start_shared_daemon(NULL);
+    struct burst b = { d.sock };
+    pid_t p = td_spawn_as(TD_UID_B, burst_main, &b);
+    assert_true(p > 0);
+    assert_int_equal(td_wait_child(p), 0);
+    assert_int_equal(td_stop(&d), 0);
+}
+
+/* state: "lend" or "window" */
+static void silent_connections_case(void **state)
+{
+    silent_connections(strcmp(*state, "window") == 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -278,7 +303,7 @@ static int flood_main(void *arg)
                 return 32;
         }
         if (said)
-            sleep_ms(1);        /* still asking, as an attacker would */
+            td_sleep_ms(1);        /* still asking, as an attacker would */
         if (idx > 400000)
             return 33;          /* never refused: no bound at all */
     }
@@ -327,10 +352,15 @@ static bool client_present(const td_t *d, uint32_t id)
     return found;
 }
 
-static void persistent_flood(bool window)
+/* share_mib: uid A's share named in the configuration (memory.
+ * uid_persistent), or 0 for the default (half of the daemon's 64 MiB). */
+static void persistent_flood(bool window, unsigned share_mib)
 {
-    const char *args[] = { "--set", window ? "memory.lend=false" : "memory.lend=true", NULL };
-    td_t d = start_shared_daemon(args);     /* 64 MiB; a uid's share 32 MiB */
+    char named[64];
+    snprintf(named, sizeof(named), "memory.uid_persistent=%u:%uM", TD_UID_A, share_mib);
+    const char *args[] = { "--set", window ? "memory.lend=false" : "memory.lend=true",
+                           share_mib ? "--set" : NULL, named, NULL };
+    td_t d = start_shared_daemon(args);
     int stop[2], ready[2];
     assert_int_equal(pipe(stop), 0);
     assert_int_equal(pipe(ready), 0);
@@ -339,7 +369,8 @@ static void persistent_flood(bool window)
     assert_true(a > 0);
     char b;
     assert_int_equal(read(ready[0], &b, 1), 1);
-    uint64_t held = uid_persistent_bytes(&d, TD_UID_A), share = 32ull << 20;
+    uint64_t held = uid_persistent_bytes(&d, TD_UID_A);
+    uint64_t share = (share_mib ? share_mib : 32ull) << 20;
     fprintf(stderr, "uid A holds %llu KiB of persistent memory (its share %llu KiB)\n",
             (unsigned long long)(held >> 10), (unsigned long long)(share >> 10));
     assert_true(held <= share);
@@ -363,13 +394,13 @@ static void persistent_flood(bool window)
     uint32_t victim = first_client_of(&d, TD_UID_A);
     assert_true(victim > 0);
     assert_int_equal(tmc_end_client(d.ctl, victim), 0);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 5000 && client_present(&d, victim))
-        sleep_ms(20);
+    uint64_t t0 = td_now_ms();
+    while (td_now_ms() - t0 < 5000 && client_present(&d, victim))
+        td_sleep_ms(20);
     assert_false(client_present(&d, victim));
     assert_int_equal(tmc_end_client(d.ctl, victim), -ENOENT);
     uint64_t after = uid_persistent_bytes(&d, TD_UID_A);
-    sleep_ms(500);                          /* the attacker goes on asking */
+    td_sleep_ms(500);                          /* the attacker goes on asking */
     uint64_t later = uid_persistent_bytes(&d, TD_UID_A);
     fprintf(stderr, "after tmemctl set-uid 4M and end: uid A holds %llu KiB, then %llu KiB\n",
             (unsigned long long)(after >> 10), (unsigned long long)(later >> 10));
@@ -386,16 +417,16 @@ static void persistent_flood(bool window)
     assert_int_equal(td_stop(&d), 0);
 }
 
-static void persistent_flood_lend(void **state)
-{
-    (void)state;
-    persistent_flood(false);
-}
+/* state: { window, share_mib } as persistent_flood's */
+struct flood_case {
+    bool window;
+    unsigned share_mib;
+};
 
-static void persistent_flood_window(void **state)
+static void persistent_flood_case(void **state)
 {
-    (void)state;
-    persistent_flood(true);
+    const struct flood_case *fc = *state;
+    persistent_flood(fc->window, fc->share_mib);
 }
 
 /* With no share at all (memory.uid_persistent_max=0), uid A fills the
@@ -440,11 +471,17 @@ int main(void)
         return TD_SKIP;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* with lent memory and without; the default share, and a named one */
+    static struct flood_case floods[] = { { false, 0 }, { true, 0 }, { false, 12 },
+                                          { true, 12 } };
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(silent_connections_lend),
-        cmocka_unit_test(silent_connections_window),
-        cmocka_unit_test(persistent_flood_lend),
-        cmocka_unit_test(persistent_flood_window),
+        cmocka_unit_test(burst_of_one_uid),
+        { "silent_connections_lend", silent_connections_case, NULL, NULL, "lend" },
+        { "silent_connections_window", silent_connections_case, NULL, NULL, "window" },
+        { "persistent_flood_lend", persistent_flood_case, NULL, NULL, &floods[0] },
+        { "persistent_flood_window", persistent_flood_case, NULL, NULL, &floods[1] },
+        { "named_share_lend", persistent_flood_case, NULL, NULL, &floods[2] },
+        { "named_share_window", persistent_flood_case, NULL, NULL, &floods[3] },
         cmocka_unit_test(connect_when_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

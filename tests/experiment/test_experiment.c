@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_experiment.c - a smoke test of the multi-tenant experiment
  * (bench/experiment, docs/experiment.md): the driver runs at tiny sizes

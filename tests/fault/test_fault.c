@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fault.c - allocation-failure injection (SQLite-style OOM loop).
  *

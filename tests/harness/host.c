@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * host.c - semantic tests in-process or through tmemd (host.h).
  */

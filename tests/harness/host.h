@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * host.h - where a semantic test runs: an in-process engine, or a real
  * tmemd reached through tmem_connect() (the same test source is built both

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_test.c - the shared test helpers (see tmem_test.h).
  */
@@ -163,6 +164,36 @@ void tt_write_file(const char *path, const char *text)
     fputs(text, f);
     fclose(f);
     assert_int_equal(rename(tmp, path), 0);
+}
+
+/* ---- failures in threads the test starts ------------------------------- */
+#define TT_FAILS_TOLD 5     /* failures written to stderr as they happen */
+
+void tt_fail_at(tt_fails *f, const char *file, int line, const char *fmt, ...)
+{
+    char msg[sizeof(f->first)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    unsigned long n = atomic_fetch_add(&f->count, 1);
+    if (n == 0) {           /* only this thread writes the first failure */
+        snprintf(f->first, sizeof(f->first), "%s", msg);
+        f->file = file;
+        f->line = line;
+    }
+    if (n < TT_FAILS_TOLD)
+        fprintf(stderr, "%s:%d: failed (recorded): %s\n", file, line, msg);
+}
+
+void tt_fails_assert(tt_fails *f)
+{
+    unsigned long n = atomic_load(&f->count);
+    if (n == 0)
+        return;
+    print_error("%s:%d: %s (%lu recorded failure%s; this one first)\n", f->file, f->line,
+                f->first, n, n == 1 ? "" : "s");
+    _fail(f->file, f->line);
 }
 
 /* ---- tests that cannot run here ---------------------------------------- */

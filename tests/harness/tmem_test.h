@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tmem_test.h - helpers shared by the tests: cmocka, engines with small
  * limits, deterministic page contents, a seeded PRNG, and the rule that
@@ -8,6 +9,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +70,49 @@ typedef struct tt_buf {
 int  tt_buf_write(void *arg, const void *p, size_t len);
 int  tt_buf_read(void *arg, void *p, size_t len);
 void tt_buf_free(tt_buf *b);
+
+/* ---- failures in threads the test starts --------------------------------
+ * cmocka's assert_*() and fail() belong to the test's own thread: they
+ * longjmp back to its runner, which from another thread is undefined
+ * behaviour.  A thread the test starts records failures instead, and the
+ * test's thread asserts after joining it:
+ *   tt_fails      a failure count and the first failure (its message, file
+ *                 and line); zero-initialised (TT_FAILS_INIT, or static or
+ *                 memset storage) it holds none; shared by any number of
+ *                 threads;
+ *   TT_CHECK(f, cond)            records "cond" in f when cond is false;
+ *   TT_CHECK_INT_EQ(f, a, b)     records "a == b" and both values when they
+ *                                differ (as assert_int_equal);
+ *   TT_FAIL(f, fmt, ...)         records a failure with its own message;
+ *   tt_fails_assert(f)           in the test's thread, after the joins:
+ *                                fails the test at the first failure's
+ *                                line, saying it and the count, if any.
+ * Each records the first failures on stderr as they happen (a few, then
+ * only counts).  The checks evaluate to cond's truth, so a thread can stop
+ * or go on as the case needs. */
+typedef struct tt_fails {
+    atomic_ulong count;
+    char first[256];            /* written by the thread that counted 1 */
+    const char *file;
+    int line;
+} tt_fails;
+#define TT_FAILS_INIT { 0 }
+void tt_fail_at(tt_fails *f, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void tt_fails_assert(tt_fails *f);
+#define TT_FAIL(f, ...) tt_fail_at((f), __FILE__, __LINE__, __VA_ARGS__)
+#define TT_CHECK(f, cond) \
+    ((cond) ? 1 : (tt_fail_at((f), __FILE__, __LINE__, "%s", #cond), 0))
+#define TT_CHECK_INT_EQ(f, a, b) \
+    tt_check_int_eq((f), (intmax_t)(a), (intmax_t)(b), #a " == " #b, __FILE__, __LINE__)
+static inline int tt_check_int_eq(tt_fails *f, intmax_t a, intmax_t b, const char *what,
+                                  const char *file, int line)
+{
+    if (a == b)
+        return 1;
+    tt_fail_at(f, file, line, "%s: %jd != %jd", what, a, b);
+    return 0;
+}
 
 /* ---- tests that cannot run here ----------------------------------------
  * A test that lacks what it needs (root, a device, a kernel feature, a

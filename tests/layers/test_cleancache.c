@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cleancache.c - the cleancache layer against a model of what a
  * filesystem may assume, in-process and through real tmemd processes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_frontswap.c - the frontswap layer against a model of what a pager may
  * assume, in-process and through real tmemd processes.

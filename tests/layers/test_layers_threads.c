@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_layers_threads.c - the layers under threads and a daemon restart.
  *

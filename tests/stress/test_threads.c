@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_threads.c - concurrent stress with integrity checks (run under
  * ThreadSanitizer in CI).
@@ -33,6 +34,7 @@ static uint64_t SEED;
 static long OPS = 60000;
 static tmem_uuid_t SHARED_UUID = { 0x5eed, 0xcafe };
 static _Atomic int stop_host;
+static tt_fails host_fails;     /* the host thread's failed checks (asserted in stress) */
 
 struct hdr { uint64_t magic, oid0; uint32_t index, version; uint64_t sum; };
 
@@ -193,7 +195,7 @@ static void *host_main(void *arg)
             void *p = tmem_relinquish_pageblock(T, order);
             if (p) {
                 memset(p, 0x5a, (size_t)PG << order);   /* it is ours to use */
-                assert_int_equal(tmem_return_pages(T, p, order), 0);
+                TT_CHECK_INT_EQ(&host_fails, tmem_return_pages(T, p, order), 0);
             }
             break;
         }
@@ -298,6 +300,7 @@ static void stress(void **state)
     }
     long churn_errors = 0;
     stop_host = 0;
+    memset(&host_fails, 0, sizeof(host_fails));
     for (int i = 0; i < NWORKERS; i++)
         pthread_create(&tw[i], NULL, worker_main, &ws[i]);
     for (int i = 0; i < 2; i++)
@@ -328,6 +331,7 @@ static void stress(void **state)
                   OPS, (unsigned long long)s.puts, (unsigned long long)s.gets,
                   (unsigned long long)s.gets_hit, (unsigned long long)s.evictions,
                   (unsigned long long)s.evict_skipped_busy, xs[0].hits, xs[1].hits, sa.cycles);
+    tt_fails_assert(&host_fails);
     assert_int_equal(errors, 0);
     assert_true(s.evictions > 0);
     assert_true(xs[0].hits + xs[1].hits > 0);
@@ -345,6 +349,7 @@ struct walker_arg {
     tmem_t *t;
     atomic_int stop;
     atomic_ulong walks;
+    tt_fails fails;             /* asserted by the test's thread after the join */
 };
 
 static void *walker_main(void *arg)
@@ -353,14 +358,14 @@ static void *walker_main(void *arg)
     char buf[4096];
     while (!atomic_load(&w->stop)) {
         tmem_stats_t s;
-        assert_int_equal(tmem_stats_get(w->t, &s), 0);
+        TT_CHECK_INT_EQ(&w->fails, tmem_stats_get(w->t, &s), 0);
         tmem_list(w->t, TMEM_CLIENT_ALL, 1, buf, sizeof(buf));
         uint32_t ids[4];
         size_t n = tmem_client_ids(w->t, ids, 4);
         for (size_t i = 0; i < n && i < 4; i++) {
             tmem_client_info_t info;
             int rc = tmem_client_info(w->t, ids[i], &info);    /* may race a release */
-            assert_true(rc == 0 || rc == -ENOENT);
+            TT_CHECK(&w->fails, rc == 0 || rc == -ENOENT);
         }
         atomic_fetch_add(&w->walks, 1);
     }
@@ -387,6 +392,7 @@ static void release_while_walking(void **state)
     }
     atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
+    tt_fails_assert(&w.fails);
     tmem_stats_t s;
     tmem_stats_get(t, &s);
     assert_int_equal(s.clients, 0);

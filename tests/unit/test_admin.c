@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_admin.c - the administrator's controls and the statistics: freeze and
  * thaw (one client and all), weight, persistent cap (and their ranges,
@@ -72,7 +73,7 @@ static void cap_refuses_persistent(void **state)
 }
 
 /* Two clients of one quota group share its cap; a third outside it does
- * not; a client with pools cannot change group; closing gives pages back. */
+ * not until it joins, bringing its pages; closing gives pages back. */
 static void group_cap_is_shared(void **state)
 {
     (void)state;
@@ -88,7 +89,6 @@ static void group_cap_is_shared(void **state)
     int pa = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST);
     int pb = tmem_new_pool(b, NOUUID, TMEM_POOL_PERSIST);
     int po = tmem_new_pool(o, NOUUID, TMEM_POOL_PERSIST);
-    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(a), 0), -EBUSY);
     uint8_t page[PG];
     uint32_t i;
     for (i = 0; i < 8; i++) {
@@ -107,6 +107,15 @@ static void group_cap_is_shared(void **state)
         assert_int_equal(tmem_put_page(o, (uint32_t)po, tt_oid(1, 0, 0), i, page), 0);
     }
     assert_int_equal(tmem_check(t), 0);
+    /* the third joins with its 20 pages: over the cap they stay, new puts
+     * are refused; it leaves with them */
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(o), 7), 0);
+    assert_int_equal(tmem_group_pages(t, 7), 32);
+    assert_int_equal(tmem_put_page(o, (uint32_t)po, tt_oid(1, 0, 0), 20, page), -EDQUOT);
+    assert_int_equal(tmem_check(t), 0);
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(o), 0), 0);
+    assert_int_equal(tmem_group_pages(t, 7), 12);
+    assert_int_equal(tmem_put_page(o, (uint32_t)po, tt_oid(1, 0, 0), 20, page), 0);
     assert_int_equal(tmem_flush_page(a, (uint32_t)pa, tt_oid(1, 0, 0), 0), 0);
     assert_int_equal(tmem_put_page(b, (uint32_t)pb, tt_oid(1, 0, 0), 4, page), 0);
     tmem_client_close(a);           /* its 7 pages leave the group */
@@ -115,6 +124,51 @@ static void group_cap_is_shared(void **state)
     tmem_client_close(b);           /* its last client: the group is gone */
     assert_int_equal(tmem_admin_set_group_cap(t, 7, 1), -ENOENT);
     assert_int_equal(tmem_group_pages(t, 7), 0);
+    tt_close(t);
+}
+
+/* A client joins a group the engine has to make while it is full of
+ * ephemeral pages: the group's structure needs room, which eviction makes;
+ * eviction takes clients_lock for reading, so it must not run under
+ * tmem_admin_set_group's write lock (glibc's rdlock then fails with
+ * EDEADLK and eviction's unlock releases the caller's write lock). */
+static void group_made_when_full(void **state)
+{
+    (void)state;
+    tmem_t *t = tt_open(1 << 20, TMEM_COMPRESS_NONE, 0);
+    tmem_client_t *a = tmem_client_open(t, "a");
+    int pa = tmem_new_pool(a, NOUUID, 0);
+    uint8_t page[PG];
+    for (uint32_t i = 0; i < 1000; i++) {
+        tt_fill(page, TT_RANDOM, i);
+        assert_int_equal(tmem_put_page(a, (uint32_t)pa, tt_oid(1, 0, 0), i, page), 0);
+    }
+    for (uint32_t g = 1; g <= 64; g++) {
+        tmem_client_t *b = tmem_client_open(t, "b");
+        assert_non_null(b);
+        int rc = tmem_admin_set_group(t, tmem_client_id(b), g);
+        assert_true(rc == 0 || rc == -ENOMEM);
+        /* clients_lock is free again: another thread can take it */
+        tmem_client_close(b);
+    }
+    tt_close(t);
+
+    /* full of persistent pages: nothing to evict, and a client that can
+     * open (TM_OPEN_RESERVE) can join a new group too */
+    t = tt_open(1 << 20, TMEM_COMPRESS_NONE, 0);
+    a = tmem_client_open(t, "a");
+    pa = tmem_new_pool(a, NOUUID, TMEM_POOL_PERSIST);
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < 1000; i++) {
+        tt_fill(page, TT_RANDOM, i);
+        rc = tmem_put_page(a, (uint32_t)pa, tt_oid(1, 0, 0), i, page);
+    }
+    assert_int_equal(rc, -ENOMEM);
+    tmem_client_t *b = tmem_client_open(t, "b");
+    assert_non_null(b);
+    assert_int_equal(tmem_admin_set_group(t, tmem_client_id(b), 9), 0);
+    tmem_client_close(b);
+    tmem_client_close(a);
     tt_close(t);
 }
 
@@ -289,6 +343,7 @@ int main(void)
         cmocka_unit_test(freeze_all_and_thaw),
         cmocka_unit_test(cap_refuses_persistent),
         cmocka_unit_test(group_cap_is_shared),
+        cmocka_unit_test(group_made_when_full),
         cmocka_unit_test(compress_switch),
         cmocka_unit_test(client_listing),
         cmocka_unit_test(list_text),

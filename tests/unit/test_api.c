@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_api.c - the client API and the semantic rules of architecture.md
  * section 4, each with its own test, plus bad input of every kind.  Built

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_arena.c - an engine over lent memory (include/tmem/arena.h), with a
  * source made of real memfds that lends units, takes them back when the
@@ -56,6 +57,7 @@ struct source {
     unsigned limit[TMEM_ARENA_KINDS];           /* units it lends at most */
     unsigned grows, refused, shrinks, cleaned, bad;
     _Atomic uint64_t epoch;
+    tt_fails fails;         /* punches that failed (src_take runs in threads too) */
 };
 
 static int src_attach(void *arg, int kind, void *base, size_t len)
@@ -138,6 +140,7 @@ static struct source *src_new(unsigned eph_limit, unsigned pers_limit)
 
 static void src_free(struct source *s)
 {
+    tt_fails_assert(&s->fails);
     assert_int_equal(s->bad, 0);
     for (int k = 0; k < TMEM_ARENA_KINDS; k++)
         close(s->fd[k]);
@@ -157,7 +160,8 @@ static tmem_t *open_over(struct source *s, int codec)
     return t;
 }
 
-/* The owner takes ephemeral unit u by force: epoch first, then the punch. */
+/* The owner takes ephemeral unit u by force: epoch first, then the punch.
+ * A failed punch is recorded in s->fails (asserted by the test's thread). */
 static uint64_t src_take(struct source *s, size_t u)
 {
     pthread_mutex_lock(&s->lock);
@@ -169,9 +173,9 @@ static uint64_t src_take(struct source *s, size_t u)
     pthread_mutex_unlock(&s->lock);
     uint64_t e = atomic_fetch_add(&s->epoch, 1) + 1;
     if (held)
-        assert_int_equal(fallocate(s->fd[TMEM_ARENA_EPHEMERAL],
-                                   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   (off_t)(u * UBYTES), UBYTES), 0);
+        TT_CHECK_INT_EQ(&s->fails, fallocate(s->fd[TMEM_ARENA_EPHEMERAL],
+                                             FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                             (off_t)(u * UBYTES), UBYTES), 0);
     return e;
 }
 
@@ -447,6 +451,7 @@ static void revoked_units_miss_never_zeros(void **state)
             take[1] = (uint64_t)src_pick(s, &r);
         while (take[1] == take[0]);
         uint64_t e = src_take(s, take[1]);
+        tt_fails_assert(&s->fails);
         for (uint32_t i = 0; i < 10; i++) {
             memset(got, 0xa5, PG);
             assert_int_equal(tmem_get_page(c, (uint32_t)pe, tt_oid(1, 0, 0), i, got), -ENOENT);
@@ -507,6 +512,7 @@ struct race {
     int pe, pp;
     _Atomic int stop;
     _Atomic unsigned long bad, hits, gets, revokes;
+    tt_fails fails;         /* the revoker's failed calls */
 };
 
 struct worker {
@@ -599,7 +605,7 @@ static void *race_revoker(void *arg)
             uint64_t e = src_take(R->s, unit);
             struct timespec ts = { 0, (long)(tt_below(&r, 300) * 1000) };
             nanosleep(&ts, NULL);           /* gets run into the pending revocation */
-            assert_int_equal(tmem_arena_revoked(R->t, &unit, 1, e), 0);
+            TT_CHECK_INT_EQ(&R->fails, tmem_arena_revoked(R->t, &unit, 1, e), 0);
             atomic_fetch_add(&R->revokes, 1);
         }
         if (tt_below(&r, 4) == 0)           /* and units given back on request */
@@ -634,6 +640,8 @@ static void race_revocations_with_calls(void **state)
         pthread_join(th[i], NULL);
     atomic_store(&R.stop, 1);
     pthread_join(rv, NULL);
+    tt_fails_assert(&R.fails);
+    tt_fails_assert(&R.s->fails);
     printf("race: %lu gets, %lu hits, %lu revocations, %u grows, %u shrinks\n",
            atomic_load(&R.gets), atomic_load(&R.hits), atomic_load(&R.revokes), R.s->grows,
            R.s->shrinks);

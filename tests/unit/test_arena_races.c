@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_arena_races.c - the engine's arena code (src/core/arena.c,
  * src/core/frame.c) against a release racing a revocation, with a memory

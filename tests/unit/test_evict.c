@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_evict.c - eviction: the limit holds, LRU order within a pool, shared
  * hits refresh recency, weights share ephemeral memory, an idle client's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_save.c - save and restore of a client: a round trip between two
  * engines carries settings, pool ids and persistent pages (not ephemeral

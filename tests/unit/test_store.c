@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_store.c - data placement (store.c) seen through the public API and
  * the statistics: same-filled pages cost no frame; incompressible pages are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_table.c - the pointer hash tables of table.c (open addressing, linear
  * probing, backward-shift deletion): randomized insert/remove/find against a

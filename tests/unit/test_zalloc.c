@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_zalloc.c - the compact allocator for compressed fragments (zalloc.c):
  * size classes (slot >= request, waste < TM_ZCLASS_STEP), the frames-per-span

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_uswap.c - uswap (frontends/uswap) end to end: a region paged through
  * a real tmemd and a swap file, checked byte for byte against a model (a
@@ -22,7 +23,12 @@
  *   shim_*             the launcher and LD_PRELOAD shim on unmodified
  *                      programs (the examples, GNU sort)
  *
- * All but shim_needs_root_message page with userfaultfd, which needs root
+ *   shim_found         the launcher finds the shim beside itself (the build
+ *                      tree; installed, scripts/test.sh checks it from a
+ *                      relocated prefix), or says where it looked
+ *
+ * All but shim_needs_root_message and shim_found page with userfaultfd,
+ * which needs root
  * here: without it they are skipped, the reason on stderr.  --uffd runs only
  * those (ctest's test_uswap: exit 77 before anything runs if userfaultfd is
  * not usable, which ctest reports as skipped), --no-uffd only the others
@@ -34,6 +40,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -920,6 +927,27 @@ static void shim_needs_root_message(void **state)
     assert_non_null(strstr(out, "not a size"));
 }
 
+/* In the build tree the launcher finds the shim beside itself (--print-preload
+ * needs no userfaultfd); with $TMEM_USWAP_PRELOAD naming nothing it fails
+ * and says where it looked. */
+static void shim_found(void **state)
+{
+    (void)state;
+    char cmd[1024], out[PATH_MAX + 512], want[PATH_MAX + 64];
+    assert_non_null(realpath(USWAP_LAUNCHER, want));     /* as /proc/self/exe has it */
+    char *slash = strrchr(want, '/');
+    assert_non_null(slash);
+    snprintf(slash + 1, sizeof want - (size_t)(slash + 1 - want), "libtmem-uswap-preload.so\n");
+    snprintf(cmd, sizeof cmd, "env -u TMEM_USWAP_PRELOAD %s --print-preload 2>&1",
+             USWAP_LAUNCHER);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    snprintf(cmd, sizeof cmd, "TMEM_USWAP_PRELOAD=/nonexistent/shim.so %s --print-preload 2>&1",
+             USWAP_LAUNCHER);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "looked at /nonexistent/shim.so"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--tenant") == 0)
@@ -963,6 +991,7 @@ int main(int argc, char **argv)
     /* the tests that run without it too */
     const struct CMUnitTest other_tests[] = {
         cmocka_unit_test(shim_needs_root_message),
+        cmocka_unit_test(shim_found),
     };
     const size_t nu = sizeof(uffd_tests) / sizeof(uffd_tests[0]);
     const size_t no = sizeof(other_tests) / sizeof(other_tests[0]);

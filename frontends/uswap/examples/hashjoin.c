@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hashjoin.c - uswap-hashjoin: an equi-join of two generated relations, R
  * (build side, unique keys) and S (probe side), through an open-addressing

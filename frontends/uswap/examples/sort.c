@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sort.c - uswap-sort: sorts a generated array of 16-byte records with a
  * bottom-up merge sort (a second buffer as large as the data), then checks
