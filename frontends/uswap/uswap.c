@@ -3,24 +3,13 @@
  * uswap.c - paging a region of process memory through frontswap with
  * userfaultfd (frontends/uswap/uswap.h).
  *
- * Each fault is served under u->lock, by the faulting thread itself in
- * signal mode (the userfaultfd raises SIGBUS instead of queueing the fault;
- * on_sigbus() serves it and returns, and the access is retried), or in
- * thread mode by one handler thread per region that reads the userfaultfd
- * (the faulting thread sleeps until UFFDIO_COPY, UFFDIO_WRITEPROTECT or
- * UFFDIO_WAKE wakes it).  A missing fault brings a page in (after evicting
- * a batch if the budget is full), a write-protect fault marks a clean page
- * dirty.  All page state is changed under the lock, by whoever serves a
- * fault or, for uswap_free/uswap_discard, by the caller; so calls of the
- * frontswap layer on one slot never overlap (the layer's rule).
- *
- * Whoever serves a fault may allocate (the engine's metadata) and takes
- * u->lock and the engine's locks.  So no code may touch a page of the
- * region that is not resident while it holds one of those locks, or
- * glibc's malloc locks (the shim sends big allocations to the region
- * itself, so glibc's heap never lies in it): such a fault would wait for
- * itself.  In signal mode the allocations of the handler go to glibc
- * (uswap_in_handler() is true during it, as on the handler thread).
+ * One handler thread per region reads the userfaultfd and serves each fault
+ * under u->lock: a missing fault brings a page in (after evicting one if the
+ * budget is full), a write-protect fault marks a clean page dirty.  All page
+ * state is changed by the handler or, for uswap_free/uswap_discard, by a
+ * caller holding the same lock; only the handler calls the frontswap layer
+ * on the region's slots, so calls on one slot never overlap (the layer's
+ * rule).
  *
  * Per-page state (flags[], under lock):
  *   RES    resident (mapped).  Not RES: the content is in tmem if TMEM, in
@@ -74,8 +63,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include "uswap.h"
@@ -97,11 +84,6 @@ struct uffdio_poison {
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-#if defined(__x86_64__)
-#define FAULT_WRITE_KNOWN 1        /* a SIGBUS's context says if it was a write */
-#else
-#define FAULT_WRITE_KNOWN 0
-#endif
 #define PG        4096u
 #define PG_SHIFT  12u
 #define NO_SLOT   UINT32_MAX
@@ -128,9 +110,6 @@ struct uswap {
     int uffd, stopfd, swapfd;
     int pagemap;                /* /proc/self/pagemap, or -1 */
     bool have_poison, writethrough;
-    bool sigbus;                /* signal mode: faults are served in on_sigbus() */
-    pid_t pid;                  /* the process that opened it (signal mode: a
-                                   child after fork has no region) */
     int policy;
     tmem_frontswap_t *fs;
     unsigned fs_type;
@@ -268,7 +247,7 @@ static int unpriv_uffd_sysctl(void)
 
 /* Opens a userfaultfd with the write-protect feature; *features gets what
  * the kernel offers.  -errno with a message. */
-static int uffd_open_api(uint64_t *features, bool want_sigbus, char *msg, size_t msglen)
+static int uffd_open_api(uint64_t *features, char *msg, size_t msglen)
 {
     int fd = uffd_new();
     if (fd < 0) {
@@ -305,8 +284,7 @@ static int uffd_open_api(uint64_t *features, bool want_sigbus, char *msg, size_t
         return -err;
     }
     api.api = UFFD_API;
-    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | (have & UFFD_FEATURE_POISON) |
-                   (want_sigbus ? (have & UFFD_FEATURE_SIGBUS) : 0);
+    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | (have & UFFD_FEATURE_POISON);
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         int err = errno;
         snprintf(msg, msglen, "UFFDIO_API (write-protect): %s", strerror(err));
@@ -346,7 +324,7 @@ int uswap_probe(char *msg, size_t msglen)
         msglen = sizeof dummy;
     }
     uint64_t features;
-    int fd = uffd_open_api(&features, false, msg, msglen);
+    int fd = uffd_open_api(&features, msg, msglen);
     if (fd < 0)
         return fd;
     void *p = sys_mmap(PG);
@@ -364,12 +342,9 @@ int uswap_probe(char *msg, size_t msglen)
     return r;
 }
 
-/* Wakes the threads waiting on pages [p, p + n) (thread mode: in signal
- * mode nobody waits in the kernel). */
+/* Wakes the threads waiting on pages [p, p + n). */
 static void uffd_wake_range(uswap_t *u, uint64_t p, uint64_t n)
 {
-    if (u->sigbus)
-        return;
     struct uffdio_range r = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)),
                               .len = n << PG_SHIFT };
     if (ioctl(u->uffd, UFFDIO_WAKE, &r) < 0 && errno != ENOENT && errno != ESRCH)
@@ -408,8 +383,7 @@ static void uffd_copy_range(uswap_t *u, uint64_t p, uint64_t n, const uint8_t *s
     while (done < len) {
         struct uffdio_copy c = {
             .dst = (uintptr_t)(u->base + (p << PG_SHIFT) + done), .src = (uintptr_t)(src + done),
-            .len = len - done,
-            .mode = (wp ? UFFDIO_COPY_MODE_WP : 0) | (u->sigbus ? UFFDIO_COPY_MODE_DONTWAKE : 0),
+            .len = len - done, .mode = wp ? UFFDIO_COPY_MODE_WP : 0,
         };
         if (ioctl(u->uffd, UFFDIO_COPY, &c) == 0)
             return;
@@ -897,156 +871,6 @@ static void wp_fault(uswap_t *u, uint64_t p)
     bump(&u->wp_faults);
 }
 
-/* Serves a fault on page p under u->lock.  wp: a write-protect fault
- * (thread mode: the kernel says; signal mode: a write to a resident
- * write-protected page). */
-static void serve_fault(uswap_t *u, uint64_t p, bool wp, bool write)
-{
-    if (wp)
-        wp_fault(u, p);
-    else
-        missing_fault(u, p, write);
-}
-
-/* ---- signal mode ------------------------------------------------------------ */
-
-#define SIG_REGIONS 64
-static _Atomic(uswap_t *) sig_region[SIG_REGIONS];  /* regions in signal mode */
-static pthread_mutex_t sig_mu = PTHREAD_MUTEX_INITIALIZER;  /* installing, chaining */
-static bool sig_installed;                  /* on_sigbus is SIGBUS's handler */
-static struct sigaction sig_next;           /* the program's: where others go */
-
-/* libc's sigaction, never a shim's (preload.c interposes it). */
-static int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-{
-    static int (*fn)(int, const struct sigaction *, struct sigaction *);
-    if (!fn) {
-        fn = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT,
-                                                                               "sigaction");
-        if (!fn)
-            fn = sigaction;
-    }
-    return fn(sig, act, old);
-}
-
-/* A SIGBUS that is not ours: the program's handler, else what SIGBUS does
- * by default (the signal is raised again with the default action; it is
- * delivered when this handler returns, SIGBUS being blocked in it). */
-static void sig_pass_on(int sig, siginfo_t *si, void *ctx)
-{
-    struct sigaction next = sig_next;
-    if (next.sa_handler != SIG_DFL && next.sa_handler != SIG_IGN) {
-        if (next.sa_flags & SA_SIGINFO)
-            next.sa_sigaction(sig, si, ctx);
-        else
-            next.sa_handler(sig);
-        return;
-    }
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
-    real_sigaction(SIGBUS, &dfl, NULL);
-    raise(SIGBUS);
-}
-
-/* Whether the access that faulted was a write, where the machine says;
- * else a guess on the safe side: a read (a write then takes a second,
- * write-protect fault). */
-static bool fault_was_write(const void *ctx)
-{
-#if defined(__x86_64__)
-    const ucontext_t *uc = ctx;
-    return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;  /* page-fault error code: W */
-#else
-    (void)ctx;
-    return false;
-#endif
-}
-
-static void on_sigbus(int sig, siginfo_t *si, void *ctx)
-{
-    int saved = errno;
-    uswap_t *u = NULL;
-    if (si->si_code == BUS_ADRERR) {
-        for (unsigned i = 0; i < SIG_REGIONS && !u; i++) {
-            uswap_t *r = atomic_load_explicit(&sig_region[i], memory_order_acquire);
-            if (r && (uintptr_t)si->si_addr - (uintptr_t)r->base < r->size)
-                u = r;
-        }
-    }
-    if (!u || u->pid != getpid()) {     /* not a region's, or a child's after fork */
-        sig_pass_on(sig, si, ctx);
-        errno = saved;
-        return;
-    }
-    uint64_t p = ((uintptr_t)si->si_addr - (uintptr_t)u->base) >> PG_SHIFT;
-    bool write = fault_was_write(ctx);
-    int was = in_handler;
-    in_handler = 1;
-    pthread_mutex_lock(&u->lock);
-    uint8_t f = u->flags[p];
-    /* resident and write-protected: a write (x86 says; elsewhere the only
-     * reason for a fault on such a page, or a race with another thread that
-     * mapped it: then marking it dirty costs one store and loses nothing) */
-    bool wp = (f & F_RES) && (f & F_WP) && (write || !FAULT_WRITE_KNOWN);
-    serve_fault(u, p, wp, write);
-    pthread_mutex_unlock(&u->lock);
-    in_handler = was;
-    errno = saved;
-}
-
-/* Puts u in the table on_sigbus() reads, installing the handler once. */
-static int sig_register(uswap_t *u)
-{
-    pthread_mutex_lock(&sig_mu);
-    unsigned i = 0;
-    while (i < SIG_REGIONS && atomic_load(&sig_region[i]))
-        i++;
-    if (i == SIG_REGIONS) {
-        pthread_mutex_unlock(&sig_mu);
-        return -ENOSPC;
-    }
-    if (!sig_installed) {
-        struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_RESTART };
-        sigemptyset(&sa.sa_mask);
-        if (real_sigaction(SIGBUS, &sa, &sig_next) < 0) {
-            int err = errno;
-            pthread_mutex_unlock(&sig_mu);
-            return -err;
-        }
-        sig_installed = true;
-    }
-    atomic_store_explicit(&sig_region[i], u, memory_order_release);
-    pthread_mutex_unlock(&sig_mu);
-    return 0;
-}
-
-/* Takes u out of the table; the handler stays installed (it passes on
- * what is not a region's). */
-static void sig_unregister(uswap_t *u)
-{
-    pthread_mutex_lock(&sig_mu);
-    for (unsigned i = 0; i < SIG_REGIONS; i++)
-        if (atomic_load(&sig_region[i]) == u)
-            atomic_store(&sig_region[i], NULL);
-    pthread_mutex_unlock(&sig_mu);
-}
-
-int uswap_sigbus_chain(const struct sigaction *act, struct sigaction *old)
-{
-    pthread_mutex_lock(&sig_mu);
-    if (!sig_installed) {
-        pthread_mutex_unlock(&sig_mu);
-        return -1;
-    }
-    if (old)
-        *old = sig_next;
-    if (act)
-        sig_next = *act;
-    pthread_mutex_unlock(&sig_mu);
-    return 0;
-}
-
-/* ---- thread mode ------------------------------------------------------------ */
-
 static void *handler_main(void *arg)
 {
     uswap_t *u = arg;
@@ -1076,8 +900,10 @@ static void *handler_main(void *arg)
                 continue;
             uint64_t p = (a - (uintptr_t)u->base) >> PG_SHIFT;
             uint64_t fl = msg[i].arg.pagefault.flags;
-            serve_fault(u, p, (fl & UFFD_PAGEFAULT_FLAG_WP) != 0,
-                        (fl & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+            if (fl & UFFD_PAGEFAULT_FLAG_WP)
+                wp_fault(u, p);
+            else
+                missing_fault(u, p, (fl & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
         }
         pthread_mutex_unlock(&u->lock);
     }
@@ -1167,10 +993,8 @@ static void free_all(uswap_t *u)
 uswap_t *uswap_open(const uswap_config_t *cfg)
 {
     if (!cfg || cfg->size == 0 || cfg->budget_pages == 0 ||
-        (cfg->policy != USWAP_CLOCK && cfg->policy != USWAP_FIFO) ||
-        (cfg->fault_mode != USWAP_FAULTS_SIGNAL && cfg->fault_mode != USWAP_FAULTS_THREAD)) {
-        set_err("uswap_open: size and budget must be > 0, policy clock or fifo, "
-                "fault mode signal or thread");
+        (cfg->policy != USWAP_CLOCK && cfg->policy != USWAP_FIFO)) {
+        set_err("uswap_open: size and budget must be > 0, policy clock or fifo");
         errno = EINVAL;
         return NULL;
     }
@@ -1214,7 +1038,7 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
 
     char msg[256];
     uint64_t features = 0;
-    int fd = uffd_open_api(&features, cfg->fault_mode == USWAP_FAULTS_SIGNAL, msg, sizeof msg);
+    int fd = uffd_open_api(&features, msg, sizeof msg);
     if (fd < 0) {
         set_err("%s", msg);
         err = -fd;
@@ -1222,8 +1046,6 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     }
     u->uffd = fd;
     u->have_poison = (features & UFFD_FEATURE_POISON) != 0;
-    u->sigbus = (features & UFFD_FEATURE_SIGBUS) != 0;
-    u->pid = getpid();
 
     u->flags = map_zeroed(npages);
     u->slot = map_zeroed(npages * sizeof(uint32_t));
@@ -1287,15 +1109,6 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
         if (u->writethrough)
             tmem_frontswap_writethrough(u->fs, 1);
     }
-    if (u->sigbus) {
-        r = sig_register(u);
-        if (r < 0) {
-            err = -r;
-            set_err("uswap_open: installing the SIGBUS handler: %s", strerror(err));
-            goto fail;
-        }
-        return u;
-    }
     u->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (u->stopfd < 0) {
         err = errno;
@@ -1328,8 +1141,6 @@ void uswap_close(uswap_t *u)
 {
     if (!u)
         return;
-    if (u->sigbus)
-        sig_unregister(u);
     if (u->thread_started) {
         uint64_t one = 1;
         if (write(u->stopfd, &one, sizeof one) < 0)
@@ -1356,7 +1167,6 @@ void uswap_stats(uswap_t *u, uswap_stats_t *o)
 {
 #define LD(x) atomic_load_explicit(&u->x, memory_order_relaxed)
     o->faults = LD(faults);
-    o->fault_mode = u->sigbus ? USWAP_FAULTS_SIGNAL : USWAP_FAULTS_THREAD;
     o->wp_faults = LD(wp_faults);
     o->zero_fills = LD(zero_fills);
     o->tmem_loads = LD(tmem_loads);

@@ -4,10 +4,8 @@
  * frontswap (tmem) with a swap-file fallback, in user space (userfaultfd).
  *
  * uswap_open() maps an anonymous region of cfg.size bytes and registers it
- * with userfaultfd (missing and write-protect faults).  Each fault is
- * served by the faulting thread itself in a SIGBUS handler (the default),
- * or by a handler thread per region (cfg.fault_mode); at most
- * cfg.budget_pages pages of the region are
+ * with userfaultfd (missing and write-protect faults).  A handler thread
+ * serves every fault; at most cfg.budget_pages pages of the region are
  * resident at once.  When a fault needs room, a batch of cold pages is
  * evicted, a run of neighbours at a time: write-protected (the program
  * cannot change them while they are copied), stored through
@@ -58,13 +56,6 @@ typedef struct uswap uswap_t;
 
 enum { USWAP_FIFO = 0, USWAP_CLOCK = 1 };
 
-/* Who serves a fault.  SIGNAL: the faulting thread itself, in a SIGBUS
- * handler (UFFD_FEATURE_SIGBUS): no hand-off to another thread, and as
- * many faults served at once as threads fault (one at a time under the
- * region's lock).  THREAD: one handler thread per region reads the
- * userfaultfd; the faulting thread sleeps until it is served. */
-enum { USWAP_FAULTS_SIGNAL = 0, USWAP_FAULTS_THREAD = 1 };
-
 typedef struct uswap_config {
     size_t size;              /* region bytes, rounded up to pages (> 0) */
     size_t budget_pages;      /* most resident pages at once (>= 1) */
@@ -84,20 +75,12 @@ typedef struct uswap_config {
     unsigned fs_type;
     int writethrough;         /* every evicted page also goes to the swap file */
     int policy;               /* USWAP_FIFO (default) or USWAP_CLOCK */
-    /* USWAP_FAULTS_SIGNAL (the default; THREAD where the kernel has no
-     * UFFD_FEATURE_SIGBUS) or USWAP_FAULTS_THREAD.  Signal mode installs
-     * one SIGBUS handler for the process: a SIGBUS that is not a fault on
-     * a region goes to the handler that was there before (or to the one
-     * installed since through uswap_sigbus_chain), else kills the process
-     * as SIGBUS does.  uswap_stats says which mode a region got. */
-    int fault_mode;
     /* Read-ahead: a fault that continues a sequential stream brings up to
      * this many following pages in (those with a kept copy), the window
      * doubling from 1, at most budget / 8, stopping as soon as another
      * fault waits.  0: off (the default: it gained little, docs/uswap.md). */
     int readahead;
-    /* A page only tmem held is gone (-EIO).  Called on the thread serving
-     * the fault (signal mode: the faulting thread, in its SIGBUS handler);
+    /* A page only tmem held is gone (-EIO).  Called on the handler thread;
      * if it returns, the faulting access gets SIGBUS (UFFDIO_POISON) where
      * the kernel can, else the process aborts.  NULL: a message on stderr
      * and abort(). */
@@ -121,7 +104,6 @@ typedef struct uswap_stats {
     uint64_t readaheads;      /* pages brought in ahead of a fault (not in faults) */
     uint64_t evict_batches;   /* eviction batches (evictions / this: pages per batch) */
     uint64_t fill_runs;       /* runs brought in (faults + readaheads over this: pages per run) */
-    uint64_t fault_mode;      /* USWAP_FAULTS_SIGNAL or USWAP_FAULTS_THREAD */
     uint64_t resident;        /* pages resident now */
     uint64_t budget;          /* the resident budget */
 } uswap_stats_t;
@@ -157,15 +139,6 @@ int    uswap_discard(uswap_t *u, void *p, size_t len);
 void uswap_stats(uswap_t *u, uswap_stats_t *out);
 /* 1 on uswap's handler threads (which must not allocate from a region). */
 int uswap_in_handler(void);
-
-/* For an LD_PRELOAD shim that interposes sigaction(2) and signal(3): once
- * a region in signal mode has installed uswap's SIGBUS handler, a program
- * that sets SIGBUS gets its handler chained behind uswap's instead (act
- * NULL: only read it; old: the program's previous one).  Returns 0 if
- * done so, -1 if uswap's handler is not installed (the caller does the
- * real call). */
-struct sigaction;
-int uswap_sigbus_chain(const struct sigaction *act, struct sigaction *old);
 
 #ifdef __cplusplus
 }
