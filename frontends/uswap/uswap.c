@@ -28,6 +28,20 @@
  * Invariants: resident == number of RES pages <= budget; a RES page sits
  * in exactly one ring slot (slot[p]) and ring[slot[p]] == p.
  *
+ * Stream pages (hint[], under lock): a page brought in by a fault that
+ * continued a sequential stream (or read ahead of one) is marked ONCE and
+ * queued in sq[] (oldest first).  Victims are taken from that queue before
+ * the ring (but for the sq_keep newest, which the streams are reading
+ * now), and a batch is cut to the stream pages there are when they
+ * suffice (else a small batch, rbatch, comes from the ring): a page a
+ * scan went past is the least likely to be used again,
+ * and what the program touches at random stays resident (the kernel's LRU
+ * gets the same from accessed bits, which user space cannot read).  A
+ * queue entry whose page is no longer ONCE (evicted or dropped since) is
+ * skipped.  A ring page resident for STALE_TURNS budgets of pages brought
+ * in goes before the stream pages all the same (hand_page_stale()).  Invariant: once_count == number of pages with ONCE set; every
+ * such page is RES and has an entry in sq[].
+ *
  * Eviction works on a batch of victims (evict_batch(), up to ebatch pages,
  * sorted by page number so that neighbours form runs): write-protect, one
  * UFFDIO_WRITEPROTECT per run (a writer now blocks in a write-protect
@@ -101,6 +115,19 @@ enum {
 
 struct extent { uint64_t start, len; };   /* pages */
 struct ra_stream { uint64_t next; uint32_t win; };  /* expected page, window */
+#define H_ONCE 0x01                /* hint[p]: brought in by a sequential stream */
+/* hint[p] >> H_WROTE_SHIFT: how many more times a read fault maps p
+ * writable and dirty (0-3): set to 3 when the program writes p while it is
+ * write-protected (a write-protect fault, or a missing fault that writes),
+ * one less each time p is mapped so without that evidence.  A page the
+ * program writes whenever it has it then costs one write-protect fault in
+ * four residencies instead of one in each; a page that is only read again
+ * costs at most three needless stores. */
+#define H_WROTE_SHIFT 1
+#define H_WROTE_MAX   3u
+#define STALE_TURNS 4              /* hand_page_stale() */
+#define SQ_KEEP (2 * RA_STREAMS)   /* newest stream pages never taken first: in use
+                                      (at most a quarter of the budget) */
 
 struct uswap {
     uint8_t *base;
@@ -124,13 +151,16 @@ struct uswap {
     uint32_t *alloc_len;        /* per page: pages of the allocation starting there */
     uint32_t *ring;             /* budget slots: a page or NO_SLOT */
     uint32_t *free_slots;       /* stack of empty ring slots */
+    uint64_t *slot_epoch;       /* per ring slot: fills when its page came in */
+    uint64_t fills;             /* pages brought in so far */
     uint32_t nfree, hand;       /* hand: the next ring slot to look at */
     uint64_t resident;
     struct extent *ext;         /* free ranges, sorted, disjoint, not adjacent */
     size_t next;
     uint8_t *bounce, *zero;     /* page buffers of the handler */
     uint8_t *fillbuf;           /* FILL_MAX pages: a fill run's contents */
-    uint32_t ebatch;            /* victims evicted at once */
+    uint32_t ebatch;            /* stream victims evicted at once */
+    uint32_t rbatch;            /* ring victims evicted at once */
     uint32_t *vict;             /* EVICT_MAX: the batch's victims */
     uint8_t *vflags;            /* EVICT_MAX: their flags after eviction */
     const void **vptr;          /* EVICT_MAX: page pointers of a batch call */
@@ -138,11 +168,16 @@ struct uswap {
     struct ra_stream ra[RA_STREAMS];
     struct ra_stream *ra_cur;   /* the stream the last window() continued, or NULL */
     unsigned ra_victim, ra_max;
+    bool seq;                   /* the last window() continued a stream */
+    uint8_t *hint;              /* per page: H_ONCE, the H_WROTE count */
+    uint32_t *sq;               /* sq_cap: queue of stream pages, oldest at sq_head */
+    uint32_t sq_head, sq_len, sq_cap, once_count, sq_keep;
 
     /* counters: written by the handler only, read by anyone */
     _Atomic uint64_t faults, wp_faults, zero_fills, tmem_loads, tmem_ok, tmem_refused,
                      swap_reads, swap_writes, evictions, clean_evictions, zero_evictions, lost,
-                     readaheads, evict_batches, fill_runs;
+                     readaheads, evict_batches, fill_runs, stream_evictions,
+                     dirty_guesses;
 };
 
 /* The kernel's, never an interposed one: the LD_PRELOAD shim (preload.c)
@@ -444,12 +479,17 @@ static void ring_insert(uswap_t *u, uint64_t p)
 {
     uint32_t s = u->free_slots[--u->nfree];
     u->ring[s] = (uint32_t)p;
+    u->slot_epoch[s] = u->fills++;
     u->slot[p] = s;
     u->resident++;
 }
 
 static void ring_remove(uswap_t *u, uint64_t p)
 {
+    if (u->hint[p] & H_ONCE) {      /* its queue entry is skipped from now on */
+        u->hint[p] &= (uint8_t)~H_ONCE;
+        u->once_count--;
+    }
     uint32_t s = u->slot[p];
     u->ring[s] = NO_SLOT;
     u->slot[p] = NO_SLOT;
@@ -457,13 +497,74 @@ static void ring_remove(uswap_t *u, uint64_t p)
     u->resident--;
 }
 
-/* The next victim, never one picked already.  Clock: a referenced page
+/* Marks resident page p a stream page and queues it (the oldest entry
+ * makes room if the queue is full: its page becomes an ordinary one). */
+static void mark_once(uswap_t *u, uint64_t p)
+{
+    if (u->hint[p] & H_ONCE)
+        return;
+    if (u->sq_len == u->sq_cap) {
+        uint32_t q = u->sq[u->sq_head];
+        u->sq_head = (u->sq_head + 1) % u->sq_cap;
+        u->sq_len--;
+        if (u->hint[q] & H_ONCE) {
+            u->hint[q] &= (uint8_t)~H_ONCE;
+            u->once_count--;
+        }
+    }
+    u->sq[(u->sq_head + u->sq_len) % u->sq_cap] = (uint32_t)p;
+    u->sq_len++;
+    u->hint[p] |= H_ONCE;
+    u->once_count++;
+}
+
+/* The oldest stream page not picked yet, or NO_SLOT; never one of the
+ * sq_keep newest (the pages a stream is reading now).  Its ONCE mark goes
+ * (ring_remove would clear it at eviction anyway). */
+static uint32_t pick_once(uswap_t *u)
+{
+    while (u->once_count > u->sq_keep && u->sq_len > 0) {
+        uint32_t p = u->sq[u->sq_head];
+        u->sq_head = (u->sq_head + 1) % u->sq_cap;
+        u->sq_len--;
+        if (!(u->hint[p] & H_ONCE))
+            continue;               /* evicted or dropped since it was queued */
+        u->hint[p] &= (uint8_t)~H_ONCE;
+        u->once_count--;
+        if (!(u->flags[p] & F_PICK))
+            return p;
+    }
+    return NO_SLOT;
+}
+
+/* The next victim, never one picked already: the oldest stream page, else
+ * by the ring.  Clock: a referenced page
  * loses its bit and, if dirty, is write-protected so that its next write
  * tells us (its second chance); FIFO: the next page in ring order.  Ends
  * within two turns if a resident page is not picked: nothing sets REF
  * while the lock is held. */
+/* Has the next page at the hand been resident for STALE_TURNS budgets'
+ * worth of pages brought in?  Then it goes before the stream pages: what
+ * the program touched at random once is not protected for ever (a page it
+ * keeps reading comes back, at one fault per STALE_TURNS turns). */
+static bool hand_page_stale(const uswap_t *u)
+{
+    for (uint32_t i = 0; i < u->budget; i++) {
+        uint32_t s = (u->hand + i) % u->budget, p = u->ring[s];
+        if (p == NO_SLOT || (u->flags[p] & F_PICK))
+            continue;
+        return u->fills - u->slot_epoch[s] > (uint64_t)STALE_TURNS * u->budget;
+    }
+    return false;
+}
+
 static uint64_t pick_victim(uswap_t *u)
 {
+    uint32_t o = hand_page_stale(u) ? NO_SLOT : pick_once(u);
+    if (o != NO_SLOT) {
+        bump(&u->stream_evictions);
+        return o;
+    }
     for (;;) {
         uint32_t s = u->hand;
         u->hand = (u->hand + 1) % u->budget;
@@ -623,7 +724,15 @@ static void make_room(uswap_t *u, uint32_t n)
 {
     while (u->resident + n > u->budget) {
         uint64_t need = u->resident + n - u->budget;
-        evict_batch(u, need > u->ebatch ? (uint32_t)need : u->ebatch);
+        /* Stream pages enough: a batch of those alone.  Else a small one
+         * from the ring: what is left there is what the program touches at
+         * random, and each page of a batch evicted ahead of need is one
+         * more fault when the working set is about the budget. */
+        uint32_t old = u->once_count > u->sq_keep ? u->once_count - u->sq_keep : 0;
+        uint32_t want = old >= need ? (old < u->ebatch ? old : u->ebatch) : u->rbatch;
+        if (want < need)
+            want = (uint32_t)need;
+        evict_batch(u, want);
     }
 }
 
@@ -719,10 +828,13 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
  * tmem (one batch call per run tmem holds), the file (one pread per run
  * only the file holds), or zeros, and maps them (one UFFDIO_COPY per run of
  * equal protection).  p is mapped write-protected and clean when a copy
- * stays valid and the fault was a read; pages fetched ahead likewise, and
- * writable and dirty when they are zeros (a write would fault at once) or
- * their only copy was taken (exclusive loads).  A page fetched ahead that
- * tmem lost is left alone: its own fault says so. */
+ * stays valid, the fault was a read and p is not a page the program writes
+ * whenever it has it (H_WROTE); pages fetched ahead likewise.  The others
+ * are mapped writable and dirty: zeros (a write would fault at once; an
+ * unwritten zero page is dropped for a look at it), pages whose only copy
+ * was taken (exclusive loads), and the guessed writes.  A page fetched
+ * ahead that tmem lost is left alone: its own fault says so.  Pages
+ * brought in by a sequential stream are queued as stream pages. */
 static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write)
 {
     make_room(u, n);
@@ -790,8 +902,20 @@ static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write)
             memset(buf + ((size_t)k << PG_SHIFT), 0, PG);
             bump(&u->zero_fills);
         }
-        wp[k] = k == 0 ? clean[0] && !write : clean[k] && (f[k] & (F_TMEM | F_FILE));
+        /* Zeros are mapped writable: a write would fault at once, and
+         * evicting them unwritten costs a look for zeros, not a store. */
+        wp[k] = clean[k] && (f[k] & (F_TMEM | F_FILE)) && (k > 0 || !write);
     }
+    /* a read fault on a page the program writes whenever it has it */
+    unsigned wrote = u->hint[p] >> H_WROTE_SHIFT;
+    if (ok[0] && write)
+        wrote = H_WROTE_MAX;
+    else if (ok[0] && wp[0] && wrote > 0) {
+        wp[0] = false;
+        wrote--;
+        bump(&u->dirty_guesses);
+    }
+    u->hint[p] = (uint8_t)((u->hint[p] & H_ONCE) | (wrote << H_WROTE_SHIFT));
     /* map them: a UFFDIO_COPY per run of equal protection */
     for (uint32_t k = 0; k < n;) {
         if (!ok[k]) {
@@ -819,6 +943,8 @@ static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write)
             g = F_DIRTY;        /* the kept copies are stale from now on */
         u->flags[p + k] = (uint8_t)(g | F_RES | F_REF | (wp[k] ? F_WP : 0));
         ring_insert(u, p + k);
+        if (u->seq || k > 0)
+            mark_once(u, p + k);
         if (k > 0)
             bump(&u->readaheads);
     }
@@ -830,10 +956,12 @@ static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write)
  * is replaced) and returns 0. */
 static uint32_t window(uswap_t *u, uint64_t p)
 {
-    if (u->ra_max == 0)
-        return 0;
     struct ra_stream *st = NULL;
     u->ra_cur = NULL;
+    /* a stream page before it: the stream goes on, however many other
+     * faults came between (the table below forgets a stream after
+     * RA_STREAMS of them) */
+    u->seq = p > 0 && (u->hint[p - 1] & H_ONCE);
     for (unsigned i = 0; i < RA_STREAMS; i++)
         if (u->ra[i].next == p && u->ra[i].next != 0) {
             st = &u->ra[i];
@@ -844,6 +972,11 @@ static uint32_t window(uswap_t *u, uint64_t p)
         u->ra_victim = (u->ra_victim + 1) % RA_STREAMS;
         st->next = p + 1;
         st->win = 0;
+        return 0;
+    }
+    u->seq = true;
+    if (u->ra_max == 0) {           /* followed for eviction's sake only */
+        st->next = p + 1;
         return 0;
     }
     st->win = st->win ? st->win * 2 : 1;
@@ -867,8 +1000,9 @@ static void wp_fault(uswap_t *u, uint64_t p)
     /* Clean becomes dirty: TMEM/FILE no longer hold the content.  A stale
      * tmem copy stays until the next store replaces it (or invalidate). */
     u->flags[p] = (uint8_t)((f & (uint8_t)~(F_WP | F_TMEM | F_FILE)) | F_DIRTY | F_REF);
+    u->hint[p] = (uint8_t)((u->hint[p] & H_ONCE) | (H_WROTE_MAX << H_WROTE_SHIFT));
+    bump(&u->wp_faults);        /* before the release wakes the program */
     uffd_protect(u, p, false);
-    bump(&u->wp_faults);
 }
 
 static void *handler_main(void *arg)
@@ -978,6 +1112,12 @@ static void free_all(uswap_t *u)
         munmap(u->fillbuf, (size_t)FILL_MAX * PG);
     if (u->vict)
         munmap(u->vict, EVICT_SCRATCH);
+    if (u->hint)
+        munmap(u->hint, u->npages);
+    if (u->slot_epoch)
+        munmap(u->slot_epoch, (size_t)u->budget * sizeof(uint64_t));
+    if (u->sq)
+        munmap(u->sq, (size_t)u->sq_cap * sizeof(uint32_t));
     if (u->uffd >= 0)
         close(u->uffd);
     if (u->stopfd >= 0)
@@ -1034,6 +1174,7 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
         u->ebatch = 1;
     if (u->ebatch > EVICT_MAX)
         u->ebatch = EVICT_MAX;
+    u->rbatch = u->ebatch / 32 ? u->ebatch / 32 : 1;
     int err = ENOMEM;
 
     char msg[256];
@@ -1055,8 +1196,13 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     u->bounce = map_zeroed(2 * PG);
     u->fillbuf = map_zeroed((size_t)FILL_MAX * PG);
     u->vict = map_zeroed(EVICT_SCRATCH);
+    u->hint = map_zeroed(npages);
+    u->slot_epoch = map_zeroed((size_t)u->budget * sizeof(uint64_t));
+    u->sq_cap = 2 * u->budget + FILL_MAX;
+    u->sq_keep = u->budget / 4 < SQ_KEEP ? u->budget / 4 : SQ_KEEP;
+    u->sq = map_zeroed((size_t)u->sq_cap * sizeof(uint32_t));
     if (!u->flags || !u->slot || !u->alloc_len || !u->ring || !u->ext || !u->bounce ||
-        !u->fillbuf || !u->vict) {
+        !u->fillbuf || !u->vict || !u->hint || !u->sq || !u->slot_epoch) {
         set_err("uswap_open: out of memory for the page tables");
         goto fail;
     }
@@ -1181,6 +1327,8 @@ void uswap_stats(uswap_t *u, uswap_stats_t *o)
     o->readaheads = LD(readaheads);
     o->evict_batches = LD(evict_batches);
     o->fill_runs = LD(fill_runs);
+    o->stream_evictions = LD(stream_evictions);
+    o->dirty_guesses = LD(dirty_guesses);
 #undef LD
     pthread_mutex_lock(&u->lock);
     o->resident = u->resident;

@@ -56,6 +56,7 @@ typedef struct uswap uswap_t;
 
 enum { USWAP_FIFO = 0, USWAP_CLOCK = 1 };
 
+
 typedef struct uswap_config {
     size_t size;              /* region bytes, rounded up to pages (> 0) */
     size_t budget_pages;      /* most resident pages at once (>= 1) */
@@ -104,6 +105,10 @@ typedef struct uswap_stats {
     uint64_t readaheads;      /* pages brought in ahead of a fault (not in faults) */
     uint64_t evict_batches;   /* eviction batches (evictions / this: pages per batch) */
     uint64_t fill_runs;       /* runs brought in (faults + readaheads over this: pages per run) */
+    uint64_t stream_evictions; /* of evictions, pages a sequential stream had brought in
+                                  (taken first) */
+    uint64_t dirty_guesses;   /* read faults mapped writable and dirty: the page is one the
+                                 program writes (no write-protect fault to come) */
     uint64_t resident;        /* pages resident now */
     uint64_t budget;          /* the resident budget */
 } uswap_stats_t;

@@ -407,8 +407,9 @@ static void batched_mode(int mode)
     assert_true(s.resident <= R_BUDGET);
     assert_int_equal(s.lost, 0);
     assert_true(s.evictions > R_PAGES);
-    /* evictions went in batches, faults brought runs in */
-    assert_true(s.evict_batches > 0 && s.evictions >= 8 * s.evict_batches);
+    /* evictions went in batches (of stream pages up to budget / 32; of the
+     * ring's, smaller), faults brought runs in */
+    assert_true(s.evict_batches > 0 && s.evictions >= 3 * s.evict_batches);
     assert_true(s.readaheads > 0);
     assert_int_equal(s.fill_runs, s.faults);
     assert_true(s.zero_evictions > 0 && s.clean_evictions > 0);
@@ -434,6 +435,145 @@ static void batched_mode(int mode)
 static void batched_tmem(void **state) { (void)state; batched_mode(B_TMEM); }
 static void batched_exclusive(void **state) { (void)state; batched_mode(B_EXCLUSIVE); }
 static void batched_no_tmem(void **state) { (void)state; batched_mode(B_NOTMEM); }
+
+/* ---- replacement: stream pages first, guessed writes ------------------------ */
+
+#define S_PAGES  4096u
+#define S_BUDGET 1024u
+#define S_HOT    768u           /* pages used at random: fit, with room to spare */
+#define S_STREAM 3000u          /* pages read once, in order */
+#define S_TOUCH  8              /* random hot accesses per stream page */
+
+/* A scan past a working set that fits must not push the working set out:
+ * the stream's pages go first.  Without it (FIFO), every hot page is
+ * evicted about every budget's worth of stream pages: thousands of faults
+ * more. */
+static void stream_pages_first(void **state)
+{
+    (void)state;
+    NEED_UFFD();
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)S_PAGES * PGSZ;
+    cfg.budget_pages = S_BUDGET;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *reg = uswap_base(u), *model = malloc((size_t)S_PAGES * PGSZ);
+    assert_non_null(model);
+    tt_rng r;
+    tt_seed(&r, g_seed);
+    /* everything written once, in a random order (no stream): the stream's
+     * pages and the hot ones */
+    uint32_t *order = malloc(S_PAGES * sizeof *order);
+    assert_non_null(order);
+    for (uint32_t i = 0; i < S_PAGES; i++)
+        order[i] = i;
+    for (uint32_t i = S_PAGES - 1; i > 0; i--) {
+        uint32_t j = (uint32_t)tt_below(&r, i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < S_PAGES; i++) {
+        size_t p = order[i];
+        fill_random(&r, model + p * PGSZ, 64);
+        memcpy(reg + p * PGSZ, model + p * PGSZ, 64);
+    }
+    /* the hot pages (the last ones), brought in at random */
+    size_t hot0 = S_PAGES - S_HOT;
+    for (size_t i = 0; i < S_PAGES; i++)
+        if (order[i] >= hot0)
+            assert_memory_equal(reg + order[i] * PGSZ, model + order[i] * PGSZ, 64);
+    free(order);
+    uswap_stats_t s0, s1;
+    uswap_stats(u, &s0);
+    for (size_t i = 0; i < S_STREAM; i++) {
+        assert_memory_equal(reg + i * PGSZ, model + i * PGSZ, 64);     /* the scan */
+        for (int k = 0; k < S_TOUCH; k++) {
+            size_t p = hot0 + tt_below(&r, S_HOT), off = p * PGSZ + tt_below(&r, 64);
+            if (tt_below(&r, 2)) {
+                uint8_t b = (uint8_t)tt_below(&r, 256);
+                model[off] = b;
+                reg[off] = b;
+            } else if (reg[off] != model[off]) {
+                fail_msg("page %zu: byte %zu is %u, wrote %u (seed %llu)", p, off % PGSZ,
+                         reg[off], model[off], (unsigned long long)g_seed);
+            }
+        }
+    }
+    uswap_stats(u, &s1);
+    uint64_t faults = s1.faults - s0.faults, streamed = s1.stream_evictions - s0.stream_evictions;
+    print_message("stream_pages_first: %llu faults for %u stream pages, %llu stream evictions\n",
+                  (unsigned long long)faults, S_STREAM, (unsigned long long)streamed);
+    /* one fault per stream page (but those resident already), and the hot
+     * pages stay (a few come back) */
+    assert_true(faults >= S_STREAM - S_BUDGET);
+    assert_true(faults < S_STREAM + S_HOT / 4);
+    assert_true(streamed > S_STREAM - S_BUDGET);
+    for (size_t p = 0; p < S_PAGES; p++)
+        if (memcmp(reg + p * PGSZ, model + p * PGSZ, 64) != 0)
+            fail_msg("page %zu differs at the end (seed %llu)", p, (unsigned long long)g_seed);
+    uswap_close(u);
+    free(model);
+}
+
+#define G_PAGES  64u
+#define G_BUDGET 8u
+
+/* A page the program writes whenever it has it comes back writable (no
+ * write-protect fault); one it only reads again is guessed at most three
+ * times, then comes back clean. */
+static void dirty_guesses(void **state)
+{
+    (void)state;
+    NEED_UFFD();
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)G_PAGES * PGSZ;
+    cfg.budget_pages = G_BUDGET;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *reg = uswap_base(u);
+    uint8_t model[G_PAGES];
+    for (size_t p = 0; p < G_PAGES; p++) {
+        model[p] = (uint8_t)(p + 1);
+        reg[p * PGSZ] = model[p];
+    }
+    /* read then write, every page, four rounds (each evicts every page) */
+    uswap_stats_t s0, s1, s2;
+    uswap_stats(u, &s0);
+    for (int round = 0; round < 4; round++)
+        for (size_t p = 0; p < G_PAGES; p++) {
+            assert_int_equal(reg[p * PGSZ], model[p]);
+            model[p] = (uint8_t)(model[p] * 3 + 1);
+            reg[p * PGSZ] = model[p];
+        }
+    uswap_stats(u, &s1);
+    uint64_t faults = s1.faults - s0.faults, wp = s1.wp_faults - s0.wp_faults;
+    print_message("dirty_guesses: written pages: %llu faults, %llu write-protect faults, "
+                  "%llu guesses\n", (unsigned long long)faults, (unsigned long long)wp,
+                  (unsigned long long)(s1.dirty_guesses - s0.dirty_guesses));
+    /* every page faults once a round (but those still resident from the
+     * writes before) */
+    assert_true(faults >= 4 * G_PAGES - 2 * G_BUDGET && faults <= 4 * G_PAGES);
+    assert_true(wp <= faults / 4 + G_BUDGET);   /* one in four residencies, about */
+    /* now only read: three more guesses per page at most, then clean */
+    for (int round = 0; round < 6; round++)
+        for (size_t p = 0; p < G_PAGES; p++)
+            assert_int_equal(reg[p * PGSZ], model[p]);
+    uswap_stats(u, &s2);
+    uint64_t guesses = s2.dirty_guesses - s1.dirty_guesses;
+    print_message("dirty_guesses: read-only pages: %llu faults, %llu guesses, %llu clean "
+                  "evictions\n", (unsigned long long)(s2.faults - s1.faults),
+                  (unsigned long long)guesses,
+                  (unsigned long long)(s2.clean_evictions - s1.clean_evictions));
+    assert_true(s2.faults - s1.faults >= 6 * G_PAGES - 2 * G_BUDGET);
+    assert_true(guesses <= 3 * G_PAGES);
+    assert_true(s2.clean_evictions - s1.clean_evictions >= 2 * G_PAGES);
+    assert_int_equal(s2.wp_faults, s1.wp_faults);
+    uswap_close(u);
+}
 
 /* ---- threads ------------------------------------------------------------------------ */
 
@@ -980,6 +1120,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(batched_tmem, stop_daemon),
         cmocka_unit_test_teardown(batched_exclusive, stop_daemon),
         cmocka_unit_test_teardown(batched_no_tmem, stop_daemon),
+        cmocka_unit_test(stream_pages_first),
+        cmocka_unit_test(dirty_guesses),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
         cmocka_unit_test_setup_teardown(restart_state_file, window_mode, stop_daemon),
