@@ -17,19 +17,20 @@
  * that only tmem held and tmem lost (a load returning -EIO) is fatal and
  * reported loudly (uswap_config.on_lost).
  *
- * Replacement: FIFO by default, a clock on request.  User space cannot read
- * accessed bits, so the only references uswap sees are faults.  FIFO evicts
- * pages in the order they came in.  The clock (USWAP_CLOCK) sets a page's
- * referenced bit when it faults in and when the program writes it while it
- * is write-protected; the hand clears the bit and write-protects dirty
- * pages it passes, so that a page the program keeps writing gets a second
- * chance from its write-protect fault; a page only read is evicted after
- * one turn of the hand.  Measured on the examples and GNU sort
+ * Replacement.  User space cannot read accessed bits, so the only
+ * references uswap sees are faults.  Pages brought in by a sequential
+ * stream go first (a scan passes them once); then FIFO, the pages in the
+ * order they came in, or a clock on request (USWAP_CLOCK: a referenced bit
+ * set when a page faults in and when the program writes it while it is
+ * write-protected; the hand clears the bit and write-protects dirty pages
+ * it passes, so that a page the program keeps writing gets a second chance
+ * from its write-protect fault).  Measured on the examples and GNU sort
  * (docs/uswap.md), the clock's extra write-protect faults cost more than
  * the missing faults it saves, hence FIFO.  Pages brought back are mapped
  * write-protected and clean: if a valid copy still exists (tmem kept it,
  * or the swap file has it) and the program does not write the page,
- * evicting it costs no copy at all.
+ * evicting it costs no copy at all; a page the program wrote the last time
+ * it had it comes back writable instead (no write-protect fault).
  *
  * Needs root here: userfaultfd for unprivileged users is off
  * (/proc/sys/vm/unprivileged_userfaultfd = 0); uswap_open() fails with
