@@ -147,14 +147,19 @@ static void print_stats(void)
         "tmem-uswap-stats: pid=%d faults=%llu tmem_loads=%llu tmem_stores_ok=%llu "
         "tmem_stores_refused=%llu swap_reads=%llu swap_writes=%llu evictions=%llu "
         "clean_evictions=%llu zero_evictions=%llu zero_fills=%llu wp_faults=%llu "
-        "lost=%llu readaheads=%llu budget_pages=%llu tmem=%d\n", (int)getpid(),
+        "lost=%llu readaheads=%llu evict_batches=%llu fill_runs=%llu stream_evictions=%llu "
+        "dirty_guesses=%llu budget_pages=%llu "
+        "tmem=%d\n", (int)getpid(),
         (unsigned long long)s.faults, (unsigned long long)s.tmem_loads,
         (unsigned long long)s.tmem_stores_ok, (unsigned long long)s.tmem_stores_refused,
         (unsigned long long)s.swap_reads, (unsigned long long)s.swap_writes,
         (unsigned long long)s.evictions, (unsigned long long)s.clean_evictions,
         (unsigned long long)s.zero_evictions, (unsigned long long)s.zero_fills,
         (unsigned long long)s.wp_faults, (unsigned long long)s.lost,
-        (unsigned long long)s.readaheads, (unsigned long long)s.budget, FS != NULL);
+        (unsigned long long)s.readaheads, (unsigned long long)s.evict_batches,
+        (unsigned long long)s.fill_runs, (unsigned long long)s.stream_evictions,
+        (unsigned long long)s.dirty_guesses,
+        (unsigned long long)s.budget, FS != NULL);
     if (n > 0)
         (void)!write(stats_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }

@@ -27,7 +27,8 @@
 # environment: BUDGET_MB (64), DATA_MB (2 * BUDGET_MB), RUNS (3),
 #              MODES ("plain tmem file file-direct kernel"),
 #              PROGS ("sort hashjoin gnusort"), KERNEL_SLACK_MB (8),
-#              TMEMD_ARGS (more tmemd options, e.g. "--set memory.compress=none")
+#              TMEMD_ARGS (more tmemd options, e.g. "--set memory.compress=none"),
+#              USWAP_ARGS (more launcher options, e.g. "--readahead 32")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/build-h3rel}
@@ -104,7 +105,8 @@ cg_reset_peak() {
 # $st and the wall time to $dir/ktime.  A run the cgroup's OOM killer ends
 # (SIGKILL: it happens here, in try_charge at swap-in, with the limit tight)
 # is run again, up to KERNEL_TRIES (5) times; the kills are counted
-# (oom_kills=, shown in the check column).
+# (oom_kills=, shown in the check column).  If every try is killed, the run
+# counts as wrong (its output is cut short) and its time as 9999 s.
 kernel_run() {
     local in0 out0 maj0 in1 out1 maj1 t0 t1 rc kills=0
     while :; do
@@ -118,7 +120,8 @@ kernel_run() {
         [ $rc = 137 ] && [ $kills -lt $((${KERNEL_TRIES:-5} - 1)) ] || break
         kills=$((kills + 1))
     done
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' > "$dir/ktime"
+    # a run that never finished sorts last (its time means nothing)
+    awk -v a="$t0" -v b="$t1" -v rc=$rc 'BEGIN { printf "%.3f\n", rc ? 9999 : b - a }' > "$dir/ktime"
     echo "kernel: faults=$((maj1 - maj0)) tmem_loads=$((in1 - in0)) tmem_stores_ok=$((out1 - out0))" \
          "rss_kb=$(($(cg_peak) / 1024)) store_kb=$(($(awk '{ print $5 }' /sys/block/zram$zdev/mm_stat) / 1024))" \
          "oom_kills=$kills" > "$st"
@@ -195,13 +198,13 @@ for p in $progs; do
                 $cmd > "$out"
             elif [ "$m" = kernel ]; then
                 # shellcheck disable=SC2086
-                kernel_run $cmd > "$out"
+                kernel_run $cmd > "$out" || true
             else
                 rm -f "$dir/rss" "$dir/held"
                 # shellcheck disable=SC2046
                 /usr/bin/time -f %M -o "$dir/rss" \
                     "$launcher" --budget ${budget}M --threshold 256K --stats-file "$st" \
-                    $(opts_of "$m") -- $cmd > "$out" &
+                    ${USWAP_ARGS:-} $(opts_of "$m") -- $cmd > "$out" &
                 rp=$!
                 pp=
                 if [ "$m" = tmem ]; then poll_tmem $rp "$dir/held" & pp=$!; fi

@@ -23,15 +23,41 @@
  *   WP     we hold uffd write-protection on the page.  Always set on a clean
  *          resident page; the clock also sets it on dirty pages it passes.
  *   REF    referenced since the hand last passed.
+ *   PICK   chosen as a victim of the batch being evicted (inside evict_batch).
  *   LOST   tmem lost the page's only copy (poisoned: SIGBUS on access).
  * Invariants: resident == number of RES pages <= budget; a RES page sits
  * in exactly one ring slot (slot[p]) and ring[slot[p]] == p.
  *
- * Eviction order inside evict(): write-protect (a writer now blocks in a
- * write-protect fault), copy out (store / pwrite straight from the page),
- * MADV_DONTNEED (on anonymous memory this also drops the protection), then
- * UFFDIO_WAKE: a blocked writer retries, takes a missing fault and gets the
- * page back through the handler, with its write applied after.
+ * Stream pages (hint[], under lock): a page brought in by a fault that
+ * continued a sequential stream (or read ahead of one) is marked ONCE and
+ * queued in sq[] (oldest first).  Victims are taken from that queue before
+ * the ring (but for the sq_keep newest, which the streams are reading
+ * now), and a batch is cut to the stream pages there are when they
+ * suffice (else a small batch, rbatch, comes from the ring): a page a
+ * scan went past is the least likely to be used again,
+ * and what the program touches at random stays resident (the kernel's LRU
+ * gets the same from accessed bits, which user space cannot read).  A
+ * queue entry whose page is no longer ONCE (evicted or dropped since) is
+ * skipped.  A ring page resident for STALE_TURNS budgets of pages brought
+ * in goes before the stream pages all the same (hand_page_stale()).  Invariant: once_count == number of pages with ONCE set; every
+ * such page is RES and has an entry in sq[].
+ *
+ * Eviction works on a batch of victims (evict_batch(), up to ebatch pages,
+ * sorted by page number so that neighbours form runs): write-protect, one
+ * UFFDIO_WRITEPROTECT per run (a writer now blocks in a write-protect
+ * fault); copy out the dirty pages, one tmem_frontswap_store_pages per run
+ * of neighbours and one pwrite per run of those tmem refused (straight from
+ * the pages); one MADV_DONTNEED per run (on anonymous memory this also
+ * drops the protection); then one UFFDIO_WAKE per run: a blocked writer
+ * retries, takes a missing fault and gets the page back through the
+ * handler, with its write applied after.
+ *
+ * Fill works on a run too (fill_run()): the faulting page and, inside a
+ * sequential stream's read-ahead window, the evicted neighbours after it
+ * (stopping at the first resident or lost one), loaded with one
+ * tmem_frontswap_load_pages per run tmem holds and one pread per run only
+ * the file holds, and mapped with one UFFDIO_COPY per run of equal
+ * protection.  UFFDIO_COPY never replaces a mapped page (EEXIST).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -78,14 +104,30 @@ struct uffdio_poison {
 #define MAX_EXTENTS (1u << 20)     /* free ranges of the region heap */
 #define MSG_BATCH 32
 #define RA_STREAMS 8               /* sequential fault streams followed */
+#define EVICT_MAX TMEM_FRONTSWAP_MAX_BATCH  /* victims per batch */
+#define FILL_MAX  64               /* pages per fill run */
+#define EVICT_SCRATCH (EVICT_MAX * (sizeof(uint32_t) + 1 + sizeof(void *) + sizeof(int)))
 
 enum {
     F_RES = 0x01, F_WP = 0x02, F_DIRTY = 0x04, F_TMEM = 0x08,
-    F_FILE = 0x10, F_REF = 0x20, F_LOST = 0x80,
+    F_FILE = 0x10, F_REF = 0x20, F_PICK = 0x40, F_LOST = 0x80,
 };
 
 struct extent { uint64_t start, len; };   /* pages */
 struct ra_stream { uint64_t next; uint32_t win; };  /* expected page, window */
+#define H_ONCE 0x01                /* hint[p]: brought in by a sequential stream */
+/* hint[p] >> H_WROTE_SHIFT: how many more times a read fault maps p
+ * writable and dirty (0-3): set to 3 when the program writes p while it is
+ * write-protected (a write-protect fault, or a missing fault that writes),
+ * one less each time p is mapped so without that evidence.  A page the
+ * program writes whenever it has it then costs one write-protect fault in
+ * four residencies instead of one in each; a page that is only read again
+ * costs at most three needless stores. */
+#define H_WROTE_SHIFT 1
+#define H_WROTE_MAX   3u
+#define STALE_TURNS 4              /* hand_page_stale() */
+#define SQ_KEEP (2 * RA_STREAMS)   /* newest stream pages never taken first: in use
+                                      (at most a quarter of the budget) */
 
 struct uswap {
     uint8_t *base;
@@ -109,18 +151,33 @@ struct uswap {
     uint32_t *alloc_len;        /* per page: pages of the allocation starting there */
     uint32_t *ring;             /* budget slots: a page or NO_SLOT */
     uint32_t *free_slots;       /* stack of empty ring slots */
+    uint64_t *slot_epoch;       /* per ring slot: fills when its page came in */
+    uint64_t fills;             /* pages brought in so far */
     uint32_t nfree, hand;       /* hand: the next ring slot to look at */
     uint64_t resident;
     struct extent *ext;         /* free ranges, sorted, disjoint, not adjacent */
     size_t next;
     uint8_t *bounce, *zero;     /* page buffers of the handler */
+    uint8_t *fillbuf;           /* FILL_MAX pages: a fill run's contents */
+    uint32_t ebatch;            /* stream victims evicted at once */
+    uint32_t rbatch;            /* ring victims evicted at once */
+    uint32_t *vict;             /* EVICT_MAX: the batch's victims */
+    uint8_t *vflags;            /* EVICT_MAX: their flags after eviction */
+    const void **vptr;          /* EVICT_MAX: page pointers of a batch call */
+    int *vres;                  /* EVICT_MAX: its results */
     struct ra_stream ra[RA_STREAMS];
+    struct ra_stream *ra_cur;   /* the stream the last window() continued, or NULL */
     unsigned ra_victim, ra_max;
+    bool seq;                   /* the last window() continued a stream */
+    uint8_t *hint;              /* per page: H_ONCE, the H_WROTE count */
+    uint32_t *sq;               /* sq_cap: queue of stream pages, oldest at sq_head */
+    uint32_t sq_head, sq_len, sq_cap, once_count, sq_keep;
 
     /* counters: written by the handler only, read by anyone */
     _Atomic uint64_t faults, wp_faults, zero_fills, tmem_loads, tmem_ok, tmem_refused,
                      swap_reads, swap_writes, evictions, clean_evictions, zero_evictions, lost,
-                     readaheads;
+                     readaheads, evict_batches, fill_runs, stream_evictions,
+                     dirty_guesses;
 };
 
 /* The kernel's, never an interposed one: the LD_PRELOAD shim (preload.c)
@@ -320,18 +377,23 @@ int uswap_probe(char *msg, size_t msglen)
     return r;
 }
 
-static void uffd_wake(uswap_t *u, uint64_t p)
+/* Wakes the threads waiting on pages [p, p + n). */
+static void uffd_wake_range(uswap_t *u, uint64_t p, uint64_t n)
 {
-    struct uffdio_range r = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)), .len = PG };
+    struct uffdio_range r = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)),
+                              .len = n << PG_SHIFT };
     if (ioctl(u->uffd, UFFDIO_WAKE, &r) < 0 && errno != ENOENT && errno != ESRCH)
         die("UFFDIO_WAKE", errno);
 }
 
-/* Write-protects (wp) or releases the page; releasing wakes its waiters. */
-static void uffd_protect(uswap_t *u, uint64_t p, bool wp)
+static void uffd_wake(uswap_t *u, uint64_t p) { uffd_wake_range(u, p, 1); }
+
+/* Write-protects (wp) or releases pages [p, p + n); releasing wakes their
+ * waiters. */
+static void uffd_protect_range(uswap_t *u, uint64_t p, uint64_t n, bool wp)
 {
     struct uffdio_writeprotect w = {
-        .range = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)), .len = PG },
+        .range = { .start = (uintptr_t)(u->base + (p << PG_SHIFT)), .len = n << PG_SHIFT },
         .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
     };
     while (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
@@ -343,61 +405,72 @@ static void uffd_protect(uswap_t *u, uint64_t p, bool wp)
     }
 }
 
-/* Maps a copy of src at page p, write-protected if wp.  0, or -EEXIST if
- * a page is already there. */
-static int uffd_copy(uswap_t *u, uint64_t p, const void *src, bool wp)
+static void uffd_protect(uswap_t *u, uint64_t p, bool wp) { uffd_protect_range(u, p, 1, wp); }
+
+/* Maps copies of n pages at src at pages [p, p + n), write-protected if wp:
+ * one ioctl unless the kernel stops part-way.  A page already mapped there
+ * (behind uswap's back: EEXIST) is left as it is and marked in behind[]
+ * (indexed from p). */
+static void uffd_copy_range(uswap_t *u, uint64_t p, uint64_t n, const uint8_t *src, bool wp,
+                            bool *behind)
 {
-    struct uffdio_copy c = {
-        .dst = (uintptr_t)(u->base + (p << PG_SHIFT)), .src = (uintptr_t)src, .len = PG,
-        .mode = wp ? UFFDIO_COPY_MODE_WP : 0,
-    };
-    for (;;) {
+    uint64_t done = 0, len = n << PG_SHIFT;
+    while (done < len) {
+        struct uffdio_copy c = {
+            .dst = (uintptr_t)(u->base + (p << PG_SHIFT) + done), .src = (uintptr_t)(src + done),
+            .len = len - done, .mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+        };
         if (ioctl(u->uffd, UFFDIO_COPY, &c) == 0)
-            return 0;
-        if (errno == EAGAIN) {      /* the mapping changed under the copy: again */
+            return;
+        if (errno == EAGAIN) {      /* stopped part-way (the mapping changed): go on */
             if (c.copy > 0)
-                return 0;
-            c.copy = 0;
+                done += (uint64_t)c.copy;
             continue;
         }
-        if (errno == EEXIST)
-            return -EEXIST;
+        if (errno == EEXIST) {      /* nothing copied: the page at done is mapped */
+            behind[done >> PG_SHIFT] = true;
+            done += PG;
+            continue;
+        }
         if (errno == ENOENT || errno == ESRCH)   /* the process is exiting */
-            return 0;
+            return;
         die("UFFDIO_COPY", errno);
     }
 }
 
 /* ---- the swap file ----------------------------------------------------------- */
 
-static void swap_write(uswap_t *u, uint64_t p, const void *page)
+/* Pages [p, p + npg) from buf to their slots: one pwrite (the slots are
+ * neighbours too). */
+static void swap_write(uswap_t *u, uint64_t p, uint64_t npg, const void *buf)
 {
     off_t off = (off_t)(p << PG_SHIFT);
-    size_t done = 0;
-    while (done < PG) {
-        ssize_t n = pwrite(u->swapfd, (const char *)page + done, PG - done, off + (off_t)done);
+    size_t done = 0, len = (size_t)(npg << PG_SHIFT);
+    while (done < len) {
+        ssize_t n = pwrite(u->swapfd, (const char *)buf + done, len - done, off + (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             die("writing the swap file (the page cannot be kept)", n < 0 ? errno : EIO);
         done += (size_t)n;
     }
-    bump(&u->swap_writes);
+    atomic_fetch_add_explicit(&u->swap_writes, npg, memory_order_relaxed);
 }
 
-static void swap_read(uswap_t *u, uint64_t p, void *page)
+/* Pages [p, p + npg) from their slots into buf: one pread. */
+static void swap_read(uswap_t *u, uint64_t p, uint64_t npg, void *buf)
 {
     off_t off = (off_t)(p << PG_SHIFT);
-    size_t done = 0;
-    while (done < PG) {
-        ssize_t n = pread(u->swapfd, (char *)page + done, PG - done, off + (off_t)done);
+    size_t done = 0, len = (size_t)(npg << PG_SHIFT);
+    while (done < len) {
+        ssize_t n = pread(u->swapfd, (char *)buf + done, len - done, off + (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             die("reading the swap file", n < 0 ? errno : EIO);
         done += (size_t)n;
     }
-    bump(&u->swap_reads);
+    atomic_fetch_add_explicit(&u->swap_reads, npg, memory_order_relaxed);
 }
 
 /* ---- the clock ----------------------------------------------------------------- */
@@ -406,12 +479,17 @@ static void ring_insert(uswap_t *u, uint64_t p)
 {
     uint32_t s = u->free_slots[--u->nfree];
     u->ring[s] = (uint32_t)p;
+    u->slot_epoch[s] = u->fills++;
     u->slot[p] = s;
     u->resident++;
 }
 
 static void ring_remove(uswap_t *u, uint64_t p)
 {
+    if (u->hint[p] & H_ONCE) {      /* its queue entry is skipped from now on */
+        u->hint[p] &= (uint8_t)~H_ONCE;
+        u->once_count--;
+    }
     uint32_t s = u->slot[p];
     u->ring[s] = NO_SLOT;
     u->slot[p] = NO_SLOT;
@@ -419,17 +497,79 @@ static void ring_remove(uswap_t *u, uint64_t p)
     u->resident--;
 }
 
-/* The next victim.  Clock: a referenced page loses its bit and, if dirty,
- * is write-protected so that its next write tells us (its second chance);
- * FIFO: the next page in ring order.  Ends within two turns: nothing sets
- * REF while the lock is held. */
+/* Marks resident page p a stream page and queues it (the oldest entry
+ * makes room if the queue is full: its page becomes an ordinary one). */
+static void mark_once(uswap_t *u, uint64_t p)
+{
+    if (u->hint[p] & H_ONCE)
+        return;
+    if (u->sq_len == u->sq_cap) {
+        uint32_t q = u->sq[u->sq_head];
+        u->sq_head = (u->sq_head + 1) % u->sq_cap;
+        u->sq_len--;
+        if (u->hint[q] & H_ONCE) {
+            u->hint[q] &= (uint8_t)~H_ONCE;
+            u->once_count--;
+        }
+    }
+    u->sq[(u->sq_head + u->sq_len) % u->sq_cap] = (uint32_t)p;
+    u->sq_len++;
+    u->hint[p] |= H_ONCE;
+    u->once_count++;
+}
+
+/* The oldest stream page not picked yet, or NO_SLOT; never one of the
+ * sq_keep newest (the pages a stream is reading now).  Its ONCE mark goes
+ * (ring_remove would clear it at eviction anyway). */
+static uint32_t pick_once(uswap_t *u)
+{
+    while (u->once_count > u->sq_keep && u->sq_len > 0) {
+        uint32_t p = u->sq[u->sq_head];
+        u->sq_head = (u->sq_head + 1) % u->sq_cap;
+        u->sq_len--;
+        if (!(u->hint[p] & H_ONCE))
+            continue;               /* evicted or dropped since it was queued */
+        u->hint[p] &= (uint8_t)~H_ONCE;
+        u->once_count--;
+        if (!(u->flags[p] & F_PICK))
+            return p;
+    }
+    return NO_SLOT;
+}
+
+/* The next victim, never one picked already: the oldest stream page, else
+ * by the ring.  Clock: a referenced page
+ * loses its bit and, if dirty, is write-protected so that its next write
+ * tells us (its second chance); FIFO: the next page in ring order.  Ends
+ * within two turns if a resident page is not picked: nothing sets REF
+ * while the lock is held. */
+/* Has the next page at the hand been resident for STALE_TURNS budgets'
+ * worth of pages brought in?  Then it goes before the stream pages: what
+ * the program touched at random once is not protected for ever (a page it
+ * keeps reading comes back, at one fault per STALE_TURNS turns). */
+static bool hand_page_stale(const uswap_t *u)
+{
+    for (uint32_t i = 0; i < u->budget; i++) {
+        uint32_t s = (u->hand + i) % u->budget, p = u->ring[s];
+        if (p == NO_SLOT || (u->flags[p] & F_PICK))
+            continue;
+        return u->fills - u->slot_epoch[s] > (uint64_t)STALE_TURNS * u->budget;
+    }
+    return false;
+}
+
 static uint64_t pick_victim(uswap_t *u)
 {
+    uint32_t o = hand_page_stale(u) ? NO_SLOT : pick_once(u);
+    if (o != NO_SLOT) {
+        bump(&u->stream_evictions);
+        return o;
+    }
     for (;;) {
         uint32_t s = u->hand;
         u->hand = (u->hand + 1) % u->budget;
         uint32_t p = u->ring[s];
-        if (p == NO_SLOT)
+        if (p == NO_SLOT || (u->flags[p] & F_PICK))
             continue;
         uint8_t f = u->flags[p];
         if (u->policy == USWAP_CLOCK && (f & F_REF)) {
@@ -454,45 +594,146 @@ static bool page_is_zero(const uint8_t *pg)
     return true;
 }
 
-/* Evicts resident page p (see the top of the file for the order). */
-static void evict(uswap_t *u, uint64_t p)
+static int cmp_page(const void *a, const void *b)
 {
-    uint8_t f = u->flags[p];
-    uint8_t *addr = u->base + (p << PG_SHIFT);
-    if (!(f & F_DIRTY)) {
-        bump(&u->clean_evictions);      /* a copy is kept already (or zeros) */
-    } else {
-        if (!(f & F_WP))
-            uffd_protect(u, p, true);
-        f &= (uint8_t)~(F_TMEM | F_FILE);
-        if (page_is_zero(addr)) {
-            if (u->fs && tmem_frontswap_test(u->fs, u->fs_type, p))
-                tmem_frontswap_invalidate_page(u->fs, u->fs_type, p);
-            bump(&u->zero_evictions);
-        } else {
-            bool to_file = true;
-            if (u->fs) {
-                int r = tmem_frontswap_store(u->fs, u->fs_type, p, addr);
-                if (r >= 0) {
-                    f |= F_TMEM;
-                    bump(&u->tmem_ok);
-                    to_file = r == 1 || u->writethrough;
-                } else {
-                    bump(&u->tmem_refused);
-                }
-            }
-            if (to_file) {
-                swap_write(u, p, addr);
-                f |= F_FILE;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The length of the run of neighbours starting at v[i] (v sorted), at most max. */
+static uint32_t run_len(const uint32_t *v, uint32_t i, uint32_t n, uint32_t max)
+{
+    uint32_t j = i + 1;
+    while (j < n && j - i < max && v[j] == v[j - 1] + 1)
+        j++;
+    return j - i;
+}
+
+/* Copies out dirty, non-zero pages [p, p + m), neighbours (victims i.. of
+ * the batch): one frontswap batch call, then one pwrite per run of those
+ * that must go to the file.  Sets TMEM/FILE in u->vflags[i..]. */
+static void store_run(uswap_t *u, uint32_t i, uint64_t p, uint32_t m)
+{
+    bool to_file[EVICT_MAX];
+    for (uint32_t k = 0; k < m; k++)
+        to_file[k] = true;
+    if (u->fs) {
+        for (uint32_t k = 0; k < m; k++)
+            u->vptr[k] = u->base + ((p + k) << PG_SHIFT);
+        int r = tmem_frontswap_store_pages(u->fs, u->fs_type, p, m, u->vptr, u->vres);
+        for (uint32_t k = 0; k < m; k++) {
+            int rk = r < 0 ? r : u->vres[k];
+            if (rk >= 0) {
+                u->vflags[i + k] |= F_TMEM;
+                bump(&u->tmem_ok);
+                to_file[k] = rk == 1 || u->writethrough;
+            } else {
+                bump(&u->tmem_refused);
             }
         }
     }
-    if (madvise(addr, PG, MADV_DONTNEED) < 0)
-        die("madvise(MADV_DONTNEED)", errno);
-    u->flags[p] = f & (uint8_t)(F_TMEM | F_FILE);
-    ring_remove(u, p);
-    bump(&u->evictions);
-    uffd_wake(u, p);            /* writers blocked on the protection retry */
+    for (uint32_t k = 0; k < m;) {
+        if (!to_file[k]) {
+            k++;
+            continue;
+        }
+        uint32_t j = k + 1;
+        while (j < m && to_file[j])
+            j++;
+        swap_write(u, p + k, j - k, u->base + ((p + k) << PG_SHIFT));
+        for (uint32_t q = k; q < j; q++)
+            u->vflags[i + q] |= F_FILE;
+        k = j;
+    }
+}
+
+/* Evicts up to want resident pages at once (see the top of the file for
+ * the order). */
+static void evict_batch(uswap_t *u, uint32_t want)
+{
+    uint32_t *v = u->vict, n = 0;
+    if (want > EVICT_MAX)
+        want = EVICT_MAX;
+    if (want > u->resident)
+        want = (uint32_t)u->resident;
+    while (n < want) {
+        uint64_t p = pick_victim(u);
+        u->flags[p] |= F_PICK;
+        v[n++] = (uint32_t)p;
+    }
+    qsort(v, n, sizeof *v, cmp_page);
+    bump(&u->evict_batches);
+
+    /* write-protect the runs that hold a dirty page not protected yet */
+    for (uint32_t i = 0, m; i < n; i += m) {
+        m = run_len(v, i, n, n);
+        for (uint32_t k = i; k < i + m; k++)
+            if ((u->flags[v[k]] & (F_DIRTY | F_WP)) == F_DIRTY) {
+                uffd_protect_range(u, v[i], m, true);
+                break;
+            }
+    }
+    /* what each victim keeps: clean ones their copies, zero pages nothing */
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t f = u->flags[v[i]];
+        u->vflags[i] = f & (uint8_t)(F_TMEM | F_FILE);
+        if (!(f & F_DIRTY)) {
+            bump(&u->clean_evictions);  /* a copy is kept already (or zeros) */
+        } else {
+            u->vflags[i] = 0;
+            if (page_is_zero(u->base + ((uint64_t)v[i] << PG_SHIFT))) {
+                if (u->fs && tmem_frontswap_test(u->fs, u->fs_type, v[i]))
+                    tmem_frontswap_invalidate_page(u->fs, u->fs_type, v[i]);
+                bump(&u->zero_evictions);
+                u->flags[v[i]] &= (uint8_t)~F_DIRTY;    /* nothing to store */
+            }
+        }
+    }
+    /* store the dirty ones, a run of neighbours at a time */
+    for (uint32_t i = 0; i < n;) {
+        if (!(u->flags[v[i]] & F_DIRTY)) {
+            i++;
+            continue;
+        }
+        uint32_t j = i + 1;
+        while (j < n && v[j] == v[j - 1] + 1 && (u->flags[v[j]] & F_DIRTY))
+            j++;
+        store_run(u, i, v[i], j - i);
+        i = j;
+    }
+    /* drop them, then let blocked writers retry */
+    for (uint32_t i = 0, m; i < n; i += m) {
+        m = run_len(v, i, n, n);
+        if (madvise(u->base + ((uint64_t)v[i] << PG_SHIFT), (size_t)m << PG_SHIFT,
+                    MADV_DONTNEED) < 0)
+            die("madvise(MADV_DONTNEED)", errno);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        u->flags[v[i]] = u->vflags[i];
+        ring_remove(u, v[i]);
+        bump(&u->evictions);
+    }
+    for (uint32_t i = 0, m; i < n; i += m) {
+        m = run_len(v, i, n, n);
+        uffd_wake_range(u, v[i], m);
+    }
+}
+
+/* Room for n more resident pages (n <= budget): evicts a batch at a time. */
+static void make_room(uswap_t *u, uint32_t n)
+{
+    while (u->resident + n > u->budget) {
+        uint64_t need = u->resident + n - u->budget;
+        /* Stream pages enough: a batch of those alone.  Else a small one
+         * from the ring: what is left there is what the program touches at
+         * random, and each page of a batch evicted ahead of need is one
+         * more fault when the working set is about the budget. */
+        uint32_t old = u->once_count > u->sq_keep ? u->once_count - u->sq_keep : 0;
+        uint32_t want = old >= need ? (old < u->ebatch ? old : u->ebatch) : u->rbatch;
+        if (want < need)
+            want = (uint32_t)need;
+        evict_batch(u, want);
+    }
 }
 
 static void lost_page(uswap_t *u, uint64_t p)
@@ -544,8 +785,15 @@ static bool mapped(uswap_t *u, uint64_t p)
     return v & 1;
 }
 
-static void fill(uswap_t *u, uint64_t p, uint8_t f, bool write);
-static void read_ahead(uswap_t *u, uint64_t p);
+static uint32_t window(uswap_t *u, uint64_t p);
+static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write);
+
+/* May page q come in with a fault on a page before it: not resident, not
+ * lost, and its content kept (tmem, the file) or zeros? */
+static bool fetchable(const uswap_t *u, uint64_t q)
+{
+    return !(u->flags[q] & (F_RES | F_LOST));
+}
 
 static void missing_fault(uswap_t *u, uint64_t p, bool write)
 {
@@ -565,68 +813,155 @@ static void missing_fault(uswap_t *u, uint64_t p, bool write)
         lost_page(u, p);
         return;
     }
-    fill(u, p, f, write);
-    bump(&u->faults);
-    read_ahead(u, p);
+    /* the page and, in a sequential stream, its evicted neighbours after it */
+    uint32_t w = window(u, p), n = 1;
+    while (n <= w && p + n < u->npages && fetchable(u, p + n))
+        n++;
+    if (u->ra_cur)
+        u->ra_cur->next = p + n;    /* the stream goes on after the run */
+    bump(&u->faults);           /* before the copy wakes the program */
+    fill_run(u, p, n, write);
 }
 
-/* Brings non-resident page p (flags f) in: evicts first if the budget is
- * full, then loads it from tmem or the file, or zeros, and maps it. */
-static void fill(uswap_t *u, uint64_t p, uint8_t f, bool write)
+/* Brings pages [p, p + n) in (none resident; p the faulting page, the rest
+ * fetched ahead): evicts first if the budget is full, then loads them from
+ * tmem (one batch call per run tmem holds), the file (one pread per run
+ * only the file holds), or zeros, and maps them (one UFFDIO_COPY per run of
+ * equal protection).  p is mapped write-protected and clean when a copy
+ * stays valid, the fault was a read and p is not a page the program writes
+ * whenever it has it (H_WROTE); pages fetched ahead likewise.  The others
+ * are mapped writable and dirty: zeros (a write would fault at once; an
+ * unwritten zero page is dropped for a look at it), pages whose only copy
+ * was taken (exclusive loads), and the guessed writes.  A page fetched
+ * ahead that tmem lost is left alone: its own fault says so.  Pages
+ * brought in by a sequential stream are queued as stream pages. */
+static void fill_run(uswap_t *u, uint64_t p, uint32_t n, bool write)
 {
-    while (u->resident >= u->budget)
-        evict(u, pick_victim(u));
-
-    const void *src = u->zero;
-    bool clean = true;          /* a copy stays valid: map it write-protected */
-    if (f & F_TMEM) {
-        int r = tmem_frontswap_load(u->fs, u->fs_type, p, u->bounce);
-        if (r == 0) {
-            bump(&u->tmem_loads);
-            src = u->bounce;
-            if (!tmem_frontswap_test(u->fs, u->fs_type, p)) {
-                f &= (uint8_t)~F_TMEM;          /* an exclusive load */
-                clean = (f & F_FILE) != 0;
-            }
-        } else {
-            f &= (uint8_t)~F_TMEM;
-            if (!(f & F_FILE)) {
-                lost_page(u, p);
-                return;
+    make_room(u, n);
+    bump(&u->fill_runs);
+    uint8_t *buf = u->fillbuf, f[FILL_MAX];
+    bool ok[FILL_MAX], got[FILL_MAX], clean[FILL_MAX], wp[FILL_MAX], behind[FILL_MAX];
+    for (uint32_t k = 0; k < n; k++) {
+        f[k] = u->flags[p + k];
+        ok[k] = true;
+        got[k] = false;
+        clean[k] = true;
+        behind[k] = false;
+    }
+    /* tmem: a batch call per run it holds */
+    for (uint32_t k = 0; k < n;) {
+        if (!(f[k] & F_TMEM)) {
+            k++;
+            continue;
+        }
+        uint32_t j = k + 1;
+        while (j < n && (f[j] & F_TMEM))
+            j++;
+        void *pages[FILL_MAX];
+        int res[FILL_MAX];
+        for (uint32_t q = k; q < j; q++)
+            pages[q - k] = buf + ((size_t)q << PG_SHIFT);
+        int r = tmem_frontswap_load_pages(u->fs, u->fs_type, p + k, j - k, pages, res);
+        for (uint32_t q = k; q < j; q++) {
+            int rq = r < 0 ? r : res[q - k];
+            if (rq == 0) {
+                bump(&u->tmem_loads);
+                got[q] = true;
+                if (!tmem_frontswap_test(u->fs, u->fs_type, p + q)) {
+                    f[q] &= (uint8_t)~F_TMEM;       /* an exclusive load */
+                    clean[q] = (f[q] & F_FILE) != 0;
+                }
+            } else if (f[q] & F_FILE) {
+                f[q] &= (uint8_t)~F_TMEM;           /* the file has it */
+            } else if (q == 0) {
+                u->flags[p] &= (uint8_t)~F_TMEM;
+                lost_page(u, p);                    /* aborts, or poisons p */
+                ok[0] = false;
+            } else {
+                ok[q] = false;
             }
         }
+        k = j;
     }
-    if (src == u->zero && (f & F_FILE)) {
-        swap_read(u, p, u->bounce);
-        src = u->bounce;
+    /* the file: a pread per run only it holds */
+    for (uint32_t k = 0; k < n;) {
+        if (!ok[k] || got[k] || !(f[k] & F_FILE)) {
+            k++;
+            continue;
+        }
+        uint32_t j = k + 1;
+        while (j < n && ok[j] && !got[j] && (f[j] & F_FILE))
+            j++;
+        swap_read(u, p + k, j - k, buf + ((size_t)k << PG_SHIFT));
+        for (uint32_t q = k; q < j; q++)
+            got[q] = true;
+        k = j;
     }
-    if (src == u->zero)
-        bump(&u->zero_fills);
-    bool wp = clean && !write;
-    if (uffd_copy(u, p, src, wp) == -EEXIST) {
-        /* mapped behind our back: what is there is what the program sees */
-        say("uswap: page %p was mapped behind uswap's back; kept as it is\n",
-                (void *)(u->base + (p << PG_SHIFT)));
-        wp = false;
-        uffd_wake(u, p);
+    for (uint32_t k = 0; k < n; k++) {
+        if (ok[k] && !got[k]) {
+            memset(buf + ((size_t)k << PG_SHIFT), 0, PG);
+            bump(&u->zero_fills);
+        }
+        /* Zeros are mapped writable: a write would fault at once, and
+         * evicting them unwritten costs a look for zeros, not a store. */
+        wp[k] = clean[k] && (f[k] & (F_TMEM | F_FILE)) && (k > 0 || !write);
     }
-    if (!wp)
-        f = F_DIRTY;            /* the kept copies are stale from now on */
-    u->flags[p] = (uint8_t)(f | F_RES | F_REF | (wp ? F_WP : 0));
-    ring_insert(u, p);
+    /* a read fault on a page the program writes whenever it has it */
+    unsigned wrote = u->hint[p] >> H_WROTE_SHIFT;
+    if (ok[0] && write)
+        wrote = H_WROTE_MAX;
+    else if (ok[0] && wp[0] && wrote > 0) {
+        wp[0] = false;
+        wrote--;
+        bump(&u->dirty_guesses);
+    }
+    u->hint[p] = (uint8_t)((u->hint[p] & H_ONCE) | (wrote << H_WROTE_SHIFT));
+    /* map them: a UFFDIO_COPY per run of equal protection */
+    for (uint32_t k = 0; k < n;) {
+        if (!ok[k]) {
+            k++;
+            continue;
+        }
+        uint32_t j = k + 1;
+        while (j < n && ok[j] && wp[j] == wp[k])
+            j++;
+        uffd_copy_range(u, p + k, j - k, buf + ((size_t)k << PG_SHIFT), wp[k], behind + k);
+        k = j;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        if (!ok[k])
+            continue;
+        if (behind[k]) {
+            /* mapped behind our back: what is there is what the program sees */
+            say("uswap: page %p was mapped behind uswap's back; kept as it is\n",
+                (void *)(u->base + ((p + k) << PG_SHIFT)));
+            wp[k] = false;
+            uffd_wake(u, p + k);
+        }
+        uint8_t g = f[k] & (uint8_t)(F_TMEM | F_FILE);
+        if (!wp[k])
+            g = F_DIRTY;        /* the kept copies are stale from now on */
+        u->flags[p + k] = (uint8_t)(g | F_RES | F_REF | (wp[k] ? F_WP : 0));
+        ring_insert(u, p + k);
+        if (u->seq || k > 0)
+            mark_once(u, p + k);
+        if (k > 0)
+            bump(&u->readaheads);
+    }
 }
 
 /* Sequential streams: a fault at the page a stream expects next doubles
- * its window (up to u->ra_max) and brings that many following pages in,
- * clean, before the program asks; any other fault starts a stream (the
- * oldest is replaced).  Only pages with a kept copy are read ahead, never
- * zeros (a fault on those costs no I/O), and only while the budget is
- * large against the window. */
-static void read_ahead(uswap_t *u, uint64_t p)
+ * its window (up to u->ra_max) and returns it: that many following pages
+ * may come in with the fault; any other fault starts a stream (the oldest
+ * is replaced) and returns 0. */
+static uint32_t window(uswap_t *u, uint64_t p)
 {
-    if (u->ra_max == 0)
-        return;
     struct ra_stream *st = NULL;
+    u->ra_cur = NULL;
+    /* a stream page before it: the stream goes on, however many other
+     * faults came between (the table below forgets a stream after
+     * RA_STREAMS of them) */
+    u->seq = p > 0 && (u->hint[p - 1] & H_ONCE);
     for (unsigned i = 0; i < RA_STREAMS; i++)
         if (u->ra[i].next == p && u->ra[i].next != 0) {
             st = &u->ra[i];
@@ -637,24 +972,18 @@ static void read_ahead(uswap_t *u, uint64_t p)
         u->ra_victim = (u->ra_victim + 1) % RA_STREAMS;
         st->next = p + 1;
         st->win = 0;
-        return;
+        return 0;
+    }
+    u->seq = true;
+    if (u->ra_max == 0) {           /* followed for eviction's sake only */
+        st->next = p + 1;
+        return 0;
     }
     st->win = st->win ? st->win * 2 : 1;
     if (st->win > u->ra_max)
         st->win = u->ra_max;
-    uint64_t q = p + 1;
-    for (; q <= p + st->win && q < u->npages; q++) {
-        /* demand first: stop when a fault is waiting */
-        struct pollfd pf = { u->uffd, POLLIN, 0 };
-        if (poll(&pf, 1, 0) > 0)
-            break;
-        uint8_t g = u->flags[q];
-        if ((g & (F_RES | F_LOST)) || !(g & (F_TMEM | F_FILE)))
-            continue;
-        fill(u, q, g, false);
-        bump(&u->readaheads);
-    }
-    st->next = q;
+    u->ra_cur = st;
+    return st->win;
 }
 
 static void wp_fault(uswap_t *u, uint64_t p)
@@ -671,8 +1000,9 @@ static void wp_fault(uswap_t *u, uint64_t p)
     /* Clean becomes dirty: TMEM/FILE no longer hold the content.  A stale
      * tmem copy stays until the next store replaces it (or invalidate). */
     u->flags[p] = (uint8_t)((f & (uint8_t)~(F_WP | F_TMEM | F_FILE)) | F_DIRTY | F_REF);
+    u->hint[p] = (uint8_t)((u->hint[p] & H_ONCE) | (H_WROTE_MAX << H_WROTE_SHIFT));
+    bump(&u->wp_faults);        /* before the release wakes the program */
     uffd_protect(u, p, false);
-    bump(&u->wp_faults);
 }
 
 static void *handler_main(void *arg)
@@ -778,6 +1108,16 @@ static void free_all(uswap_t *u)
         munmap(u->ext, MAX_EXTENTS * sizeof(struct extent));
     if (u->bounce)
         munmap(u->bounce, 2 * PG);
+    if (u->fillbuf)
+        munmap(u->fillbuf, (size_t)FILL_MAX * PG);
+    if (u->vict)
+        munmap(u->vict, EVICT_SCRATCH);
+    if (u->hint)
+        munmap(u->hint, u->npages);
+    if (u->slot_epoch)
+        munmap(u->slot_epoch, (size_t)u->budget * sizeof(uint64_t));
+    if (u->sq)
+        munmap(u->sq, (size_t)u->sq_cap * sizeof(uint32_t));
     if (u->uffd >= 0)
         close(u->uffd);
     if (u->stopfd >= 0)
@@ -826,6 +1166,15 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     u->ra_max = cfg->readahead < 0 ? 0 : (unsigned)cfg->readahead;
     if (u->ra_max > u->budget / 8)
         u->ra_max = u->budget / 8;
+    if (u->ra_max > FILL_MAX - 1)
+        u->ra_max = FILL_MAX - 1;
+    /* a batch of evictions: 1/32 of the budget, at most a frontswap batch */
+    u->ebatch = u->budget / 32;
+    if (u->ebatch < 1)
+        u->ebatch = 1;
+    if (u->ebatch > EVICT_MAX)
+        u->ebatch = EVICT_MAX;
+    u->rbatch = u->ebatch / 32 ? u->ebatch / 32 : 1;
     int err = ENOMEM;
 
     char msg[256];
@@ -845,11 +1194,22 @@ uswap_t *uswap_open(const uswap_config_t *cfg)
     u->ring = map_zeroed((size_t)u->budget * sizeof(uint32_t) * 2);
     u->ext = map_zeroed(MAX_EXTENTS * sizeof(struct extent));
     u->bounce = map_zeroed(2 * PG);
-    if (!u->flags || !u->slot || !u->alloc_len || !u->ring || !u->ext || !u->bounce) {
+    u->fillbuf = map_zeroed((size_t)FILL_MAX * PG);
+    u->vict = map_zeroed(EVICT_SCRATCH);
+    u->hint = map_zeroed(npages);
+    u->slot_epoch = map_zeroed((size_t)u->budget * sizeof(uint64_t));
+    u->sq_cap = 2 * u->budget + FILL_MAX;
+    u->sq_keep = u->budget / 4 < SQ_KEEP ? u->budget / 4 : SQ_KEEP;
+    u->sq = map_zeroed((size_t)u->sq_cap * sizeof(uint32_t));
+    if (!u->flags || !u->slot || !u->alloc_len || !u->ring || !u->ext || !u->bounce ||
+        !u->fillbuf || !u->vict || !u->hint || !u->sq || !u->slot_epoch) {
         set_err("uswap_open: out of memory for the page tables");
         goto fail;
     }
     u->zero = u->bounce + PG;
+    u->vptr = (const void **)(u->vict + EVICT_MAX);
+    u->vres = (int *)(u->vptr + EVICT_MAX);
+    u->vflags = (uint8_t *)(u->vres + EVICT_MAX);
     u->free_slots = u->ring + u->budget;
     for (uint32_t s = 0; s < u->budget; s++) {
         u->ring[s] = NO_SLOT;
@@ -965,6 +1325,10 @@ void uswap_stats(uswap_t *u, uswap_stats_t *o)
     o->zero_evictions = LD(zero_evictions);
     o->lost = LD(lost);
     o->readaheads = LD(readaheads);
+    o->evict_batches = LD(evict_batches);
+    o->fill_runs = LD(fill_runs);
+    o->stream_evictions = LD(stream_evictions);
+    o->dirty_guesses = LD(dirty_guesses);
 #undef LD
     pthread_mutex_lock(&u->lock);
     o->resident = u->resident;

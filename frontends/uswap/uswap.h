@@ -6,29 +6,31 @@
  * uswap_open() maps an anonymous region of cfg.size bytes and registers it
  * with userfaultfd (missing and write-protect faults).  A handler thread
  * serves every fault; at most cfg.budget_pages pages of the region are
- * resident at once.  When a fault needs room, a cold page is evicted: it is
- * write-protected (the program cannot change it while it is copied), stored
- * through tmem_frontswap_store() or, when tmem refuses (or in writethrough
- * mode, as well), written to its slot of the swap file, then dropped
+ * resident at once.  When a fault needs room, a batch of cold pages is
+ * evicted, a run of neighbours at a time: write-protected (the program
+ * cannot change them while they are copied), stored through
+ * tmem_frontswap_store_pages() or, when tmem refuses (or in writethrough
+ * mode, as well), written to their slots of the swap file, then dropped
  * (MADV_DONTNEED).  A missing fault brings the page back from tmem, from the
  * swap file, or as zeros if it was never written.  Every page reads back
  * what was last written to it, whatever tmem accepted or refused; a page
  * that only tmem held and tmem lost (a load returning -EIO) is fatal and
  * reported loudly (uswap_config.on_lost).
  *
- * Replacement: FIFO by default, a clock on request.  User space cannot read
- * accessed bits, so the only references uswap sees are faults.  FIFO evicts
- * pages in the order they came in.  The clock (USWAP_CLOCK) sets a page's
- * referenced bit when it faults in and when the program writes it while it
- * is write-protected; the hand clears the bit and write-protects dirty
- * pages it passes, so that a page the program keeps writing gets a second
- * chance from its write-protect fault; a page only read is evicted after
- * one turn of the hand.  Measured on the examples and GNU sort
+ * Replacement.  User space cannot read accessed bits, so the only
+ * references uswap sees are faults.  Pages brought in by a sequential
+ * stream go first (a scan passes them once); then FIFO, the pages in the
+ * order they came in, or a clock on request (USWAP_CLOCK: a referenced bit
+ * set when a page faults in and when the program writes it while it is
+ * write-protected; the hand clears the bit and write-protects dirty pages
+ * it passes, so that a page the program keeps writing gets a second chance
+ * from its write-protect fault).  Measured on the examples and GNU sort
  * (docs/uswap.md), the clock's extra write-protect faults cost more than
  * the missing faults it saves, hence FIFO.  Pages brought back are mapped
  * write-protected and clean: if a valid copy still exists (tmem kept it,
  * or the swap file has it) and the program does not write the page,
- * evicting it costs no copy at all.
+ * evicting it costs no copy at all; a page the program wrote the last time
+ * it had it comes back writable instead (no write-protect fault).
  *
  * Needs root here: userfaultfd for unprivileged users is off
  * (/proc/sys/vm/unprivileged_userfaultfd = 0); uswap_open() fails with
@@ -54,6 +56,7 @@ extern "C" {
 typedef struct uswap uswap_t;
 
 enum { USWAP_FIFO = 0, USWAP_CLOCK = 1 };
+
 
 typedef struct uswap_config {
     size_t size;              /* region bytes, rounded up to pages (> 0) */
@@ -101,6 +104,12 @@ typedef struct uswap_stats {
     uint64_t zero_evictions;  /* of those, found all zeros (nothing stored) */
     uint64_t lost;            /* pages tmem lost (-EIO): each one is fatal */
     uint64_t readaheads;      /* pages brought in ahead of a fault (not in faults) */
+    uint64_t evict_batches;   /* eviction batches (evictions / this: pages per batch) */
+    uint64_t fill_runs;       /* runs brought in (faults + readaheads over this: pages per run) */
+    uint64_t stream_evictions; /* of evictions, pages a sequential stream had brought in
+                                  (taken first) */
+    uint64_t dirty_guesses;   /* read faults mapped writable and dirty: the page is one the
+                                 program writes (no write-protect fault to come) */
     uint64_t resident;        /* pages resident now */
     uint64_t budget;          /* the resident budget */
 } uswap_stats_t;

@@ -8,6 +8,11 @@
  *                      region 4x the budget: tmem that refuses (small
  *                      daemon), the swap file alone, writethrough, exclusive
  *                      loads, the clock, read-ahead; each asserts which paths were taken
+ *   batched_*          runs of neighbouring pages written, zeroed, read,
+ *                      swept and dirtied again, so that evictions go in
+ *                      batches of neighbours and faults bring runs in: every
+ *                      page reads back what was last written (tmem that
+ *                      refuses, exclusive loads, the swap file alone)
  *   threads            several threads faulting at once (with read-ahead)
  *   tenant_killed      a tenant SIGKILLed mid-run: the daemon and another
  *                      tenant go on, their data right
@@ -307,6 +312,268 @@ static void random_writethrough(void **state) { (void)state; random_mode(M_WRITE
 static void random_exclusive(void **state) { (void)state; random_mode(M_EXCLUSIVE); }
 static void random_clock(void **state) { (void)state; random_mode(M_CLOCK); }
 static void random_readahead(void **state) { (void)state; random_mode(M_READAHEAD); }
+
+/* ---- batched: runs of neighbours, against the model ---------------------------------- */
+
+#define B_RUN 64u               /* longest run an operation touches */
+
+/* Operations on runs of neighbouring pages, so that victims and faults come
+ * in runs: evictions go in batches of neighbours, fill runs bring several
+ * pages in at once. */
+static void batch_ops(struct work *w, size_t ops)
+{
+    tt_rng *r = &w->rng;
+    for (size_t i = 0; i < ops; i++) {
+        size_t p = tt_below(r, w->pages);
+        size_t n = 1 + tt_below(r, B_RUN);
+        if (p + n > w->pages)
+            n = w->pages - p;
+        size_t off = p * PGSZ, len = n * PGSZ;
+        unsigned k = (unsigned)tt_below(r, 100);
+        if (k < 25) {                                   /* a run written whole */
+            fill_random(r, w->model + off, len);
+            memcpy(w->reg + off, w->model + off, len);
+        } else if (k < 35) {                            /* a run of zeros */
+            memset(w->model + off, 0, len);
+            memset(w->reg + off, 0, len);
+        } else if (k < 70) {                            /* a run read */
+            check_range(w, off, len);
+        } else if (k < 78) {                            /* a long sweep (a stream) */
+            size_t m = 4 * B_RUN;
+            if (p + m > w->pages)
+                m = w->pages - p;
+            check_range(w, off, m * PGSZ);
+        } else if (k < 93) {                            /* some pages of a run dirtied */
+            for (size_t q = p; q < p + n; q += 1 + tt_below(r, 3)) {
+                size_t o = q * PGSZ + tt_below(r, PGSZ);
+                uint8_t v = (uint8_t)tt_next(r);
+                w->model[o] = v;
+                w->reg[o] = v;
+            }
+        } else if (k < 97) {                            /* a run discarded */
+            assert_int_equal(uswap_discard(w->u, w->reg + off, len), 0);
+            memset(w->model + off, 0, len);
+        } else {                                        /* scattered bytes */
+            for (int j = 0; j < 16; j++) {
+                size_t o = tt_below(r, w->pages * PGSZ);
+                if (w->reg[o] != w->model[o])
+                    check_range(w, o, 1);
+            }
+        }
+    }
+}
+
+enum { B_TMEM, B_EXCLUSIVE, B_NOTMEM };
+
+static void batched_mode(int mode)
+{
+    NEED_UFFD();
+    static const char *const small[] = { "--max-memory", "6M", NULL };
+    tmem_frontswap_t *fs = NULL;
+    if (mode != B_NOTMEM) {
+        start_daemon(small);
+        fs = tmem_frontswap_connect(g_d.sock, "uswap-batched",
+                                    mode == B_EXCLUSIVE ? 0 : TMEM_FRONTSWAP_KEEP_ON_LOAD);
+        assert_non_null(fs);
+    }
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)R_PAGES * PGSZ;
+    cfg.budget_pages = R_BUDGET;        /* batches of 32 victims */
+    cfg.fs = fs;
+    cfg.readahead = 32;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *model = malloc((size_t)R_PAGES * PGSZ);
+    assert_non_null(model);
+    struct work w;
+    work_init(&w, uswap_base(u), model, R_PAGES, u, g_seed + 100 + (uint64_t)mode, "batched");
+    work_fill(&w);
+    work_verify(&w);
+    batch_ops(&w, 6000);
+    work_verify(&w);
+    batch_ops(&w, 6000);
+    work_verify(&w);
+
+    static const char *names[] = { "batched tmem", "batched exclusive", "batched no-tmem" };
+    print_stats(names[mode], u);
+    uswap_stats_t s;
+    uswap_stats(u, &s);
+    print_message("%s: %llu evictions in %llu batches, %llu pages in %llu fill runs\n",
+                  names[mode], (unsigned long long)s.evictions,
+                  (unsigned long long)s.evict_batches,
+                  (unsigned long long)(s.faults + s.readaheads), (unsigned long long)s.fill_runs);
+    assert_true(s.resident <= R_BUDGET);
+    assert_int_equal(s.lost, 0);
+    assert_true(s.evictions > R_PAGES);
+    /* evictions went in batches (of stream pages up to budget / 32; of the
+     * ring's, smaller), faults brought runs in */
+    assert_true(s.evict_batches > 0 && s.evictions >= 3 * s.evict_batches);
+    assert_true(s.readaheads > 0);
+    assert_int_equal(s.fill_runs, s.faults);
+    assert_true(s.zero_evictions > 0 && s.clean_evictions > 0);
+    if (mode == B_NOTMEM) {
+        assert_int_equal(s.tmem_stores_ok + s.tmem_stores_refused + s.tmem_loads, 0);
+        assert_true(s.swap_writes > 0 && s.swap_reads > 0);
+    } else {
+        assert_true(s.tmem_stores_ok > 0 && s.tmem_loads > 0);
+        assert_true(s.tmem_stores_refused > 0);
+        assert_true(s.swap_writes >= s.tmem_stores_refused && s.swap_reads > 0);
+    }
+    uswap_close(u);
+    if (fs) {
+        tmem_frontswap_stats_t fst;
+        tmem_frontswap_stats(fs, &fst);
+        assert_int_equal(fst.lost, 0);
+        assert_int_equal(tmem_frontswap_curr_pages(fs), 0);
+        tmem_frontswap_close(fs);
+    }
+    free(model);
+}
+
+static void batched_tmem(void **state) { (void)state; batched_mode(B_TMEM); }
+static void batched_exclusive(void **state) { (void)state; batched_mode(B_EXCLUSIVE); }
+static void batched_no_tmem(void **state) { (void)state; batched_mode(B_NOTMEM); }
+
+/* ---- replacement: stream pages first, guessed writes ------------------------ */
+
+#define S_PAGES  4096u
+#define S_BUDGET 1024u
+#define S_HOT    768u           /* pages used at random: fit, with room to spare */
+#define S_STREAM 3000u          /* pages read once, in order */
+#define S_TOUCH  8              /* random hot accesses per stream page */
+
+/* A scan past a working set that fits must not push the working set out:
+ * the stream's pages go first.  Without it (FIFO), every hot page is
+ * evicted about every budget's worth of stream pages: thousands of faults
+ * more. */
+static void stream_pages_first(void **state)
+{
+    (void)state;
+    NEED_UFFD();
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)S_PAGES * PGSZ;
+    cfg.budget_pages = S_BUDGET;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *reg = uswap_base(u), *model = malloc((size_t)S_PAGES * PGSZ);
+    assert_non_null(model);
+    tt_rng r;
+    tt_seed(&r, g_seed);
+    /* everything written once, in a random order (no stream): the stream's
+     * pages and the hot ones */
+    uint32_t *order = malloc(S_PAGES * sizeof *order);
+    assert_non_null(order);
+    for (uint32_t i = 0; i < S_PAGES; i++)
+        order[i] = i;
+    for (uint32_t i = S_PAGES - 1; i > 0; i--) {
+        uint32_t j = (uint32_t)tt_below(&r, i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < S_PAGES; i++) {
+        size_t p = order[i];
+        fill_random(&r, model + p * PGSZ, 64);
+        memcpy(reg + p * PGSZ, model + p * PGSZ, 64);
+    }
+    /* the hot pages (the last ones), brought in at random */
+    size_t hot0 = S_PAGES - S_HOT;
+    for (size_t i = 0; i < S_PAGES; i++)
+        if (order[i] >= hot0)
+            assert_memory_equal(reg + order[i] * PGSZ, model + order[i] * PGSZ, 64);
+    free(order);
+    uswap_stats_t s0, s1;
+    uswap_stats(u, &s0);
+    for (size_t i = 0; i < S_STREAM; i++) {
+        assert_memory_equal(reg + i * PGSZ, model + i * PGSZ, 64);     /* the scan */
+        for (int k = 0; k < S_TOUCH; k++) {
+            size_t p = hot0 + tt_below(&r, S_HOT), off = p * PGSZ + tt_below(&r, 64);
+            if (tt_below(&r, 2)) {
+                uint8_t b = (uint8_t)tt_below(&r, 256);
+                model[off] = b;
+                reg[off] = b;
+            } else if (reg[off] != model[off]) {
+                fail_msg("page %zu: byte %zu is %u, wrote %u (seed %llu)", p, off % PGSZ,
+                         reg[off], model[off], (unsigned long long)g_seed);
+            }
+        }
+    }
+    uswap_stats(u, &s1);
+    uint64_t faults = s1.faults - s0.faults, streamed = s1.stream_evictions - s0.stream_evictions;
+    print_message("stream_pages_first: %llu faults for %u stream pages, %llu stream evictions\n",
+                  (unsigned long long)faults, S_STREAM, (unsigned long long)streamed);
+    /* one fault per stream page (but those resident already), and the hot
+     * pages stay (a few come back) */
+    assert_true(faults >= S_STREAM - S_BUDGET);
+    assert_true(faults < S_STREAM + S_HOT / 4);
+    assert_true(streamed > S_STREAM - S_BUDGET);
+    for (size_t p = 0; p < S_PAGES; p++)
+        if (memcmp(reg + p * PGSZ, model + p * PGSZ, 64) != 0)
+            fail_msg("page %zu differs at the end (seed %llu)", p, (unsigned long long)g_seed);
+    uswap_close(u);
+    free(model);
+}
+
+#define G_PAGES  64u
+#define G_BUDGET 8u
+
+/* A page the program writes whenever it has it comes back writable (no
+ * write-protect fault); one it only reads again is guessed at most three
+ * times, then comes back clean. */
+static void dirty_guesses(void **state)
+{
+    (void)state;
+    NEED_UFFD();
+    uswap_config_t cfg;
+    uswap_config_init(&cfg);
+    cfg.size = (size_t)G_PAGES * PGSZ;
+    cfg.budget_pages = G_BUDGET;
+    uswap_t *u = uswap_open(&cfg);
+    if (!u)
+        fail_msg("uswap_open: %s", uswap_last_error());
+    uint8_t *reg = uswap_base(u);
+    uint8_t model[G_PAGES];
+    for (size_t p = 0; p < G_PAGES; p++) {
+        model[p] = (uint8_t)(p + 1);
+        reg[p * PGSZ] = model[p];
+    }
+    /* read then write, every page, four rounds (each evicts every page) */
+    uswap_stats_t s0, s1, s2;
+    uswap_stats(u, &s0);
+    for (int round = 0; round < 4; round++)
+        for (size_t p = 0; p < G_PAGES; p++) {
+            assert_int_equal(reg[p * PGSZ], model[p]);
+            model[p] = (uint8_t)(model[p] * 3 + 1);
+            reg[p * PGSZ] = model[p];
+        }
+    uswap_stats(u, &s1);
+    uint64_t faults = s1.faults - s0.faults, wp = s1.wp_faults - s0.wp_faults;
+    print_message("dirty_guesses: written pages: %llu faults, %llu write-protect faults, "
+                  "%llu guesses\n", (unsigned long long)faults, (unsigned long long)wp,
+                  (unsigned long long)(s1.dirty_guesses - s0.dirty_guesses));
+    /* every page faults once a round (but those still resident from the
+     * writes before) */
+    assert_true(faults >= 4 * G_PAGES - 2 * G_BUDGET && faults <= 4 * G_PAGES);
+    assert_true(wp <= faults / 4 + G_BUDGET);   /* one in four residencies, about */
+    /* now only read: three more guesses per page at most, then clean */
+    for (int round = 0; round < 6; round++)
+        for (size_t p = 0; p < G_PAGES; p++)
+            assert_int_equal(reg[p * PGSZ], model[p]);
+    uswap_stats(u, &s2);
+    uint64_t guesses = s2.dirty_guesses - s1.dirty_guesses;
+    print_message("dirty_guesses: read-only pages: %llu faults, %llu guesses, %llu clean "
+                  "evictions\n", (unsigned long long)(s2.faults - s1.faults),
+                  (unsigned long long)guesses,
+                  (unsigned long long)(s2.clean_evictions - s1.clean_evictions));
+    assert_true(s2.faults - s1.faults >= 6 * G_PAGES - 2 * G_BUDGET);
+    assert_true(guesses <= 3 * G_PAGES);
+    assert_true(s2.clean_evictions - s1.clean_evictions >= 2 * G_PAGES);
+    assert_int_equal(s2.wp_faults, s1.wp_faults);
+    uswap_close(u);
+}
 
 /* ---- threads ------------------------------------------------------------------------ */
 
@@ -850,6 +1117,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(random_exclusive, stop_daemon),
         cmocka_unit_test_teardown(random_clock, stop_daemon),
         cmocka_unit_test_teardown(random_readahead, stop_daemon),
+        cmocka_unit_test_teardown(batched_tmem, stop_daemon),
+        cmocka_unit_test_teardown(batched_exclusive, stop_daemon),
+        cmocka_unit_test_teardown(batched_no_tmem, stop_daemon),
+        cmocka_unit_test(stream_pages_first),
+        cmocka_unit_test(dirty_guesses),
         cmocka_unit_test_teardown(threads, stop_daemon),
         cmocka_unit_test_teardown(tenant_killed, stop_daemon),
         cmocka_unit_test_setup_teardown(restart_state_file, window_mode, stop_daemon),
