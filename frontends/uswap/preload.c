@@ -22,7 +22,9 @@
  * while it works, always go to glibc.
  *
  * Fork: the region is not inherited (MADV_DONTFORK); in a child the shim
- * stops routing, and frees of region pointers are ignored there.  Children
+ * stops routing, and frees of region pointers are ignored there.  A child
+ * that touches the region dies of SIGSEGV after one line saying why (its
+ * SIGSEGV handler is set at fork, the program's own kept behind).  Children
  * that exec get the shim again (LD_PRELOAD is inherited) with their own
  * region; a kept swap file is named PATH.<pid> for that reason.
  */
@@ -41,6 +43,7 @@
 #include <unistd.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include "uswap.h"
 
@@ -164,10 +167,49 @@ static void print_stats(void)
         (void)!write(stats_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
+/* ---- a child after fork: the region is not there ---- */
+
+static uintptr_t child_lo, child_hi;    /* where the parent's region was */
+static struct sigaction child_prev_segv;
+
+/* An access to the parent's region in a child is a SIGSEGV (the region is
+ * MADV_DONTFORK): say why, then die of it as the program would.  Any other
+ * SIGSEGV goes to the handler the program had. */
+static void child_segv(int sig, siginfo_t *si, void *ctx)
+{
+    uintptr_t a = (uintptr_t)si->si_addr;
+    struct sigaction prev = child_prev_segv;
+    if (a >= child_lo && a < child_hi) {
+        static const char msg[] =
+            "tmem-uswap: a child forked from a program under tmem-uswap touched memory "
+            "the parent pages through tmem, which a child does not inherit: such a "
+            "program must exec after fork, or run without tmem-uswap\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        prev.sa_handler = SIG_DFL;      /* the access faults again and kills */
+        prev.sa_flags = 0;
+    }
+    if (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGSEGV, &dfl, NULL);
+        return;
+    }
+    if (prev.sa_flags & SA_SIGINFO)
+        prev.sa_sigaction(sig, si, ctx);
+    else
+        prev.sa_handler(sig);
+}
+
 static void child_after_fork(void)
 {
-    if (atomic_load(&state) == ST_ON)
+    if (atomic_load(&state) == ST_ON) {
         atomic_store(&state, ST_CHILD);
+        child_lo = (uintptr_t)uswap_base(U);
+        child_hi = child_lo + uswap_size(U);
+        struct sigaction sa = { .sa_sigaction = child_segv, .sa_flags = SA_SIGINFO };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &child_prev_segv);
+    }
     stats_fd = -1;
 }
 

@@ -1088,6 +1088,34 @@ static void shim_found(void **state)
     assert_non_null(strstr(out, "looked at /nonexistent/shim.so"));
 }
 
+/* A program that forks without exec: a child that keeps to its own memory
+ * works; one that touches the paged memory dies of SIGSEGV with a line
+ * saying why, never reads zeros; the parent goes on with its data. */
+static void shim_fork(void **state)
+{
+    (void)state;
+    NEED_UFFD();
+    char err[] = "/tmp/uswap-fork-err.XXXXXX";
+    int efd = mkstemp(err);
+    assert_true(efd >= 0);
+    close(efd);
+    char cmd[1024], out[256];
+    snprintf(cmd, sizeof cmd, "%s --no-tmem --budget 1M --threshold 64K -- %s 2>%s",
+             USWAP_LAUNCHER, USWAP_FORK_PROGRAM, err);
+    print_message("%s\n", cmd);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "fork-program: child 1 exit 0, child 2 SIGSEGV, data ok\n");
+    snprintf(cmd, sizeof cmd, "grep -c 'a child forked from a program under tmem-uswap "
+             "touched memory' %s", err);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "1\n");
+    unlink(err);
+    /* the same program unpaged: the second child reads the bytes */
+    snprintf(cmd, sizeof cmd, "%s", USWAP_FORK_PROGRAM);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "fork-program: child 1 exit 0, child 2 exit 0, data ok\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--tenant") == 0)
@@ -1129,6 +1157,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(lost_is_loud, window_mode, stop_daemon),
         cmocka_unit_test_teardown(shim_examples, stop_daemon),
         cmocka_unit_test_teardown(shim_gnu_sort, stop_daemon),
+        cmocka_unit_test(shim_fork),
     };
     /* the tests that run without it too */
     const struct CMUnitTest other_tests[] = {
