@@ -2,8 +2,8 @@
 /*
  * uuid.c - the canonical text form of a pool uuid (tmem.h).
  *
- * Xen's tools and Linux guests disagreed on byte order (tmem-reference
- * 4.4); tmem has one rule: the text lists the 16 bytes in order, and lo/hi
+ * Xen's tools and Linux guests disagreed on the byte order of a pool
+ * uuid; tmem has one rule: the text lists the 16 bytes in order, and lo/hi
  * are bytes 0-7 and 8-15 loaded little endian, as Linux built them from a
  * superblock's raw uuid.
  */

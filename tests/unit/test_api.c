@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_api.c - the client API and the semantic rules of architecture.md
- * section 4, each with its own test, plus bad input of every kind.  Built
+ * test_api.c - the client API and each of its semantic rules (the comments
+ * of include/tmem/tmem.h) with its own test, plus bad input of every kind.  Built
  * twice: test_api runs it on an in-process engine, test_api_daemon through
  * a real tmemd (host.h).
  */
