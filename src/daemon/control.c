@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/governor.h"
 #include "daemon/lend.h"
 
 #ifndef SO_PEERGROUPS
@@ -862,9 +863,14 @@ static int op_flush(struct ctl_conn *k, const struct tmw_ctl *r)
         /* the clients' shrinks are done (a report comes after them) */
         tmd_lend_refresh(k->d, TMD_CFG(k->d, shrink_deadline_ms) + 5000);
     }
-    tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %" PRIu64 " bytes; eviction "
-            "freed %" PRIu64 " frames; gave back %" PRIu64 " bytes", (unsigned)k->uid,
-            (int)k->pid, r->arg64, evicted, bytes);
+    char asked_s[32], back_s[32];
+    if (r->arg64 == UINT64_MAX)
+        snprintf(asked_s, sizeof(asked_s), "all");
+    else
+        tmd_fmt_bytes(asked_s, sizeof(asked_s), r->arg64);
+    tmd_log(LOG_INFO, "control: uid %u (pid %d) flushed: asked %s; eviction freed %" PRIu64
+            " frames; gave back %s", (unsigned)k->uid, (int)k->pid, asked_s, evicted,
+            tmd_fmt_bytes(back_s, sizeof(back_s), bytes));
     return send_data(k, &bytes, sizeof(bytes));
 }
 
