@@ -1615,7 +1615,8 @@ static void help_all(FILE *f)
             "The control tool of tmemd, the transcendent memory daemon (administrators:\n"
             "root, tmemd's user, or members of its admin_group).\n\n"
             "Options:\n"
-            "  --socket PATH   the control socket (default $TMEM_CONTROL_SOCKET, else %s)\n"
+            "  --socket PATH   the control socket (default $TMEM_CONTROL_SOCKET, else %s);\n"
+            "                  before or after the command\n"
             "  --help          this help\n"
             "  --version       the version\n\n"
             "Commands:\n", TMW_DEFAULT_CONTROL);
@@ -1640,6 +1641,37 @@ static int cmd_help(const struct cmd *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     return help_command(k, stdout);
+}
+
+/* The global --socket PATH (or --socket=PATH) may also come after the
+ * command, as in 'tmemctl stats --socket /run/t/control.sock': taken out of
+ * argv[1..] (up to a "--") before the command parses its own options.
+ * Returns the new argc, -1 if --socket has no path. */
+static int take_global_socket(int argc, char **argv)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--socket") == 0) {
+            if (i + 1 >= argc || !*argv[i + 1])
+                return -1;
+            sock = argv[++i];
+            continue;
+        }
+        if (strncmp(argv[i], "--socket=", 9) == 0) {
+            if (!argv[i][9])
+                return -1;
+            sock = argv[i] + 9;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    return out;
 }
 
 int main(int argc, char **argv)
@@ -1682,6 +1714,9 @@ int main(int argc, char **argv)
     }
     argc -= optind;
     argv += optind;
+    argc = take_global_socket(argc, argv);
+    if (argc < 0)
+        return usage_error(NULL, "--socket: needs a path");
     optind = 0;                         /* getopt starts over for the command */
     return c->run(c, argc, argv);
 }

@@ -481,6 +481,31 @@ static int stats_as(const td_t *d, gid_t gid, const gid_t *groups, size_t ngroup
     return rc;
 }
 
+/* --socket may come after the command too; without a path it is a usage
+ * error; after "--" it is the command's, not tmemctl's. */
+static void socket_after_command(void **state)
+{
+    (void)state;
+    td_t *d = &D0;
+    assert_int_equal(td_start(d, NULL), 0);
+    struct run r;
+    CTL_OK(NULL, &r, "stats", "--socket", d->ctl);
+    expect_in(r.out, "clients");
+    run_free(&r);
+    char eq[300];
+    snprintf(eq, sizeof(eq), "--socket=%s", d->ctl);
+    CTL_OK(NULL, &r, "list", eq);
+    run_free(&r);
+    /* the one after the command wins, as a later option does */
+    CTL_OK(NULL, &r, "--socket", "/nonexistent/control.sock", "stats", "--socket", d->ctl);
+    run_free(&r);
+    assert_int_equal(CTL(NULL, &r, "stats", "--socket"), 2);
+    expect_in(r.err, "--socket");
+    run_free(&r);
+    assert_int_equal(CTL(NULL, &r, "stats", "--socket", "/nonexistent/control.sock"), 1);
+    run_free(&r);
+}
+
 static void non_admin_refused(void **state)
 {
     (void)state;
@@ -990,6 +1015,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(commands_end_to_end, stop_daemons),
+        cmocka_unit_test_teardown(socket_after_command, stop_daemons),
         cmocka_unit_test_teardown(non_admin_refused, stop_daemons),
         cmocka_unit_test_teardown(admin_group_member_allowed, stop_daemons),
         cmocka_unit_test_teardown(malformed_messages, stop_daemons),
