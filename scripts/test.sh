@@ -43,8 +43,9 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DTMEM_WERROR=ON -DTMEM_B
       -DCMAKE_INSTALL_PREFIX="$PWD/build-release/prefix" >/dev/null
 cmake --build build-release -j"$jobs" >/dev/null
 ctest --test-dir build-release --output-on-failure -L quick -j"$jobs"
-cmake --install build-release >/dev/null
 prefix="$PWD/build-release/prefix"
+rm -rf "$prefix"        # what an earlier run installed is not this install's
+cmake --install build-release >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat > "$tmp/hello.c" <<'C'
