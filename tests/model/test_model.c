@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_model.c - model-based randomized test of the tmem semantics
- * (docs: include/tmem/tmem.h, architecture.md section 4).
+ * (docs: include/tmem/tmem.h).
  *
  * Several phases (codec LZ4 / ZSTD / none, dedup on / off / across clients,
  * shared-pool authorisation on / off, a default persistent cap), each a fresh
