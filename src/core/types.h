@@ -6,7 +6,8 @@
  * that eviction can work bottom up from an LRU list):
  *
  *   struct tmem          one engine: limit, frames, clients, shared pools
- *    +- tm_frames        the frame allocator: 4 KiB frames over one reserved mapping
+ *    +- tm_frames x2     the frame allocator: 4 KiB frames over one reserved mapping
+ *    |                   (one set for ephemeral data, one for persistent data)
  *    +- tmem_client      one client: up to 16 pool slots, settings, counters
  *    |   +- tm_store x2  where its data goes: a zalloc heap + a dedup table
  *    |                   (one for ephemeral pools, one for persistent ones)
@@ -26,12 +27,19 @@
  * The slab stripe lock (slab.c) is a leaf: taken under any of these, and
  * nothing is locked or allocated while it is held.
  *
- * The one exception is eviction, which starts from an LRU list and must reach
- * the bucket that owns the victim: it holds pool->lru_lock and only *tries*
- * bucket->lock, skipping the page if that fails.  It takes other clients'
- * locks with tryrdlock for the same reason.  No put holds a bucket lock while
- * it allocates memory that may evict (see page.c), so a put never waits for
- * itself.  Full discussion: docs/internals.md, "Locking".
+ * Three paths go against the order, and so only *try* the lock they lack:
+ *  - eviction (evict.c), which starts from an LRU list and must reach the
+ *    bucket that owns the victim: it holds pool->lru_lock and only tries
+ *    bucket->lock, skipping the page if that fails.  It holds
+ *    t->clients_lock for reading and only tries each client's lock
+ *    (tm_brlock_tryread) for the same reason;
+ *  - compaction (zalloc.c), which holds zclass->lock and tries the bucket or
+ *    dedup shard lock of a fragment's owner (tm_owner_trylock);
+ *  - making a dedup body (store.c, share_pgd), which holds the shard lock
+ *    and tries the bucket of the page that held the data alone.
+ * No put holds a bucket lock while it allocates memory that may evict (see
+ * page.c), so a put never waits for itself.  Full discussion:
+ * docs/internals.md, "Locking".
  */
 #ifndef TMEM_CORE_TYPES_H
 #define TMEM_CORE_TYPES_H
@@ -163,7 +171,7 @@ struct tm_frames {
 };
 
 /* ------------------------------------------------------------------------
- * Where a page's data lives (tm_loc) and dedup bodies (dedup.c)
+ * Where a page's data lives (tm_loc) and dedup bodies (store.c)
  * ---------------------------------------------------------------------- */
 enum tm_loc_kind {
     TM_LOC_NONE = 0,
