@@ -24,8 +24,9 @@
  * walks up from an LRU list, against the lock order (bucket -> lru), so it
  * holds pool->lru_lock and only *tries* the victim's bucket lock, skipping
  * up to TM_EVICT_SCAN busy pages.  The victim client is pinned with
- * tryrdlock on its lock (a client being closed, or creating or destroying a
- * pool, is skipped), so its pools cannot be freed under us.  Once the
+ * tm_brlock_tryread on its lock, which comes before clients_lock in the
+ * order (a client being closed, or creating or destroying a pool, is
+ * skipped), so its pools cannot be freed under us.  Once the
  * bucket is held the page is unlinked from the LRU, the lru_lock dropped,
  * the page unlinked from its object, the bucket unlocked, and the data freed
  * with no lock held.

@@ -40,12 +40,12 @@
  * memory grows or shrinks.
  *
  * Over an arena (arena.h) the memory is the owner's: a set's range is
- * mapped by the source at open, and frames are backed a unit (64 frames,
- * one word of a chunk's maps) at a time by asking the source (grow, with
- * no lock held: the word is marked `growing` meanwhile), and given back a
+ * mapped by the source at open, and frames are backed a unit (16, 32 or 64
+ * frames: the arena's unit_frames) at a time by asking the source (grow, with
+ * no lock held: the unit is marked `growing` meanwhile), and given back a
  * wholly free unit at a time (shrink).  There is no limit of the engine's
  * own and no huge chunks; units taken back by force are handled by
- * tmem_arena_revoked (evict.c) with every call on the client held off.
+ * tmem_arena_revoked (arena.c) with every call on the client held off.
  *
  * Lock order: one stripe lock at a time, except tm_frames_check, which takes
  * them in index order; lent_lock after a stripe lock.

@@ -31,7 +31,8 @@
  * dedup body's).  Moving it needs the owner's readers kept out: readers of a
  * pgd's loc hold its bucket lock, readers of a body's loc its dedup shard
  * lock.  Compaction holds the class lock and only *tries* those locks (they
- * come before the class lock in the lock order), skipping a busy owner.  A
+ * come before the class lock in the lock order), and stops at a busy owner
+ * or a fragment not owned yet (fragments moved already stay moved).  A
  * fragment is freed through its owner's loc, read again under the class
  * lock, so a move between a page's unlink and its free is harmless.
  *
