@@ -6,9 +6,10 @@
 #   src/core      the engine: its own headers and the public include/ only
 #   src/proto     the wire protocol: include/ only
 #   src/client    the client library: include/, src/client, src/proto
-#   src/daemon    tmemd: include/, src/daemon, src/proto
-#   src/ctl       tmemctl: include/, src/ctl, src/proto
-#   frontends/*   include/ and their own directory
+#   src/util      helpers the programs share (size.h): itself only
+#   src/daemon    tmemd: include/, src/daemon, src/proto, src/util
+#   src/ctl       tmemctl: include/, src/ctl, src/proto, src/util
+#   frontends/*   include/, their own directory, src/util
 #
 # A quoted include is resolved as the compiler would (the including file's
 # directory, then src/, then include/); an include that resolves into a
@@ -23,9 +24,10 @@ allowed() {     # part of the including file -> the parts it may include
     src/core)    echo "include src/core" ;;
     src/proto)   echo "include src/proto" ;;
     src/client)  echo "include src/client src/proto" ;;
-    src/daemon)  echo "include src/daemon src/proto" ;;
-    src/ctl)     echo "include src/ctl src/proto" ;;
-    frontends/*) echo "include $1" ;;
+    src/util)    echo "src/util" ;;
+    src/daemon)  echo "include src/daemon src/proto src/util" ;;
+    src/ctl)     echo "include src/ctl src/proto src/util" ;;
+    frontends/*) echo "include $1 src/util" ;;
     esac
 }
 

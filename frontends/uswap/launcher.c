@@ -15,12 +15,14 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "uswap.h"
+#include "util/size.h"
 
 /* The installed shim's directory: relative to the launcher's own (set by
  * frontends/uswap/CMakeLists.txt from the install's bindir and libdir), or
@@ -60,34 +62,11 @@ static const char usage[] =
 "                       there, 1 with the places looked at if not\n"
 "  -h, --help           this text\n"
 "  -V, --version        the version\n"
-"SIZE takes K, M, G suffixes (powers of 1024).\n"
+"SIZE takes K, M, G or T (powers of 1024), then B or iB if wanted: 256M, 4GiB.\n"
 "Limits: fork children do not inherit the region; mprotect of region memory\n"
 "to anything but read+write, and mremap with MREMAP_FIXED, are refused;\n"
 "programs that are statically linked, or bring their own allocator, are not\n"
 "paged (see docs/uswap.md).\n";
-
-static int parse_size(const char *s, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-')
-        return -1;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end || (shift && v > (~0ull >> shift)))
-        return -1;
-    *out = v << shift;
-    return 0;
-}
 
 static int bad_usage(const char *fmt, const char *arg)
 {
@@ -173,7 +152,7 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    unsigned long long v;
+    uint64_t v;
     int c;
     char shim[PATH_MAX], tried[2 * PATH_MAX + 64];
     /* '+': options stop at the program's name */
@@ -182,7 +161,7 @@ int main(int argc, char **argv)
         case O_BUDGET:
         case O_REGION:
         case O_THRESHOLD:
-            if (parse_size(optarg, &v) < 0 || v == 0)
+            if (tmu_parse_size(optarg, &v) != 0 || v == 0)
                 return bad_usage("not a size: '%s'", optarg);
             if (c == O_BUDGET && v < 4096)
                 return bad_usage("--budget %s: less than one page", optarg);

@@ -46,6 +46,7 @@
 #include <signal.h>
 
 #include "uswap.h"
+#include "util/size.h"
 
 /* The interposed functions; preload.map lists the same names, the only
  * symbols the shim exports (its copy of libtmem stays its own). */
@@ -79,35 +80,13 @@ static void say(const char *fmt, ...)
         (void)!write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    case 't': case 'T': v <<= 40; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
 static size_t env_size(const char *name, size_t dflt)
 {
     const char *v = getenv(name);
-    size_t n;
+    uint64_t n;
     if (!v || !*v)
         return dflt;
-    if (parse_size(v, &n) < 0) {
+    if (tmu_parse_size(v, &n) != 0 || n > SIZE_MAX) {
         say("tmem-uswap: %s=%s is not a size\n", name, v);
         _exit(127);
     }

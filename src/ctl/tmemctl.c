@@ -33,6 +33,7 @@
 
 #include "ctl/ctl_client.h"
 #include "tmem/tmem.h"
+#include "util/size.h"
 
 #define EXIT_USAGE 2
 
@@ -139,35 +140,15 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-/* "4096", "64K", "64M", "1G", "2T" (binary multiples; "KiB", "MB" too). */
+/* A size in the grammar of util/size.h ("4096", "64K", "1G", "2TiB", "64MB"),
+ * or "all" (UINT64_MAX). */
 static bool parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
-        return false;
-    if (strcmp(s, "all") == 0) {
+    if (s && strcmp(s, "all") == 0) {
         *out = UINT64_MAX;
         return true;
     }
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return false;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    }
-    if (shift && *end == 'i')
-        end++;
-    if (*end == 'b' || *end == 'B')
-        end++;
-    if (*end || (shift && v > (UINT64_MAX >> shift)))
-        return false;
-    *out = (uint64_t)v << shift;
-    return true;
+    return tmu_parse_size(s, out) == 0;
 }
 
 /* "12.3 MiB" (compact: "12.3M") into buf. */

@@ -35,6 +35,7 @@
 #include "daemon/daemon.h"
 #include "daemon/governor.h"
 #include "daemon/lend.h"
+#include "util/size.h"
 
 #define MiB (1ull << 20)
 #define TMD_CONFIG_MAX   (1 * MiB)     /* the largest configuration file */
@@ -160,34 +161,9 @@ int tmd_parse_size(const char *s, uint64_t *bytes, double *pct)
             *bytes = 0;
         return 0;
     }
-    uint64_t v = 0;
-    for (const char *q = s; q < p; q++) {
-        unsigned digit = (unsigned)(*q - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    /* an optional unit: K, M, G or T (binary), then an optional "iB" or "B" */
-    unsigned shift = 0;
-    switch (tolower((unsigned char)*p)) {
-    case 'k': shift = 10; break;
-    case 'm': shift = 20; break;
-    case 'g': shift = 30; break;
-    case 't': shift = 40; break;
-    default: break;
-    }
-    if (shift)
-        p++;
-    if (shift && tolower((unsigned char)p[0]) == 'i' && tolower((unsigned char)p[1]) == 'b')
-        p += 2;
-    else if (tolower((unsigned char)*p) == 'b')
-        p++;
-    if (*p != '\0')
+    /* a size: the grammar every program shares (src/util/size.h) */
+    if (tmu_parse_size(s, bytes) != 0)
         return -1;
-    if (shift && v > (UINT64_MAX >> shift))
-        return -1;
-    if (bytes)
-        *bytes = v << shift;
     if (pct)
         *pct = 0;
     return 0;

@@ -114,7 +114,9 @@ const char *tmd_file_kind(unsigned mode);
 /* bytes as "1000 TiB", "23.5 GiB", "512 MiB": in the largest binary unit it
  * fills, with one decimal unless whole. */
 void tmd_format_size(char *out, size_t len, uint64_t bytes);
-/* "512M", "4G", "1048576", "25%" (pct set, bytes 0).  0 or -1. */
+/* A size in the grammar of util/size.h ("512M", "4GiB", "1048576"; pct set
+ * to 0), or a percentage with an optional fraction ("25%", "12.5%": pct set,
+ * bytes 0; refused when pct is NULL).  0 or -1. */
 int  tmd_parse_size(const char *s, uint64_t *bytes, double *pct);
 extern const char tmd_default_config[];  /* the embedded default, as INI text */
 /* The keys one by one: how many; key i's "section.key" into out (NULL past
