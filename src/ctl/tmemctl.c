@@ -346,7 +346,7 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     json_object_set_new(o, "parked", json_boolean(c->parked));
     json_object_set_new(o, "frozen", json_boolean(i->frozen));
     json_object_set_new(o, "weight", json_integer(i->weight));
-    json_object_set_new(o, "cap", json_integer((json_int_t)i->cap));
+    json_object_set_new(o, "cap_pages", json_integer((json_int_t)i->cap));
     json_object_set_new(o, "compress", json_string(codec_name(i->compress)));
     json_object_set_new(o, "pools", json_integer(i->nr_pools));
 #define NUM(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
@@ -357,7 +357,7 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     NUM("gets", i->gets);
     NUM("gets_hit", i->gets_hit);
     NUM("flushes", i->flushes);
-    NUM("evicted", i->evicted);
+    NUM("evicted_pages", i->evicted);
     NUM("refused_nomem", i->refused_nomem);
     NUM("refused_quota", i->refused_quota);
     NUM("refused_frozen", i->refused_frozen);
@@ -388,6 +388,28 @@ static json_t *client_json(const struct tmw_ctl_client *c)
     json_object_set_new(o, "hit_pct", json_real(hit_pct(i->gets_hit, i->gets)));
     json_object_set_new(o, "compression_ratio", json_real(comp_ratio(i)));
     return o;
+}
+
+/* The version of tmemctl's JSON documents: every --json output is one
+ * object whose first member is "schema"; it goes up when a member is
+ * renamed or removed or changes meaning (adding one does not). */
+#define TMEMCTL_JSON_SCHEMA 1
+
+static int print_json(json_t *j);
+
+/* Prints {"schema": N, member: payload}, or payload's own members after
+ * "schema" when member is NULL (payload an object). */
+static int print_json_doc(const char *member, json_t *payload)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "schema", json_integer(TMEMCTL_JSON_SCHEMA));
+    if (member) {
+        json_object_set_new(doc, member, payload);
+    } else {
+        json_object_update(doc, payload);
+        json_decref(payload);
+    }
+    return print_json(doc);
 }
 
 static int print_json(json_t *j)
@@ -495,7 +517,7 @@ static int print_by_cgroup(struct tmw_ctl_client *cl, size_t n, bool json)
         }
     }
     if (json)
-        return print_json(a);
+        return print_json_doc("cgroups", a);
     if (n == 0)
         puts("no clients");
     return 0;
@@ -564,7 +586,7 @@ static int cmd_list(const struct cmd *c, int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             json_array_append_new(a, client_json(&cl[i]));
         free(cl);
-        return print_json(a);
+        return print_json_doc("clients", a);
     }
     if (n == 0)
         puts("no clients");
@@ -590,11 +612,11 @@ static json_t *stats_json(const struct tmw_ctl_stats *s)
     NUM(o, "requests", s->requests);
     NUM(o, "worker_sleeps", s->worker_sleeps);
     NUM(o, "ctl_refused", s->ctl_refused);
-    NUM(o, "gov_limit", s->gov_limit);
-    NUM(o, "gov_max", s->gov_max);
-    NUM(o, "gov_reserve", s->gov_reserve);
-    NUM(o, "gov_mem_available", s->gov_mem_available);
-    json_object_set_new(o, "gov_psi_some_avg10",
+    NUM(o, "gov_limit_bytes", s->gov_limit);
+    NUM(o, "gov_max_bytes", s->gov_max);
+    NUM(o, "gov_reserve_bytes", s->gov_reserve);
+    NUM(o, "gov_mem_available_bytes", s->gov_mem_available);
+    json_object_set_new(o, "gov_psi_some_avg10_pct",
                         json_real((double)s->gov_psi_some_avg10_x100 / 100.0));
     NUM(o, "gov_shrinks", s->gov_shrinks);
     NUM(o, "gov_grows", s->gov_grows);
@@ -714,7 +736,7 @@ static int cmd_stats(const struct cmd *c, int argc, char **argv)
     if (rc < 0)
         return report(c->name, rc, NULL);
     if (json)
-        return print_json(stats_json(&s));
+        return print_json_doc(NULL, stats_json(&s));
     print_stats(&s);
     return 0;
 }
@@ -860,7 +882,7 @@ static int cmd_config(const struct cmd *c, int argc, char **argv)
                 json_object_set_new(obj, v[i].key, k);
             }
             free(v);
-            return print_json(obj);
+            return print_json_doc("keys", obj);
         }
         for (size_t i = 0; i < n; i++) {
             char b[24] = "";

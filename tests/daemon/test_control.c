@@ -247,7 +247,9 @@ static void commands_end_to_end(void **state)
 
     /* list --json: every figure */
     CTL_OK(d, &r, "list", "--json");
-    json_t *j = parse_json(r.out);
+    json_t *doc = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(doc, "schema")), 1);
+    json_t *j = json_object_get(doc, "clients");
     assert_true(json_is_array(j));
     assert_int_equal(json_array_size(j), 2);
     size_t i;
@@ -273,7 +275,7 @@ static void commands_end_to_end(void **state)
         }
     }
     assert_int_equal(seen, 3);
-    json_decref(j);
+    json_decref(doc);
     run_free(&r);
 
     /* list -l: the tmem-list text with the long keys */
@@ -299,7 +301,9 @@ static void commands_end_to_end(void **state)
     run_free(&r);
     CTL_OK(d, &r, "stats", "--json");
     j = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(j, "schema")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "connections")), 2);
+    assert_true(json_integer_value(json_object_get(j, "gov_limit_bytes")) > 0);
     assert_true(json_is_true(json_object_get(j, "lending")));
     assert_true(json_integer_value(json_object_get(j, "lent_bytes_persistent")) > 0);
     assert_true(json_integer_value(json_object_get(j, "lend_grown")) >= 2);

@@ -602,7 +602,7 @@ static void config_set_refusals(void **state)
     expect_in(r.out, "# restart to change");
     expect_in(r.out, "memory.uid_persistent_max = 25% (16 MiB)\n");
     assert_int_equal(CTL(d, &r, "config", "get", "--json", "memory.max_memory"), 0);
-    expect_in(r.out, "\"memory.max_memory\"");
+    expect_in(r.out, "\"schema\": 1,\n  \"keys\": {\n    \"memory.max_memory\"");
     expect_in(r.out, "\"live\": true");
     expect_in(r.out, "\"bytes\": 67108864");
     assert_int_equal(td_stop(d), 0);
@@ -764,7 +764,7 @@ static void cgroup_of_own_clients(void **state)
         sum += cl[i].held_bytes;
     free(cl);
     assert_int_equal(CTL(d, &r, "list", "--by", "cgroup", "--json"), 0);
-    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n    \"clients\": 2", ca.cgroup);
+    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n      \"clients\": 2", ca.cgroup);
     expect_in(r.out, want);
     snprintf(want, sizeof(want), "\"held_bytes\": %llu", (unsigned long long)sum);
     expect_in(r.out, want);
@@ -877,9 +877,9 @@ static void cgroup_two_clients(void **state)
     assert_true(in.held_bytes >= 100 * PG);
     assert_true(out.held_bytes >= 200 * PG);
     /* one entry per cgroup, each with its client and its bytes */
-    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n    \"clients\": 1", in.cgroup);
+    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n      \"clients\": 1", in.cgroup);
     expect_in(r.out, want);
-    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n    \"clients\": 1", out.cgroup);
+    snprintf(want, sizeof(want), "\"cgroup\": \"%s\",\n      \"clients\": 1", out.cgroup);
     expect_in(r.out, want);
     snprintf(want, sizeof(want), "\"held_bytes\": %llu", (unsigned long long)in.held_bytes);
     expect_in(r.out, want);
