@@ -64,8 +64,8 @@ static void usage(FILE *f)
 "\n"
 "It runs in the foreground and logs to stderr.  Stop it with SIGTERM; SIGHUP\n"
 "reads the configuration file again (the keys that can change while it runs:\n"
-"docs/configuration.md; tmemctl config set changes one).\n"
-"Configuration keys: docs/configuration.md; protocol: docs/protocol.md.\n");
+"tmemd.conf(5); tmemctl config set changes one).\n"
+"More: man tmemd, man tmemd.conf (every configuration key), man tmemctl.\n");
 }
 
 /* The command line's settings, kept for every reload (tmd_reload puts
