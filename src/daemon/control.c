@@ -708,11 +708,14 @@ static int op_set_uid(struct ctl_conn *k, const struct tmw_ctl *r)
     if (r->arg64 > TMD_CFG(k->d, max_memory))
         return -EINVAL;
     int rc = tmd_uid_set_pers_max(k->d, r->uid, r->arg64, reset);
-    if (rc == 0)
-        tmd_log(LOG_INFO, "control: uid %u (pid %d) set uid %u's persistent share to %" PRIu64
-                " MiB%s", (unsigned)k->uid, (int)k->pid, (unsigned)r->uid,
-                tmd_uid_pers_max(k->d, r->uid) >> 20,
-                reset ? " (the default)" : r->arg64 ? "" : " (no bound)");
+    if (rc == 0) {
+        uint64_t now = tmd_uid_pers_max(k->d, r->uid);
+        char b[32];
+        tmd_log(LOG_INFO, "control: uid %u (pid %d) set uid %u's persistent share to %s%s",
+                (unsigned)k->uid, (int)k->pid, (unsigned)r->uid,
+                now ? tmd_fmt_bytes(b, sizeof(b), now) : "no bound",
+                reset ? " (the default)" : "");
+    }
     return rc;
 }
 

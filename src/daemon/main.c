@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "daemon/daemon.h"
+#include "daemon/governor.h"
 #include "daemon/lend.h"
 
 /* The configuration file read when no --config is given, if it exists:
@@ -297,8 +298,9 @@ int main(int argc, char **argv)
     d.cfg.engine.max_bytes = d.cfg.max_memory;
     d.engine = tmem_open(&d.cfg.engine);
     if (!d.engine) {
-        tmd_log(LOG_ERR, "cannot open the engine (max_memory %llu bytes): %s",
-                (unsigned long long)d.cfg.max_memory, strerror(errno));
+        char b[32];
+        tmd_log(LOG_ERR, "cannot open the engine (max_memory %s): %s",
+                tmd_fmt_bytes(b, sizeof(b), d.cfg.max_memory), strerror(errno));
         return 1;
     }
     /* the state file's clients are parked before any connection can come,
