@@ -614,7 +614,13 @@ int tmd_lend_open(struct tmd *d, const struct tmd_lend_hello *hi, struct tmw_hel
         return -EPROTO;
     }
     l->share_fd = dup(hi->share_fd);
-    uint64_t size = (TMD_CFG(d, max_memory) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    /* as large as max_memory may become while the daemon runs (the grants
+     * are bounded by the limit, not by this): a raise serves the clients
+     * connected before it too */
+    uint64_t most = TMD_CFG(d, max_memory);
+    if (d->max_memory_room > most)
+        most = d->max_memory_room;
+    uint64_t size = (most + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
         if (hi->adopt) {
