@@ -718,17 +718,26 @@ static void print_stats(const struct tmw_ctl_stats *s)
         printf("%-14s off\n", "metrics");
 }
 
-static int cmd_stats(const struct cmd *c, int argc, char **argv)
+/* The options of a command that takes --json and --help alone: *json,
+ * and opts_done's answer for min..max operands. */
+static int json_opts(const struct cmd *c, int argc, char **argv, bool *json, int min, int max)
 {
     static const struct option longs[] = { { "json", no_argument, NULL, 'j' }, HELP_OPT, { 0 } };
-    bool json = false, help = false;
+    bool help = false;
     int o;
+    *json = false;
     while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
         switch (o) {
-        case 'j': json = true; break;
+        case 'j': *json = true; break;
         case 'h': help = true; break;
         }
-    int st = opts_done(c, o, help, argc - optind, 0, 0);
+    return opts_done(c, o, help, argc - optind, min, max);
+}
+
+static int cmd_stats(const struct cmd *c, int argc, char **argv)
+{
+    bool json;
+    int st = json_opts(c, argc, argv, &json, 0, 0);
     if (st >= 0)
         return st;
     struct tmw_ctl_stats s;
@@ -844,15 +853,8 @@ static int cmd_set_uid(const struct cmd *c, int argc, char **argv)
 /* ---- config ---- */
 static int cmd_config(const struct cmd *c, int argc, char **argv)
 {
-    static const struct option longs[] = { { "json", no_argument, NULL, 'j' }, HELP_OPT, { 0 } };
-    bool json = false, help = false;
-    int o;
-    while ((o = next_opt(argc, argv, "h", longs)) != -1 && o != '?')
-        switch (o) {
-        case 'j': json = true; break;
-        case 'h': help = true; break;
-        }
-    int st = opts_done(c, o, help, argc - optind, 1, 3);
+    bool json;
+    int st = json_opts(c, argc, argv, &json, 1, 3);
     if (st >= 0)
         return st;
     const char *what = argv[optind];

@@ -1103,26 +1103,9 @@ static int check_next(struct tmd *d, const struct tmd_config *next, char *why, s
 /* Sets the limit (limit_lock held), logs what it cost. */
 static void set_limit(struct tmd *d, uint64_t to, const char *why)
 {
-    uint64_t from = atomic_load(&d->gov.limit);
-    tmem_stats_t before, after;
-    tmem_stats_get(d->engine, &before);
-    int rc = tmd_lend_set_limit(d, to);
-    tmem_stats_get(d->engine, &after);
-    atomic_store(&d->gov.limit, to);
-    char a[32], b[32], extra[96] = "";
-    uint64_t evicted = after.evictions - before.evictions;
-    uint64_t released = after.relinquished_frames - before.relinquished_frames;
-    if (evicted || released)
-        snprintf(extra, sizeof(extra), " (evicted %" PRIu64 " pages, released %" PRIu64
-                 " frames)", evicted, released);
-    tmd_log(LOG_INFO, "configuration: limit %s -> %s: %s%s", tmd_fmt_bytes(a, sizeof(a), from),
-            tmd_fmt_bytes(b, sizeof(b), to), why, extra);
-    if (rc == -ENOMEM)
-        tmd_log(LOG_WARNING, "configuration: persistent data alone exceeds the limit %s: puts "
-                "are refused until clients flush", tmd_fmt_bytes(b, sizeof(b), to));
-    else if (rc < 0)
-        tmd_log(LOG_ERR, "configuration: setting the limit to %s failed: %s",
-                tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
+    uint64_t evicted, released;
+    tmd_set_limit_logged(d, atomic_load(&d->gov.limit), to, "configuration", why, &evicted,
+                         &released);
 }
 
 /* Applies the live keys of next that differ from the configuration in

@@ -268,34 +268,43 @@ static void gather(struct tmd *d, struct tmd_gov_input *in, const tmem_stats_t *
     in->step_pct = cfg->shrink_step_pct;
 }
 
-/* Sets the limit, counts what it evicted and released, logs. */
-static void apply(struct tmd *d, uint64_t from, uint64_t to, const char *why)
+/* Sets the limit to `to` (limit_lock held) and logs it under who, with
+ * what it evicted and released (*evicted, *released). */
+void tmd_set_limit_logged(struct tmd *d, uint64_t from, uint64_t to, const char *who,
+                          const char *why, uint64_t *evicted, uint64_t *released)
 {
     tmem_stats_t before, after;
     tmem_stats_get(d->engine, &before);
     int rc = tmd_lend_set_limit(d, to);
     tmem_stats_get(d->engine, &after);
-    uint64_t evicted = after.evictions - before.evictions;
-    uint64_t released = after.relinquished_frames - before.relinquished_frames;
+    *evicted = after.evictions - before.evictions;
+    *released = after.relinquished_frames - before.relinquished_frames;
     atomic_store(&d->gov.limit, to);
+    char a[32], b[32], extra[96] = "";
+    if (*evicted || *released)
+        snprintf(extra, sizeof(extra), " (evicted %" PRIu64 " pages, released %" PRIu64
+                 " frames)", *evicted, *released);
+    tmd_log(LOG_INFO, "%s: limit %s -> %s: %s%s", who, tmd_fmt_bytes(a, sizeof(a), from),
+            tmd_fmt_bytes(b, sizeof(b), to), why, extra);
+    if (rc == -ENOMEM)
+        tmd_log(LOG_WARNING, "%s: persistent data alone exceeds the limit %s: puts are "
+                "refused until clients flush", who, tmd_fmt_bytes(b, sizeof(b), to));
+    else if (rc < 0)
+        tmd_log(LOG_ERR, "%s: setting the limit to %s failed: %s", who,
+                tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
+}
+
+/* Sets the limit and counts the change and its cost. */
+static void apply(struct tmd *d, uint64_t from, uint64_t to, const char *why)
+{
+    uint64_t evicted, released;
+    tmd_set_limit_logged(d, from, to, "governor", why, &evicted, &released);
     atomic_fetch_add(&d->gov.pages_evicted, evicted);
     atomic_fetch_add(&d->gov.pages_released, released);
     if (to < from)
         atomic_fetch_add(&d->gov.shrinks, 1);
     else if (to > from)
         atomic_fetch_add(&d->gov.grows, 1);
-    char a[32], b[32], extra[96] = "";
-    if (evicted || released)
-        snprintf(extra, sizeof(extra), " (evicted %" PRIu64 " pages, released %" PRIu64
-                 " frames)", evicted, released);
-    tmd_log(LOG_INFO, "governor: limit %s -> %s: %s%s", tmd_fmt_bytes(a, sizeof(a), from),
-            tmd_fmt_bytes(b, sizeof(b), to), why, extra);
-    if (rc == -ENOMEM)
-        tmd_log(LOG_WARNING, "governor: persistent data alone exceeds the limit %s: puts are "
-                "refused until clients flush", tmd_fmt_bytes(b, sizeof(b), to));
-    else if (rc < 0)
-        tmd_log(LOG_ERR, "governor: setting the limit to %s failed: %s",
-                tmd_fmt_bytes(b, sizeof(b), to), tmem_strerror(rc));
 }
 
 /* One interval: read, decide, apply (limit_lock held: the limit and the

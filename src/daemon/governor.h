@@ -74,5 +74,9 @@ uint64_t tmd_governor_first(const struct tmd_gov_input *in, char *why, size_t wh
 
 /* "512 MiB", "1.5 GiB", "12 KiB", "100 B" into buf (at least 16 bytes). */
 const char *tmd_fmt_bytes(char *buf, size_t len, uint64_t bytes);
+/* Sets d's limit from `from` to `to` (limit_lock held) and logs it as who
+ * ("governor", "configuration") with what it evicted and released. */
+void tmd_set_limit_logged(struct tmd *d, uint64_t from, uint64_t to, const char *who,
+                          const char *why, uint64_t *evicted, uint64_t *released);
 
 #endif /* TMEM_DAEMON_GOVERNOR_H */
